@@ -1,0 +1,131 @@
+package pubsub
+
+import (
+	"context"
+	"time"
+)
+
+// Priority is a message's or queue's delivery priority: higher first.
+type Priority int
+
+const (
+	// PriorityNormal is the default priority.
+	PriorityNormal Priority = 0
+	// PriorityHigh is the priority of the seed's high-priority queues
+	// (rollback_triggers_queue).
+	PriorityHigh Priority = 10
+)
+
+// QueueSpec declares a queue to a backend. Backends that need storage per
+// queue (NATS streams, rows in quantum_flow_queues) create it; declaring an
+// existing queue again updates its settings.
+type QueueSpec struct {
+	// Name is the queue name, e.g. "proposals_for_consensus_queue".
+	Name string
+	// Priority is the default priority of messages published to the queue
+	// without one of their own. Defaults to PriorityNormal.
+	Priority Priority
+	// MaxRetries is informational for backends (the middleware enforces
+	// it); shown in queue listings. Defaults to 3.
+	MaxRetries int
+	// RetryDelay is informational as MaxRetries. Defaults to 1s.
+	RetryDelay time.Duration
+}
+
+// QueueInfo describes a known queue.
+type QueueInfo struct {
+	Name       string        `json:"name"`
+	Priority   Priority      `json:"priority"`
+	MaxRetries int           `json:"max_retries"`
+	RetryDelay time.Duration `json:"retry_delay_ns"`
+	CreatedAt  time.Time     `json:"created_at,omitzero"`
+}
+
+// QueueStats is a snapshot of one queue. Counts are exact at the time of
+// the snapshot; what a consumer then receives matches them.
+type QueueStats struct {
+	Queue string `json:"queue"`
+	// Pending counts messages ready to be delivered now.
+	Pending int64 `json:"pending"`
+	// InFlight counts messages delivered and not yet acked or nacked.
+	InFlight int64 `json:"in_flight"`
+	// Scheduled counts messages waiting for a delayed retry.
+	Scheduled int64 `json:"scheduled"`
+	// DeadLetters counts dead letters whose original queue is this one.
+	DeadLetters int64 `json:"dead_letters"`
+	// OldestPendingAge is the age of the oldest pending message; zero when
+	// none is pending.
+	OldestPendingAge time.Duration `json:"oldest_pending_age_ns"`
+	// Counters holds backend-kept counters (published, acked, nacked,
+	// dead-lettered, ...) and health figures (dead tuples, oldest open
+	// transaction age in seconds, ...). Keys depend on the backend.
+	Counters map[string]int64 `json:"counters,omitempty"`
+}
+
+// PendingMessage is a message waiting in a queue.
+type PendingMessage struct {
+	ID        string            `json:"id"`
+	Queue     string            `json:"queue"`
+	CreatedAt time.Time         `json:"created_at"`
+	Attempts  int               `json:"attempts"`
+	Priority  Priority          `json:"priority"`
+	Payload   []byte            `json:"payload"`
+	Metadata  map[string]string `json:"metadata,omitempty"`
+	// AvailableAt is when a message waiting for a retry becomes
+	// deliverable; zero when it already is.
+	AvailableAt time.Time `json:"available_at,omitzero"`
+}
+
+// DeadLetter is a message that failed max_retries retries (or failed
+// permanently) and was moved out of its queue.
+type DeadLetter struct {
+	ID             string            `json:"id"`
+	Queue          string            `json:"queue"`
+	Payload        []byte            `json:"payload"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+	Error          string            `json:"error"`
+	Attempts       int               `json:"attempts"`
+	Handler        string            `json:"handler,omitempty"`
+	Service        string            `json:"service,omitempty"`
+	FirstFailureAt time.Time         `json:"first_failure_at,omitzero"`
+	LastFailureAt  time.Time         `json:"last_failure_at,omitzero"`
+	CreatedAt      time.Time         `json:"created_at"`
+}
+
+// DeadLetterQuery selects dead letters. The zero value selects all of them.
+type DeadLetterQuery struct {
+	// Queue restricts to dead letters from this original queue.
+	Queue string
+	// IDs restricts to these dead-letter ids (which are the ids the
+	// messages had in their queue).
+	IDs []string
+	// Limit caps how many are listed; 0 means the backend's default (100)
+	// for listing and no cap for retry and purge.
+	Limit int
+}
+
+// Admin is the seed's monitoring and dead-letter API. Every backend
+// implements it with the same meaning.
+type Admin interface {
+	// Init creates or upgrades the backend's storage. It is idempotent and
+	// safe to run from several processes at once.
+	Init(ctx context.Context) error
+	// DeclareQueue creates or updates a queue.
+	DeclareQueue(ctx context.Context, spec QueueSpec) error
+	// ListQueues lists known queues, ordered by name.
+	ListQueues(ctx context.Context) ([]QueueInfo, error)
+	// Stats returns a snapshot of one queue. An unknown queue is
+	// ErrQueueNotFound.
+	Stats(ctx context.Context, queue string) (QueueStats, error)
+	// ListPending lists up to limit messages of a queue in delivery order
+	// (priority first, then oldest); limit <= 0 means 100.
+	ListPending(ctx context.Context, queue string, limit int) ([]PendingMessage, error)
+	// ListDeadLetters lists dead letters, newest first.
+	ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error)
+	// RetryDeadLetters moves the selected dead letters back onto their
+	// queues with attempts reset, and returns how many moved.
+	RetryDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error)
+	// PurgeDeadLetters deletes the selected dead letters and returns how
+	// many were deleted.
+	PurgeDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error)
+}

@@ -1,0 +1,265 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// Driver is what a backend package implements. Users never see it: they
+// get a *Backend, which wraps the driver and adds what is written once for
+// every backend (validation, capability checks, idempotent Close).
+type Driver interface {
+	Admin
+	// Publisher returns the backend's publisher. Publish with several
+	// messages should write them as one batch where the backend can.
+	Publisher() message.Publisher
+	// Subscriber returns the backend's subscriber. Every Subscribe call on
+	// a queue competes with the others for its messages.
+	Subscriber() message.Subscriber
+	// Capabilities returns what this driver, as configured, can do.
+	Capabilities() Capabilities
+	// Close releases the driver's resources. It is called once.
+	Close() error
+}
+
+// OpenOptions are the options every opener receives.
+type OpenOptions struct {
+	// Logger is never nil (a discarding logger when the caller gave none).
+	Logger *slog.Logger
+}
+
+// Opener opens a driver for a parsed URL. It must reject query parameters
+// it does not know with an error wrapping ErrInvalidURL, and must not put
+// the URL's password in any error.
+type Opener func(ctx context.Context, u *url.URL, opts OpenOptions) (Driver, error)
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Opener{}
+)
+
+// Register makes a backend available to Open under a URL scheme. Backend
+// packages call it from init. Registering a scheme twice panics, as
+// database/sql does, because it is a programming error.
+func Register(scheme string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := registry[scheme]; dup {
+		panic("pubsub: Register called twice for scheme " + scheme)
+	}
+	registry[scheme] = open
+}
+
+// Schemes returns the registered URL schemes, sorted.
+func Schemes() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]string, 0, len(registry))
+	for s := range registry {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Option configures Open.
+type Option func(*openConfig)
+
+type openConfig struct {
+	logger   *slog.Logger
+	required Capabilities
+}
+
+// WithLogger sets the logger the backend logs through. Nil discards.
+func WithLogger(l *slog.Logger) Option { return func(c *openConfig) { c.logger = l } }
+
+// Require makes Open fail with ErrUnsupported unless the backend has every
+// capability in cs. The URL parameter require=name,... does the same.
+func Require(cs ...Capability) Option {
+	return func(c *openConfig) { c.required |= NewCapabilities(cs...) }
+}
+
+// Backend is an open messaging backend: Watermill publisher and subscriber
+// plus the Admin operations. It is safe for concurrent use.
+type Backend struct {
+	Admin
+	driver    Driver
+	scheme    string
+	redacted  string
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens the backend registered for rawURL's scheme.
+func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) {
+	cfg := openConfig{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	redacted := RedactURL(rawURL)
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error repeats the URL, password included: say what is wrong
+		// without it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("%w %q: %v", ErrInvalidURL, redacted, err)
+	}
+	if u.Scheme == "" {
+		return nil, fmt.Errorf("%w %q: no scheme (known: %s)", ErrUnknownScheme, redacted, strings.Join(Schemes(), ", "))
+	}
+	registryMu.RLock()
+	open, ok := registry[u.Scheme]
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w %q in %q (known: %s)", ErrUnknownScheme, u.Scheme, redacted, strings.Join(Schemes(), ", "))
+	}
+	q := u.Query()
+	if req, ok := q["require"]; ok {
+		caps, err := ParseCapabilities(strings.Join(req, ","))
+		if err != nil {
+			return nil, fmt.Errorf("%w %q: parameter require: %v", ErrInvalidURL, redacted, err)
+		}
+		cfg.required |= caps
+		q.Del("require")
+		u.RawQuery = q.Encode()
+	}
+	d, err := open(ctx, u, OpenOptions{Logger: cfg.logger})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", redacted, err)
+	}
+	if missing := d.Capabilities().Missing(cfg.required); missing != 0 {
+		_ = d.Close()
+		return nil, fmt.Errorf("open %s: %w: %s (it has: %s)", redacted, ErrUnsupported, missing, d.Capabilities())
+	}
+	return &Backend{Admin: validatingAdmin{d}, driver: d, scheme: u.Scheme, redacted: redacted}, nil
+}
+
+// Publisher returns the backend's Watermill publisher.
+func (b *Backend) Publisher() message.Publisher { return b.driver.Publisher() }
+
+// Subscriber returns the backend's Watermill subscriber. Subscriptions to
+// one queue compete: each message goes to one of them.
+func (b *Backend) Subscriber() message.Subscriber { return b.driver.Subscriber() }
+
+// Capabilities returns what the backend can do.
+func (b *Backend) Capabilities() Capabilities { return b.driver.Capabilities() }
+
+// Scheme returns the URL scheme the backend was opened with.
+func (b *Backend) Scheme() string { return b.scheme }
+
+// String returns the backend's URL with any password redacted.
+func (b *Backend) String() string { return b.redacted }
+
+// Driver returns the underlying driver, for backend-specific extensions
+// (such as transactional publish) reached by type assertion.
+func (b *Backend) Driver() Driver { return b.driver }
+
+// Close closes the backend. It is idempotent: later calls return the
+// first call's result.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() { b.closeErr = b.driver.Close() })
+	return b.closeErr
+}
+
+var queueNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,200}$`)
+
+// ValidateQueueName returns an error wrapping ErrInvalidQueueName unless
+// name is 1–200 letters, digits, '_', '.' or '-'. Backends map queue names
+// onto table values, stream names and subjects, so every backend accepts
+// the same set.
+func ValidateQueueName(name string) error {
+	if !queueNameRE.MatchString(name) {
+		return fmt.Errorf("%w %q: use 1-200 letters, digits, '_', '.' or '-'", ErrInvalidQueueName, name)
+	}
+	return nil
+}
+
+// validatingAdmin checks arguments once for every backend.
+type validatingAdmin struct{ d Admin }
+
+func (a validatingAdmin) Init(ctx context.Context) error { return a.d.Init(ctx) }
+
+func (a validatingAdmin) DeclareQueue(ctx context.Context, spec QueueSpec) error {
+	if err := ValidateQueueName(spec.Name); err != nil {
+		return err
+	}
+	if spec.MaxRetries < 0 {
+		return fmt.Errorf("queue %s: max_retries must be >= 0, got %d", spec.Name, spec.MaxRetries)
+	}
+	if spec.RetryDelay < 0 {
+		return fmt.Errorf("queue %s: retry delay must be >= 0, got %s", spec.Name, spec.RetryDelay)
+	}
+	return a.d.DeclareQueue(ctx, spec)
+}
+
+func (a validatingAdmin) ListQueues(ctx context.Context) ([]QueueInfo, error) {
+	return a.d.ListQueues(ctx)
+}
+
+func (a validatingAdmin) Stats(ctx context.Context, queue string) (QueueStats, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return QueueStats{}, err
+	}
+	return a.d.Stats(ctx, queue)
+}
+
+func (a validatingAdmin) ListPending(ctx context.Context, queue string, limit int) ([]PendingMessage, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	return a.d.ListPending(ctx, queue, limit)
+}
+
+func (a validatingAdmin) checkQuery(q *DeadLetterQuery) error {
+	if q.Queue != "" {
+		if err := ValidateQueueName(q.Queue); err != nil {
+			return err
+		}
+	}
+	if q.Limit < 0 {
+		return fmt.Errorf("dead letters: limit must be >= 0, got %d", q.Limit)
+	}
+	return nil
+}
+
+func (a validatingAdmin) ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error) {
+	if err := a.checkQuery(&q); err != nil {
+		return nil, err
+	}
+	if q.Limit == 0 {
+		q.Limit = 100
+	}
+	return a.d.ListDeadLetters(ctx, q)
+}
+
+func (a validatingAdmin) RetryDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
+	if err := a.checkQuery(&q); err != nil {
+		return 0, err
+	}
+	return a.d.RetryDeadLetters(ctx, q)
+}
+
+func (a validatingAdmin) PurgeDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
+	if err := a.checkQuery(&q); err != nil {
+		return 0, err
+	}
+	return a.d.PurgeDeadLetters(ctx, q)
+}
