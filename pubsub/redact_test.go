@@ -1,0 +1,55 @@
+package pubsub_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+func TestRedactURL(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, in, want string
+	}{
+		{"PasswordInUserinfo", "postgres://app:s3cret@db:5432/singularity", "postgres://app:xxxxx@db:5432/singularity"},
+		{"NoPassword", "postgresql://localhost/singularity", "postgresql://localhost/singularity"},
+		{"PasswordParam", "postgres://db/x?sslmode=disable&password=s3cret", "postgres://db/x?password=xxxxx&sslmode=disable"},
+		{"NatsToken", "nats://s3cret@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
+		{"NatsUserPass", "nats://u:s3cret@127.0.0.1:4222", "nats://u:xxxxx@127.0.0.1:4222"},
+		{"Unparseable", "postgres://app:s3cret@db:badport/x", "postgres://app:xxxxx@db:badport/x"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			got := pubsub.RedactURL(c.in)
+			require.Equal(t, c.want, got)
+			require.NotContains(t, got, "s3cret")
+		})
+	}
+}
+
+func TestCapabilities(t *testing.T) {
+	t.Parallel()
+	s := pubsub.NewCapabilities(pubsub.CapDurable, pubsub.CapDeadLetters)
+	require.True(t, s.Has(pubsub.CapDurable))
+	require.False(t, s.Has(pubsub.CapPriorityOrder))
+	require.Equal(t, "durable,dead_letters", s.String())
+
+	want, err := pubsub.ParseCapabilities("durable, priority_order")
+	require.NoError(t, err)
+	require.Equal(t, "priority_order", s.Missing(want).String())
+
+	_, err = pubsub.ParseCapabilities("durable,teleport")
+	require.ErrorContains(t, err, `unknown capability "teleport"`)
+}
+
+func TestValidateQueueName(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, pubsub.ValidateQueueName("proposals_for_consensus_queue"))
+	for _, bad := range []string{"", "has space", "semi;colon", "quote'd"} {
+		err := pubsub.ValidateQueueName(bad)
+		require.ErrorIs(t, err, pubsub.ErrInvalidQueueName, bad)
+	}
+}
