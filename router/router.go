@@ -1,0 +1,462 @@
+// Package router runs one QuantumFlow service: it consumes the service's
+// queues with their configured number of workers, through the middleware
+// stack (telemetry, dead-lettering, retry, timeout, panic recovery), and
+// hands out publishers for the service's producer queues.
+//
+//	backend, _ := pubsub.Open(ctx, cfg.DatabaseURL)
+//	r, err := router.New(router.Config{
+//		Service: cfg,
+//		Backend: backend,
+//		Handlers: map[string]router.Handler{
+//			topology.HandleConsensusResult: handleConsensusResult,
+//			...
+//		},
+//	})
+//	...
+//	err = r.Run(ctx) // until ctx is cancelled
+//
+// # Workers
+//
+// The Watermill Router has no worker count. Each consumer gets Workers
+// subscriptions to its queue, each added as its own Watermill handler; a
+// subscription holds one message at a time, so Workers is exactly how many
+// messages of the queue the service handles at once. Every consumer has its
+// own subscriptions, so a high-priority queue (rollback_triggers_queue)
+// never waits behind a backlog elsewhere.
+//
+// # Handler results
+//
+// A handler returns nil to ack. An error schedules a retry: the backend
+// redelivers the message after retry_delay_ms, doubling each time
+// (jittered, capped at 5 minutes), at most max_retries times; after that it
+// moves the message to the dead-letter queue with the error, attempts,
+// queue, handler and service. middleware.Permanent(err) dead-letters at
+// once. A panic counts as an error. Each attempt gets HandlerTimeout: the
+// handler should watch msg.Context().
+//
+// # Shutdown
+//
+// When Run's context is cancelled or Close is called, the router stops
+// taking messages, lets in-flight handlers finish within ShutdownTimeout
+// and acks (or retries, or dead-letters) what finished. Messages still
+// being handled after that are given back to the backend, which delivers
+// them again: nothing is lost, and a handler may see a message twice
+// (delivery is at least once).
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/quantumflow/quantumflow/middleware"
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/telemetry"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// Handler handles one message. Return nil to ack it; an error to have it
+// retried later (and dead-lettered once retries run out); an error wrapped
+// with middleware.Permanent to dead-letter it at once.
+type Handler = message.NoPublishHandlerFunc
+
+// Defaults.
+const (
+	DefaultHandlerTimeout  = 30 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// Errors.
+var (
+	// ErrRunning is returned by Run on a router that runs or ran already.
+	ErrRunning = errors.New("router: already running")
+	// ErrShutdownTimeout is wrapped by Run's error when in-flight handlers
+	// did not finish within ShutdownTimeout. Their messages are redelivered.
+	ErrShutdownTimeout = errors.New("router: in-flight handlers did not finish in time")
+	// ErrSubscriptionsEnded is wrapped by Run's error when every
+	// subscription ended without a shutdown being asked for (the backend
+	// was closed or failed).
+	ErrSubscriptionsEnded = errors.New("router: all subscriptions ended")
+)
+
+// Config configures a Router.
+type Config struct {
+	// Service is the service's configuration (from topology.Load). Required.
+	Service topology.ServiceConfig
+	// Backend is where the queues live. Required. The router does not
+	// close it.
+	Backend *pubsub.Backend
+	// Handlers maps handler names (topology.Consumer.Handler) to
+	// functions. Every consumer the router runs must have one.
+	Handlers map[string]Handler
+	// Logger logs retries, dead letters, panics and lifecycle. Nil
+	// discards.
+	Logger *slog.Logger
+	// Telemetry is the bus events go to. Defaults to telemetry.Default.
+	Telemetry *telemetry.Bus
+	// HandlerTimeout bounds each attempt at handling a message. Defaults
+	// to 30s.
+	HandlerTimeout time.Duration
+	// ShutdownTimeout bounds how long shutdown waits for in-flight
+	// handlers. Defaults to 30s.
+	ShutdownTimeout time.Duration
+	// Queues restricts the router to the consumers of these queues; nil
+	// means all of the service's consumers.
+	Queues []string
+	// MaxRetryDelay caps retry delays. Defaults to 5 minutes.
+	MaxRetryDelay time.Duration
+}
+
+// Router runs one service's consumers and hands out its publishers.
+type Router struct {
+	cfg       Config
+	consumers []topology.Consumer
+	logger    *slog.Logger
+
+	running   chan struct{}
+	closing   chan struct{}
+	closeOnce sync.Once
+	done      chan struct{}
+
+	mu      sync.Mutex
+	started bool
+	runErr  error
+
+	pubMu sync.Mutex
+	pubs  map[string]*Publisher
+}
+
+// New checks cfg and returns a Router. Errors name the missing field,
+// unknown queue or unregistered handler; handler problems wrap
+// topology.ErrInvalidConfig.
+func New(cfg Config) (*Router, error) {
+	if cfg.Service.Name == "" {
+		return nil, errors.New("router: Config.Service is required (Service.Name is empty)")
+	}
+	if cfg.Backend == nil {
+		return nil, fmt.Errorf("router %s: Config.Backend is required", cfg.Service.Name)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Telemetry == nil {
+		cfg.Telemetry = telemetry.Default
+	}
+	if cfg.HandlerTimeout == 0 {
+		cfg.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.MaxRetryDelay == 0 {
+		cfg.MaxRetryDelay = middleware.DefaultMaxRetryDelay
+	}
+	name := cfg.Service.Name
+	switch {
+	case cfg.HandlerTimeout < 0:
+		return nil, fmt.Errorf("router %s: Config.HandlerTimeout must not be negative, got %s", name, cfg.HandlerTimeout)
+	case cfg.ShutdownTimeout < 0:
+		return nil, fmt.Errorf("router %s: Config.ShutdownTimeout must not be negative, got %s", name, cfg.ShutdownTimeout)
+	case cfg.MaxRetryDelay < 0:
+		return nil, fmt.Errorf("router %s: Config.MaxRetryDelay must not be negative, got %s", name, cfg.MaxRetryDelay)
+	}
+
+	consumers, err := selectConsumers(cfg.Service, cfg.Queues)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range consumers {
+		if err := pubsub.ValidateQueueName(c.Queue); err != nil {
+			return nil, fmt.Errorf("router %s: consumer %s: %w", name, c.Key, err)
+		}
+		if c.Workers < 1 {
+			return nil, fmt.Errorf("router %s: consumer %s (queue %s): workers must be at least 1, got %d", name, c.Key, c.Queue, c.Workers)
+		}
+		if c.MaxRetries < 0 {
+			return nil, fmt.Errorf("router %s: consumer %s (queue %s): max_retries must not be negative, got %d", name, c.Key, c.Queue, c.MaxRetries)
+		}
+	}
+	registered := make([]string, 0, len(cfg.Handlers))
+	for h, fn := range cfg.Handlers {
+		if fn != nil {
+			registered = append(registered, h)
+		}
+	}
+	selected := cfg.Service
+	selected.Consumers = consumers
+	if err := topology.ValidateHandlers(selected, registered); err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+
+	return &Router{
+		cfg:       cfg,
+		consumers: consumers,
+		logger:    cfg.Logger.With("service", name),
+		running:   make(chan struct{}),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		pubs:      map[string]*Publisher{},
+	}, nil
+}
+
+func selectConsumers(svc topology.ServiceConfig, queues []string) ([]topology.Consumer, error) {
+	if queues == nil {
+		return slices.Clone(svc.Consumers), nil
+	}
+	if len(queues) == 0 {
+		return nil, fmt.Errorf("router %s: Config.Queues is empty (nil runs every consumer)", svc.Name)
+	}
+	var out []topology.Consumer
+	for _, q := range queues {
+		c, ok := svc.Consumer(q)
+		if !ok {
+			have := make([]string, 0, len(svc.Consumers))
+			for _, c := range svc.Consumers {
+				have = append(have, c.Queue)
+			}
+			return nil, fmt.Errorf("router %s: Config.Queues: %w %q: the service does not consume it (it consumes: %s)",
+				svc.Name, pubsub.ErrQueueNotFound, q, joinOrNone(have))
+		}
+		if !slices.ContainsFunc(out, func(x topology.Consumer) bool { return x.Queue == q }) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// Service returns the service's name.
+func (r *Router) Service() string { return r.cfg.Service.Name }
+
+// Consumers returns the consumers the router runs.
+func (r *Router) Consumers() []topology.Consumer { return slices.Clone(r.consumers) }
+
+// Running is closed once every worker has subscribed. It is never closed
+// if Run fails before that.
+func (r *Router) Running() <-chan struct{} { return r.running }
+
+// Run declares the service's queues, subscribes Workers times to each
+// consumed queue and handles messages until ctx is cancelled or Close is
+// called; then it shuts down gracefully (see the package documentation)
+// and returns. It returns nil after a clean shutdown, an error wrapping
+// ErrShutdownTimeout if in-flight handlers outlived ShutdownTimeout, and
+// an error wrapping ErrSubscriptionsEnded if the backend stopped
+// delivering on its own. A Router runs once.
+func (r *Router) Run(ctx context.Context) (err error) {
+	r.mu.Lock()
+	if r.started {
+		r.mu.Unlock()
+		return ErrRunning
+	}
+	r.started = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.runErr = err
+		r.mu.Unlock()
+		close(r.done)
+	}()
+
+	select {
+	case <-r.closing:
+		return nil
+	default:
+	}
+
+	if err := r.declareQueues(ctx); err != nil {
+		return err
+	}
+
+	wm, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.cfg.ShutdownTimeout},
+		watermill.NewSlogLoggerWithLevelMapping(r.logger, map[slog.Level]slog.Level{
+			// Watermill logs its lifecycle at info and every nacked
+			// attempt at error; retries and dead letters are logged by
+			// the middleware already, with more to say.
+			slog.LevelInfo:  slog.LevelDebug,
+			slog.LevelError: slog.LevelWarn,
+		}))
+	if err != nil {
+		return fmt.Errorf("router %s: %w", r.Service(), err)
+	}
+
+	// Backend subscriptions outlive the Watermill router's context: a
+	// subscription whose context ends gives its in-flight message back,
+	// so they end only after in-flight handlers have finished (or
+	// ShutdownTimeout has passed).
+	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSubs()
+	var forwarders sync.WaitGroup
+	defer forwarders.Wait()
+
+	workers := 0
+	for _, c := range r.consumers {
+		mws := middleware.Stack(middleware.StackConfig{
+			Consumer: middleware.Consumer{Service: r.Service(), Handler: c.Handler, Queue: c.Queue},
+			Retry: middleware.RetryPolicy{
+				MaxRetries: c.MaxRetries,
+				Delay:      c.RetryDelay,
+				MaxDelay:   r.cfg.MaxRetryDelay,
+			},
+			Timeout:   r.cfg.HandlerTimeout,
+			Telemetry: r.cfg.Telemetry,
+			Logger:    r.logger,
+		})
+		for i := 1; i <= c.Workers; i++ {
+			sub := &workerSubscriber{
+				backend:    r.cfg.Backend.Subscriber(),
+				subCtx:     subCtx,
+				forwarders: &forwarders,
+				stop:       make(chan struct{}),
+			}
+			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), c.Queue, sub, r.cfg.Handlers[c.Handler])
+			h.AddMiddleware(mws...)
+			workers++
+		}
+	}
+	if workers == 0 {
+		return fmt.Errorf("router %s: no consumers to run", r.Service())
+	}
+
+	runDone := make(chan error, 1)
+	go func() { runDone <- wm.Run(context.WithoutCancel(ctx)) }()
+	select {
+	case <-wm.Running():
+	case err := <-runDone:
+		if err == nil {
+			err = ErrSubscriptionsEnded
+		}
+		return fmt.Errorf("router %s: start: %w", r.Service(), err)
+	}
+	r.logger.Info("router running", "consumers", len(r.consumers), "workers", workers)
+	close(r.running)
+
+	select {
+	case <-ctx.Done():
+	case <-r.closing:
+	case err := <-runDone:
+		// Watermill closes itself when every subscription has ended.
+		if err == nil {
+			err = ErrSubscriptionsEnded
+		}
+		return fmt.Errorf("router %s: %w", r.Service(), err)
+	}
+
+	r.logger.Info("router shutting down", "timeout", r.cfg.ShutdownTimeout)
+	closeErr := wm.Close() // stops taking messages, waits for in-flight handlers
+	<-runDone
+	cancelSubs()
+	forwarders.Wait()
+	if closeErr != nil {
+		return fmt.Errorf("router %s: %w after %s; their messages will be delivered again", r.Service(), ErrShutdownTimeout, r.cfg.ShutdownTimeout)
+	}
+	r.logger.Info("router stopped")
+	return nil
+}
+
+// declareQueues declares the queues the service consumes and produces, so
+// that their priority (rollback_triggers_queue is high) and retry settings
+// are known to the backend before the first message.
+func (r *Router) declareQueues(ctx context.Context) error {
+	declare := func(spec pubsub.QueueSpec) error {
+		if err := r.cfg.Backend.DeclareQueue(ctx, spec); err != nil {
+			return fmt.Errorf("router %s: declare queue %s: %w", r.Service(), spec.Name, err)
+		}
+		return nil
+	}
+	for _, c := range r.consumers {
+		if err := declare(c.Spec()); err != nil {
+			return err
+		}
+	}
+	for _, p := range r.cfg.Service.Producers {
+		if err := declare(p.Spec()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops a running router gracefully and waits for Run to return,
+// returning Run's error. It is idempotent. Do not call it from a handler:
+// Close waits for in-flight handlers, so from a handler cancel Run's
+// context instead.
+func (r *Router) Close() error {
+	r.closeOnce.Do(func() { close(r.closing) })
+	r.mu.Lock()
+	started := r.started
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	<-r.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.runErr
+}
+
+// workerSubscriber is one worker's subscription. It subscribes to the
+// backend with a context that outlives the Watermill router's, and
+// forwards messages to the router until the router stops it. A message it
+// has taken but not forwarded stays un-acked and goes back to the queue
+// when the backend subscription ends.
+type workerSubscriber struct {
+	backend    message.Subscriber
+	subCtx     context.Context
+	forwarders *sync.WaitGroup
+	stop       chan struct{}
+	stopOnce   sync.Once
+}
+
+func (s *workerSubscriber) Subscribe(ctx context.Context, queue string) (<-chan *message.Message, error) {
+	in, err := s.backend.Subscribe(s.subCtx, queue)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	s.forwarders.Add(1)
+	go func() {
+		defer s.forwarders.Done()
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.stop:
+				return
+			case msg, ok := <-in:
+				if !ok {
+					return
+				}
+				select {
+				case out <- msg:
+				case <-ctx.Done():
+					return
+				case <-s.stop:
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Close stops forwarding. Called by the Watermill router when it closes;
+// the backend's shared subscriber is not closed.
+func (s *workerSubscriber) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return nil
+}
+
+func joinOrNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
