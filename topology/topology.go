@@ -1,7 +1,3 @@
-// Package topology describes QuantumFlow's documented topology — the six
-// queues between Singularity instances and CentralCloud — and loads each
-// service's configuration from the seed's defaults, a YAML file, the seed's
-// environment variables and flags, in that order of precedence.
 package topology
 
 import (

@@ -1,0 +1,130 @@
+// Package topology describes QuantumFlow's documented topology — the six
+// queues between Singularity instances and CentralCloud — and loads each
+// service's configuration.
+//
+// # Topology
+//
+// Each service has producers (queues it publishes to) and consumers
+// (queues it handles, each with a handler name). Default returns the
+// seed's configuration of a service; Queues the six queue declarations.
+// Every entry defaults to max_retries 3 and retry_delay_ms 1000;
+// rollback_triggers_queue is high priority.
+//
+// # Where configuration comes from
+//
+// Load builds a service's configuration from four levels, each overriding
+// the one before it field by field:
+//
+//  1. the seed's defaults (Default);
+//  2. the YAML file (LoadOptions.Path);
+//  3. the environment (the seed's variable names, below);
+//  4. the command-line flags (LoadOptions.Overrides).
+//
+// With nothing set, Load returns exactly Default(service). An environment
+// variable set to the empty string counts as unset.
+//
+// # The file
+//
+// The file mirrors the seed's config keys, one section per service; a
+// file may hold one service or both, and Load checks both sections
+// whichever service it loads. Entries are keyed by the seed's entry names
+// and override the seed's entry of the same key field by field; a key the
+// service does not have, or any unknown key anywhere, is an error naming
+// the key and its line. testdata/seed.yaml is the seed's configuration in
+// this format and testdata/example.yaml a commented example.
+//
+//	profile: medium                      # optional: small, medium or large
+//	singularity:
+//	  database_url: postgresql://localhost/singularity
+//	  producers:
+//	    proposals_for_consensus: {queue_name: proposals_for_consensus_queue, workers: 2, max_retries: 3, retry_delay_ms: 1000}
+//	  consumers:
+//	    consensus_results: {queue_name: consensus_results_queue, workers: 2, handler: handle_consensus_result}
+//	    rollback_triggers: {workers: 2, priority: high}
+//	centralcloud:
+//	  consumers:
+//	    proposals: {workers: 4}
+//
+// # The environment
+//
+// The seed's config reads one variable per entry, and reuses
+// QUANTUM_FLOW_PROPOSALS_WORKERS, _METRICS_WORKERS, _PATTERNS_WORKERS and
+// _ROLLBACK_WORKERS on both ends of a queue with different defaults
+// (PROPOSALS: 2 for Singularity's producer, 3 for CentralCloud's
+// consumer). Each service reads such a variable for its own side of the
+// queue only. QUANTUM_FLOW_CONSENSUS_WORKERS and _SAFETY_WORKERS are read by
+// Singularity only; _CONSENSUS_RESULTS_WORKERS and _PROFILE_WORKERS (the
+// safety-profile producer, despite its name) by CentralCloud only.
+// QUANTUM_FLOW_MAX_RETRIES and _RETRY_DELAY_MS, listed by the seed but
+// never wired into its config, set every entry of the service.
+// QUANTUM_FLOW_PROFILE, ours, selects a scaling profile. EnvTable returns
+// this table:
+//
+//	VARIABLE                                SERVICE       SETS                                                DEFAULT
+//	QUANTUM_FLOW_DATABASE_URL               singularity   database_url                                        postgresql://localhost/singularity
+//	QUANTUM_FLOW_PROPOSALS_WORKERS          singularity   workers of producer proposals_for_consensus_queue   2
+//	QUANTUM_FLOW_METRICS_WORKERS            singularity   workers of producer metrics_to_guardian_queue       2
+//	QUANTUM_FLOW_PATTERNS_WORKERS           singularity   workers of producer patterns_for_aggregator_queue   1
+//	QUANTUM_FLOW_CONSENSUS_WORKERS          singularity   workers of consumer consensus_results_queue         2
+//	QUANTUM_FLOW_ROLLBACK_WORKERS           singularity   workers of consumer rollback_triggers_queue         1
+//	QUANTUM_FLOW_SAFETY_WORKERS             singularity   workers of consumer guardian_safety_profiles_queue  1
+//	QUANTUM_FLOW_MAX_RETRIES                singularity   max_retries of every entry                          3
+//	QUANTUM_FLOW_RETRY_DELAY_MS             singularity   retry_delay_ms of every entry                       1000
+//	QUANTUM_FLOW_PROFILE                    singularity   profile                                             -
+//	QUANTUM_FLOW_DATABASE_URL               centralcloud  database_url                                        postgresql://localhost/central_services
+//	QUANTUM_FLOW_CONSENSUS_RESULTS_WORKERS  centralcloud  workers of producer consensus_results_queue         2
+//	QUANTUM_FLOW_ROLLBACK_WORKERS           centralcloud  workers of producer rollback_triggers_queue         1
+//	QUANTUM_FLOW_PROFILE_WORKERS            centralcloud  workers of producer guardian_safety_profiles_queue  1
+//	QUANTUM_FLOW_PROPOSALS_WORKERS          centralcloud  workers of consumer proposals_for_consensus_queue   3
+//	QUANTUM_FLOW_METRICS_WORKERS            centralcloud  workers of consumer metrics_to_guardian_queue       2
+//	QUANTUM_FLOW_PATTERNS_WORKERS           centralcloud  workers of consumer patterns_for_aggregator_queue   1
+//	QUANTUM_FLOW_MAX_RETRIES                centralcloud  max_retries of every entry                          3
+//	QUANTUM_FLOW_RETRY_DELAY_MS             centralcloud  retry_delay_ms of every entry                       1000
+//	QUANTUM_FLOW_PROFILE                    centralcloud  profile                                             -
+//
+// # Scaling profiles
+//
+// A profile (small, medium, large) is the seed's Scaling Guidelines: the
+// export lines it lists for that scale, applied through the table above,
+// so it changes exactly the entries those variables reach. It can be set
+// at any level — `profile:` in the file, QUANTUM_FLOW_PROFILE, the
+// --profile flag — and the highest level that sets one wins. It applies
+// at that level: it overrides worker counts from lower levels, and an
+// explicit workers setting at its own level or above overrides it. So
+// `profile: large` in a file gives proposals 5 workers unless the same
+// file, the environment or a flag sets that entry's workers; and
+// QUANTUM_FLOW_PROFILE=small overrides workers the file set, but not
+// QUANTUM_FLOW_PROPOSALS_WORKERS. Worker counts by profile:
+//
+//	SERVICE       ENTRY                              QUEUE                           SEED  SMALL  MEDIUM  LARGE
+//	singularity   producers.proposals_for_consensus  proposals_for_consensus_queue   2     1      3       5
+//	singularity   producers.metrics_to_guardian      metrics_to_guardian_queue       2     1      2       4
+//	singularity   producers.patterns_for_aggregator  patterns_for_aggregator_queue   1     1      2       3
+//	singularity   consumers.consensus_results        consensus_results_queue         2     1      2       4
+//	singularity   consumers.rollback_triggers        rollback_triggers_queue         1     1      1       2
+//	singularity   consumers.safety_profiles          guardian_safety_profiles_queue  1     1      1       1
+//	centralcloud  producers.consensus_results        consensus_results_queue         2     2      2       2
+//	centralcloud  producers.rollback_triggers        rollback_triggers_queue         1     1      1       2
+//	centralcloud  producers.safety_profiles          guardian_safety_profiles_queue  1     1      1       1
+//	centralcloud  consumers.proposals                proposals_for_consensus_queue   3     1      3       5
+//	centralcloud  consumers.metrics                  metrics_to_guardian_queue       2     1      2       4
+//	centralcloud  consumers.patterns                 patterns_for_aggregator_queue   1     1      2       3
+//
+// # Validation
+//
+// Load reports every problem at once in a *ConfigError wrapping
+// ErrInvalidConfig, each naming where the value came from (file:line and
+// key, variable, or flag) and the value, with URL passwords redacted:
+// non-integer or non-positive workers, negative max_retries or
+// retry_delay_ms, an unknown queue or entry, duplicate queue names, a
+// database URL that does not parse or whose scheme is not one of mem,
+// nats, postgres, postgresql, tls, unknown YAML keys, an unknown service
+// or profile. ValidateHandlers checks, once the service has registered its
+// handlers, that every consumer's handler is among them.
+//
+// # Showing a configuration
+//
+// ServiceConfig marshals to JSON with retry_delay_ms in milliseconds, and
+// MarshalFile writes services back in the file format, which Load reads
+// to the same configuration.
+package topology

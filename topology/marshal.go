@@ -1,0 +1,133 @@
+package topology
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// producerView is a Producer as JSON and YAML show it: the retry delay in
+// whole milliseconds under the seed's key retry_delay_ms.
+type producerView struct {
+	Key          string   `json:"key" yaml:"-"`
+	Queue        string   `json:"queue_name" yaml:"queue_name"`
+	Workers      int      `json:"workers" yaml:"workers"`
+	MaxRetries   int      `json:"max_retries" yaml:"max_retries"`
+	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
+	Priority     Priority `json:"priority" yaml:"priority"`
+}
+
+// consumerView is a Consumer as JSON and YAML show it.
+type consumerView struct {
+	Key          string   `json:"key" yaml:"-"`
+	Queue        string   `json:"queue_name" yaml:"queue_name"`
+	Workers      int      `json:"workers" yaml:"workers"`
+	Handler      string   `json:"handler" yaml:"handler"`
+	MaxRetries   int      `json:"max_retries" yaml:"max_retries"`
+	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
+	Priority     Priority `json:"priority" yaml:"priority"`
+}
+
+func (p Producer) view() producerView {
+	return producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority}
+}
+
+func (c Consumer) view() consumerView {
+	return consumerView{c.Key, c.Queue, c.Workers, c.Handler, c.MaxRetries, c.RetryDelay.Milliseconds(), c.Priority}
+}
+
+// MarshalJSON shows the retry delay as retry_delay_ms, a number.
+func (p Producer) MarshalJSON() ([]byte, error) { return json.Marshal(p.view()) }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (p *Producer) UnmarshalJSON(b []byte) error {
+	var v producerView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = Producer{Key: v.Key, Queue: v.Queue, Workers: v.Workers, MaxRetries: v.MaxRetries,
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority}
+	return nil
+}
+
+// MarshalJSON shows the retry delay as retry_delay_ms, a number.
+func (c Consumer) MarshalJSON() ([]byte, error) { return json.Marshal(c.view()) }
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (c *Consumer) UnmarshalJSON(b []byte) error {
+	var v consumerView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = Consumer{Key: v.Key, Queue: v.Queue, Handler: v.Handler, Workers: v.Workers, MaxRetries: v.MaxRetries,
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority}
+	return nil
+}
+
+// MarshalYAML writes the entry as the configuration file has it (its key
+// is the mapping key around it).
+func (p Producer) MarshalYAML() (any, error) { return p.view(), nil }
+
+// MarshalYAML writes the entry as the configuration file has it.
+func (c Consumer) MarshalYAML() (any, error) { return c.view(), nil }
+
+// MarshalYAML writes the service's section of a configuration file:
+// database_url, then producers and consumers keyed by entry key, in the
+// seed's order. Load reads it back to the same configuration.
+func (s ServiceConfig) MarshalYAML() (any, error) {
+	n := &yaml.Node{Kind: yaml.MappingNode}
+	if err := addPair(n, "database_url", s.DatabaseURL); err != nil {
+		return nil, err
+	}
+	prod := &yaml.Node{Kind: yaml.MappingNode}
+	for _, p := range s.Producers {
+		if err := addPair(prod, p.Key, p); err != nil {
+			return nil, err
+		}
+	}
+	cons := &yaml.Node{Kind: yaml.MappingNode}
+	for _, c := range s.Consumers {
+		if err := addPair(cons, c.Key, c); err != nil {
+			return nil, err
+		}
+	}
+	n.Content = append(n.Content, scalarNode("producers"), prod, scalarNode("consumers"), cons)
+	return n, nil
+}
+
+// MarshalFile writes a configuration file holding the given services'
+// sections, in the format Load reads: `quantumflow config show --yaml`
+// output can be saved and loaded back.
+func MarshalFile(cfgs ...ServiceConfig) ([]byte, error) {
+	root := &yaml.Node{Kind: yaml.MappingNode}
+	for _, c := range cfgs {
+		if err := addPair(root, c.Name, c); err != nil {
+			return nil, err
+		}
+	}
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(root); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func addPair(m *yaml.Node, key string, v any) error {
+	var val yaml.Node
+	if err := val.Encode(v); err != nil {
+		return err
+	}
+	m.Content = append(m.Content, scalarNode(key), &val)
+	return nil
+}
+
+func scalarNode(s string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+}
