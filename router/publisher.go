@@ -20,7 +20,7 @@ import (
 type Publisher struct {
 	service   string
 	producer  topology.Producer
-	backend   *pubsub.Backend
+	pub       message.Publisher
 	bus       *telemetry.Bus
 	published telemetry.Event
 }
@@ -42,10 +42,14 @@ func (r *Router) Publisher(queue string) (*Publisher, error) {
 	if pub, ok := r.pubs[queue]; ok {
 		return pub, nil
 	}
+	bp := r.cfg.Backend.Publisher()
+	if r.cfg.WrapPublisher != nil {
+		bp = r.cfg.WrapPublisher(bp)
+	}
 	pub := &Publisher{
 		service:   r.Service(),
 		producer:  p,
-		backend:   r.cfg.Backend,
+		pub:       bp,
 		bus:       r.cfg.Telemetry,
 		published: telemetry.PublishedEvent(queue),
 	}
@@ -118,7 +122,7 @@ func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Messag
 		}
 		m.SetContext(ctx)
 	}
-	err := p.backend.Publisher().Publish(p.producer.Queue, msgs...)
+	err := p.pub.Publish(p.producer.Queue, msgs...)
 	if err != nil {
 		err = fmt.Errorf("publish %d message(s) to %s: %w", len(msgs), p.producer.Queue, err)
 	}

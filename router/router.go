@@ -113,6 +113,14 @@ type Config struct {
 	Queues []string
 	// MaxRetryDelay caps retry delays. Defaults to 5 minutes.
 	MaxRetryDelay time.Duration
+	// Middlewares are added to every consumer outside the standard stack
+	// (the first is outermost), e.g. monitoring/tracing.Middleware, which
+	// must see the whole attempt. Optional.
+	Middlewares []message.HandlerMiddleware
+	// WrapPublisher, when set, decorates the backend publisher that the
+	// router's Publishers publish through, e.g.
+	// monitoring/tracing.WrapPublisher. Optional.
+	WrapPublisher func(message.Publisher) message.Publisher
 }
 
 // Router runs one service's consumers and hands out its publishers.
@@ -316,7 +324,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 				stop:       make(chan struct{}),
 			}
 			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), c.Queue, sub, r.cfg.Handlers[c.Handler])
-			h.AddMiddleware(mws...)
+			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
 			workers++
 		}
 	}
