@@ -298,10 +298,10 @@ func (s ServiceConfig) Validate() error {
 	seen := map[string]string{}
 	for _, e := range s.entries() {
 		name := s.Name + "." + e.path()
-		if msg := checkQueue(*e.queue); msg != "" {
+		if msg := checkQueue(s.Name, e.side, *e.queue); msg != "" {
 			ps.add("%s.queue_name=%q: %s", name, *e.queue, msg)
 		} else if prev, dup := seen[*e.queue]; dup {
-			ps.add("%s.queue_name=%q: duplicate queue, also used by %s", name, *e.queue, prev)
+			ps.add("%s.queue_name and %s.queue_name are both %q: duplicate queue", prev, name, *e.queue)
 		} else {
 			seen[*e.queue] = name
 		}
@@ -393,11 +393,28 @@ func checkProfile(p string) string {
 	return "unknown profile (known: " + strings.Join(ProfileNames(), ", ") + ")"
 }
 
-func checkQueue(q string) string {
-	if slices.Contains(QueueNames(), q) {
+// checkQueue checks the queue of a service's entry on one side: one of
+// the six, and one the service is on that side of in the topology (a
+// Singularity producer cannot name a queue Singularity consumes).
+func checkQueue(service, side, q string) string {
+	if !slices.Contains(QueueNames(), q) {
+		return "unknown queue (known: " + strings.Join(QueueNames(), ", ") + ")"
+	}
+	cfg, ok := Default(service)
+	if !ok {
 		return ""
 	}
-	return "unknown queue (known: " + strings.Join(QueueNames(), ", ") + ")"
+	var mine []string
+	for _, e := range cfg.entries() {
+		if e.side == side {
+			mine = append(mine, *e.queue)
+		}
+	}
+	if slices.Contains(mine, q) {
+		return ""
+	}
+	verb := map[string]string{SideProducer: "publishes to", SideConsumer: "consumes"}[side]
+	return fmt.Sprintf("not a queue %s %s (it %s: %s)", service, verb, verb, strings.Join(mine, ", "))
 }
 
 func checkPriority(p string) string {

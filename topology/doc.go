@@ -116,7 +116,8 @@
 // ErrInvalidConfig, each naming where the value came from (file:line and
 // key, variable, or flag) and the value, with URL passwords redacted:
 // non-integer or non-positive workers, negative max_retries or
-// retry_delay_ms, an unknown queue or entry, duplicate queue names, a
+// retry_delay_ms, an unknown entry, a queue_name that is not one of the
+// six or not one the service is on that side of, duplicate queue names, a
 // database URL that does not parse or whose scheme is not one of mem,
 // nats, postgres, postgresql, tls, unknown YAML keys, an unknown service
 // or profile. ValidateHandlers checks, once the service has registered its

@@ -300,7 +300,7 @@ func (f *fileConfig) applyEntry(cfg *ServiceConfig, side, key string, y *entryYA
 		return
 	}
 	if v, ok := f.scalar(&y.QueueName, name+".queue_name", ps); ok {
-		if msg := checkQueue(v); msg != "" {
+		if msg := checkQueue(cfg.Name, side, v); msg != "" {
 			ps.add("%s:%d: %s.queue_name=%q: %s", f.path, y.QueueName.Line, name, v, msg)
 		} else {
 			*ref.queue = v

@@ -65,10 +65,15 @@ type Producer struct {
 	// Queue is the queue name, e.g. "proposals_for_consensus_queue".
 	Queue string `yaml:"queue_name" json:"queue_name"`
 	// Workers is the publisher concurrency.
-	Workers    int           `yaml:"workers" json:"workers"`
-	MaxRetries int           `yaml:"max_retries" json:"max_retries"`
+	Workers int `yaml:"workers" json:"workers"`
+	// MaxRetries is how many times a failed message is retried before it
+	// becomes a dead letter.
+	MaxRetries int `yaml:"max_retries" json:"max_retries"`
+	// RetryDelay is the first retry's delay; JSON and YAML show it as
+	// retry_delay_ms (see marshal.go).
 	RetryDelay time.Duration `yaml:"-" json:"-"`
-	Priority   Priority      `yaml:"priority" json:"priority"`
+	// Priority is the default priority of the queue's messages.
+	Priority Priority `yaml:"priority" json:"priority"`
 }
 
 // Consumer is one queue a service consumes, with its handler.
@@ -81,10 +86,15 @@ type Consumer struct {
 	// "handle_consensus_result"; the service registers a function under it.
 	Handler string `yaml:"handler" json:"handler"`
 	// Workers is how many messages of the queue the service handles at once.
-	Workers    int           `yaml:"workers" json:"workers"`
-	MaxRetries int           `yaml:"max_retries" json:"max_retries"`
+	Workers int `yaml:"workers" json:"workers"`
+	// MaxRetries is how many times a failed message is retried before it
+	// becomes a dead letter.
+	MaxRetries int `yaml:"max_retries" json:"max_retries"`
+	// RetryDelay is the first retry's delay; JSON and YAML show it as
+	// retry_delay_ms (see marshal.go).
 	RetryDelay time.Duration `yaml:"-" json:"-"`
-	Priority   Priority      `yaml:"priority" json:"priority"`
+	// Priority is the queue's priority.
+	Priority Priority `yaml:"priority" json:"priority"`
 }
 
 // Spec returns the pubsub declaration of the consumer's queue.

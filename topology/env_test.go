@@ -1,0 +1,48 @@
+package topology
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestEnvTable(t *testing.T) {
+	t.Parallel()
+	rows := EnvTable()
+	require.Len(t, rows, 20)
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_DATABASE_URL", Service: Singularity, Setting: "database_url", Default: "postgresql://localhost/singularity"}, rows[0])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: Singularity, Setting: "workers", Side: "producer", Entry: "proposals_for_consensus", Queue: ProposalsQueue, Default: "2"}, rows[1])
+
+	byKey := map[string]EnvVar{}
+	for _, r := range rows {
+		byKey[r.Service+" "+r.Name] = r
+	}
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: CentralCloud, Setting: "workers", Side: "consumer", Entry: "proposals", Queue: ProposalsQueue, Default: "3"}, byKey["centralcloud QUANTUM_FLOW_PROPOSALS_WORKERS"])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROFILE_WORKERS", Service: CentralCloud, Setting: "workers", Side: "producer", Entry: "safety_profiles", Queue: SafetyProfilesQueue, Default: "1"}, byKey["centralcloud QUANTUM_FLOW_PROFILE_WORKERS"])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_RETRY_DELAY_MS", Service: CentralCloud, Setting: "retry_delay_ms", Default: "1000"}, byKey["centralcloud QUANTUM_FLOW_RETRY_DELAY_MS"])
+	_, ok := byKey["centralcloud QUANTUM_FLOW_CONSENSUS_WORKERS"]
+	require.False(t, ok, "CentralCloud does not read QUANTUM_FLOW_CONSENSUS_WORKERS in the seed")
+	_, ok = byKey["singularity QUANTUM_FLOW_PROFILE_WORKERS"]
+	require.False(t, ok)
+
+	md := EnvTableMarkdown()
+	require.Len(t, strings.Split(strings.TrimSpace(md), "\n"), 22)
+	require.Contains(t, md, "| QUANTUM_FLOW_SAFETY_WORKERS | singularity | workers | consumer | safety_profiles (guardian_safety_profiles_queue) | 1 |\n")
+}
+
+// TestDocTables keeps the tables in the package documentation in step
+// with the code that the CLI prints them from.
+func TestDocTables(t *testing.T) {
+	t.Parallel()
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	for name, table := range map[string]string{"EnvTableText": EnvTableText(), "ProfileTableText": ProfileTableText()} {
+		var block []string
+		for _, line := range strings.Split(strings.TrimRight(table, "\n"), "\n") {
+			block = append(block, strings.TrimRight("//\t"+line, " "))
+		}
+		require.Contains(t, string(doc), strings.Join(block, "\n")+"\n", "doc.go is out of date with %s", name)
+	}
+}

@@ -1,0 +1,43 @@
+package topology_test
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+func ExampleLoad() {
+	env := map[string]string{
+		"QUANTUM_FLOW_PROFILE":           "large",
+		"QUANTUM_FLOW_PROPOSALS_WORKERS": "8",
+	}
+	cfg, err := topology.Load(topology.LoadOptions{
+		Service:   topology.CentralCloud,
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, c := range cfg.Consumers {
+		fmt.Println(c.Queue, c.Workers, c.Handler)
+	}
+	// Output:
+	// proposals_for_consensus_queue 8 handle_proposal_for_consensus
+	// metrics_to_guardian_queue 4 handle_execution_metrics
+	// patterns_for_aggregator_queue 3 handle_pattern_discovered
+}
+
+func ExampleLoad_invalid() {
+	env := map[string]string{"QUANTUM_FLOW_PROPOSALS_WORKERS": "abc"}
+	_, err := topology.Load(topology.LoadOptions{
+		Service:   topology.Singularity,
+		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+	})
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, topology.ErrInvalidConfig))
+	// Output:
+	// invalid singularity configuration: QUANTUM_FLOW_PROPOSALS_WORKERS="abc": not an integer
+	// true
+}
