@@ -1,0 +1,54 @@
+// Package mem is QuantumFlow's in-memory backend: a real queue held in the
+// process's memory, for tests, demos and single-process deployments that
+// can afford to lose what is queued when the process stops.
+//
+// Import it for its side effect of registering the "mem" URL scheme:
+//
+//	import _ "github.com/quantumflow/quantumflow/backends/mem"
+//
+//	backend, err := pubsub.Open(ctx, "mem://demo")
+//
+// # URLs
+//
+// mem://NAME opens the in-process storage called NAME. Every backend opened
+// with the same NAME in one process shares its queues and dead letters, so
+// several services of one process (the demo's Singularity instances and
+// CentralCloud) talk to each other through it. The storage lives while at
+// least one backend has it open: closing the last one discards it.
+// mem:// (empty NAME) opens a private storage that nothing else shares.
+// NAME is letters, digits, '_', '.' and '-'. The backend takes no query
+// parameters: any is an error wrapping pubsub.ErrInvalidURL (pubsub.Open
+// itself handles require=...).
+//
+// # Delivery semantics
+//
+// Each queue is a priority heap ordered by priority (higher first: the
+// message's quantumflow_priority metadata, else the queue's declared
+// priority), then publish order. Every Subscribe call starts one
+// subscription that competes with all others on the queue, in this backend
+// and in every other backend sharing the storage: it takes the next
+// message, hands it out on its channel and waits for its Ack or Nack (or
+// for its context or the subscriber to end) before taking another. A
+// message waiting on a subscription's channel for its consumer counts as
+// in flight.
+//
+// Ack removes the message. Nack makes it available again at once, or after
+// the delay asked for with pubsub.Delivery.RetryAfter: delayed messages
+// wait in a second heap ordered by due time, with one timer per queue, and
+// never hold up the others. Either way the attempt count grows by one and
+// the first failure time is kept. A delivery marked with MarkDeadLetter
+// moves to the dead letters when settled, in one step under the queue's
+// lock. When a subscription ends (its context is cancelled, or the
+// subscriber or backend is closed) the message it held goes back to the
+// queue at once; an Ack or Nack that came first is honoured, a later one
+// is ignored. Publish with several messages adds them all at once, or none.
+//
+// Delivery is at least once: a message handed out and not acked before
+// its subscription ended is delivered again.
+//
+// # Capabilities
+//
+// delayed_redelivery, priority_order and dead_letters. Not durable:
+// everything is lost with the process. Not cross_process: only backends of
+// the same process share a storage. No transactional publish.
+package mem

@@ -1,0 +1,408 @@
+package mem
+
+import (
+	"sync"
+	"time"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// Settings of a queue nobody declared, as pubsub.QueueSpec documents.
+const (
+	defaultMaxRetries = 3
+	defaultRetryDelay = time.Second
+)
+
+// entry is one message in a queue. Its payload and metadata are private
+// copies, never modified after publish: deliveries and listings copy them
+// again.
+type entry struct {
+	id       string
+	payload  []byte
+	metadata map[string]string
+	priority pubsub.Priority
+	created  time.Time
+	// seq orders messages of equal priority: it grows with every publish
+	// to the queue (and every dead-letter retry), so it is publish order
+	// even when the wall clock steps back.
+	seq uint64
+	// attempts counts deliveries so far.
+	attempts     int
+	firstFailure time.Time
+	lastError    string
+	// availableAt is when a message waiting for a retry becomes ready;
+	// zero once it is.
+	availableAt time.Time
+}
+
+// readyBefore is delivery order: higher priority, then older.
+func readyBefore(a, b *entry) bool {
+	if a.priority != b.priority {
+		return a.priority > b.priority
+	}
+	return a.seq < b.seq
+}
+
+// dueBefore orders messages waiting for a retry by due time.
+func dueBefore(a, b *entry) bool {
+	if !a.availableAt.Equal(b.availableAt) {
+		return a.availableAt.Before(b.availableAt)
+	}
+	return a.seq < b.seq
+}
+
+// entryHeap is a binary min-heap of entries under less. It is written out
+// rather than built on container/heap to avoid an interface call per
+// comparison on the hot path.
+type entryHeap struct {
+	items []*entry
+	less  func(a, b *entry) bool
+}
+
+func (h *entryHeap) len() int { return len(h.items) }
+
+func (h *entryHeap) peek() *entry {
+	if len(h.items) == 0 {
+		return nil
+	}
+	return h.items[0]
+}
+
+func (h *entryHeap) push(e *entry) {
+	h.items = append(h.items, e)
+	h.up(len(h.items) - 1)
+}
+
+func (h *entryHeap) pop() *entry {
+	n := len(h.items) - 1
+	top := h.items[0]
+	h.items[0] = h.items[n]
+	h.items[n] = nil
+	h.items = h.items[:n]
+	if n > 0 {
+		h.down(0)
+	}
+	// Give memory back after a burst: a drained queue should not keep a
+	// million-slot array.
+	if c := cap(h.items); c > 1024 && n < c/4 {
+		h.items = append(make([]*entry, 0, c/2), h.items...)
+	}
+	return top
+}
+
+func (h *entryHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.less(h.items[i], h.items[p]) {
+			return
+		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
+	}
+}
+
+func (h *entryHeap) down(i int) {
+	n := len(h.items)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h.less(h.items[r], h.items[l]) {
+			m = r
+		}
+		if !h.less(h.items[m], h.items[i]) {
+			return
+		}
+		h.items[i], h.items[m] = h.items[m], h.items[i]
+		i = m
+	}
+}
+
+// firstN returns up to n entries in heap order without changing h: it
+// walks the heap from the root with a small frontier heap, so it costs
+// O(n log n) whatever the queue's length.
+func (h *entryHeap) firstN(n int) []*entry {
+	if n <= 0 || len(h.items) == 0 {
+		return nil
+	}
+	out := make([]*entry, 0, min(n, len(h.items)))
+	// The frontier holds heap indexes, ordered by their entries.
+	type idxHeap struct{ idx []int }
+	fr := idxHeap{idx: []int{0}}
+	less := func(i, j int) bool { return h.less(h.items[fr.idx[i]], h.items[fr.idx[j]]) }
+	push := func(x int) {
+		fr.idx = append(fr.idx, x)
+		for i := len(fr.idx) - 1; i > 0; {
+			p := (i - 1) / 2
+			if !less(i, p) {
+				break
+			}
+			fr.idx[i], fr.idx[p] = fr.idx[p], fr.idx[i]
+			i = p
+		}
+	}
+	pop := func() int {
+		top := fr.idx[0]
+		last := len(fr.idx) - 1
+		fr.idx[0] = fr.idx[last]
+		fr.idx = fr.idx[:last]
+		for i := 0; ; {
+			l := 2*i + 1
+			if l >= len(fr.idx) {
+				break
+			}
+			m := l
+			if r := l + 1; r < len(fr.idx) && less(r, l) {
+				m = r
+			}
+			if !less(m, i) {
+				break
+			}
+			fr.idx[i], fr.idx[m] = fr.idx[m], fr.idx[i]
+			i = m
+		}
+		return top
+	}
+	for len(out) < n && len(fr.idx) > 0 {
+		i := pop()
+		out = append(out, h.items[i])
+		for _, c := range []int{2*i + 1, 2*i + 2} {
+			if c < len(h.items) {
+				push(c)
+			}
+		}
+	}
+	return out
+}
+
+// waiter is an idle subscription waiting for a message.
+type waiter struct {
+	// wake gets a token when a message may be ready.
+	wake chan struct{}
+	// queued is true while the waiter is in its queue's list; guarded by
+	// the queue's mutex.
+	queued bool
+}
+
+// counters are what a queue counts since its storage was created.
+type counters struct {
+	published, delivered, acked, nacked, deadLettered int64
+}
+
+// queue is one named queue of a storage.
+type queue struct {
+	name    string
+	st      *store
+	created time.Time
+
+	mu        sync.Mutex
+	spec      pubsub.QueueSpec
+	seq       uint64
+	ready     entryHeap
+	scheduled entryHeap
+	// timer promotes due messages from scheduled to ready; timerAt is when
+	// it is set to fire, zero when it is not pending.
+	timer    *time.Timer
+	timerAt  time.Time
+	inFlight int64
+	// waiters are idle subscriptions, woken last-in first-out: the most
+	// recently idle one is the likeliest to be running.
+	waiters []*waiter
+	count   counters
+	stopped bool
+}
+
+func newQueue(st *store, name string) *queue {
+	return &queue{
+		name:      name,
+		st:        st,
+		created:   time.Now(),
+		spec:      pubsub.QueueSpec{Name: name, Priority: pubsub.PriorityNormal, MaxRetries: defaultMaxRetries, RetryDelay: defaultRetryDelay},
+		ready:     entryHeap{less: readyBefore},
+		scheduled: entryHeap{less: dueBefore},
+	}
+}
+
+// take hands out the next ready message, or registers w to be woken when
+// one may be ready and returns nil.
+func (q *queue) take(w *waiter) *entry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.ready.len() > 0 {
+		e := q.ready.pop()
+		e.attempts++
+		q.inFlight++
+		q.count.delivered++
+		return e
+	}
+	if !w.queued {
+		w.queued = true
+		q.waiters = append(q.waiters, w)
+	}
+	return nil
+}
+
+// wakeLocked wakes up to n idle subscriptions.
+func (q *queue) wakeLocked(n int) {
+	for ; n > 0 && len(q.waiters) > 0; n-- {
+		last := len(q.waiters) - 1
+		w := q.waiters[last]
+		q.waiters[last] = nil
+		q.waiters = q.waiters[:last]
+		w.queued = false
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// leave removes a subscription that stops waiting. If it had been woken
+// already, the wake-up passes to another so no ready message is stranded.
+func (q *queue) leave(w *waiter) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w.queued {
+		for i, x := range q.waiters {
+			if x == w {
+				q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+				break
+			}
+		}
+		w.queued = false
+		return
+	}
+	if q.ready.len() > 0 {
+		q.wakeLocked(1)
+	}
+}
+
+// putBack returns a message whose subscription ended. If it never reached
+// the consumer the delivery did not happen, so its attempt is undone.
+func (q *queue) putBack(e *entry, delivered bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.inFlight--
+	if !delivered {
+		e.attempts--
+		q.count.delivered--
+	}
+	q.ready.push(e)
+	q.wakeLocked(1)
+}
+
+// ack removes a settled message.
+func (q *queue) ack(*entry) {
+	q.mu.Lock()
+	q.inFlight--
+	q.count.acked++
+	q.mu.Unlock()
+}
+
+// nack makes a failed message available again, now or after delay.
+func (q *queue) nack(e *entry, delay time.Duration, lastError string) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.inFlight--
+	q.count.nacked++
+	if e.firstFailure.IsZero() {
+		e.firstFailure = now
+	}
+	if lastError != "" {
+		e.lastError = lastError
+	}
+	if delay > 0 && !q.stopped {
+		e.availableAt = now.Add(delay)
+		q.scheduled.push(e)
+		q.armLocked()
+		return
+	}
+	q.ready.push(e)
+	q.wakeLocked(1)
+}
+
+// deadLetter moves a settled message to the storage's dead letters, in one
+// step as far as Stats and listings can see.
+func (q *queue) deadLetter(e *entry, reason pubsub.DeadLetterReason, lastError string) {
+	now := time.Now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.inFlight--
+	q.count.deadLettered++
+	first := e.firstFailure
+	if first.IsZero() {
+		first = now
+	}
+	msg := reason.Error
+	if msg == "" {
+		msg = lastError
+	}
+	q.st.addDeadLetter(&deadLetter{
+		DeadLetter: pubsub.DeadLetter{
+			ID:             e.id,
+			Queue:          q.name,
+			Payload:        e.payload,
+			Metadata:       e.metadata,
+			Error:          msg,
+			Attempts:       e.attempts,
+			Handler:        reason.Handler,
+			Service:        reason.Service,
+			FirstFailureAt: first,
+			LastFailureAt:  now,
+			CreatedAt:      now,
+		},
+	})
+}
+
+// armLocked makes the timer fire when the earliest scheduled message is
+// due, unless it already fires no later than that.
+func (q *queue) armLocked() {
+	head := q.scheduled.peek()
+	if head == nil || q.stopped {
+		return
+	}
+	if !q.timerAt.IsZero() && !head.availableAt.Before(q.timerAt) {
+		return
+	}
+	q.timerAt = head.availableAt
+	d := time.Until(head.availableAt)
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.promote)
+	} else {
+		q.timer.Reset(d)
+	}
+}
+
+// promote moves every due scheduled message to ready. It runs on the
+// queue's timer.
+func (q *queue) promote() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.timerAt = time.Time{}
+	if q.stopped {
+		return
+	}
+	now := time.Now()
+	n := 0
+	for head := q.scheduled.peek(); head != nil && !head.availableAt.After(now); head = q.scheduled.peek() {
+		q.scheduled.pop()
+		head.availableAt = time.Time{}
+		q.ready.push(head)
+		n++
+	}
+	q.wakeLocked(n)
+	q.armLocked()
+}
+
+// stop releases the queue's timer when its storage is discarded.
+func (q *queue) stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	if q.timer != nil {
+		q.timer.Stop()
+	}
+}
