@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// loadOptions are the topology load options the global flags describe.
+func (a *app) loadOptions() topology.LoadOptions {
+	ov := topology.Overrides{Profile: a.profile}
+	if a.urlSet {
+		ov.DatabaseURL = a.url
+	}
+	return topology.LoadOptions{Service: a.service, Path: a.configPath, LookupEnv: a.env.LookupEnv, Overrides: ov}
+}
+
+// loadConfig loads the effective configuration of --service. Any error is
+// a configuration error (exit 2).
+func (a *app) loadConfig() (topology.ServiceConfig, error) {
+	return a.loadConfigWith(a.loadOptions())
+}
+
+func (a *app) loadConfigWith(opts topology.LoadOptions) (topology.ServiceConfig, error) {
+	cfg, err := topology.Load(opts)
+	if err != nil {
+		return cfg, usageError{err}
+	}
+	a.noteSecret(cfg.DatabaseURL)
+	return cfg, nil
+}
+
+// open loads the configuration and opens its backend. The caller closes
+// the backend.
+func (a *app) open(ctx context.Context) (topology.ServiceConfig, *pubsub.Backend, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return cfg, nil, err
+	}
+	b, err := pubsub.Open(ctx, cfg.DatabaseURL, pubsub.WithLogger(a.logger()))
+	if err != nil {
+		return cfg, nil, err
+	}
+	return cfg, b, nil
+}
+
+// urlSecrets returns the password and secret query values of a URL.
+func urlSecrets(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if m := userinfoRE.FindStringSubmatch(raw); m != nil {
+			whole := m[0]
+			if i := strings.LastIndex(whole, ":"); i >= 0 {
+				return []string{strings.TrimSuffix(whole[i+1:], "@")}
+			}
+		}
+		return nil
+	}
+	var out []string
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		} else if u.User.Username() != "" && (u.Scheme == "nats" || u.Scheme == "tls") {
+			out = append(out, u.User.Username())
+		}
+	}
+	for k, vs := range u.Query() {
+		switch strings.ToLower(k) {
+		case "password", "pass", "token", "secret", "nkey", "sslpassword", "auth_token":
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// topologyQueue returns the topology's declaration of a queue with the
+// retry settings of cfg where cfg has the queue.
+func topologyQueue(cfg topology.ServiceConfig, queue string) (pubsub.QueueSpec, bool) {
+	if c, ok := cfg.Consumer(queue); ok {
+		return c.Spec(), true
+	}
+	if p, ok := cfg.Producer(queue); ok {
+		return p.Spec(), true
+	}
+	for _, q := range topology.Queues() {
+		if q.Name == queue {
+			return q, true
+		}
+	}
+	return pubsub.QueueSpec{}, false
+}
+
+// checkQueue accepts a queue of the topology or one the backend knows, and
+// otherwise fails with a usage error listing the known queues, so that a
+// typo does not quietly create a new queue.
+func checkQueue(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConfig, queue string) error {
+	if err := pubsub.ValidateQueueName(queue); err != nil {
+		return err
+	}
+	if _, ok := topologyQueue(cfg, queue); ok {
+		return nil
+	}
+	infos, err := b.ListQueues(ctx)
+	if err != nil && !errors.Is(err, pubsub.ErrNotInitialized) {
+		return err
+	}
+	known := make([]string, 0, len(infos)+6)
+	for _, q := range topology.Queues() {
+		known = append(known, q.Name)
+	}
+	for _, qi := range infos {
+		if qi.Name == queue {
+			return nil
+		}
+		if !slices.Contains(known, qi.Name) {
+			known = append(known, qi.Name)
+		}
+	}
+	return fmt.Errorf("%w: %q (known: %s)", pubsub.ErrQueueNotFound, queue, strings.Join(known, ", "))
+}

@@ -1,0 +1,199 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
+	"github.com/quantumflow/quantumflow/telemetry"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// Singularity holds one Singularity instance's handlers and its side of the
+// conversation: it proposes changes, reports execution metrics and
+// patterns, and handles what CentralCloud sends back — consensus results
+// (emitting consensus_approved or consensus_rejected), rollback triggers
+// and safety profile updates.
+//
+// Create it, register Handlers with router.New, call Bind with the router,
+// then run the router.
+type Singularity struct {
+	// Instance names the instance in what it publishes.
+	Instance string
+	// Telemetry is the bus consensus events go to; the router's bus.
+	// Defaults to telemetry.Default.
+	Telemetry *telemetry.Bus
+	// Logger logs each message handled at debug level. Nil discards.
+	Logger *slog.Logger
+
+	proposals, metrics, patterns *router.Publisher
+
+	// Counters of handled messages, for examples and tests.
+	Approved, Rejected, Rollbacks, ProfileUpdates atomic.Int64
+
+	mu      sync.Mutex
+	profile SafetyProfile // the newest seen
+}
+
+// Handlers returns the instance's handlers by the seed's handler names.
+func (s *Singularity) Handlers() map[string]router.Handler {
+	return map[string]router.Handler{
+		topology.HandleConsensusResult:     s.HandleConsensusResult,
+		topology.HandleRollbackTrigger:     s.HandleRollbackTrigger,
+		topology.HandleSafetyProfileUpdate: s.HandleSafetyProfileUpdate,
+	}
+}
+
+// Bind takes the publishers of Singularity's producer queues from r.
+func (s *Singularity) Bind(r *router.Router) error {
+	var err error
+	if s.proposals, err = r.Publisher(topology.ProposalsQueue); err != nil {
+		return err
+	}
+	if s.metrics, err = r.Publisher(topology.MetricsQueue); err != nil {
+		return err
+	}
+	s.patterns, err = r.Publisher(topology.PatternsQueue)
+	return err
+}
+
+func (s *Singularity) log() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Singularity) bus() *telemetry.Bus {
+	if s.Telemetry == nil {
+		return telemetry.Default
+	}
+	return s.Telemetry
+}
+
+// Propose sends a proposal to CentralCloud and returns the message id.
+func (s *Singularity) Propose(ctx context.Context, p Proposal) (string, error) {
+	if p.Instance == "" {
+		p.Instance = s.Instance
+	}
+	if p.ProposedAt.IsZero() {
+		p.ProposedAt = time.Now().UTC()
+	}
+	return publishJSON(ctx, s.proposals, p)
+}
+
+// ReportMetrics sends execution metrics to the Guardian.
+func (s *Singularity) ReportMetrics(ctx context.Context, m ExecutionMetrics) (string, error) {
+	if m.Instance == "" {
+		m.Instance = s.Instance
+	}
+	return publishJSON(ctx, s.metrics, m)
+}
+
+// ReportPattern sends a discovered pattern to the aggregator.
+func (s *Singularity) ReportPattern(ctx context.Context, p Pattern) (string, error) {
+	if p.Instance == "" {
+		p.Instance = s.Instance
+	}
+	return publishJSON(ctx, s.patterns, p)
+}
+
+// PublishRaw publishes a payload as is to one of the instance's producer
+// queues; the demo uses it to send a malformed message.
+func (s *Singularity) PublishRaw(ctx context.Context, queue string, payload []byte) (string, error) {
+	var p *router.Publisher
+	switch queue {
+	case topology.ProposalsQueue:
+		p = s.proposals
+	case topology.MetricsQueue:
+		p = s.metrics
+	case topology.PatternsQueue:
+		p = s.patterns
+	default:
+		return "", fmt.Errorf("instance %s: %w %q: not a singularity producer queue", s.Instance, pubsub.ErrQueueNotFound, queue)
+	}
+	if p == nil {
+		return "", fmt.Errorf("instance %s: not bound to a router (call Bind)", s.Instance)
+	}
+	return p.Publish(ctx, payload)
+}
+
+func publishJSON(ctx context.Context, p *router.Publisher, v any) (string, error) {
+	if p == nil {
+		return "", fmt.Errorf("handlers: not bound to a router (call Bind)")
+	}
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return p.Publish(ctx, payload)
+}
+
+// HandleConsensusResult is handle_consensus_result: it applies or drops the
+// proposal and emits consensus_approved or consensus_rejected.
+func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
+	var r ConsensusResult
+	if err := decode(msg, &r); err != nil {
+		return err
+	}
+	ev := telemetry.ConsensusRejected
+	if r.Decision == Approved {
+		ev = telemetry.ConsensusApproved
+		s.Approved.Add(1)
+	} else {
+		s.Rejected.Add(1)
+	}
+	s.bus().Execute(ev, telemetry.Measurements{telemetry.MeasureCount: 1, "votes_for": float64(r.For), "votes_against": float64(r.Against)},
+		telemetry.Metadata{
+			telemetry.MetaQueue: topology.ConsensusQueue, telemetry.MetaService: topology.Singularity,
+			telemetry.MetaHandler: topology.HandleConsensusResult, telemetry.MetaMessageID: msg.UUID,
+			"proposal_id": r.ProposalID, "instance": s.Instance, "proposer": r.Instance,
+		})
+	s.log().Debug("consensus result", "instance", s.Instance, "proposal_id", r.ProposalID, "decision", r.Decision)
+	return nil
+}
+
+// HandleRollbackTrigger is handle_rollback_trigger: it rolls the change
+// back (the router emits rollback_completed once it returns nil).
+func (s *Singularity) HandleRollbackTrigger(msg *message.Message) error {
+	var t RollbackTrigger
+	if err := decode(msg, &t); err != nil {
+		return err
+	}
+	s.Rollbacks.Add(1)
+	s.log().Debug("rollback", "instance", s.Instance, "for", t.Instance, "reason", t.Reason)
+	return nil
+}
+
+// HandleSafetyProfileUpdate is handle_safety_profile_update: it adopts a
+// profile newer than the one it has (updates may arrive out of order).
+func (s *Singularity) HandleSafetyProfileUpdate(msg *message.Message) error {
+	var p SafetyProfile
+	if err := decode(msg, &p); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if p.Version > s.profile.Version {
+		s.profile = p
+	}
+	s.mu.Unlock()
+	s.ProfileUpdates.Add(1)
+	s.log().Debug("safety profile", "instance", s.Instance, "version", p.Version, "max_risk", p.MaxRisk)
+	return nil
+}
+
+// SafetyProfile returns the newest safety profile the instance has seen
+// (the zero value before any).
+func (s *Singularity) SafetyProfile() SafetyProfile {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.profile
+}
