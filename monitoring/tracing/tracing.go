@@ -299,3 +299,10 @@ func errText(err error, fallback string) string {
 	}
 	return fallback
 }
+
+// Wrap is WrapPublisher(pub, o), in the shape router.Config.WrapPublisher
+// takes:
+//
+//	opts := tracing.Options{TracerProvider: tp, Service: "centralcloud", Backend: backend.Scheme()}
+//	router.Config{..., Middlewares: []message.HandlerMiddleware{tracing.Middleware(opts)}, WrapPublisher: opts.Wrap}
+func (o Options) Wrap(pub message.Publisher) message.Publisher { return WrapPublisher(pub, o) }

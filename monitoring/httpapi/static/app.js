@@ -1,0 +1,214 @@
+// QuantumFlow dashboard: polls the JSON API and renders queues and dead
+// letters. Everything untrusted (payloads, errors, ids) goes into the page
+// through textContent, never as HTML.
+"use strict";
+
+(function () {
+  const REFRESH_MS = 5000;
+  const TOKEN_KEY = "quantumflow.adminToken";
+  const $ = (sel) => document.querySelector(sel);
+  let timer = null;
+  let adminEnabled = false;
+  let lastQueues = [];
+
+  function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+
+  function el(tag, attrs, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k === "text") e.textContent = v;
+      else if (k.startsWith("data-")) e.setAttribute(k, v);
+      else e[k] = v;
+    }
+    for (const c of children) e.append(c);
+    return e;
+  }
+
+  function age(seconds) {
+    if (!seconds) return "–";
+    const s = Math.round(seconds);
+    if (s < 60) return s + "s";
+    if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
+    if (s < 86400) return Math.floor(s / 3600) + "h " + Math.floor((s % 3600) / 60) + "m";
+    return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
+  }
+
+  function when(iso) {
+    if (!iso) return "–";
+    const d = new Date(iso);
+    return isNaN(d) ? iso : d.toLocaleString();
+  }
+
+  // Backends keep different counters; "published" and "acked" (in and
+  // out) are the ones an operator reads first, the depth trend always.
+  function rateText(rates) {
+    if (!rates) return "–";
+    const parts = [];
+    if (rates.published !== undefined) parts.push("in " + rates.published.toFixed(2) + "/s");
+    if (rates.acked !== undefined) parts.push("out " + rates.acked.toFixed(2) + "/s");
+    const d = rates.pending || 0;
+    parts.push("depth " + (d > 0 ? "+" : "") + d.toFixed(2) + "/s");
+    return parts.join(" · ");
+  }
+
+  function payloadText(m) {
+    let s;
+    if (m.payload !== undefined) s = typeof m.payload === "string" ? m.payload : JSON.stringify(m.payload);
+    else if (m.payload_base64) s = "base64:" + m.payload_base64;
+    else s = "";
+    return s.length > 200 ? s.slice(0, 200) + "…" : s;
+  }
+
+  function show(text, kind) {
+    const m = $("#message");
+    m.textContent = text;
+    m.dataset.kind = kind || "info";
+    m.hidden = false;
+  }
+
+  async function api(method, path, body) {
+    const headers = { "Accept": "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && token()) headers["Authorization"] = "Bearer " + token();
+    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+    let data = null;
+    try { data = await res.json(); } catch (_) { /* empty body */ }
+    if (!res.ok) {
+      const err = new Error((data && data.error) || (res.status + " " + res.statusText));
+      err.status = res.status;
+      throw err;
+    }
+    return data;
+  }
+
+  function renderQueues(ov) {
+    $("#backend").textContent = ov.backend + " · " + (ov.capabilities || "");
+    const status = $("#status");
+    status.dataset.state = ov.degraded ? "degraded" : "ok";
+    status.textContent = ov.degraded ? "degraded" : "ok";
+    const alert = $("#alert");
+    if (ov.degraded) {
+      alert.textContent = "Degraded: " + ov.dead_letters + " dead letters exceed the alert threshold of " + ov.dlq_alert_threshold + ".";
+      alert.hidden = false;
+    } else {
+      alert.hidden = true;
+    }
+    adminEnabled = ov.admin_enabled;
+    $("#token-state").textContent = !adminEnabled
+      ? "admin operations disabled on the server (no QUANTUM_FLOW_ADMIN_TOKEN)"
+      : (token() ? "token set for this tab" : "no token: retry and purge will be refused");
+
+    lastQueues = ov.queues;
+    const tbody = $("#queues tbody");
+    tbody.replaceChildren(...ov.queues.map((q) => el("tr", { "data-queue": q.name, class: q.dead_letters > 0 ? "has-dead" : "" },
+      el("td", { text: q.name }),
+      el("td", { text: q.priority > 0 ? "high (" + q.priority + ")" : "normal" }),
+      el("td", { class: "num pending", text: String(q.pending) }),
+      el("td", { class: "num", text: String(q.in_flight) }),
+      el("td", { class: "num", text: String(q.scheduled) }),
+      el("td", { class: "num dead", text: String(q.dead_letters) }),
+      el("td", { class: "num", text: age(q.oldest_pending_age_seconds) }),
+      el("td", { class: "rate", text: rateText(q.rates) }),
+    )));
+
+    const sel = $("#dlq-queue");
+    const current = sel.value;
+    const names = ov.queues.map((q) => q.name);
+    sel.replaceChildren(el("option", { value: "", text: "all queues" }), ...names.map((n) => el("option", { value: n, text: n })));
+    sel.value = names.includes(current) ? current : "";
+  }
+
+  function actionButton(label, cls, onClick) {
+    const b = el("button", { type: "button", class: cls, text: label });
+    b.setAttribute("data-admin", "");
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  // Destructive actions need a second click within a few seconds.
+  function confirmThen(button, run) {
+    if (button.dataset.armed === "1") { run(); return; }
+    const label = button.textContent;
+    button.dataset.armed = "1";
+    button.classList.add("confirm");
+    button.textContent = "Confirm " + label.toLowerCase() + "?";
+    setTimeout(() => { button.dataset.armed = ""; button.classList.remove("confirm"); button.textContent = label; }, 4000);
+  }
+
+  function renderDeadLetters(list) {
+    const tbody = $("#dead-letters tbody");
+    $("#dlq-count").textContent = "(" + list.length + (list.length >= 100 ? "+" : "") + ")";
+    $("#dlq-empty").hidden = list.length > 0;
+    tbody.replaceChildren(...list.map((d) => el("tr", { "data-id": d.id, "data-queue": d.queue },
+      el("td", { class: "id", text: d.id }),
+      el("td", { text: d.queue }),
+      el("td", { class: "error", text: d.error || "" }),
+      el("td", { class: "num", text: String(d.attempts) }),
+      el("td", { text: [d.service, d.handler].filter(Boolean).join(" / ") }),
+      el("td", { text: when(d.last_failure_at || d.created_at) }),
+      el("td", { class: "payload", text: payloadText(d) }),
+      el("td", { class: "actions" },
+        actionButton("Retry", "retry", () => mutate("retry", { ids: [d.id] })),
+        " ",
+        actionButton("Purge", "danger purge", (ev) => confirmThen(ev.target, () => mutate("purge", { ids: [d.id] })))),
+    )));
+  }
+
+  async function mutate(action, selection) {
+    if (!adminEnabled) { show("Admin operations are disabled on the server.", "error"); return; }
+    if (!token()) { show("Enter the admin token first.", "error"); $("#token").focus(); return; }
+    try {
+      const res = await api("POST", "api/dlq/" + action, selection);
+      const n = action === "retry" ? res.retried : res.purged;
+      show((action === "retry" ? "Retried " : "Purged ") + n + " dead letter" + (n === 1 ? "" : "s") + ".", "info");
+    } catch (e) {
+      show(action + " refused: " + e.message, "error");
+    }
+    refresh();
+  }
+
+  async function refresh() {
+    try {
+      const ov = await api("GET", "api/queues");
+      renderQueues(ov);
+      const q = $("#dlq-queue").value;
+      const dl = await api("GET", "api/dlq?limit=100" + (q ? "&queue=" + encodeURIComponent(q) : ""));
+      renderDeadLetters(dl.dead_letters);
+      $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
+      document.body.dataset.loaded = "1";
+    } catch (e) {
+      const status = $("#status");
+      status.dataset.state = "unreachable";
+      status.textContent = "unreachable";
+      $("#updated").textContent = "error: " + e.message;
+    }
+  }
+
+  function schedule() {
+    clearInterval(timer);
+    if ($("#auto-refresh").checked) timer = setInterval(refresh, REFRESH_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#token").value = token();
+    $("#save-token").addEventListener("click", () => {
+      const t = $("#token").value.trim();
+      if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
+      refresh();
+    });
+    $("#refresh").addEventListener("click", refresh);
+    $("#auto-refresh").addEventListener("change", schedule);
+    $("#dlq-queue").addEventListener("change", refresh);
+    $("#retry-selected-queue").addEventListener("click", () => {
+      const q = $("#dlq-queue").value;
+      mutate("retry", q ? { queue: q } : { all: true });
+    });
+    $("#purge-selected-queue").addEventListener("click", (ev) => {
+      const q = $("#dlq-queue").value;
+      confirmThen(ev.target, () => mutate("purge", q ? { queue: q } : { all: true }));
+    });
+    refresh();
+    schedule();
+  });
+})();
