@@ -41,8 +41,8 @@ const (
 	PublishFailures      = "quantumflow_publish_failures_total"
 	Events               = "quantumflow_events_total"
 	// Histograms, from telemetry events.
-	HandlerDuration  = "quantumflow_handler_duration_seconds"
-	EndToEndLatency  = "quantumflow_end_to_end_latency_seconds"
+	HandlerDuration = "quantumflow_handler_duration_seconds"
+	EndToEndLatency = "quantumflow_end_to_end_latency_seconds"
 	// Gauges, from the Poller.
 	QueuePending          = "quantumflow_queue_pending_messages"
 	QueueInFlight         = "quantumflow_queue_in_flight_messages"
@@ -96,8 +96,8 @@ type Metrics struct {
 	reg  prometheus.Registerer
 
 	published, consumed, failed, retried, deadLettered, publishFailed *prometheus.CounterVec
-	events                                                          *prometheus.CounterVec
-	handlerDuration, latency                                        *prometheus.HistogramVec
+	events                                                            *prometheus.CounterVec
+	handlerDuration, latency                                          *prometheus.HistogramVec
 
 	pending, inFlight, scheduled, queueDead, oldestAge *prometheus.GaugeVec
 	deadTotal, threshold, alert, up                    *prometheus.GaugeVec
