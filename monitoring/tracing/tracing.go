@@ -2,6 +2,8 @@ package tracing
 
 import (
 	"context"
+	"strconv"
+	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
@@ -223,7 +225,7 @@ func Middleware(opts Options) message.HandlerMiddleware {
 			if d != nil {
 				queue, attempt = d.Queue, d.Attempt
 			}
-			handler := message.HandlerNameFromCtx(ctx)
+			handler := handlerName(message.HandlerNameFromCtx(ctx))
 			attrs := append(opts.common(queue),
 				semconv.MessagingOperationTypeProcess,
 				semconv.MessagingOperationName("process"),
@@ -262,6 +264,18 @@ func Middleware(opts Options) message.HandlerMiddleware {
 			return produced, err
 		}
 	}
+}
+
+// handlerName drops the worker suffix the router adds to Watermill handler
+// names ("handle_consensus_result[2]"): spans name the handler, not the
+// worker.
+func handlerName(s string) string {
+	if i := strings.LastIndexByte(s, '['); i > 0 && strings.HasSuffix(s, "]") {
+		if _, err := strconv.Atoi(s[i+1 : len(s)-1]); err == nil {
+			return s[:i]
+		}
+	}
+	return s
 }
 
 func record(span trace.Span, d *pubsub.Delivery, err error, attempt int) {
