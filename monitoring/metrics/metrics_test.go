@@ -295,4 +295,4 @@ func TestNewRegistersEveryNameAndRejectsDuplicates(t *testing.T) {
 type nopPublisher struct{}
 
 func (nopPublisher) Publish(string, ...*message.Message) error { return nil }
-func (nopPublisher) Close() error                               { return nil }
+func (nopPublisher) Close() error                              { return nil }
