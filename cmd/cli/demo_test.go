@@ -1,0 +1,119 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/cmd/cli"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+type demoSummary struct {
+	Backend   string `json:"backend"`
+	Settled   bool   `json:"settled"`
+	Lost      int    `json:"lost"`
+	Instances int    `json:"instances"`
+	Queues    []struct {
+		Queue        string `json:"queue"`
+		Published    int    `json:"published"`
+		Consumed     int    `json:"consumed"`
+		Retried      int    `json:"retried"`
+		DeadLettered int    `json:"dead_lettered"`
+		Pending      int    `json:"pending"`
+		Lost         int    `json:"lost"`
+	} `json:"queues"`
+	Total struct {
+		Published    int `json:"published"`
+		Consumed     int `json:"consumed"`
+		Retried      int `json:"retried"`
+		DeadLettered int `json:"dead_lettered"`
+		Lost         int `json:"lost"`
+	} `json:"total"`
+	Events map[string]int64 `json:"events"`
+}
+
+func runDemo(t *testing.T, args ...string) demoSummary {
+	t.Helper()
+	r := noEnv().run(t, append([]string{"demo", "--json"}, args...)...)
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Contains(t, r.stderr, "demo: ", "progress goes to stderr")
+	var s demoSummary
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &s), r.stdout)
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(r.stdout), "\n")+1, "one JSON object")
+	return s
+}
+
+// checkDemo asserts what the demo promises: nothing lost, all six queues
+// used, retries and dead letters present, the seed's events emitted.
+func checkDemo(t *testing.T, s demoSummary) {
+	t.Helper()
+	require.True(t, s.Settled)
+	require.Zero(t, s.Lost)
+	require.Len(t, s.Queues, 6)
+	for i, q := range s.Queues {
+		require.Equal(t, topology.QueueNames()[i], q.Queue)
+		require.Positive(t, q.Published, q.Queue)
+		require.Positive(t, q.Consumed, q.Queue)
+		require.Zero(t, q.Lost, q.Queue)
+		require.Zero(t, q.Pending, q.Queue)
+		require.Equal(t, q.Published, q.Consumed+q.DeadLettered, q.Queue)
+	}
+	require.Positive(t, s.Total.Retried)
+	require.Positive(t, s.Total.DeadLettered)
+	byQueue := map[string]int{}
+	for _, q := range s.Queues {
+		byQueue[q.Queue] = q.DeadLettered
+	}
+	require.Positive(t, byQueue[topology.ProposalsQueue], "poison proposals dead-lettered after retries")
+	require.Positive(t, byQueue[topology.PatternsQueue], "malformed pattern dead-lettered at once")
+	for name, n := range s.Events {
+		if name == "publish_failed" {
+			require.Zero(t, n)
+			continue
+		}
+		require.Positive(t, n, name)
+	}
+	require.Len(t, s.Events, 14)
+}
+
+func TestDemoOnMem(t *testing.T) {
+	t.Parallel()
+	s := runDemo(t, "--url", "mem://demo-test", "--instances", "3", "--rounds", "20", "--interval", "0s")
+	checkDemo(t, s)
+	require.Equal(t, "mem://demo-test", s.Backend)
+	require.Equal(t, 3, s.Instances)
+	require.Equal(t, 60, s.Queues[0].Published, "20 proposals per instance")
+}
+
+func TestDemoDefault(t *testing.T) {
+	t.Parallel()
+	checkDemo(t, runDemo(t))
+}
+
+func TestDemoText(t *testing.T) {
+	t.Parallel()
+	r := noEnv().run(t, "demo", "--url", "mem://demo-text", "--rounds", "14", "--interval", "0s")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	for _, q := range topology.QueueNames() {
+		require.Contains(t, r.stdout, q)
+	}
+	require.Contains(t, r.stdout, "DEAD-LETTERED")
+	require.Contains(t, r.stdout, "lost: 0")
+	require.Contains(t, r.stderr, "dead letter on proposals_for_consensus_queue after 4 attempt(s)")
+}
+
+func TestDemoBadFlags(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"--instances", "0"},
+		{"--rounds", "-1"},
+		{"--max-retries", "-1"},
+		{"--url", "mem://x", "--data-dir", "/tmp/x"},
+	} {
+		r := noEnv().run(t, append([]string{"demo"}, args...)...)
+		require.Equal(t, cli.ExitUsage, r.code, "%v: %s", args, r.stderr)
+	}
+}

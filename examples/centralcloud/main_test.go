@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// syncBuffer is a log sink safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
+	t.Parallel()
+	const url = "mem://centralcloud-main-test"
+	ctx := context.Background()
+	admin, err := pubsub.Open(ctx, url)
+	require.NoError(t, err)
+	defer admin.Close()
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(runCtx, nil, env(map[string]string{"QUANTUM_FLOW_DATABASE_URL": url}), &logs)
+	}()
+
+	payload, _ := json.Marshal(handlers.Proposal{ID: "p1", Instance: "test", Risk: 0.1})
+	require.NoError(t, admin.Publisher().Publish(topology.ProposalsQueue, message.NewMessage(watermill.NewUUID(), payload)))
+	require.Eventually(t, func() bool {
+		msgs, err := admin.ListPending(ctx, topology.ConsensusQueue, 10)
+		return err == nil && len(msgs) == 1
+	}, 10*time.Second, 10*time.Millisecond, "a consensus result is published")
+	msgs, err := admin.ListPending(ctx, topology.ConsensusQueue, 10)
+	require.NoError(t, err)
+	var res handlers.ConsensusResult
+	require.NoError(t, json.Unmarshal(msgs[0].Payload, &res))
+	require.Equal(t, "p1", res.ProposalID)
+	require.Equal(t, handlers.Approved, res.Decision)
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the service did not stop")
+	}
+	require.Contains(t, logs.String(), "centralcloud stopped")
+	require.Contains(t, logs.String(), "approved=1")
+}
+
+func TestBadConfiguration(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	err := run(context.Background(), nil, env(map[string]string{"QUANTUM_FLOW_PROPOSALS_WORKERS": "zero"}), &logs)
+	require.ErrorIs(t, err, topology.ErrInvalidConfig)
+	require.ErrorContains(t, err, "QUANTUM_FLOW_PROPOSALS_WORKERS")
+
+	err = run(context.Background(), []string{"-nope"}, env(nil), &logs)
+	var ue usageError
+	require.ErrorAs(t, err, &ue)
+}

@@ -1,0 +1,127 @@
+package handlers_test
+
+import (
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/middleware"
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestVote(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		risk     float64
+		decision string
+		votes    int
+	}{
+		{0.1, handlers.Approved, 5},
+		{0.5, handlers.Approved, 3},
+		{0.6, handlers.Rejected, 2},
+		{0.95, handlers.Rejected, 0},
+	} {
+		r := handlers.Vote(handlers.Proposal{ID: "p", Instance: "i", Risk: c.risk})
+		require.Equal(t, c.decision, r.Decision, c.risk)
+		require.Equal(t, c.votes, r.For, c.risk)
+		require.Equal(t, 5, r.For+r.Against)
+		require.Equal(t, "p", r.ProposalID)
+	}
+}
+
+func TestPlanRoundCoversEveryPath(t *testing.T) {
+	t.Parallel()
+	var poison, flaky, rollbacks, unsafe, malformed, patterns int
+	for n := range 20 {
+		r := handlers.PlanRound("i", n)
+		require.Equal(t, r, handlers.PlanRound("i", n), "deterministic")
+		require.GreaterOrEqual(t, r.Proposal.Risk, 0.0)
+		require.Less(t, r.Proposal.Risk, 1.0)
+		if r.Proposal.Poison {
+			poison++
+		}
+		if r.Proposal.Flaky || r.Metrics.Flaky {
+			flaky++
+		}
+		if r.Metrics.ErrorRate > handlers.RollbackThreshold {
+			rollbacks++
+		}
+		if r.Pattern != nil {
+			patterns++
+			if r.Pattern.Unsafe {
+				unsafe++
+			}
+		}
+		if r.Malformed != nil {
+			malformed++
+		}
+	}
+	require.Equal(t, 2, poison)
+	require.Positive(t, flaky)
+	require.Equal(t, 3, rollbacks)
+	require.Equal(t, 10, patterns)
+	require.Equal(t, 3, unsafe)
+	require.Equal(t, 1, malformed)
+}
+
+func delivered(payload string, attempt int) *message.Message {
+	msg := message.NewMessage("id-1", []byte(payload))
+	pubsub.AttachDelivery(msg, &pubsub.Delivery{Queue: topology.ProposalsQueue, Attempt: attempt})
+	return msg
+}
+
+func TestFailuresOnPurpose(t *testing.T) {
+	t.Parallel()
+	cc := &handlers.CentralCloud{}
+	sg := &handlers.Singularity{}
+
+	err := cc.HandleProposal(delivered(`{"id":"p","poison":true}`, 1))
+	require.ErrorIs(t, err, handlers.ErrPoison)
+	require.False(t, middleware.IsPermanent(err), "poison is retried, then dead-lettered")
+
+	err = cc.HandleProposal(delivered(`{"id":"p","flaky":true}`, 1))
+	require.ErrorIs(t, err, handlers.ErrFlaky)
+
+	for _, h := range []func(*message.Message) error{
+		cc.HandleProposal, cc.HandleMetrics, cc.HandlePattern,
+		sg.HandleConsensusResult, sg.HandleRollbackTrigger, sg.HandleSafetyProfileUpdate,
+	} {
+		err := h(delivered(`{"name": `, 1))
+		require.True(t, middleware.IsPermanent(err), "a malformed payload is dead-lettered at once: %v", err)
+		require.ErrorContains(t, err, "malformed payload")
+	}
+}
+
+func TestSafetyProfileKeepsNewest(t *testing.T) {
+	t.Parallel()
+	sg := &handlers.Singularity{}
+	require.NoError(t, sg.HandleSafetyProfileUpdate(delivered(`{"version":2,"max_risk":0.7}`, 1)))
+	require.NoError(t, sg.HandleSafetyProfileUpdate(delivered(`{"version":1,"max_risk":0.9}`, 1)))
+	require.Equal(t, 2, sg.SafetyProfile().Version)
+	require.InDelta(t, 0.7, sg.SafetyProfile().MaxRisk, 1e-9)
+	require.EqualValues(t, 2, sg.ProfileUpdates.Load())
+}
+
+func TestNames(t *testing.T) {
+	t.Parallel()
+	require.ElementsMatch(t, []string{topology.HandleConsensusResult, topology.HandleRollbackTrigger, topology.HandleSafetyProfileUpdate},
+		handlers.Names(topology.Singularity))
+	require.ElementsMatch(t, []string{topology.HandleProposalForConsensus, topology.HandleExecutionMetrics, topology.HandlePatternDiscovered},
+		handlers.Names(topology.CentralCloud))
+	require.Nil(t, handlers.Names("nope"))
+	cc, sg := &handlers.CentralCloud{}, &handlers.Singularity{}
+	for name := range cc.Handlers() {
+		require.Contains(t, handlers.Names(topology.CentralCloud), name)
+	}
+	for name := range sg.Handlers() {
+		require.Contains(t, handlers.Names(topology.Singularity), name)
+	}
+}
