@@ -60,7 +60,7 @@ type Harness struct {
 	// (mem://NAME) lasts the whole run. One case retries and purges every
 	// dead letter of the storage (it runs alone, before the parallel
 	// cases): do not point the suite at storage holding dead letters you
-	// care about.
+	// care about, nor share it with other tests running in parallel.
 	Open func(t *testing.T) *pubsub.Backend
 }
 
