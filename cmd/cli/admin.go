@@ -151,9 +151,9 @@ backend keeps. An unknown queue is a usage error (exit 2).`,
 				return err
 			}
 			defer b.Close()
-			st, err := b.Stats(ctx, queue)
+			st, err := b.Stats(ctx, queue) // backends name the queue in errors
 			if err != nil {
-				return fmt.Errorf("stats of queue %s: %w", queue, err)
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if a.jsonOut {
@@ -202,7 +202,7 @@ object per message.`,
 			defer b.Close()
 			msgs, err := b.ListPending(ctx, queue, limit)
 			if err != nil {
-				return fmt.Errorf("pending of queue %s: %w", queue, err)
+				return err
 			}
 			out := cmd.OutOrStdout()
 			if a.jsonOut {

@@ -265,8 +265,11 @@ func (a *app) scrub(s string) string {
 
 func (a *app) printError(cmd *cobra.Command, err error, code int) {
 	msg := err.Error()
-	if errors.Is(err, pubsub.ErrNotInitialized) {
+	switch {
+	case errors.Is(err, pubsub.ErrNotInitialized):
 		msg += " (run `quantumflow init` first)"
+	case errors.Is(err, pubsub.ErrQueueNotFound):
+		msg += " (`quantumflow queues` lists the queues; `quantumflow init` declares the topology's)"
 	}
 	msg = a.scrub(msg)
 	if a.jsonOut {

@@ -292,7 +292,7 @@ func (a *app) runDemo(ctx context.Context, out io.Writer, o demoOptions) (err er
 	defer deadline.Stop()
 	tick := time.NewTicker(o.every)
 	defer tick.Stop()
-	check := time.NewTicker(10 * time.Millisecond)
+	check := time.NewTicker(20 * time.Millisecond)
 	defer check.Stop()
 	var runErr error
 	report := func() {
@@ -320,7 +320,10 @@ wait:
 		case <-check.C:
 			select {
 			case <-workDone:
-				if track.settled() {
+				// Settled: every message of this run consumed or
+				// dead-lettered, and nothing left in the queues (messages
+				// an earlier run left in a kept --data-dir included).
+				if track.settled() && backendIdle(ctx, admin) {
 					sum.Settled = true
 					break wait
 				}
@@ -366,10 +369,22 @@ wait:
 	return runErr
 }
 
+// backendIdle reports whether no queue of the topology holds a message
+// (pending, in flight or waiting for a retry).
+func backendIdle(ctx context.Context, b *pubsub.Backend) bool {
+	for _, q := range topology.QueueNames() {
+		st, err := b.Stats(ctx, q)
+		if err != nil || st.Pending+st.InFlight+st.Scheduled > 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // backendIDs lists, per queue of the topology, the ids of the messages
 // still pending and of the dead letters.
 func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[string]map[string]struct{}, err error) {
-	const limit = 1_000_000
+	const limit = 100_000
 	pending = map[string]map[string]struct{}{}
 	dead = map[string]map[string]struct{}{}
 	for _, q := range topology.QueueNames() {
