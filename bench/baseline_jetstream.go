@@ -1,0 +1,116 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// jetstreamRaw is the floor for the NATS backend: nats.go's jetstream API
+// used directly, one file-storage work-queue stream per queue and one
+// durable pull consumer shared by the workers.
+//   - publish of one message: a synchronous Publish (waits for the PubAck);
+//   - publish of a batch: PublishAsync of each message, then wait for every
+//     PubAck;
+//   - consume: one Consume per worker on the shared consumer, Ack after the
+//     handler.
+type jetstreamRaw struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+func openJetStreamRaw(_ context.Context, url string) (*jetstreamRaw, error) {
+	nc, err := nats.Connect(url, nats.Name("quantumflow-bench-baseline"))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream baseline: %w", err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream baseline: %w", err)
+	}
+	return &jetstreamRaw{nc: nc, js: js}, nil
+}
+
+func rawSubject(queue string) string { return "bench." + queue }
+
+func (j *jetstreamRaw) prepare(ctx context.Context, queue string) error {
+	if _, err := j.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:      queue,
+		Subjects:  []string{rawSubject(queue)},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.WorkQueuePolicy,
+	}); err != nil {
+		return fmt.Errorf("jetstream baseline: stream %s: %w", queue, err)
+	}
+	if _, err := j.js.CreateOrUpdateConsumer(ctx, queue, jetstream.ConsumerConfig{
+		Durable:   "workers",
+		AckPolicy: jetstream.AckExplicitPolicy,
+		AckWait:   30 * time.Second,
+	}); err != nil {
+		return fmt.Errorf("jetstream baseline: consumer %s: %w", queue, err)
+	}
+	return nil
+}
+
+func (j *jetstreamRaw) publish(ctx context.Context, queue string, payloads [][]byte) error {
+	subj := rawSubject(queue)
+	if len(payloads) == 1 {
+		_, err := j.js.Publish(ctx, subj, payloads[0])
+		return err
+	}
+	futures := make([]jetstream.PubAckFuture, len(payloads))
+	for i, p := range payloads {
+		f, err := j.js.PublishAsync(subj, p)
+		if err != nil {
+			return err
+		}
+		futures[i] = f
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (j *jetstreamRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte)) (func(), error) {
+	cons, err := j.js.Consumer(ctx, queue, "workers")
+	if err != nil {
+		return nil, fmt.Errorf("jetstream baseline: consumer %s: %w", queue, err)
+	}
+	var ccs []jetstream.ConsumeContext
+	stop := func() {
+		for _, cc := range ccs {
+			cc.Stop()
+		}
+		for _, cc := range ccs {
+			<-cc.Closed()
+		}
+	}
+	for range workers {
+		cc, err := cons.Consume(func(m jetstream.Msg) {
+			handle(m.Data())
+			_ = m.Ack()
+		})
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("jetstream baseline: consume %s: %w", queue, err)
+		}
+		ccs = append(ccs, cc)
+	}
+	return stop, nil
+}
+
+func (j *jetstreamRaw) close() error {
+	j.nc.Close()
+	return nil
+}

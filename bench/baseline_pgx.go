@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgxRaw is the floor for the PostgreSQL backend: the same work written
+// directly with pgx against a table shaped like the backend's message
+// table, with nothing else (no envelope, no leases, no notifications).
+//   - publish of one message: one INSERT in its own transaction (autocommit);
+//   - publish of a batch: COPY of the rows in one transaction;
+//   - consume: claim 100 rows with FOR UPDATE SKIP LOCKED, run the handler
+//     on each, delete them, commit; poll every 10 ms when empty.
+type pgxRaw struct {
+	pool *pgxpool.Pool
+}
+
+// rawTable mirrors quantum_flow_messages: the seed's columns, one table for
+// every queue, and a partial index serving the claim in delivery order.
+const rawTable = "bench_raw_messages"
+
+var rawDDL = []string{
+	`CREATE TABLE IF NOT EXISTS ` + rawTable + ` (
+		id           BIGSERIAL PRIMARY KEY,
+		message_id   UUID NOT NULL,
+		queue_name   TEXT NOT NULL,
+		payload      JSONB NOT NULL,
+		metadata     JSONB NOT NULL DEFAULT '{}',
+		priority     INTEGER NOT NULL DEFAULT 0,
+		status       TEXT NOT NULL DEFAULT 'pending',
+		retry_count  INTEGER NOT NULL DEFAULT 0,
+		created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+		available_at TIMESTAMPTZ NOT NULL DEFAULT now()
+	)`,
+	`CREATE INDEX IF NOT EXISTS ` + rawTable + `_claim ON ` + rawTable +
+		` (queue_name, priority DESC, created_at, id) WHERE status = 'pending'`,
+}
+
+// rawPoolSize is the connection count of the raw baseline: the issue's
+// reference for single-row inserts is "8 connections".
+const rawPoolSize = 8
+
+func openPgxRaw(ctx context.Context, dbURL string) (*pgxRaw, error) {
+	cfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("pgx baseline: %w", err)
+	}
+	cfg.MaxConns = rawPoolSize
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgx baseline: %w", err)
+	}
+	for _, q := range rawDDL {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("pgx baseline: create table: %w", err)
+		}
+	}
+	return &pgxRaw{pool: pool}, nil
+}
+
+func (r *pgxRaw) prepare(context.Context, string) error { return nil }
+
+func (r *pgxRaw) publish(ctx context.Context, queue string, payloads [][]byte) error {
+	if len(payloads) == 1 {
+		_, err := r.pool.Exec(ctx, `INSERT INTO `+rawTable+` (message_id, queue_name, payload) VALUES ($1, $2, $3)`,
+			uuid.New(), queue, payloads[0])
+		return err
+	}
+	rows := make([][]any, len(payloads))
+	for i, p := range payloads {
+		rows[i] = []any{uuid.New(), queue, p}
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{rawTable}, []string{"message_id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+func (r *pgxRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte)) (func(), error) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				n, err := r.claimBatch(ctx, queue, handle)
+				if n > 0 && err == nil {
+					continue
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+		})
+	}
+	return func() { cancel(); wg.Wait() }, nil
+}
+
+func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byte)) (int, error) {
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	rows, err := tx.Query(ctx, `SELECT id, payload FROM `+rawTable+`
+		WHERE queue_name = $1 AND status = 'pending' AND available_at <= now()
+		ORDER BY priority DESC, created_at, id
+		LIMIT 100 FOR UPDATE SKIP LOCKED`, queue)
+	if err != nil {
+		return 0, err
+	}
+	var ids []int64
+	var payloads [][]byte
+	for rows.Next() {
+		var id int64
+		var p []byte
+		if err := rows.Scan(&id, &p); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+		payloads = append(payloads, p)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	for _, p := range payloads {
+		handle(p)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+rawTable+` WHERE id = ANY($1)`, ids); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, err
+	}
+	return len(ids), nil
+}
+
+func (r *pgxRaw) close() error {
+	r.pool.Close()
+	return nil
+}
+
+// errNoMessages is returned by scenarios that received nothing at all.
+var errNoMessages = errors.New("no message received")

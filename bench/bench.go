@@ -1,0 +1,727 @@
+// Package bench is QuantumFlow's benchmark harness. It measures the
+// backends (mem, postgres, nats) through the public API only — pubsub.Open,
+// then Publisher().Publish and Subscriber().Subscribe with an ack, or the
+// router for the topology scenarios — and, in the same run, baselines
+// written directly against the libraries underneath: raw pgx on a table
+// shaped like the backend's, stock watermill-sql, Watermill's GoChannel and
+// raw nats.go jetstream. Every backend figure is given with its ratio to
+// its baseline, so the performance targets of the backend issues can be
+// read off one run on one machine.
+//
+// The harness starts the servers it needs (a throwaway PostgreSQL cluster
+// with fsync on, embedded NATS servers with and without SyncAlways) and
+// stops them. Run it with `quantumflow bench`; Quick runs every scenario in
+// a smoke-test size.
+//
+// Scenarios:
+//   - publish: one message per call, 1, 8 and 64 concurrent publishers;
+//   - publish_batch: 100 messages per call, 4 concurrent publishers;
+//   - consume: a preloaded backlog drained by 1, 4 and 16 workers (no-op
+//     handler, ack);
+//   - latency: end to end at fixed rates (200 and 2000 msg/s), timed from
+//     each message's intended send time, so a stall cannot hide (no
+//     coordinated omission);
+//   - roundtrip: the topology's proposal → CentralCloud handler →
+//     consensus result back at the instance, through the router;
+//   - backlog: the consume rate with 10k and with 1M messages pending;
+//   - mixed: the whole topology at the seed's small, medium and large
+//     profiles.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioPublish      = "publish"
+	ScenarioPublishBatch = "publish_batch"
+	ScenarioConsume      = "consume"
+	ScenarioLatency      = "latency"
+	ScenarioRoundTrip    = "roundtrip"
+	ScenarioBacklog      = "backlog"
+	ScenarioMixed        = "mixed"
+)
+
+// Scenarios returns every scenario name, in the order they run.
+func Scenarios() []string {
+	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioBacklog, ScenarioMixed}
+}
+
+// Subjects returns every subject name: backends first, then baselines.
+func Subjects() []string {
+	out := make([]string, len(subjectDefs))
+	for i, d := range subjectDefs {
+		out[i] = d.Name
+	}
+	return out
+}
+
+// Config configures a run.
+type Config struct {
+	// Quick runs every scenario at smoke-test size (well under a minute).
+	Quick bool
+	// Scenarios restricts the run to these scenarios; empty means all.
+	Scenarios []string
+	// Subjects restricts the run to these subjects; empty means all. A
+	// backend's ratio needs its baseline selected too.
+	Subjects []string
+	// Progress receives one line per measurement while the run goes on.
+	// Nil discards.
+	Progress io.Writer
+	// Logger receives the servers' and backends' logs. Nil discards.
+	Logger *slog.Logger
+	// Command is the command line that produced the run, recorded in the
+	// report so that it can be regenerated.
+	Command string
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	// Mode is "quick" or "full".
+	Mode    string    `json:"mode"`
+	Command string    `json:"command,omitempty"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Machine Machine   `json:"machine"`
+	// Sizes are the run's scale: preload counts, durations, rates.
+	Sizes    Sizes         `json:"sizes"`
+	Subjects []SubjectInfo `json:"subjects"`
+	Results  []*Result     `json:"results"`
+	// Targets are the performance targets of the PostgreSQL and NATS
+	// issues, checked against Results.
+	Targets []Target `json:"targets"`
+}
+
+// Params are what a measurement varies.
+type Params struct {
+	PayloadBytes int `json:"payload_bytes"`
+	// Publishers is the number of concurrent publishing goroutines.
+	Publishers int `json:"publishers,omitempty"`
+	// Batch is the number of messages per publish call.
+	Batch int `json:"batch,omitempty"`
+	// Workers is the number of concurrent consumers.
+	Workers int `json:"workers,omitempty"`
+	// Rate is the offered load in messages per second.
+	Rate float64 `json:"rate,omitempty"`
+	// Pending is the backlog a consume measurement starts from.
+	Pending int `json:"pending,omitempty"`
+	// Profile is the scaling profile of a mixed run.
+	Profile string `json:"profile,omitempty"`
+	// Instances is the number of Singularity instances of a mixed run.
+	Instances int `json:"instances,omitempty"`
+}
+
+func (p Params) key() string {
+	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances)
+}
+
+// Result is one measurement of one subject.
+type Result struct {
+	Scenario   string `json:"scenario"`
+	Subject    string `json:"subject"`
+	Kind       string `json:"kind"`
+	Durability string `json:"durability"`
+	Params
+	// Messages is how many messages the figure is based on.
+	Messages int64   `json:"messages"`
+	Seconds  float64 `json:"seconds"`
+	// Throughput is messages per second (published, consumed or delivered).
+	Throughput float64 `json:"throughput_msgs_per_s,omitempty"`
+	// Latency is the end-to-end (or round-trip) latency distribution.
+	Latency *Latency `json:"latency,omitempty"`
+	// Missing counts messages sent but not received before the end of the
+	// measurement; they count in Latency with the time they had waited.
+	Missing int64 `json:"missing,omitempty"`
+	// Duplicates counts messages received more than once.
+	Duplicates int64 `json:"duplicates,omitempty"`
+	// Queues breaks a mixed run down by queue.
+	Queues []QueueFigure `json:"queues,omitempty"`
+	// Ratios compare the figure with the baselines; the first is the
+	// primary baseline.
+	Ratios []Ratio `json:"ratios,omitempty"`
+	// Note qualifies the figure (e.g. a preload cut short by its time
+	// bound).
+	Note string `json:"note,omitempty"`
+	// Error is set when the measurement failed or could not run.
+	Error string `json:"error,omitempty"`
+	// Machine is where the figure was measured.
+	Machine string `json:"machine"`
+}
+
+// QueueFigure is one queue's share of a mixed run.
+type QueueFigure struct {
+	Queue    string   `json:"queue"`
+	Offered  float64  `json:"offered_msgs_per_s"`
+	Messages int64    `json:"messages"`
+	Missing  int64    `json:"missing,omitempty"`
+	Latency  *Latency `json:"latency,omitempty"`
+	// RoundTrip is true when the latency runs from the proposal to the
+	// consensus result arriving back at the instance.
+	RoundTrip bool `json:"round_trip,omitempty"`
+}
+
+// Ratio compares a figure with the same figure of a baseline.
+type Ratio struct {
+	// Baseline is the baseline subject's name.
+	Baseline string `json:"baseline"`
+	// BaselineParams describes the baseline's measurement where it differs
+	// from this one's (e.g. "8 publishers").
+	BaselineParams string `json:"baseline_params,omitempty"`
+	// Metric is "throughput" (higher is better) or "p50"/"p99" (latency:
+	// lower is better).
+	Metric        string  `json:"metric"`
+	BaselineValue float64 `json:"baseline_value"`
+	// Value is this figure divided by the baseline's.
+	Value float64 `json:"value"`
+}
+
+// Run runs the benchmark and returns its report. It returns an error only
+// when nothing could be measured or ctx was cancelled; a subject that fails
+// reports its error in its results.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	for _, s := range cfg.Scenarios {
+		if !slices.Contains(Scenarios(), s) {
+			return nil, fmt.Errorf("bench: unknown scenario %q (known: %s)", s, strings.Join(Scenarios(), ", "))
+		}
+	}
+	for _, s := range cfg.Subjects {
+		if subjectByName(s) == nil {
+			return nil, fmt.Errorf("bench: unknown subject %q (known: %s)", s, strings.Join(Subjects(), ", "))
+		}
+	}
+	sizes := fullSizes
+	mode := "full"
+	if cfg.Quick {
+		sizes, mode = quickSizes, "quick"
+	}
+	jobs := plan(sizes, cfg)
+	if len(jobs) == 0 {
+		return nil, errors.New("bench: the selection leaves nothing to measure")
+	}
+
+	started := time.Now()
+	needPG, needNATS := false, false
+	for _, j := range jobs {
+		switch j.def.needs {
+		case "postgres":
+			needPG = true
+		case "nats", "nats_sync":
+			needNATS = true
+		}
+	}
+	fmt.Fprintf(cfg.Progress, "bench: %s run, %d measurements; starting servers\n", mode, len(jobs))
+	e := startEnv(ctx, cfg.Logger, needPG, needNATS)
+	defer e.close()
+	e.reuseDatabases = cfg.Quick
+
+	m := readMachine()
+	m.Durability = map[string]string{}
+	if needPG {
+		if v, s, err := e.postgresInfo(ctx); err == nil {
+			m.PostgreSQL, m.PostgreSQLSettings = v, s
+			m.Durability["postgres"] = durPostgres
+		} else {
+			fmt.Fprintf(cfg.Progress, "bench: PostgreSQL unavailable, its subjects are skipped: %v\n", err)
+		}
+	}
+	if needNATS {
+		if e.nats != nil {
+			m.Durability["nats"] = durNATS
+		} else {
+			fmt.Fprintf(cfg.Progress, "bench: embedded NATS unavailable, its subjects are skipped: %v\n", e.natsErr)
+		}
+		if e.natsSync != nil {
+			m.Durability["nats_sync"] = durNATSSync
+		}
+	}
+	m.Durability["mem"] = durMemory
+
+	rep := &Report{Mode: mode, Command: cfg.Command, Started: started.UTC(), Machine: m, Sizes: sizes}
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		if !seen[j.def.Name] {
+			seen[j.def.Name] = true
+		}
+	}
+	for _, d := range subjectDefs {
+		if seen[d.Name] {
+			rep.Subjects = append(rep.Subjects, d.SubjectInfo)
+		}
+	}
+
+	r := &runner{cfg: cfg, env: e, sizes: sizes, machine: m.Summary(), total: len(jobs), started: started}
+	results := r.runAll(ctx, jobs)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	computeRatios(jobs, results)
+	for _, j := range jobs {
+		rep.Results = append(rep.Results, results[j.key()])
+	}
+	rep.Targets = checkTargets(rep)
+	rep.Seconds = time.Since(started).Seconds()
+	fmt.Fprintf(cfg.Progress, "bench: done in %s\n", time.Since(started).Round(time.Second))
+	return rep, nil
+}
+
+// Sizes is the scale of a run.
+type Sizes struct {
+	// Warmup runs before a publish measurement starts counting.
+	Warmup Duration `json:"warmup"`
+	// Publish is how long a publish measurement counts.
+	Publish Duration `json:"publish"`
+	// Preload is the backlog a consume measurement starts from.
+	Preload int `json:"preload"`
+	// PreloadMax bounds the time spent preloading; a slower subject starts
+	// from a smaller backlog (its result says so).
+	PreloadMax Duration `json:"preload_max"`
+	// ConsumeMax bounds a consume measurement.
+	ConsumeMax Duration `json:"consume_max"`
+	// Latency is how long messages are sent at each fixed rate.
+	Latency Duration `json:"latency"`
+	// Drain is how long after the last intended send a latency
+	// measurement waits for stragglers.
+	Drain Duration `json:"drain"`
+	// RoundTripRate is the offered rate of proposals in the round trip.
+	RoundTripRate float64 `json:"roundtrip_rate"`
+	// RoundTrip is how long proposals are sent.
+	RoundTrip Duration `json:"roundtrip"`
+	// BacklogSmall and BacklogLarge are the two backlogs compared.
+	BacklogSmall int `json:"backlog_small"`
+	BacklogLarge int `json:"backlog_large"`
+	// BacklogSample is how many messages the backlog consume rate is
+	// measured over.
+	BacklogSample int `json:"backlog_sample"`
+	// BacklogPreloadMax bounds the time spent loading the large backlog.
+	BacklogPreloadMax Duration `json:"backlog_preload_max"`
+	// Mixed is how long each profile of the mixed run sends.
+	Mixed Duration `json:"mixed"`
+	// MixedInstances is the number of Singularity instances per profile.
+	MixedInstances map[string]int `json:"mixed_instances"`
+}
+
+// Duration is a time.Duration that reads well in JSON.
+type Duration time.Duration
+
+// MarshalText writes the duration as Go writes it ("1.5s").
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads what MarshalText wrote.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+var instancesPerProfile = map[string]int{"small": 3, "medium": 10, "large": 25}
+
+var fullSizes = Sizes{
+	Warmup:            Duration(300 * time.Millisecond),
+	Publish:           Duration(2 * time.Second),
+	Preload:           100_000,
+	PreloadMax:        Duration(8 * time.Second),
+	ConsumeMax:        Duration(4 * time.Second),
+	Latency:           Duration(5 * time.Second),
+	Drain:             Duration(3 * time.Second),
+	RoundTripRate:     100,
+	RoundTrip:         Duration(5 * time.Second),
+	BacklogSmall:      10_000,
+	BacklogLarge:      1_000_000,
+	BacklogSample:     5_000,
+	BacklogPreloadMax: Duration(75 * time.Second),
+	Mixed:             Duration(6 * time.Second),
+	MixedInstances:    instancesPerProfile,
+}
+
+var quickSizes = Sizes{
+	Warmup:            Duration(30 * time.Millisecond),
+	Publish:           Duration(150 * time.Millisecond),
+	Preload:           1_000,
+	PreloadMax:        Duration(1 * time.Second),
+	ConsumeMax:        Duration(1 * time.Second),
+	Latency:           Duration(300 * time.Millisecond),
+	Drain:             Duration(1500 * time.Millisecond),
+	RoundTripRate:     100,
+	RoundTrip:         Duration(300 * time.Millisecond),
+	BacklogSmall:      500,
+	BacklogLarge:      5_000,
+	BacklogSample:     250,
+	BacklogPreloadMax: Duration(5 * time.Second),
+	Mixed:             Duration(400 * time.Millisecond),
+	MixedInstances:    instancesPerProfile,
+}
+
+// job is one measurement to make.
+type job struct {
+	scenario string
+	def      *subjectDef
+	params   Params
+	// baselines are the measurements this one is compared with, primary
+	// first.
+	baselines []*job
+}
+
+func (j *job) key() string { return j.scenario + "|" + j.def.Name + "|" + j.params.key() }
+
+func (j *job) String() string {
+	p := j.params
+	var parts []string
+	if p.PayloadBytes > 0 {
+		parts = append(parts, fmtBytes(p.PayloadBytes))
+	}
+	if p.Publishers > 0 {
+		parts = append(parts, fmt.Sprintf("publishers=%d", p.Publishers))
+	}
+	if p.Batch > 1 {
+		parts = append(parts, fmt.Sprintf("batch=%d", p.Batch))
+	}
+	if p.Workers > 0 {
+		parts = append(parts, fmt.Sprintf("workers=%d", p.Workers))
+	}
+	if p.Rate > 0 {
+		parts = append(parts, fmt.Sprintf("rate=%g/s", p.Rate))
+	}
+	if p.Pending > 0 {
+		parts = append(parts, fmt.Sprintf("pending=%d", p.Pending))
+	}
+	if p.Profile != "" {
+		parts = append(parts, fmt.Sprintf("profile=%s (%d instances)", p.Profile, p.Instances))
+	}
+	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
+}
+
+func fmtBytes(n int) string {
+	if n >= 1024 && n%1024 == 0 {
+		return fmt.Sprintf("%dKiB", n/1024)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+// plan lists the measurements of a run: every selected backend in every
+// selected scenario, each with the baseline measurements it is compared
+// with, which run in the same process on the same servers.
+func plan(sz Sizes, cfg Config) []*job {
+	wantScenario := func(s string) bool { return len(cfg.Scenarios) == 0 || slices.Contains(cfg.Scenarios, s) }
+	wantSubject := func(s string) bool { return len(cfg.Subjects) == 0 || slices.Contains(cfg.Subjects, s) }
+	var jobs []*job
+	index := map[string]*job{}
+	add := func(scenario, subject string, p Params) *job {
+		if !wantScenario(scenario) || !wantSubject(subject) {
+			return nil
+		}
+		def := subjectByName(subject)
+		if def.maxWorkers > 0 && p.Workers > def.maxWorkers {
+			p.Workers = def.maxWorkers
+		}
+		j := &job{scenario: scenario, def: def, params: p}
+		if have, ok := index[j.key()]; ok {
+			return have
+		}
+		index[j.key()] = j
+		jobs = append(jobs, j)
+		return j
+	}
+	link := func(j *job, bs ...*job) {
+		if j == nil {
+			return
+		}
+		for _, b := range bs {
+			if b != nil && b != j {
+				j.baselines = append(j.baselines, b)
+			}
+		}
+	}
+	backends := []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync}
+	const small, large = 256, 4096
+
+	// publish: one message per call.
+	for _, c := range []struct{ size, pubs int }{{small, 1}, {small, 8}, {small, 64}, {large, 8}} {
+		p := Params{PayloadBytes: c.size, Publishers: c.pubs, Batch: 1}
+		// The raw floor for single-row inserts is the commit rate of up
+		// to 8 connections (the issue's reference).
+		praw := p
+		praw.Publishers = min(c.pubs, rawPoolSize)
+		gc, pg, wm := add(ScenarioPublish, SubjectGoChannel, p), add(ScenarioPublish, SubjectPgx, praw), add(ScenarioPublish, SubjectWatermillSQL, p)
+		js, jss := add(ScenarioPublish, SubjectJetStream, p), add(ScenarioPublish, SubjectJetStreamSync, p)
+		link(wm, pg)
+		link(add(ScenarioPublish, SubjectMem, p), gc)
+		link(add(ScenarioPublish, SubjectPostgres, p), pg, wm)
+		link(add(ScenarioPublish, SubjectNATS, p), js)
+		link(add(ScenarioPublish, SubjectNATSSync, p), jss)
+	}
+	// publish_batch: 100 messages per call, 4 publishers.
+	for _, size := range []int{small, large} {
+		p := Params{PayloadBytes: size, Publishers: 4, Batch: 100}
+		gc, pg, wm := add(ScenarioPublishBatch, SubjectGoChannel, p), add(ScenarioPublishBatch, SubjectPgx, p), add(ScenarioPublishBatch, SubjectWatermillSQL, p)
+		js, jss := add(ScenarioPublishBatch, SubjectJetStream, p), add(ScenarioPublishBatch, SubjectJetStreamSync, p)
+		link(wm, pg)
+		link(add(ScenarioPublishBatch, SubjectMem, p), gc)
+		link(add(ScenarioPublishBatch, SubjectPostgres, p), pg, wm)
+		link(add(ScenarioPublishBatch, SubjectNATS, p), js)
+		link(add(ScenarioPublishBatch, SubjectNATSSync, p), jss)
+	}
+	// consume from a preloaded backlog.
+	for _, c := range []struct{ size, workers int }{{small, 1}, {small, 4}, {small, 16}, {large, 4}} {
+		p := Params{PayloadBytes: c.size, Workers: c.workers, Pending: sz.Preload}
+		// The raw floors run 1 and 4 consumers (the issue's reference).
+		praw := p
+		praw.Workers = min(c.workers, 4)
+		gc, pg, wm := add(ScenarioConsume, SubjectGoChannel, p), add(ScenarioConsume, SubjectPgx, praw), add(ScenarioConsume, SubjectWatermillSQL, p)
+		js, jss := add(ScenarioConsume, SubjectJetStream, praw), add(ScenarioConsume, SubjectJetStreamSync, praw)
+		link(wm, pg)
+		link(add(ScenarioConsume, SubjectMem, p), gc)
+		link(add(ScenarioConsume, SubjectPostgres, p), pg, wm)
+		link(add(ScenarioConsume, SubjectNATS, p), js)
+		link(add(ScenarioConsume, SubjectNATSSync, p), jss)
+	}
+	// latency at fixed rates.
+	for _, rate := range []float64{200, 2000} {
+		p := Params{PayloadBytes: small, Workers: 4, Rate: rate}
+		gc, wm := add(ScenarioLatency, SubjectGoChannel, p), add(ScenarioLatency, SubjectWatermillSQL, p)
+		js, jss := add(ScenarioLatency, SubjectJetStream, p), add(ScenarioLatency, SubjectJetStreamSync, p)
+		link(add(ScenarioLatency, SubjectMem, p), gc)
+		link(add(ScenarioLatency, SubjectPostgres, p), wm)
+		link(add(ScenarioLatency, SubjectNATS, p), js)
+		link(add(ScenarioLatency, SubjectNATSSync, p), jss)
+	}
+	// topology round trip.
+	{
+		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate}
+		gc, wm := add(ScenarioRoundTrip, SubjectGoChannel, p), add(ScenarioRoundTrip, SubjectWatermillSQL, p)
+		js, jss := add(ScenarioRoundTrip, SubjectJetStream, p), add(ScenarioRoundTrip, SubjectJetStreamSync, p)
+		link(add(ScenarioRoundTrip, SubjectMem, p), gc)
+		link(add(ScenarioRoundTrip, SubjectPostgres, p), wm)
+		link(add(ScenarioRoundTrip, SubjectNATS, p), js)
+		link(add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
+	}
+	// backlog growth: each backend against itself with the small backlog.
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+		ps := Params{PayloadBytes: small, Workers: 4, Pending: sz.BacklogSmall}
+		pl := ps
+		pl.Pending = sz.BacklogLarge
+		s := add(ScenarioBacklog, b, ps)
+		link(add(ScenarioBacklog, b, pl), s)
+	}
+	// mixed topology.
+	for _, prof := range []string{"small", "medium", "large"} {
+		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+			add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
+		}
+	}
+	_ = backends
+	// Run scenario by scenario, and within one scenario subject by subject
+	// so a subject is opened once per scenario.
+	order := map[string]int{}
+	for i, s := range Scenarios() {
+		order[s] = i
+	}
+	subj := map[string]int{}
+	for i, d := range subjectDefs {
+		subj[d.Name] = i
+	}
+	slices.SortStableFunc(jobs, func(a, b *job) int {
+		if d := order[a.scenario] - order[b.scenario]; d != 0 {
+			return d
+		}
+		return subj[a.def.Name] - subj[b.def.Name]
+	})
+	return jobs
+}
+
+// runner runs jobs and reports progress.
+type runner struct {
+	cfg     Config
+	env     *env
+	sizes   Sizes
+	machine string
+	total   int
+	done    int
+	started time.Time
+}
+
+func (r *runner) runAll(ctx context.Context, jobs []*job) map[string]*Result {
+	results := map[string]*Result{}
+	for i := 0; i < len(jobs); {
+		// A group is the jobs of one subject in one scenario.
+		k := i + 1
+		for k < len(jobs) && jobs[k].scenario == jobs[i].scenario && jobs[k].def == jobs[i].def {
+			k++
+		}
+		r.runGroup(ctx, jobs[i:k], results)
+		i = k
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return results
+}
+
+func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]*Result) {
+	def := group[0].def
+	scenario := group[0].scenario
+	// Consume-type scenarios leave backlogs behind; give each of their
+	// measurements a fresh subject (a fresh database) in full mode.
+	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioBacklog)
+	// The router scenarios use the topology's fixed queue names and open
+	// their own backend each time.
+	routed := def.Kind == KindBackend && (scenario == ScenarioRoundTrip || scenario == ScenarioMixed)
+	var inst *instance
+	var openErr error
+	openInst := func() {
+		if inst != nil {
+			_ = inst.close()
+		}
+		inst, openErr = def.open(ctx, r.env)
+		if openErr != nil {
+			inst = nil
+		}
+	}
+	defer func() {
+		if inst != nil {
+			_ = inst.close()
+		}
+	}()
+	for n, j := range group {
+		if ctx.Err() != nil {
+			return
+		}
+		res := &Result{Scenario: j.scenario, Subject: def.Name, Kind: def.Kind, Durability: def.Durability, Params: j.params, Machine: r.machine}
+		if !routed && (inst == nil && openErr == nil || perJob && n > 0) {
+			openInst()
+		}
+		var err error
+		switch {
+		case routed:
+			err = r.runRouted(ctx, j, res)
+		case openErr != nil:
+			err = openErr
+		default:
+			runtime.GC()
+			err = r.measure(ctx, inst, j, res)
+		}
+		if err != nil {
+			res.Error = err.Error()
+		}
+		results[j.key()] = res
+		r.done++
+		r.progress(j, res)
+	}
+}
+
+func (r *runner) progress(j *job, res *Result) {
+	elapsed := time.Since(r.started).Round(time.Second)
+	var fig string
+	switch {
+	case res.Error != "":
+		fig = "ERROR: " + res.Error
+	case res.Latency != nil:
+		fig = fmt.Sprintf("p50 %.2f ms, p99 %.2f ms, max %.1f ms (%d msgs, %d missing)", res.Latency.P50Ms, res.Latency.P99Ms, res.Latency.MaxMs, res.Messages, res.Missing)
+	default:
+		fig = fmt.Sprintf("%s msg/s (%d msgs in %.2fs)", fmtRate(res.Throughput), res.Messages, res.Seconds)
+	}
+	if res.Note != "" {
+		fig += "; " + res.Note
+	}
+	fmt.Fprintf(r.cfg.Progress, "[%3d/%d %6s] %-60s %s\n", r.done, r.total, elapsed, j.String(), fig)
+}
+
+func (r *runner) measure(ctx context.Context, inst *instance, j *job, res *Result) error {
+	switch j.scenario {
+	case ScenarioPublish, ScenarioPublishBatch:
+		return r.publishThroughput(ctx, inst, j.params, res)
+	case ScenarioConsume:
+		return r.consumeThroughput(ctx, inst, j.params, r.sizes.Preload, r.sizes.PreloadMax.D(), 0, res)
+	case ScenarioBacklog:
+		return r.consumeThroughput(ctx, inst, j.params, j.params.Pending, r.sizes.BacklogPreloadMax.D(), r.sizes.BacklogSample, res)
+	case ScenarioLatency:
+		return r.latency(ctx, inst, j.params, res)
+	case ScenarioRoundTrip:
+		return r.roundTripRaw(ctx, inst, j.params, res)
+	}
+	return fmt.Errorf("scenario %s: no runner for %s", j.scenario, j.def.Name)
+}
+
+func (r *runner) runRouted(ctx context.Context, j *job, res *Result) error {
+	switch j.scenario {
+	case ScenarioRoundTrip:
+		return r.roundTripRouter(ctx, j.def, j.params, res)
+	case ScenarioMixed:
+		return r.mixed(ctx, j.def, j.params, res)
+	}
+	return fmt.Errorf("scenario %s: not routed", j.scenario)
+}
+
+// computeRatios fills every result's ratios from its baselines' results.
+func computeRatios(jobs []*job, results map[string]*Result) {
+	for _, j := range jobs {
+		res := results[j.key()]
+		if res == nil || res.Error != "" {
+			continue
+		}
+		for _, b := range j.baselines {
+			base := results[b.key()]
+			if base == nil || base.Error != "" {
+				continue
+			}
+			desc := diffParams(j.params, b.params)
+			if res.Latency != nil && base.Latency != nil {
+				if base.Latency.P50Ms > 0 {
+					res.Ratios = append(res.Ratios, Ratio{Baseline: b.def.Name, BaselineParams: desc, Metric: "p50", BaselineValue: base.Latency.P50Ms, Value: res.Latency.P50Ms / base.Latency.P50Ms})
+				}
+				if base.Latency.P99Ms > 0 {
+					res.Ratios = append(res.Ratios, Ratio{Baseline: b.def.Name, BaselineParams: desc, Metric: "p99", BaselineValue: base.Latency.P99Ms, Value: res.Latency.P99Ms / base.Latency.P99Ms})
+				}
+				continue
+			}
+			if base.Throughput > 0 {
+				res.Ratios = append(res.Ratios, Ratio{Baseline: b.def.Name, BaselineParams: desc, Metric: "throughput", BaselineValue: base.Throughput, Value: res.Throughput / base.Throughput})
+			}
+		}
+	}
+}
+
+// diffParams describes the baseline's parameters where they differ.
+func diffParams(p, b Params) string {
+	var out []string
+	if p.Publishers != b.Publishers {
+		out = append(out, fmt.Sprintf("%d publishers", b.Publishers))
+	}
+	if p.Workers != b.Workers {
+		out = append(out, fmt.Sprintf("%d workers", b.Workers))
+	}
+	if p.Pending != b.Pending {
+		out = append(out, fmt.Sprintf("%d pending", b.Pending))
+	}
+	return strings.Join(out, ", ")
+}
+
+func fmtRate(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fk", v/1e3)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}

@@ -1,0 +1,137 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/quantumflow/quantumflow/backends/nats/embedded"
+	"github.com/quantumflow/quantumflow/internal/pgtest"
+)
+
+// env holds the servers a run starts for itself: a throwaway PostgreSQL
+// cluster (fsync on) and two embedded NATS servers, one with JetStream's
+// default sync policy and one with SyncAlways. A server that cannot start
+// is recorded, and the subjects needing it report the reason instead of a
+// figure.
+type env struct {
+	logger *slog.Logger
+
+	pg    *pgtest.Cluster
+	pgErr error
+
+	nats        *embedded.Server
+	natsErr     error
+	natsSync    *embedded.Server
+	natsSyncErr error
+
+	seq atomic.Int64
+
+	// reuseDatabases makes database return one database per key for the
+	// whole run (quick mode: CREATE DATABASE costs half a second with
+	// fsync on); otherwise every call gets a new one.
+	reuseDatabases bool
+	databases      map[string]string
+}
+
+func startEnv(ctx context.Context, logger *slog.Logger, needPG, needNATS bool) *env {
+	e := &env{logger: logger}
+	if needPG {
+		e.pg, e.pgErr = pgtest.Start(ctx)
+	} else {
+		e.pgErr = errNotSelected
+	}
+	if needNATS {
+		e.nats, e.natsErr = embedded.Start(ctx, embedded.Options{Logger: logger})
+		e.natsSync, e.natsSyncErr = embedded.Start(ctx, embedded.Options{SyncAlways: true, Logger: logger})
+	} else {
+		e.natsErr, e.natsSyncErr = errNotSelected, errNotSelected
+	}
+	return e
+}
+
+var errNotSelected = fmt.Errorf("not needed by the selected subjects")
+
+func (e *env) close() {
+	if e.nats != nil {
+		_ = e.nats.Close()
+	}
+	if e.natsSync != nil {
+		_ = e.natsSync.Close()
+	}
+	if e.pg != nil {
+		_ = e.pg.Stop()
+	}
+}
+
+// database returns the URL of a new empty database, or with
+// reuseDatabases the one made before for key.
+func (e *env) database(ctx context.Context, key string) (string, error) {
+	if e.pg == nil {
+		return "", fmt.Errorf("PostgreSQL unavailable: %w", e.pgErr)
+	}
+	if u, ok := e.databases[key]; ok && e.reuseDatabases {
+		return u, nil
+	}
+	u, err := e.pg.NewDatabase(ctx)
+	if err != nil {
+		return "", err
+	}
+	if e.databases == nil {
+		e.databases = map[string]string{}
+	}
+	e.databases[key] = u
+	return u, nil
+}
+
+// natsURL returns the client URL of the default (sync=false) or SyncAlways
+// server.
+func (e *env) natsURL(sync bool) (string, error) {
+	if sync {
+		if e.natsSync == nil {
+			return "", fmt.Errorf("embedded NATS (SyncAlways) unavailable: %w", e.natsSyncErr)
+		}
+		return e.natsSync.ClientURL(), nil
+	}
+	if e.nats == nil {
+		return "", fmt.Errorf("embedded NATS unavailable: %w", e.natsErr)
+	}
+	return e.nats.ClientURL(), nil
+}
+
+// queueName returns a queue name not used before in this run.
+func (e *env) queueName(prefix string) string {
+	return fmt.Sprintf("bench_%s_%d", prefix, e.seq.Add(1))
+}
+
+// postgresInfo reads the server's version and the settings that decide
+// what its figures mean.
+func (e *env) postgresInfo(ctx context.Context) (version string, settings map[string]string, err error) {
+	if e.pg == nil {
+		return "", nil, e.pgErr
+	}
+	conn, err := pgx.Connect(ctx, e.pg.URL())
+	if err != nil {
+		return "", nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := conn.QueryRow(ctx, `SHOW server_version`).Scan(&version); err != nil {
+		return "", nil, err
+	}
+	settings = map[string]string{}
+	for _, name := range []string{"fsync", "synchronous_commit", "wal_sync_method", "full_page_writes", "shared_buffers", "max_wal_size", "max_connections"} {
+		var v string
+		if err := conn.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&v); err != nil {
+			return "", nil, err
+		}
+		settings[name] = v
+	}
+	return version, settings, nil
+}
+
+// natsVersion is the version of the embedded nats-server.
+func natsVersion() string { return server.VERSION }

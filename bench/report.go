@@ -1,0 +1,351 @@
+package bench
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Output file names inside the output directory.
+const (
+	FileJSON     = "results.json"
+	FileMarkdown = "results.md"
+	FileSVG      = "results.svg"
+)
+
+// WriteJSON writes the report as indented JSON.
+func (rep *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(r io.Reader) (*Report, error) {
+	var rep Report
+	if err := json.NewDecoder(r).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("bench: read report: %w", err)
+	}
+	return &rep, nil
+}
+
+// WriteFiles writes results.json, results.md and results.svg into dir,
+// creating it.
+func (rep *Report) WriteFiles(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("bench: output dir: %w", err)
+	}
+	for name, write := range map[string]func(io.Writer) error{
+		FileJSON:     rep.WriteJSON,
+		FileMarkdown: func(w io.Writer) error { return rep.WriteMarkdown(w, "") },
+		FileSVG:      rep.WriteSVG,
+	} {
+		if err := writeFile(filepath.Join(dir, name), write); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, write func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	if err := write(f); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteResultsFile writes the Markdown report to path (bench/RESULTS.md),
+// with the chart referenced by chartPath relative to it when not empty.
+func (rep *Report) WriteResultsFile(path, chartPath string) error {
+	return writeFile(path, func(w io.Writer) error { return rep.WriteMarkdown(w, chartPath) })
+}
+
+// scenarioDoc says what each scenario's table shows.
+var scenarioDoc = map[string]struct{ title, doc string }{
+	ScenarioPublish: {"Publish, one message per call",
+		"Concurrent publishers each publishing one message per call, back to back, for the publish window after a warm-up. msg/s published (the call returned). The pgx floor uses at most 8 connections: its 64-publisher figure is its 8-connection figure."},
+	ScenarioPublishBatch: {"Publish, 100 messages per call",
+		"4 concurrent publishers, 100 messages per call. pgx: COPY of 100 rows per transaction; jetstream: 100 PublishAsync then wait for every PubAck; watermill-sql: one multi-row INSERT."},
+	ScenarioConsume: {"Consume from a preloaded backlog",
+		"The backlog is published first, then the workers take messages (no-op handler, ack). msg/s from the first message received to the last of the backlog (or the consume bound). pgx and jetstream floors run at most 4 consumers; GoChannel fans out and runs one subscription."},
+	ScenarioLatency: {"End-to-end latency at fixed rates",
+		"Messages sent on an open-loop schedule (32 senders, one message per call) to 4 consuming workers; latency from each message's intended send time to its arrival, so a stall delays every message scheduled behind it and shows (no coordinated omission). Missing messages count with the time they had waited. Ratios: lower is better."},
+	ScenarioRoundTrip: {"Topology round trip",
+		"Backends through the router: a Singularity instance publishes a proposal, CentralCloud's handle_proposal_for_consensus publishes a consensus result, the instance's handle_consensus_result receives it (seed worker counts: 3 and 2). Baselines do the same with two queues directly. Latency from the proposal's intended send time. Ratios: lower is better."},
+	ScenarioBacklog: {"Backlog growth",
+		"Consume rate (4 workers) over the first messages of a small and of a large backlog; the ratio compares the large backlog with the small one on the same backend."},
+	ScenarioMixed: {"Mixed topology at the seed's scaling profiles",
+		"N Singularity routers and one CentralCloud router on one backend, with the profile's worker counts. Offered load per instance: 4 proposals/s (each answered by a consensus result), 10 metrics/s, 2 patterns/s; from CentralCloud 0.5 rollback triggers/s and 0.5 safety profiles/s per instance. Ratio: delivered / offered (1.00 = kept up)."},
+}
+
+// WriteMarkdown writes the report as Markdown: targets, subjects, then one
+// table per scenario with every figure's ratio to its baseline.
+func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
+	b := &strings.Builder{}
+	fmt.Fprintf(b, "# QuantumFlow benchmark results\n\n")
+	if rep.Command != "" {
+		fmt.Fprintf(b, "Regenerate with:\n\n```sh\n%s\n```\n\n", rep.Command)
+	}
+	fmt.Fprintf(b, "Mode **%s**, started %s, took %s.\n\n", rep.Mode, rep.Started.Format(time.RFC3339), time.Duration(rep.Seconds*float64(time.Second)).Round(time.Second))
+	m := rep.Machine
+	fmt.Fprintf(b, "**Machine** (every figure below was measured here, in one run): %s, %d cores (GOMAXPROCS %d)", m.CPU, m.Cores, m.GOMAXPROCS)
+	if m.MemoryGiB > 0 {
+		fmt.Fprintf(b, ", %d GiB RAM", m.MemoryGiB)
+	}
+	fmt.Fprintf(b, ", %s", m.OS)
+	if m.Kernel != "" {
+		fmt.Fprintf(b, " (kernel %s)", m.Kernel)
+	}
+	fmt.Fprintf(b, ", %s.\n", m.GoVersion)
+	if m.PostgreSQL != "" {
+		fmt.Fprintf(b, "PostgreSQL %s, throwaway cluster on loopback: %s.\n", m.PostgreSQL, m.settingsLine())
+	} else {
+		fmt.Fprintf(b, "PostgreSQL: not available in this run.\n")
+	}
+	fmt.Fprintf(b, "NATS: nats-server %s embedded in the process, file storage; one server with the default sync policy, one with SyncAlways.\n\n", m.NATSServer)
+	if chartPath != "" {
+		fmt.Fprintf(b, "![throughput and latency by backend](%s)\n\n", chartPath)
+	}
+
+	if len(rep.Targets) > 0 {
+		fmt.Fprintf(b, "## Targets of issues 3 (PostgreSQL) and 4 (NATS)\n\n")
+		fmt.Fprintf(b, "| issue | target | figure | status | from |\n|---|---|---|---|---|\n")
+		for _, t := range rep.Targets {
+			fig := "—"
+			if t.Met != nil {
+				if t.Unit == "ms" {
+					fig = fmt.Sprintf("%.2f ms (%s %g)", t.Figure, t.Op, t.Threshold)
+				} else {
+					fig = fmt.Sprintf("%.2f× (%s %g×)", t.Figure, t.Op, t.Threshold)
+				}
+			}
+			status := t.Status()
+			if t.Met != nil && *t.Met {
+				status = "✅ met"
+			} else if t.Met != nil {
+				status = "❌ NOT met"
+			}
+			detail := t.Detail
+			if t.Note != "" {
+				detail += " — " + t.Note
+			}
+			fmt.Fprintf(b, "| %d | %s | %s | %s | %s |\n", t.Issue, t.Text, fig, status, mdEscape(detail))
+		}
+		fmt.Fprintf(b, "\n")
+	}
+
+	fmt.Fprintf(b, "## Subjects\n\n| subject | kind | what | durability |\n|---|---|---|---|\n")
+	for _, s := range rep.Subjects {
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", s.Name, s.Kind, mdEscape(s.Description), mdEscape(s.Durability))
+	}
+	fmt.Fprintf(b, "\nScale of this run: publish window %s after %s warm-up; consume preload %d (at most %s); latency window %s per rate, drain %s; round trip %g/s for %s; backlogs %d and %d (sample %d); mixed %s per profile.\n\n",
+		rep.Sizes.Publish.D(), rep.Sizes.Warmup.D(), rep.Sizes.Preload, rep.Sizes.PreloadMax.D(), rep.Sizes.Latency.D(), rep.Sizes.Drain.D(),
+		rep.Sizes.RoundTripRate, rep.Sizes.RoundTrip.D(), rep.Sizes.BacklogSmall, rep.Sizes.BacklogLarge, rep.Sizes.BacklogSample, rep.Sizes.Mixed.D())
+
+	for _, sc := range Scenarios() {
+		rows := rep.resultsOf(sc)
+		if len(rows) == 0 {
+			continue
+		}
+		d := scenarioDoc[sc]
+		fmt.Fprintf(b, "## %s (`%s`)\n\n%s\n\n", d.title, sc, d.doc)
+		fmt.Fprintf(b, "Machine: %s.\n\n", rows[0].Machine)
+		writeTable(b, sc, rows)
+		fmt.Fprintf(b, "\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// resultsOf returns a scenario's results ordered by case, then backends
+// before baselines in subject order.
+func (rep *Report) resultsOf(scenario string) []*Result {
+	var out []*Result
+	for _, r := range rep.Results {
+		if r != nil && r.Scenario == scenario {
+			out = append(out, r)
+		}
+	}
+	order := map[string]int{}
+	for i, d := range subjectDefs {
+		order[d.Name] = i
+	}
+	profiles := map[string]int{"small": 0, "medium": 1, "large": 2}
+	slices.SortStableFunc(out, func(a, b *Result) int {
+		return cmp.Or(
+			cmp.Compare(a.PayloadBytes, b.PayloadBytes),
+			cmp.Compare(a.Publishers, b.Publishers),
+			cmp.Compare(a.Workers, b.Workers),
+			cmp.Compare(a.Params.Rate, b.Params.Rate),
+			cmp.Compare(profiles[a.Profile], profiles[b.Profile]),
+			cmp.Compare(order[a.Subject], order[b.Subject]),
+			cmp.Compare(a.Params.Pending, b.Params.Pending),
+		)
+	})
+	if scenario == ScenarioMixed || scenario == ScenarioBacklog {
+		// Mixed rate is the offered load, set per result; group by
+		// profile and subject instead.
+		slices.SortStableFunc(out, func(a, b *Result) int {
+			return cmp.Or(cmp.Compare(profiles[a.Profile], profiles[b.Profile]), cmp.Compare(order[a.Subject], order[b.Subject]), cmp.Compare(a.Params.Pending, b.Params.Pending))
+		})
+	}
+	return out
+}
+
+func writeTable(b *strings.Builder, sc string, rows []*Result) {
+	var head []string
+	var cells func(r *Result) []string
+	subj := func(r *Result) string {
+		if r.Kind == KindBackend {
+			return "**" + r.Subject + "**"
+		}
+		return r.Subject
+	}
+	switch sc {
+	case ScenarioPublish, ScenarioPublishBatch:
+		head = []string{"subject", "payload", "publishers", "per call", "msg/s", "vs baseline (higher is better)"}
+		cells = func(r *Result) []string {
+			return []string{subj(r), fmtBytes(r.PayloadBytes), fmt.Sprint(r.Publishers), fmt.Sprint(r.Batch), figure(r), ratios(r)}
+		}
+	case ScenarioConsume:
+		head = []string{"subject", "payload", "workers", "pending", "msg/s", "vs baseline (higher is better)"}
+		cells = func(r *Result) []string {
+			return []string{subj(r), fmtBytes(r.PayloadBytes), fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
+		}
+	case ScenarioBacklog:
+		head = []string{"subject", "workers", "pending", "msg/s", "vs small backlog"}
+		cells = func(r *Result) []string {
+			return []string{subj(r), fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
+		}
+	case ScenarioLatency, ScenarioRoundTrip:
+		head = []string{"subject", "rate msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "received", "missing", "vs baseline (lower is better)"}
+		cells = func(r *Result) []string {
+			return append([]string{subj(r), fmt.Sprintf("%g", r.Params.Rate)}, latCells(r)...)
+		}
+	case ScenarioMixed:
+		head = []string{"subject", "profile", "instances", "offered msg/s", "delivered msg/s", "delivered/offered", "proposal→result p50 / p99 ms", "rollback p50 / p99 ms", "worst queue p99 ms", "missing"}
+		cells = func(r *Result) []string {
+			if r.Error != "" {
+				return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), "", "error: " + mdEscape(r.Error), "", "", "", "", ""}
+			}
+			var rt, rb string
+			worst := 0.0
+			for _, q := range r.Queues {
+				if q.Latency == nil {
+					continue
+				}
+				worst = max(worst, q.Latency.P99Ms)
+				if q.RoundTrip {
+					rt = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
+				}
+				if strings.HasPrefix(q.Queue, "rollback") {
+					rb = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
+				}
+			}
+			return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), fmt.Sprintf("%.0f", r.Params.Rate), fmt.Sprintf("%.0f", r.Throughput), ratios(r), rt, rb, fmt.Sprintf("%.1f", worst), fmt.Sprint(r.Missing)}
+		}
+	}
+	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s |\n", strings.Join(cells(r), " | "))
+	}
+	var notes []string
+	for _, r := range rows {
+		if r.Note != "" && r.Error == "" {
+			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Subject, caseLabel(r), r.Note))
+		}
+	}
+	if len(notes) > 0 {
+		fmt.Fprintf(b, "\n%s\n", strings.Join(notes, "\n"))
+	}
+}
+
+func caseLabel(r *Result) string {
+	var parts []string
+	if r.PayloadBytes > 0 {
+		parts = append(parts, fmtBytes(r.PayloadBytes))
+	}
+	if r.Publishers > 0 {
+		parts = append(parts, fmt.Sprintf("%d publishers", r.Publishers))
+	}
+	if r.Workers > 0 {
+		parts = append(parts, fmt.Sprintf("%d workers", r.Workers))
+	}
+	if r.Scenario == ScenarioLatency || r.Scenario == ScenarioRoundTrip {
+		parts = append(parts, fmt.Sprintf("%g msg/s", r.Params.Rate))
+	}
+	if r.Profile != "" {
+		parts = append(parts, r.Profile)
+	}
+	return "(" + strings.Join(parts, ", ") + ")"
+}
+
+func figure(r *Result) string {
+	if r.Error != "" {
+		return "error: " + mdEscape(r.Error)
+	}
+	return fmt.Sprintf("%s", fmtRate(r.Throughput))
+}
+
+func latCells(r *Result) []string {
+	if r.Error != "" && r.Latency == nil {
+		return []string{"error: " + mdEscape(r.Error), "", "", "", "", "", ""}
+	}
+	l := r.Latency
+	if l == nil {
+		return []string{"", "", "", "", "", "", ""}
+	}
+	return []string{fmtMs(l.P50Ms), fmtMs(l.P95Ms), fmtMs(l.P99Ms), fmtMs(l.MaxMs), fmt.Sprint(r.Messages), fmt.Sprint(r.Missing), ratios(r)}
+}
+
+func fmtMs(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// ratios formats a result's ratios: "0.93× pgx (8 publishers)".
+func ratios(r *Result) string {
+	if r.Error != "" {
+		return ""
+	}
+	var out []string
+	for _, x := range r.Ratios {
+		s := fmt.Sprintf("%.2f× %s", x.Value, x.Baseline)
+		if x.Metric == "p50" || x.Metric == "p99" {
+			s = fmt.Sprintf("%s %.2f× %s", x.Metric, x.Value, x.Baseline)
+		}
+		if x.BaselineParams != "" {
+			s += " (" + x.BaselineParams + ")"
+		}
+		out = append(out, s)
+	}
+	if len(out) == 0 {
+		return "—"
+	}
+	return strings.Join(out, "; ")
+}
+
+func mdEscape(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	return strings.ReplaceAll(s, "\n", " ")
+}

@@ -1,0 +1,364 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// withSuffix returns cfg with every queue name suffixed. Each routed
+// measurement gets queues of its own, so that nothing left over from an
+// earlier measurement on the same server can arrive in it; the shape of
+// the topology (producers, consumers, handlers, workers, priorities) is
+// the seed's.
+func withSuffix(cfg topology.ServiceConfig, suffix string) topology.ServiceConfig {
+	cfg.Producers = slices.Clone(cfg.Producers)
+	for i := range cfg.Producers {
+		cfg.Producers[i].Queue += suffix
+	}
+	cfg.Consumers = slices.Clone(cfg.Consumers)
+	for i := range cfg.Consumers {
+		cfg.Consumers[i].Queue += suffix
+	}
+	return cfg
+}
+
+// loadProfile returns a service's configuration at a scaling profile,
+// ignoring the process environment so that the run measures the seed's
+// figures.
+func loadProfile(service, profile string) (topology.ServiceConfig, error) {
+	return topology.Load(topology.LoadOptions{
+		Service:   service,
+		LookupEnv: func(string) (string, bool) { return "", false },
+		Overrides: topology.Overrides{Profile: profile},
+	})
+}
+
+func noopHandler(*message.Message) error { return nil }
+
+// routers runs a set of routers until stop.
+type routers struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	errs   []error
+}
+
+// startRouters starts every router and waits until all of them have
+// subscribed.
+func startRouters(ctx context.Context, rs []*router.Router) (*routers, error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	g := &routers{cancel: cancel}
+	failed := make(chan error, len(rs))
+	for _, rt := range rs {
+		g.wg.Go(func() {
+			if err := rt.Run(runCtx); err != nil {
+				g.mu.Lock()
+				g.errs = append(g.errs, err)
+				g.mu.Unlock()
+				failed <- err
+			}
+		})
+	}
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
+	for _, rt := range rs {
+		select {
+		case <-rt.Running():
+		case err := <-failed:
+			g.stop()
+			return nil, err
+		case <-timeout.C:
+			g.stop()
+			return nil, errors.New("routers did not start within 60s")
+		case <-ctx.Done():
+			g.stop()
+			return nil, ctx.Err()
+		}
+	}
+	return g, nil
+}
+
+func (g *routers) stop() error {
+	g.cancel()
+	g.wg.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return errors.Join(g.errs...)
+}
+
+// newRouter builds a router with the harness's settings.
+func (r *runner) newRouter(b *pubsub.Backend, svc topology.ServiceConfig, handlers map[string]router.Handler) (*router.Router, error) {
+	return router.New(router.Config{
+		Service:         svc,
+		Backend:         b,
+		Handlers:        handlers,
+		Logger:          r.cfg.Logger,
+		ShutdownTimeout: 10 * time.Second,
+	})
+}
+
+// roundTripRouter measures the topology's round trip through the router,
+// as services run it: a Singularity instance publishes a proposal;
+// CentralCloud's handle_proposal_for_consensus publishes a consensus
+// result; the instance's handle_consensus_result receives it. Latency runs
+// from the proposal's intended send time to the result's arrival.
+func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params, res *Result) error {
+	inst, err := def.open(ctx, r.env)
+	if err != nil {
+		return err
+	}
+	defer inst.close()
+	b := inst.backend
+	suffix := fmt.Sprintf("_rt%d", r.env.seq.Add(1))
+	ccCfg, _ := topology.Default(topology.CentralCloud)
+	sgCfg, _ := topology.Default(topology.Singularity)
+	ccCfg, sgCfg = withSuffix(ccCfg, suffix), withSuffix(sgCfg, suffix)
+
+	h := newProbeHandler()
+	var consensus *router.Publisher
+	cc, err := r.newRouter(b, ccCfg, map[string]router.Handler{
+		topology.HandleProposalForConsensus: func(msg *message.Message) error {
+			_, err := consensus.Publish(msg.Context(), bytes.Clone(msg.Payload))
+			return err
+		},
+		topology.HandleExecutionMetrics:  noopHandler,
+		topology.HandlePatternDiscovered: noopHandler,
+	})
+	if err != nil {
+		return err
+	}
+	if consensus, err = cc.Publisher(topology.ConsensusQueue + suffix); err != nil {
+		return err
+	}
+	sg, err := r.newRouter(b, sgCfg, map[string]router.Handler{
+		topology.HandleConsensusResult: func(msg *message.Message) error {
+			h.handle(msg.Payload)
+			return nil
+		},
+		topology.HandleRollbackTrigger:     noopHandler,
+		topology.HandleSafetyProfileUpdate: noopHandler,
+	})
+	if err != nil {
+		return err
+	}
+	proposals, err := sg.Publisher(topology.ProposalsQueue + suffix)
+	if err != nil {
+		return err
+	}
+	g, err := startRouters(ctx, []*router.Router{cc, sg})
+	if err != nil {
+		return err
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		_ = g.stop()
+		return err
+	}
+	publish := func(seq int64) error {
+		_, err := proposals.Publish(ctx, newPayload(tmpl, seq))
+		return err
+	}
+	err = awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) })
+	if err == nil {
+		err = r.measureAtRate(ctx, h, p.Rate, r.sizes.RoundTrip.D(), publish, res)
+	}
+	if stopErr := g.stop(); err == nil && stopErr != nil {
+		err = fmt.Errorf("router shutdown: %w", stopErr)
+	}
+	return err
+}
+
+// mixedStream is one flow of messages in the mixed run.
+type mixedStream struct {
+	queue string
+	// perInstance is the offered rate per Singularity instance, msg/s.
+	perInstance float64
+	// fromCentral: CentralCloud publishes (else the instances do).
+	fromCentral bool
+	// roundTrip: latency runs to the consensus result's arrival back at
+	// an instance.
+	roundTrip bool
+}
+
+// mixedStreams is the offered load of the mixed run, per Singularity
+// instance: proposals (each answered by a consensus result), execution
+// metrics, discovered patterns; from CentralCloud rollback triggers and
+// safety profile updates.
+var mixedStreams = []mixedStream{
+	{queue: topology.ProposalsQueue, perInstance: 4, roundTrip: true},
+	{queue: topology.MetricsQueue, perInstance: 10},
+	{queue: topology.PatternsQueue, perInstance: 2},
+	{queue: topology.RollbackQueue, perInstance: 0.5, fromCentral: true},
+	{queue: topology.SafetyProfilesQueue, perInstance: 0.5, fromCentral: true},
+}
+
+// mixed runs the whole topology at a scaling profile: p.Instances
+// Singularity routers and one CentralCloud router on one backend, every
+// queue carrying its share of the offered load at once, every consumer
+// with the profile's worker count.
+func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Result) error {
+	inst, err := def.open(ctx, r.env)
+	if err != nil {
+		return err
+	}
+	defer inst.close()
+	b := inst.backend
+	suffix := fmt.Sprintf("_mx%d", r.env.seq.Add(1))
+	ccCfg, err := loadProfile(topology.CentralCloud, p.Profile)
+	if err != nil {
+		return err
+	}
+	sgCfg, err := loadProfile(topology.Singularity, p.Profile)
+	if err != nil {
+		return err
+	}
+	ccCfg, sgCfg = withSuffix(ccCfg, suffix), withSuffix(sgCfg, suffix)
+
+	handlers := make([]*probeHandler, len(mixedStreams))
+	byQueue := map[string]*probeHandler{}
+	for i, s := range mixedStreams {
+		handlers[i] = newProbeHandler()
+		byQueue[s.queue] = handlers[i]
+	}
+	observe := func(queue string) router.Handler {
+		h := byQueue[queue]
+		return func(msg *message.Message) error {
+			h.handle(msg.Payload)
+			return nil
+		}
+	}
+	var consensus *router.Publisher
+	cc, err := r.newRouter(b, ccCfg, map[string]router.Handler{
+		topology.HandleProposalForConsensus: func(msg *message.Message) error {
+			_, err := consensus.Publish(msg.Context(), bytes.Clone(msg.Payload))
+			return err
+		},
+		topology.HandleExecutionMetrics:  observe(topology.MetricsQueue),
+		topology.HandlePatternDiscovered: observe(topology.PatternsQueue),
+	})
+	if err != nil {
+		return err
+	}
+	if consensus, err = cc.Publisher(topology.ConsensusQueue + suffix); err != nil {
+		return err
+	}
+	all := []*router.Router{cc}
+	var instances []*router.Router
+	for range p.Instances {
+		sg, err := r.newRouter(b, sgCfg, map[string]router.Handler{
+			topology.HandleConsensusResult:     observe(topology.ProposalsQueue),
+			topology.HandleRollbackTrigger:     observe(topology.RollbackQueue),
+			topology.HandleSafetyProfileUpdate: observe(topology.SafetyProfilesQueue),
+		})
+		if err != nil {
+			return err
+		}
+		instances = append(instances, sg)
+		all = append(all, sg)
+	}
+	// Publishers and their concurrency (the producer's workers) per stream.
+	pubs := make([][]*router.Publisher, len(mixedStreams))
+	senders := make([]int, len(mixedStreams))
+	for i, s := range mixedStreams {
+		q := s.queue + suffix
+		if s.fromCentral {
+			pub, err := cc.Publisher(q)
+			if err != nil {
+				return err
+			}
+			pubs[i] = []*router.Publisher{pub}
+			prod, _ := ccCfg.Producer(q)
+			senders[i] = max(1, prod.Workers)
+			continue
+		}
+		for _, sg := range instances {
+			pub, err := sg.Publisher(q)
+			if err != nil {
+				return err
+			}
+			pubs[i] = append(pubs[i], pub)
+		}
+		prod, _ := sgCfg.Producer(q)
+		senders[i] = max(1, prod.Workers) * len(instances)
+	}
+	g, err := startRouters(ctx, all)
+	if err != nil {
+		return err
+	}
+	defer g.stop()
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		return err
+	}
+
+	window := r.sizes.Mixed.D()
+	start := time.Now().Add(50 * time.Millisecond)
+	trackers := make([]*tracker, len(mixedStreams))
+	counts := make([]int, len(mixedStreams))
+	intervals := make([]time.Duration, len(mixedStreams))
+	for i, s := range mixedStreams {
+		rate := s.perInstance * float64(p.Instances)
+		counts[i] = max(1, int(rate*window.Seconds()))
+		intervals[i] = time.Duration(float64(time.Second) / rate)
+		trackers[i] = newTracker(start, intervals[i], counts[i])
+		handlers[i].tr.Store(trackers[i])
+	}
+	var wg sync.WaitGroup
+	sendErrs := make([]error, len(mixedStreams))
+	for i := range mixedStreams {
+		wg.Go(func() {
+			sendErrs[i] = sendAtRate(ctx, start, counts[i], intervals[i], senders[i], func(seq int64) error {
+				pub := pubs[i][int(seq)%len(pubs[i])]
+				_, err := pub.Publish(ctx, newPayload(tmpl, seq))
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(sendErrs...); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	var offered float64
+	var received, missing, dups int64
+	for i, s := range mixedStreams {
+		trackers[i].wait(start.Add(time.Duration(counts[i])*intervals[i] + r.sizes.Drain.D()))
+		lat, miss := trackers[i].result(time.Now())
+		rate := s.perInstance * float64(p.Instances)
+		q := QueueFigure{Queue: s.queue, Offered: rate, Messages: trackers[i].received.Load(), Missing: miss, Latency: lat, RoundTrip: s.roundTrip}
+		res.Queues = append(res.Queues, q)
+		offered += rate
+		received += q.Messages
+		missing += miss
+		dups += trackers[i].dups.Load()
+		if s.roundTrip {
+			res.Latency = lat
+		}
+	}
+	res.Rate = offered
+	res.Messages = received
+	res.Missing = missing
+	res.Duplicates = dups
+	res.Seconds = window.Seconds()
+	res.Throughput = float64(received) / window.Seconds()
+	if offered > 0 {
+		res.Ratios = []Ratio{{Baseline: "offered load", Metric: "throughput", BaselineValue: offered, Value: res.Throughput / offered}}
+	}
+	if missing > 0 {
+		res.Note = fmt.Sprintf("%d messages not received within %s after the last send", missing, r.sizes.Drain.D())
+	}
+	if received == 0 {
+		return errNoMessages
+	}
+	return nil
+}

@@ -1,0 +1,394 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// publishThroughput counts messages published by p.Publishers goroutines,
+// each publishing p.Batch messages per call back to back, over the
+// publish window after a warm-up.
+func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params, res *Result) error {
+	queue := r.env.queueName("publish")
+	if err := inst.prepare(ctx, queue); err != nil {
+		return fmt.Errorf("prepare %s: %w", queue, err)
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		return err
+	}
+	var count, seq atomic.Int64
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range p.Publishers {
+		wg.Go(func() {
+			for runCtx.Err() == nil {
+				batch := make([][]byte, p.Batch)
+				for i := range batch {
+					batch[i] = newPayload(tmpl, seq.Add(1))
+				}
+				if err := inst.publish(runCtx, queue, batch); err != nil {
+					if runCtx.Err() == nil {
+						errOnce.Do(func() { firstErr = err })
+						cancel()
+					}
+					return
+				}
+				count.Add(int64(p.Batch))
+			}
+		})
+	}
+	sleepCtx(runCtx, r.sizes.Warmup.D())
+	c0, t0 := count.Load(), time.Now()
+	sleepCtx(runCtx, r.sizes.Publish.D())
+	c1, t1 := count.Load(), time.Now()
+	cancel()
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("publish to %s: %w", queue, firstErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res.Messages = c1 - c0
+	res.Seconds = t1.Sub(t0).Seconds()
+	res.Throughput = float64(res.Messages) / res.Seconds
+	if res.Messages == 0 {
+		return fmt.Errorf("no publish call completed in %s", r.sizes.Publish.D())
+	}
+	return nil
+}
+
+// preload publishes n messages to queue in batches of 100 from 4
+// goroutines, stopping early at maxDur. It returns how many it wrote.
+func (r *runner) preload(ctx context.Context, inst *instance, queue string, tmpl []byte, n int, maxDur time.Duration) (int, error) {
+	const batchSize, publishers = 100, 4
+	deadline := time.Now().Add(maxDur)
+	var claimed, loaded, seq atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				from := claimed.Add(batchSize) - batchSize
+				if from >= int64(n) {
+					return
+				}
+				size := min(batchSize, int64(n)-from)
+				batch := make([][]byte, size)
+				for i := range batch {
+					batch[i] = newPayload(tmpl, seq.Add(1))
+				}
+				if err := inst.publish(ctx, queue, batch); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+				loaded.Add(size)
+			}
+		})
+	}
+	if n >= 100_000 {
+		// Large preloads take a while: say how far they got.
+		done := make(chan struct{})
+		go func() {
+			tick := time.NewTicker(10 * time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					fmt.Fprintf(r.cfg.Progress, "           preloading %s: %d/%d\n", queue, loaded.Load(), n)
+				}
+			}
+		}()
+		defer close(done)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return int(loaded.Load()), fmt.Errorf("preload %s: %w", queue, firstErr)
+	}
+	return int(loaded.Load()), ctx.Err()
+}
+
+// consumeThroughput preloads a backlog, then lets p.Workers consumers take
+// messages (no-op handler, ack) and measures the rate from the first
+// message to the sample-th (the whole backlog when sample is 0), or to the
+// ConsumeMax bound.
+func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params, n int, preloadMax time.Duration, sample int, res *Result) error {
+	queue := r.env.queueName("consume")
+	if err := inst.prepare(ctx, queue); err != nil {
+		return fmt.Errorf("prepare %s: %w", queue, err)
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		return err
+	}
+	t := time.Now()
+	loaded, err := r.preload(ctx, inst, queue, tmpl, n, preloadMax)
+	if err != nil {
+		return err
+	}
+	res.Pending = loaded
+	if loaded < n {
+		res.Note = fmt.Sprintf("preload stopped at its %s bound: %d of %d pending", preloadMax, loaded, n)
+	}
+	preloadTook := time.Since(t)
+	target := int64(loaded)
+	if sample > 0 {
+		target = min(int64(sample), target)
+	}
+	var count, first, last atomic.Int64
+	done := make(chan struct{})
+	handle := func([]byte) {
+		now := time.Now().UnixNano()
+		c := count.Add(1)
+		if c == 1 {
+			first.Store(now)
+		}
+		if c == target {
+			last.Store(now)
+			close(done)
+		}
+	}
+	stop, err := inst.consume(ctx, queue, p.Workers, handle)
+	if err != nil {
+		return err
+	}
+	timer := time.NewTimer(r.sizes.ConsumeMax.D())
+	select {
+	case <-done:
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	timer.Stop()
+	end := time.Now().UnixNano()
+	got := min(count.Load(), target)
+	stop()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if got == 0 {
+		return fmt.Errorf("%w from %s within %s (%d preloaded in %s)", errNoMessages, queue, r.sizes.ConsumeMax.D(), loaded, preloadTook.Round(time.Millisecond))
+	}
+	if got == target {
+		end = last.Load()
+	}
+	elapsed := time.Duration(end - first.Load())
+	res.Messages = got
+	res.Seconds = elapsed.Seconds()
+	if got > 1 && elapsed > 0 {
+		// got messages arrive over got-1 intervals.
+		res.Throughput = float64(got-1) / elapsed.Seconds()
+	}
+	return nil
+}
+
+// probeSeq marks the message that checks the consumers are live before a
+// latency measurement starts.
+const probeSeq = 99_999_999_999
+
+// awaitProbe publishes probe messages until one comes back through handle
+// (which closes ready), so that subscription start-up is not measured.
+func awaitProbe(ctx context.Context, ready <-chan struct{}, send func() error) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := send(); err != nil {
+			return fmt.Errorf("probe: %w", err)
+		}
+		t := time.NewTimer(3 * time.Second)
+		select {
+		case <-ready:
+			t.Stop()
+			return nil
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return errors.New("probe: consumers did not receive a message within 15s")
+}
+
+// sendAtRate sends messages 0..n-1, message i at start + i*interval, from
+// a pool of senders, so one slow send does not hold back the schedule.
+// What a stalled send costs still shows: latency is measured from the
+// intended time, not from when the send happened.
+func sendAtRate(ctx context.Context, start time.Time, n int, interval time.Duration, senders int, send func(seq int64) error) error {
+	ch := make(chan int64, n)
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			for seq := range ch {
+				if err := send(seq); err != nil && ctx.Err() == nil {
+					errOnce.Do(func() { firstErr = err })
+				}
+			}
+		})
+	}
+	for i := range n {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			sleepCtx(ctx, d)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		ch <- int64(i)
+	}
+	close(ch)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// latencySenders is the publisher concurrency of the fixed-rate scenarios.
+const latencySenders = 32
+
+// probeHandler wraps observe: the probe message closes ready, the others
+// go to the tracker once there is one.
+type probeHandler struct {
+	ready     chan struct{}
+	readyOnce sync.Once
+	tr        atomic.Pointer[tracker]
+	// forward, when set, is called for every message including the probe
+	// (the central side of a round trip forwards everything).
+	forward func([]byte)
+}
+
+func newProbeHandler() *probeHandler { return &probeHandler{ready: make(chan struct{})} }
+
+func (h *probeHandler) handle(p []byte) {
+	if seq, ok := payloadSeq(p); ok && seq == probeSeq {
+		h.readyOnce.Do(func() { close(h.ready) })
+		return
+	}
+	if t := h.tr.Load(); t != nil {
+		t.observe(p)
+	}
+}
+
+// latency sends messages at p.Rate for the latency window while
+// p.Workers consumers receive them, and records each message's delay from
+// its intended send time to its arrival.
+func (r *runner) latency(ctx context.Context, inst *instance, p Params, res *Result) error {
+	queue := r.env.queueName("latency")
+	if err := inst.prepare(ctx, queue); err != nil {
+		return fmt.Errorf("prepare %s: %w", queue, err)
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		return err
+	}
+	h := newProbeHandler()
+	stop, err := inst.consume(ctx, queue, p.Workers, h.handle)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	publish := func(seq int64) error { return inst.publish(ctx, queue, [][]byte{newPayload(tmpl, seq)}) }
+	if err := awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) }); err != nil {
+		return err
+	}
+	return r.measureAtRate(ctx, h, p.Rate, r.sizes.Latency.D(), publish, res)
+}
+
+// measureAtRate runs the open-loop schedule and fills res from the
+// tracker.
+func (r *runner) measureAtRate(ctx context.Context, h *probeHandler, rate float64, window time.Duration, publish func(int64) error, res *Result) error {
+	n := max(1, int(rate*window.Seconds()))
+	interval := time.Duration(float64(time.Second) / rate)
+	start := time.Now().Add(20 * time.Millisecond)
+	tr := newTracker(start, interval, n)
+	h.tr.Store(tr)
+	sendErr := sendAtRate(ctx, start, n, interval, latencySenders, publish)
+	tr.wait(start.Add(time.Duration(n)*interval + r.sizes.Drain.D()))
+	lat, missing := tr.result(time.Now())
+	res.Latency = lat
+	res.Missing = missing
+	res.Duplicates = tr.dups.Load()
+	res.Messages = tr.received.Load()
+	res.Seconds = (time.Duration(n) * interval).Seconds()
+	res.Throughput = float64(res.Messages) / res.Seconds
+	if sendErr != nil {
+		return fmt.Errorf("send: %w", sendErr)
+	}
+	if res.Messages == 0 {
+		return errNoMessages
+	}
+	if missing > 0 {
+		res.Note = fmt.Sprintf("%d of %d not received within %s after the last send (counted at the time they had waited)", missing, n, r.sizes.Drain.D())
+	}
+	return nil
+}
+
+// roundTripRaw is the round trip of the topology written directly on a
+// baseline: requests on one queue, a consumer (3 workers, as the seed's
+// proposals consumer) publishing each request back as a reply on a second
+// queue, consumed by 2 workers (the seed's consensus results consumer).
+func (r *runner) roundTripRaw(ctx context.Context, inst *instance, p Params, res *Result) error {
+	reqQ, repQ := r.env.queueName("rt_proposals"), r.env.queueName("rt_results")
+	for _, q := range []string{reqQ, repQ} {
+		if err := inst.prepare(ctx, q); err != nil {
+			return fmt.Errorf("prepare %s: %w", q, err)
+		}
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
+	if err != nil {
+		return err
+	}
+	workers := func(n int) int {
+		if inst.maxWorkers > 0 {
+			return min(n, inst.maxWorkers)
+		}
+		return n
+	}
+	var relayErr atomic.Pointer[error]
+	relay := func(pl []byte) {
+		reply := append([]byte(nil), pl...)
+		if err := inst.publish(ctx, repQ, [][]byte{reply}); err != nil && ctx.Err() == nil {
+			relayErr.CompareAndSwap(nil, &err)
+		}
+	}
+	stopCentral, err := inst.consume(ctx, reqQ, workers(3), relay)
+	if err != nil {
+		return err
+	}
+	defer stopCentral()
+	h := newProbeHandler()
+	stopInstance, err := inst.consume(ctx, repQ, workers(2), h.handle)
+	if err != nil {
+		return err
+	}
+	defer stopInstance()
+	publish := func(seq int64) error { return inst.publish(ctx, reqQ, [][]byte{newPayload(tmpl, seq)}) }
+	if err := awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) }); err != nil {
+		return err
+	}
+	err = r.measureAtRate(ctx, h, p.Rate, r.sizes.RoundTrip.D(), publish, res)
+	if e := relayErr.Load(); e != nil && err == nil {
+		err = fmt.Errorf("reply: %w", *e)
+	}
+	return err
+}

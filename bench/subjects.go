@@ -1,0 +1,183 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// Kinds of subject.
+const (
+	KindBackend  = "backend"
+	KindBaseline = "baseline"
+)
+
+// Subject names.
+const (
+	SubjectMem           = "mem"
+	SubjectPostgres      = "postgres"
+	SubjectNATS          = "nats"
+	SubjectNATSSync      = "nats_sync"
+	SubjectGoChannel     = "gochannel"
+	SubjectPgx           = "pgx"
+	SubjectWatermillSQL  = "watermill_sql"
+	SubjectJetStream     = "jetstream"
+	SubjectJetStreamSync = "jetstream_sync"
+)
+
+// SubjectInfo describes a measured subject in the report.
+type SubjectInfo struct {
+	Name        string `json:"name"`
+	Kind        string `json:"kind"`
+	Description string `json:"description"`
+	Durability  string `json:"durability"`
+}
+
+// subjectDef knows how to open a subject for a run.
+type subjectDef struct {
+	SubjectInfo
+	// needs names the server the subject runs against: "postgres",
+	// "nats", "nats_sync" or "" (in process).
+	needs string
+	// maxWorkers caps concurrent subscriptions (GoChannel fans out: one).
+	maxWorkers int
+	// openURL returns the URL a backend subject is opened with.
+	openURL func(ctx context.Context, e *env) (string, error)
+	// openRaw opens a baseline subject.
+	openRaw func(ctx context.Context, e *env) (subject, error)
+}
+
+const (
+	durPostgres = "PostgreSQL, fsync=on, synchronous_commit=on: a commit survives a machine crash"
+	durNATS     = "JetStream file store, server default sync: written to the OS at once, fsync every 2 min (survives a process crash, not a machine crash)"
+	durNATSSync = "JetStream file store, SyncAlways: fsync on every write (survives a machine crash)"
+	durMemory   = "none: in process memory"
+)
+
+var subjectDefs = []*subjectDef{
+	{
+		SubjectInfo: SubjectInfo{SubjectMem, KindBackend, "QuantumFlow in-memory backend (mem://)", durMemory},
+		openURL: func(_ context.Context, e *env) (string, error) {
+			return fmt.Sprintf("mem://bench%d", e.seq.Add(1)), nil
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectPostgres, KindBackend, "QuantumFlow PostgreSQL backend (postgres://)", durPostgres},
+		needs:       "postgres",
+		openURL:     func(ctx context.Context, e *env) (string, error) { return e.database(ctx, SubjectPostgres) },
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectNATS, KindBackend, "QuantumFlow NATS JetStream backend (nats://), embedded server", durNATS},
+		needs:       "nats",
+		openURL:     func(_ context.Context, e *env) (string, error) { return e.natsURL(false) },
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectNATSSync, KindBackend, "QuantumFlow NATS JetStream backend (nats://), embedded server with SyncAlways", durNATSSync},
+		needs:       "nats_sync",
+		openURL:     func(_ context.Context, e *env) (string, error) { return e.natsURL(true) },
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectGoChannel, KindBaseline, "Watermill GoChannel (in-process fan-out, one subscription)", durMemory},
+		maxWorkers:  1,
+		openRaw:     func(context.Context, *env) (subject, error) { return openGoChannel(), nil },
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectPgx, KindBaseline, "raw pgx on a table shaped like quantum_flow_messages: INSERT 1 row/tx, COPY 100 rows/tx, SKIP LOCKED claim-100 + delete", durPostgres},
+		needs:       "postgres",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.database(ctx, SubjectPgx)
+			if err != nil {
+				return nil, err
+			}
+			return openPgxRaw(ctx, u)
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectWatermillSQL, KindBaseline, "stock watermill-sql v4.1.2, queue schema (its publisher and subscriber, 1 s poll, DeleteOnAck)", durPostgres},
+		needs:       "postgres",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.database(ctx, SubjectWatermillSQL)
+			if err != nil {
+				return nil, err
+			}
+			return openWatermillSQL(ctx, u)
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectJetStream, KindBaseline, "raw nats.go jetstream: sync Publish, PublishAsync batches, pull Consume + Ack", durNATS},
+		needs:       "nats",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.natsURL(false)
+			if err != nil {
+				return nil, err
+			}
+			return openJetStreamRaw(ctx, u)
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectJetStreamSync, KindBaseline, "raw nats.go jetstream against the SyncAlways server", durNATSSync},
+		needs:       "nats_sync",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.natsURL(true)
+			if err != nil {
+				return nil, err
+			}
+			return openJetStreamRaw(ctx, u)
+		},
+	},
+}
+
+func subjectByName(name string) *subjectDef {
+	for _, d := range subjectDefs {
+		if d.Name == name {
+			return d
+		}
+	}
+	return nil
+}
+
+// instance is an opened subject; for backends also the backend itself,
+// which the router scenarios need.
+type instance struct {
+	subject
+	backend *pubsub.Backend
+	// maxWorkers caps concurrent subscriptions; 0 means no cap.
+	maxWorkers int
+}
+
+func (d *subjectDef) open(ctx context.Context, e *env) (*instance, error) {
+	if d.openRaw != nil {
+		s, err := d.openRaw(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		return &instance{subject: s, maxWorkers: d.maxWorkers}, nil
+	}
+	u, err := d.openURL(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	b, err := pubsub.Open(ctx, u, pubsub.WithLogger(e.logger))
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Init(ctx); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("init %s: %w", b, err)
+	}
+	return &instance{subject: backendSubject(b), backend: b}, nil
+}
+
+// backendSubject measures a backend through its public API only.
+func backendSubject(b *pubsub.Backend) subject {
+	return &watermillSubject{
+		pub: b.Publisher(),
+		sub: b.Subscriber(),
+		declare: func(ctx context.Context, queue string) error {
+			return b.DeclareQueue(ctx, pubsub.QueueSpec{Name: queue, MaxRetries: topology.DefaultMaxRetries, RetryDelay: topology.DefaultRetryDelay})
+		},
+		closeFn: b.Close,
+	}
+}

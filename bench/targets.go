@@ -1,0 +1,156 @@
+package bench
+
+import "fmt"
+
+// Target is one performance target of a backend issue, checked against a
+// run.
+type Target struct {
+	// Issue is the issue number that sets the target (3: PostgreSQL,
+	// 4: NATS).
+	Issue int `json:"issue"`
+	// Text is the target as the issue states it.
+	Text string `json:"text"`
+	// Figure is the measured value the target is about: a ratio ("×") or
+	// milliseconds ("ms").
+	Figure float64 `json:"figure"`
+	Unit   string  `json:"unit"`
+	// Op and Threshold are the condition: Figure Op Threshold.
+	Op        string  `json:"op"`
+	Threshold float64 `json:"threshold"`
+	// Detail says which results the figure comes from.
+	Detail string `json:"detail"`
+	// Met is nil when the figure could not be measured.
+	Met *bool `json:"met"`
+	// Note qualifies the check (e.g. quick mode scaled the backlog down).
+	Note string `json:"note,omitempty"`
+}
+
+// Status is "met", "NOT met" or "not measured".
+func (t Target) Status() string {
+	switch {
+	case t.Met == nil:
+		return "not measured"
+	case *t.Met:
+		return "met"
+	default:
+		return "NOT met"
+	}
+}
+
+func checkTargets(rep *Report) []Target {
+	find := func(scenario, subject string, match func(Params) bool) *Result {
+		for _, r := range rep.Results {
+			if r.Scenario == scenario && r.Subject == subject && match(r.Params) {
+				return r
+			}
+		}
+		return nil
+	}
+	ratioOf := func(r *Result, baseline, metric string) (Ratio, bool) {
+		if r == nil || r.Error != "" {
+			return Ratio{}, false
+		}
+		for _, x := range r.Ratios {
+			if x.Baseline == baseline && x.Metric == metric {
+				return x, true
+			}
+		}
+		return Ratio{}, false
+	}
+	size := func(n int) func(Params) bool { return func(p Params) bool { return p.PayloadBytes == n } }
+	var out []Target
+	// ratio adds a target on a result's ratio to a baseline.
+	ratio := func(issue int, text, scenario, subject string, match func(Params) bool, baseline string, op string, threshold float64, note string) {
+		t := Target{Issue: issue, Text: text, Unit: "×", Op: op, Threshold: threshold, Note: note}
+		r := find(scenario, subject, match)
+		if x, ok := ratioOf(r, baseline, "throughput"); ok {
+			t.Figure = x.Value
+			t.Detail = fmt.Sprintf("%s %s msg/s vs %s %s msg/s", subject, fmtRate(r.Throughput), baseline, fmtRate(x.BaselineValue))
+			if x.BaselineParams != "" {
+				t.Detail += " (" + x.BaselineParams + ")"
+			}
+			met := compare(t.Figure, op, threshold)
+			t.Met = &met
+		} else {
+			t.Detail = missingDetail(r, scenario, subject, baseline)
+		}
+		out = append(out, t)
+	}
+	// latency adds a target on a latency percentile.
+	latency := func(issue int, text, subject string, rate float64, pct string, threshold float64) {
+		t := Target{Issue: issue, Text: text, Unit: "ms", Op: "≤", Threshold: threshold}
+		r := find(ScenarioLatency, subject, func(p Params) bool { return p.Rate == rate })
+		if r != nil && r.Error == "" && r.Latency != nil {
+			t.Figure = r.Latency.P50Ms
+			if pct == "p99" {
+				t.Figure = r.Latency.P99Ms
+			}
+			t.Detail = fmt.Sprintf("%s at %g msg/s: p50 %.2f ms, p99 %.2f ms over %d messages", subject, rate, r.Latency.P50Ms, r.Latency.P99Ms, r.Latency.Samples)
+			if x, ok := ratioOf(r, SubjectWatermillSQL, pct); ok {
+				t.Detail += fmt.Sprintf("; watermill-sql %s %.1f ms", pct, x.BaselineValue)
+			}
+			met := compare(t.Figure, "≤", threshold)
+			t.Met = &met
+		} else {
+			t.Detail = missingDetail(r, ScenarioLatency, subject, "")
+		}
+		out = append(out, t)
+	}
+	var scaled string
+	if rep.Mode == "quick" {
+		scaled = "quick mode: backlogs and preloads scaled down; only the full run counts"
+	}
+
+	// Issue 3: PostgreSQL.
+	consume4 := func(p Params) bool { return p.PayloadBytes == 256 && p.Workers == 4 }
+	ratio(3, "Consume (no-op handler, 4 workers, 100k preloaded) ≥ 0.7× raw pgx SKIP LOCKED claim-100 + delete",
+		ScenarioConsume, SubjectPostgres, consume4, SubjectPgx, "≥", 0.7, scaled)
+	ratio(3, "Consume (4 workers) ≥ 2× stock watermill-sql",
+		ScenarioConsume, SubjectPostgres, consume4, SubjectWatermillSQL, "≥", 2, scaled)
+	ratio(3, "Publish of 100 messages per call ≥ 0.8× raw COPY of 100 rows per transaction",
+		ScenarioPublishBatch, SubjectPostgres, size(256), SubjectPgx, "≥", 0.8, "")
+	ratio(3, "64 concurrent single-message publishers ≥ 3× raw one-row-per-transaction inserts on 8 connections",
+		ScenarioPublish, SubjectPostgres, func(p Params) bool { return p.PayloadBytes == 256 && p.Publishers == 64 }, SubjectPgx, "≥", 3, "")
+	latency(3, "End-to-end latency at 200 msg/s: p50 ≤ 5 ms", SubjectPostgres, 200, "p50", 5)
+	latency(3, "End-to-end latency at 200 msg/s: p99 ≤ 25 ms", SubjectPostgres, 200, "p99", 25)
+	bl := func(p Params) bool { return p.Pending == rep.Sizes.BacklogLarge }
+	ratio(3, "Consume rate with 1M pending ≥ 0.7× the rate with 10k pending",
+		ScenarioBacklog, SubjectPostgres, bl, SubjectPostgres, "≥", 0.7, scaled)
+
+	// Issue 4: NATS, at JetStream's default sync policy (the issue's
+	// figures), and at SyncAlways against the raw client at SyncAlways.
+	for _, v := range []struct{ backend, raw, label string }{
+		{SubjectNATS, SubjectJetStream, "default sync"},
+		{SubjectNATSSync, SubjectJetStreamSync, "SyncAlways"},
+	} {
+		ratio(4, fmt.Sprintf("Publish, 1 message per call (1 publisher) ≥ 0.7× raw jetstream sync Publish [%s]", v.label),
+			ScenarioPublish, v.backend, func(p Params) bool { return p.PayloadBytes == 256 && p.Publishers == 1 }, v.raw, "≥", 0.7, "")
+		ratio(4, fmt.Sprintf("Publish, 1 message per call (64 publishers) ≥ 0.7× raw jetstream sync Publish [%s]", v.label),
+			ScenarioPublish, v.backend, func(p Params) bool { return p.PayloadBytes == 256 && p.Publishers == 64 }, v.raw, "≥", 0.7, "")
+		ratio(4, fmt.Sprintf("Publish, 100 messages per call ≥ 0.7× raw jetstream PublishAsync [%s]", v.label),
+			ScenarioPublishBatch, v.backend, size(256), v.raw, "≥", 0.7, "")
+		ratio(4, fmt.Sprintf("Consume (4 workers) ≥ 0.7× raw jetstream pull Consume [%s]", v.label),
+			ScenarioConsume, v.backend, consume4, v.raw, "≥", 0.7, scaled)
+	}
+	latency(4, "End-to-end latency at 200 msg/s: p50 ≤ 2 ms [default sync]", SubjectNATS, 200, "p50", 2)
+	return out
+}
+
+func compare(v float64, op string, threshold float64) bool {
+	if op == "≤" {
+		return v <= threshold
+	}
+	return v >= threshold
+}
+
+func missingDetail(r *Result, scenario, subject, baseline string) string {
+	switch {
+	case r == nil:
+		return fmt.Sprintf("%s/%s not in this run", scenario, subject)
+	case r.Error != "":
+		return fmt.Sprintf("%s/%s failed: %s", scenario, subject, r.Error)
+	case baseline != "":
+		return fmt.Sprintf("baseline %s missing or failed", baseline)
+	}
+	return "no figure"
+}
