@@ -1,0 +1,110 @@
+// Package postgres is QuantumFlow's PostgreSQL backend, the production
+// default. Import it for its side effect and open it by URL:
+//
+//	import _ "github.com/quantumflow/quantumflow/backends/postgres"
+//
+//	backend, err := pubsub.Open(ctx, "postgres://user:pass@localhost/singularity")
+//	err = backend.Init(ctx) // or `quantumflow init`: create or upgrade the tables
+//
+// # URLs
+//
+// postgres://user:password@host:port/database?param=value, and the same
+// with postgresql://. QuantumFlow's parameters:
+//
+//   - schema=NAME: the schema holding the tables (default public), so that
+//     several applications can share a database. Created by Init.
+//   - listen=false: no LISTEN/NOTIFY wake-ups, poll only. Needed behind
+//     PgBouncer in transaction mode (LISTEN needs a session); add
+//     default_query_exec_mode=exec there too (no prepared statements).
+//   - poll_interval=DURATION: how often an idle consumer looks for
+//     messages (default 1s with LISTEN, 100ms without).
+//   - lease=DURATION: how long a claimed message stays with a consumer
+//     before others may take it (default 30s). The backend renews the
+//     lease while it holds the message, so this is how soon the messages of
+//     a consumer that died come back, not a limit on handler time.
+//   - batch=N: the most messages one claim takes (default 100).
+//   - publish_batch=N: the most messages one publish transaction carries
+//     (default 1000).
+//   - notify_debounce=DURATION: the shortest time between two NOTIFYs of a
+//     queue from one backend (default 2ms).
+//   - ack_delay=DURATION: how long acks and nacks may wait to be written
+//     together (default 5ms).
+//
+// Every other parameter must be one of PostgreSQL's connection parameters
+// as pgx understands them (sslmode, connect_timeout, application_name,
+// pool_max_conns — default 20 here —, default_query_exec_mode, ...); an
+// unknown one is an error wrapping pubsub.ErrInvalidURL. The password never
+// appears in errors or logs.
+//
+// # Delivery semantics
+//
+// At least once, with competing consumers across any number of processes.
+// Each queue a backend consumes has one fetcher, which claims the next
+// messages of the queue in one statement (FOR UPDATE SKIP LOCKED, priority
+// DESC, created_at, seq) for the backend's subscriptions of it: claimed
+// rows turn status 'processing' with a lease (locked_until, locked_by). No
+// transaction is open while a handler runs. A fetcher claims what waiting
+// subscriptions need plus, while they consume fast, a little ahead; what it
+// claimed ahead and nobody took within 200ms goes back to the queue, so a
+// backend with slow consumers does not hoard messages.
+//
+// Ack deletes the row. Nack puts it back ('pending') with retry_count + 1,
+// available_at = now() + the delay asked for through pubsub.Delivery, and
+// the error as last_error, all in the database: attempts and delays
+// survive restarts. A delivery marked dead-lettered moves to
+// quantum_flow_dlq in one statement (DELETE ... RETURNING into INSERT): a
+// message is in exactly one of the two tables at any time. Acks, nacks and
+// moves are written in batches, within ack_delay or with the fetcher's next
+// claim; Close and the admin operations write them first.
+//
+// When a consumer dies its leases run out and any backend consuming from
+// the database returns the messages to their queues (counted as an attempt,
+// last_error 'lease expired').
+//
+// Publish writes all its messages in one INSERT. Concurrent publishes on
+// one backend share transactions (group commit): each returns after the
+// commit that carries its messages, so nil means durable. A publish
+// notifies consumers (NOTIFY in the same transaction, at most once per
+// notify_debounce per queue, with a trailing NOTIFY for the rest); they
+// also poll. PublishTx publishes inside the application's own transaction.
+//
+// After a database restart the pool reconnects, the LISTEN connection is
+// re-established (and every queue re-checked, since notifications were
+// lost), and fetchers and the settle writer retry with backoff. A Publish
+// that failed during the outage returned an error and may be retried.
+//
+// # Capabilities
+//
+// durable, delayed_redelivery, priority_order, dead_letters,
+// transactional_publish, cross_process.
+//
+// # Tables
+//
+// quantum_flow_queues (name, priority, max_retries, retry_delay_ms,
+// created_at, updated_at); quantum_flow_messages (seq, id, queue_name,
+// payload, metadata, priority, status, retry_count, created_at,
+// available_at, locked_until, locked_by, last_error, first_failed_at,
+// last_failed_at); quantum_flow_dlq (seq, id, queue_name, payload,
+// metadata, priority, error, attempts, handler, service, first_failed_at,
+// last_failed_at, message_created_at, created_at); and
+// quantum_flow_schema_migrations. id is the message id (Watermill's UUID),
+// the id the admin operations and the CLI use; seq orders and keys rows.
+// In quantum_flow_messages, status 'pending' means waiting: ready, or
+// scheduled for a retry (available_at in the future); 'processing' means
+// leased to a consumer. quantum_flow_dlq.created_at is when the message was
+// dead-lettered.
+//
+// The seed's monitoring queries run as written: "pending messages" lists
+// waiting messages (scheduled retries included) in delivery order; "failed
+// messages" lists dead letters newest first; "queue stats" counts waiting
+// messages per queue — note that its column named oldest is
+// MAX(created_at), the newest waiting message (QueueStats.OldestPendingAge
+// is the true oldest).
+//
+// The messages table is kept small (acked rows are deleted, dead letters
+// moved out), vacuumed aggressively (autovacuum settings in the
+// migration), and claimed through a partial index of waiting rows. Stats
+// report its dead tuples and the oldest open transaction in the database
+// (see the Counter constants): a long transaction anywhere holds back
+// vacuum and slows the claim.
+package postgres

@@ -1,0 +1,264 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+func init() {
+	pubsub.Register("postgres", open)
+	pubsub.Register("postgresql", open)
+}
+
+// Driver is the PostgreSQL backend. Users get it wrapped in a
+// *pubsub.Backend; reach it with backend.Driver().(*postgres.Driver) for
+// PublishTx and TxPublisher.
+type Driver struct {
+	cfg      config
+	log      *slog.Logger
+	pool     *pgxpool.Pool
+	q        queries
+	channel  string // NOTIFY channel of the schema
+	instance string // host:pid:random, the prefix of every lease owner
+	secret   string // the URL's password, scrubbed from errors
+
+	ctx    context.Context // cancelled by Close: stops background work
+	cancel context.CancelFunc
+	bg     sync.WaitGroup
+
+	pub      *publisher
+	sub      *subscriber
+	settler  *settler
+	notifier *notifier
+	leases   *leases
+
+	closed atomic.Bool
+
+	knownMu sync.Mutex
+	known   map[string]bool // queues known to exist in quantum_flow_queues
+
+	listenStart sync.Once
+	leaseStart  sync.Once
+}
+
+var (
+	_ pubsub.Driver = (*Driver)(nil)
+)
+
+func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
+	cfg, pgURL, err := parseConfig(u)
+	if err != nil {
+		return nil, err
+	}
+	secret, _ := u.User.Password()
+	if secret == "" {
+		secret = u.Query().Get("password")
+	}
+	poolCfg, err := pgxpool.ParseConfig(pgURL.String())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", pubsub.ErrInvalidURL, scrub(err.Error(), secret))
+	}
+	if !u.Query().Has("pool_max_conns") {
+		poolCfg.MaxConns = cfg.maxConns
+	}
+	if _, ok := poolCfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		poolCfg.ConnConfig.RuntimeParams["application_name"] = "quantumflow"
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %s", scrub(err.Error(), secret))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, redactErr(fmt.Errorf("connect: %w", err), secret)
+	}
+	d := &Driver{
+		cfg:      cfg,
+		log:      opts.Logger,
+		pool:     pool,
+		q:        newQueries(cfg.schema),
+		channel:  "quantum_flow_" + cfg.schema,
+		instance: instanceID(),
+		secret:   secret,
+		known:    map[string]bool{},
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.notifier = newNotifier(d)
+	d.settler = newSettler(d)
+	d.leases = newLeases(d)
+	d.pub = newPublisher(d)
+	d.sub = newSubscriber(d)
+	d.goBackground(d.settler.run)
+	return d, nil
+}
+
+// instanceID names this backend instance in lease owners (locked_by), so
+// that operators can tell which process holds a message.
+func instanceID() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "unknown"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+func (d *Driver) goBackground(f func()) {
+	d.bg.Add(1)
+	go func() {
+		defer d.bg.Done()
+		f()
+	}()
+}
+
+// startConsuming starts what only consumers need: the listener and the
+// lease keeper.
+func (d *Driver) startConsuming() {
+	if d.cfg.listen {
+		d.listenStart.Do(func() { d.goBackground(d.listen) })
+	}
+	d.leaseStart.Do(func() { d.goBackground(d.leases.run) })
+}
+
+// Publisher returns the backend's publisher.
+func (d *Driver) Publisher() message.Publisher { return d.pub }
+
+// Subscriber returns the backend's subscriber.
+func (d *Driver) Subscriber() message.Subscriber { return d.sub }
+
+// Capabilities returns what the backend can do: everything QuantumFlow
+// knows of.
+func (d *Driver) Capabilities() pubsub.Capabilities {
+	return pubsub.NewCapabilities(pubsub.CapDurable, pubsub.CapDelayedRedelivery, pubsub.CapPriorityOrder,
+		pubsub.CapDeadLetters, pubsub.CapTransactionalPublish, pubsub.CapCrossProcess)
+}
+
+// Pool returns the backend's connection pool, for applications that share
+// the database (begin the transactions given to PublishTx with it).
+func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
+
+// Schema returns the schema holding the backend's tables.
+func (d *Driver) Schema() string { return d.cfg.schema }
+
+// Close stops publishing and consuming, returns every message a consumer
+// held unacknowledged to its queue, writes pending acknowledgements and
+// closes the connections. Publishes in progress finish first.
+func (d *Driver) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	var errs []error
+	errs = append(errs, d.pub.close())
+	errs = append(errs, d.sub.close())
+	// Everything settled or released by now is written before the pool
+	// goes; the settler retries for a while if the database is away.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	errs = append(errs, d.settler.flushAll(ctx))
+	cancel()
+	d.cancel()
+	d.bg.Wait()
+	d.pool.Close()
+	return errors.Join(errs...)
+}
+
+// checkOpen returns ErrClosed once the backend is closed.
+func (d *Driver) checkOpen() error {
+	if d.closed.Load() {
+		return pubsub.ErrClosed
+	}
+	return nil
+}
+
+// ensureQueues makes sure quantum_flow_queues lists the queues, once per
+// queue per backend.
+func (d *Driver) unknownQueues(queues []string) []string {
+	d.knownMu.Lock()
+	defer d.knownMu.Unlock()
+	var out []string
+	for _, q := range queues {
+		if !d.known[q] {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func (d *Driver) markKnown(queues []string) {
+	d.knownMu.Lock()
+	defer d.knownMu.Unlock()
+	for _, q := range queues {
+		d.known[q] = true
+	}
+}
+
+func (d *Driver) ensureQueue(ctx context.Context, queue string) error {
+	if len(d.unknownQueues([]string{queue})) == 0 {
+		return nil
+	}
+	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, []string{queue}); err != nil {
+		return d.wrapErr(queue, err)
+	}
+	d.markKnown([]string{queue})
+	return nil
+}
+
+// wrapErr maps a database error to the pubsub sentinels, names the queue
+// and scrubs the password.
+func (d *Driver) wrapErr(queue string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+		err = fmt.Errorf("%w (schema %s; run `quantumflow init`): %w", pubsub.ErrNotInitialized, d.cfg.schema, err)
+	} else if d.closed.Load() && !errors.Is(err, pubsub.ErrClosed) {
+		err = fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
+	}
+	if queue != "" {
+		err = fmt.Errorf("queue %s: %w", queue, err)
+	}
+	return redactErr(err, d.secret)
+}
+
+// scrub removes secret from s.
+func scrub(s, secret string) string {
+	if secret == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, secret, "xxxxx")
+}
+
+// redactedError keeps an error's chain for errors.Is/As while its message
+// has the password removed. pgx's connection errors can repeat parts of the
+// connection string.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func redactErr(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return &redactedError{msg: scrub(err.Error(), secret), err: err}
+}

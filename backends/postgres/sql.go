@@ -1,0 +1,128 @@
+package postgres
+
+import (
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// queries holds the SQL of the hot paths with the schema filled in, built
+// once per backend.
+type queries struct {
+	messages, queues, dlq string // qualified table names
+
+	insert       string
+	ensureQueues string
+	notify       string
+	claim        string
+	ack          string
+	requeue      string
+	deadLetter   string
+	extend       string
+	reap         string
+	nextDue      string
+}
+
+func newQueries(schema string) queries {
+	s := pgx.Identifier{schema}.Sanitize()
+	q := queries{
+		messages: s + ".quantum_flow_messages",
+		queues:   s + ".quantum_flow_queues",
+		dlq:      s + ".quantum_flow_dlq",
+	}
+	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
+
+	// Rows are inserted in the order given (ORDER BY ord) so that seq, the
+	// last tie-breaker of the delivery order, follows publish order within
+	// one statement. A message without a priority of its own gets its
+	// queue's.
+	q.insert = r.Replace(`
+INSERT INTO {messages} (id, queue_name, payload, metadata, priority)
+SELECT u.id, u.queue_name, u.payload, u.metadata::jsonb, coalesce(u.priority, q.priority, 0)
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::int4[]) WITH ORDINALITY
+     AS u(id, queue_name, payload, metadata, priority, ord)
+LEFT JOIN {queues} q ON q.name = u.queue_name
+ORDER BY u.ord`)
+
+	q.ensureQueues = r.Replace(`
+INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING`)
+
+	q.notify = `SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q`
+
+	// The claim: the next messages of a queue in delivery order, skipping
+	// rows other consumers are claiming right now, leased to this consumer.
+	q.claim = r.Replace(`
+WITH c AS (
+    SELECT seq FROM {messages}
+    WHERE queue_name = $1 AND status = 'pending' AND available_at <= now()
+    ORDER BY priority DESC, created_at, seq
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE {messages} m
+SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
+FROM c WHERE m.seq = c.seq
+RETURNING m.seq, m.id, m.payload, m.metadata, m.priority, m.retry_count, m.created_at, m.first_failed_at`)
+
+	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
+
+	// Back to the queue: a nack (attempt counted, maybe delayed, error
+	// kept) or a release of a message never handed out (nothing counted).
+	// Only the holder of the lease may do it.
+	q.requeue = r.Replace(`
+UPDATE {messages} m
+SET status = 'pending', locked_until = NULL, locked_by = NULL,
+    available_at = now() + u.delay_ms * interval '1 millisecond',
+    retry_count = m.retry_count + u.counted,
+    last_error = coalesce(u.error, m.last_error),
+    first_failed_at = CASE WHEN u.failed THEN coalesce(m.first_failed_at, now()) ELSE m.first_failed_at END,
+    last_failed_at = CASE WHEN u.failed THEN now() ELSE m.last_failed_at END
+FROM unnest($1::int8[], $2::text[], $3::int8[], $4::int4[], $5::text[], $6::bool[])
+     AS u(seq, locked_by, delay_ms, counted, error, failed)
+WHERE m.seq = u.seq AND m.locked_by = u.locked_by`)
+
+	// The move to the dead-letter queue: one statement, so a message is in
+	// exactly one of the two tables at any time.
+	q.deadLetter = r.Replace(`
+WITH d AS (
+    DELETE FROM {messages} m
+    USING unnest($1::int8[], $2::text[], $3::text[], $4::text[]) AS u(seq, error, handler, service)
+    WHERE m.seq = u.seq
+    RETURNING m.id, m.queue_name, m.payload, m.metadata, m.priority, m.retry_count, m.created_at,
+              m.first_failed_at, u.error, u.handler, u.service
+)
+INSERT INTO {dlq} (id, queue_name, payload, metadata, priority, error, attempts, handler, service,
+                   first_failed_at, last_failed_at, message_created_at)
+SELECT id, queue_name, payload, metadata, priority, error, retry_count + 1, handler, service,
+       coalesce(first_failed_at, now()), now(), created_at
+FROM d`)
+
+	q.extend = r.Replace(`
+UPDATE {messages} m SET locked_until = now() + $3 * interval '1 millisecond'
+FROM unnest($1::int8[], $2::text[]) AS u(seq, locked_by)
+WHERE m.seq = u.seq AND m.locked_by = u.locked_by AND m.status = 'processing'
+RETURNING m.seq`)
+
+	// Leases of consumers that died: back to the queue, counted as a failed
+	// attempt.
+	q.reap = r.Replace(`
+WITH r AS (
+    UPDATE {messages} m
+    SET status = 'pending', locked_until = NULL, locked_by = NULL, available_at = now(),
+        retry_count = m.retry_count + 1, last_error = 'lease expired',
+        first_failed_at = coalesce(m.first_failed_at, now()), last_failed_at = now()
+    WHERE m.seq IN (
+        SELECT seq FROM {messages}
+        WHERE status = 'processing' AND locked_until < now()
+        LIMIT 1000
+        FOR UPDATE SKIP LOCKED)
+    RETURNING m.queue_name
+)
+SELECT DISTINCT queue_name FROM r`)
+
+	// When the next scheduled message of a queue becomes due.
+	q.nextDue = r.Replace(`
+SELECT min(available_at) FROM {messages}
+WHERE queue_name = $1 AND status = 'pending' AND available_at > now()`)
+	return q
+}
