@@ -282,7 +282,13 @@ func (r *Router) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	wm, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.cfg.ShutdownTimeout},
+	// Watermill's Close waits for its handlers with CloseTimeout, but a
+	// message already on its way into the router when that wait starts is
+	// not waited for (the router takes it after the wait has begun). So the
+	// router counts in-flight messages itself (workers.take) and stops
+	// taking messages before Watermill closes; Watermill's own wait is only
+	// a short grace for the handler goroutines to return.
+	wm, err := message.NewRouter(message.RouterConfig{CloseTimeout: min(r.cfg.ShutdownTimeout, shutdownGrace)},
 		watermill.NewSlogLoggerWithLevelMapping(r.logger, map[slog.Level]slog.Level{
 			// Watermill logs its lifecycle at info and every nacked
 			// attempt at error; retries and dead letters are logged by
@@ -299,11 +305,11 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	// so they end only after in-flight handlers have finished (or
 	// ShutdownTimeout has passed).
 	subCtx, cancelSubs := context.WithCancel(context.WithoutCancel(ctx))
+	ws := &workers{subCtx: subCtx, stopTaking: make(chan struct{})}
+	defer ws.forwarders.Wait()
 	defer cancelSubs()
-	var forwarders sync.WaitGroup
-	defer forwarders.Wait()
 
-	workers := 0
+	n := 0
 	for _, c := range r.consumers {
 		mws := middleware.Stack(middleware.StackConfig{
 			Consumer: middleware.Consumer{Service: r.Service(), Handler: c.Handler, Queue: c.Queue},
@@ -317,18 +323,13 @@ func (r *Router) Run(ctx context.Context) (err error) {
 			Logger:    r.logger,
 		})
 		for i := 1; i <= c.Workers; i++ {
-			sub := &workerSubscriber{
-				backend:    r.cfg.Backend.Subscriber(),
-				subCtx:     subCtx,
-				forwarders: &forwarders,
-				stop:       make(chan struct{}),
-			}
+			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
 			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), c.Queue, sub, r.cfg.Handlers[c.Handler])
-			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
-			workers++
+			h.AddMiddleware(mws...)
+			n++
 		}
 	}
-	if workers == 0 {
+	if n == 0 {
 		return fmt.Errorf("router %s: no consumers to run", r.Service())
 	}
 
@@ -337,12 +338,14 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	select {
 	case <-wm.Running():
 	case err := <-runDone:
+		// Handlers that did subscribe are running: stop them.
+		_ = wm.Close()
 		if err == nil {
 			err = ErrSubscriptionsEnded
 		}
 		return fmt.Errorf("router %s: start: %w", r.Service(), err)
 	}
-	r.logger.Info("router running", "consumers", len(r.consumers), "workers", workers)
+	r.logger.Info("router running", "consumers", len(r.consumers), "workers", n)
 	close(r.running)
 
 	select {
@@ -357,16 +360,26 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	}
 
 	r.logger.Info("router shutting down", "timeout", r.cfg.ShutdownTimeout)
-	closeErr := wm.Close() // stops taking messages, waits for in-flight handlers
+	finished := ws.stop(r.cfg.ShutdownTimeout)
+	if !finished {
+		// Cancel what is still running (handlers that watch their
+		// context return) and give the messages back to the backend.
+		cancelSubs()
+	}
+	_ = wm.Close() // its error only repeats a timeout reported below
 	<-runDone
 	cancelSubs()
-	forwarders.Wait()
-	if closeErr != nil {
+	ws.forwarders.Wait()
+	if !finished {
 		return fmt.Errorf("router %s: %w after %s; their messages will be delivered again", r.Service(), ErrShutdownTimeout, r.cfg.ShutdownTimeout)
 	}
 	r.logger.Info("router stopped")
 	return nil
 }
+
+// shutdownGrace bounds how long shutdown waits for handler goroutines
+// beyond ShutdownTimeout.
+const shutdownGrace = time.Second
 
 // declareQueues declares the queues the service consumes and produces, so
 // that their priority (rollback_triggers_queue is high) and retry settings
@@ -409,56 +422,169 @@ func (r *Router) Close() error {
 	return r.runErr
 }
 
+// workers is what the workers of one Run share.
+type workers struct {
+	// subCtx is the context of the backend subscriptions; it ends after
+	// in-flight handlers have finished.
+	subCtx context.Context
+	// stopTaking is closed when shutdown begins: workers take no more
+	// messages.
+	stopTaking chan struct{}
+	// forwarders counts running forwarder goroutines.
+	forwarders sync.WaitGroup
+
+	// mu guards the in-flight count: messages handed to the Watermill
+	// router and not yet acked or nacked. Once stopped, none is added, so
+	// a count that reached zero stays there.
+	mu      sync.Mutex
+	stopped bool
+	n       int
+	idle    []chan struct{}
+}
+
+// take counts one more message in flight, unless shutdown has begun.
+func (w *workers) take() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return false
+	}
+	w.n++
+	return true
+}
+
+// settled counts a message out of flight.
+func (w *workers) settled() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n--
+	if w.n == 0 {
+		for _, c := range w.idle {
+			close(c)
+		}
+		w.idle = nil
+	}
+}
+
+// stop makes workers take no more messages and waits up to d for the
+// in-flight ones to be settled; it reports whether they all were.
+func (w *workers) stop(d time.Duration) bool {
+	w.mu.Lock()
+	if !w.stopped {
+		w.stopped = true
+		close(w.stopTaking)
+	}
+	if w.n == 0 {
+		w.mu.Unlock()
+		return true
+	}
+	idle := make(chan struct{})
+	w.idle = append(w.idle, idle)
+	w.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // workerSubscriber is one worker's subscription. It subscribes to the
-// backend with a context that outlives the Watermill router's, and
-// forwards messages to the router until the router stops it. A message it
-// has taken but not forwarded stays un-acked and goes back to the queue
-// when the backend subscription ends.
+// backend with a context that outlives the Watermill router's, forwards one
+// message at a time to the router and waits for its Ack or Nack, until
+// shutdown. A message it has taken but not forwarded stays un-acked and
+// goes back to its queue when the backend subscription ends.
 type workerSubscriber struct {
-	backend    message.Subscriber
-	subCtx     context.Context
-	forwarders *sync.WaitGroup
-	stop       chan struct{}
-	stopOnce   sync.Once
+	ws        *workers
+	backend   message.Subscriber
+	closed    chan struct{}
+	closeOnce sync.Once
 }
 
 func (s *workerSubscriber) Subscribe(ctx context.Context, queue string) (<-chan *message.Message, error) {
-	in, err := s.backend.Subscribe(s.subCtx, queue)
+	in, err := s.backend.Subscribe(s.ws.subCtx, queue)
 	if err != nil {
 		return nil, err
 	}
 	out := make(chan *message.Message)
-	s.forwarders.Add(1)
+	s.ws.forwarders.Add(1)
 	go func() {
-		defer s.forwarders.Done()
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.stop:
-				return
-			case msg, ok := <-in:
-				if !ok {
-					return
-				}
-				select {
-				case out <- msg:
-				case <-ctx.Done():
-					return
-				case <-s.stop:
-					return
-				}
-			}
+		defer s.ws.forwarders.Done()
+		s.forward(ctx, in, out)
+		close(out)
+		// Wait for the backend subscription to end, so that Run returns
+		// only once every message is settled or back in its queue. A
+		// message received here is never handed out: it goes back.
+		<-s.ws.subCtx.Done()
+		for range in {
 		}
 	}()
 	return out, nil
 }
 
-// Close stops forwarding. Called by the Watermill router when it closes;
+// forward runs until the Watermill router stops the worker or the backend
+// subscription ends.
+func (s *workerSubscriber) forward(ctx context.Context, in <-chan *message.Message, out chan<- *message.Message) {
+	// untilClosed keeps out open after shutdown began, until the Watermill
+	// router closes the worker: were out closed earlier, Watermill would
+	// see every handler stop and close itself, logging an error.
+	untilClosed := func() {
+		select {
+		case <-ctx.Done():
+		case <-s.closed:
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.closed:
+			return
+		case <-s.ws.stopTaking:
+			untilClosed()
+			return
+		case msg, ok := <-in:
+			if !ok {
+				return
+			}
+			if !s.ws.take() {
+				// Shutdown began: msg goes back to its queue when the
+				// backend subscription ends.
+				untilClosed()
+				return
+			}
+			// Counted in flight: shutdown waits for it, so hand it over
+			// even if shutdown begins now.
+			select {
+			case out <- msg:
+			case <-ctx.Done():
+				s.ws.settled()
+				return
+			case <-s.closed:
+				s.ws.settled()
+				return
+			}
+			select {
+			case <-msg.Acked():
+			case <-msg.Nacked():
+			case <-ctx.Done():
+				s.ws.settled()
+				return
+			case <-s.closed:
+				s.ws.settled()
+				return
+			}
+			s.ws.settled()
+		}
+	}
+}
+
+// Close stops the worker. The Watermill router calls it when it closes;
 // the backend's shared subscriber is not closed.
 func (s *workerSubscriber) Close() error {
-	s.stopOnce.Do(func() { close(s.stop) })
+	s.closeOnce.Do(func() { close(s.closed) })
 	return nil
 }
 
