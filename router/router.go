@@ -325,7 +325,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 		for i := 1; i <= c.Workers; i++ {
 			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
 			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), c.Queue, sub, r.cfg.Handlers[c.Handler])
-			h.AddMiddleware(mws...)
+			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
 			n++
 		}
 	}
