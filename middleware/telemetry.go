@@ -34,7 +34,7 @@ func Telemetry(c Consumer, bus *telemetry.Bus) message.HandlerMiddleware {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			start := time.Now()
 			out, err := h(msg)
-			if !bus.Listening(telemetry.Prefix) {
+			if !bus.ListeningUnder(telemetry.Prefix) {
 				return out, err
 			}
 			elapsed := time.Since(start)

@@ -86,3 +86,14 @@ func TestTelemetryNobodyListening(t *testing.T) {
 	_, err := middleware.Telemetry(testConsumer, telemetry.NewBus())(handlerReturning(nil))(msg)
 	require.NoError(t, err)
 }
+
+func TestTelemetryReachesExactEventListener(t *testing.T) {
+	t.Parallel()
+	bus := telemetry.NewBus()
+	var got int
+	require.NoError(t, bus.Attach("one", telemetry.ProposalReceived, func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) { got++ }))
+	msg, _ := delivered(t, 1)
+	_, err := middleware.Telemetry(testConsumer, bus)(handlerReturning(nil))(msg)
+	require.NoError(t, err)
+	require.Equal(t, 1, got)
+}

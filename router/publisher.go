@@ -131,7 +131,7 @@ func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Messag
 }
 
 func (p *Publisher) emit(msgs []*message.Message, elapsed time.Duration, err error) {
-	if !p.bus.Listening(telemetry.Prefix) {
+	if !p.bus.ListeningUnder(telemetry.Prefix) {
 		return
 	}
 	for _, m := range msgs {

@@ -149,6 +149,22 @@ func (b *Bus) Listening(event Event) bool {
 	return false
 }
 
+// ListeningUnder reports whether any handler would receive some event
+// equal to prefix or under it: one attached to a prefix of it, or to an
+// event under it. Emitters of several events check it once.
+func (b *Bus) ListeningUnder(prefix Event) bool {
+	p := b.handlers.Load()
+	if p == nil {
+		return false
+	}
+	for _, a := range *p {
+		if prefix.HasPrefix(a.prefix) || a.prefix.HasPrefix(prefix) {
+			return true
+		}
+	}
+	return false
+}
+
 // Execute calls every handler attached to event or a prefix of it, in
 // attach order, in the calling goroutine. Nil maps are passed as empty
 // maps. A handler that panics is detached, as Erlang's :telemetry does, so

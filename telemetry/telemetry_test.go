@@ -210,3 +210,15 @@ func BenchmarkExecuteOneListener(b *testing.B) {
 		bus.Execute(telemetry.MessageConsumed, m, nil)
 	}
 }
+
+func TestListeningUnder(t *testing.T) {
+	t.Parallel()
+	b := telemetry.NewBus()
+	require.False(t, b.ListeningUnder(telemetry.Prefix))
+	require.NoError(t, b.Attach("exact", telemetry.ProposalReceived, func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) {}))
+	require.True(t, b.ListeningUnder(telemetry.Prefix), "a handler of one event under the prefix")
+	require.False(t, b.Listening(telemetry.Prefix), "the prefix itself is not an event it receives")
+	require.False(t, b.ListeningUnder(telemetry.Event{"other"}))
+	require.NoError(t, b.Attach("root", telemetry.Event{"evolution"}, func(telemetry.Event, telemetry.Measurements, telemetry.Metadata) {}))
+	require.True(t, b.ListeningUnder(telemetry.Event{"evolution", "Other"}))
+}
