@@ -30,7 +30,8 @@ type RetryPolicy struct {
 	// attempt fails; 0 means never (the first failure dead-letters it).
 	MaxRetries int
 	// Delay is the delay before the first retry. Defaults to 1s
-	// (retry_delay_ms 1000).
+	// (retry_delay_ms 1000) when zero; negative means retry at once
+	// (retry_delay_ms 0).
 	Delay time.Duration
 	// MaxDelay caps every delay. Defaults to 5 minutes.
 	MaxDelay time.Duration
@@ -46,8 +47,11 @@ type RetryPolicy struct {
 }
 
 func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.Delay <= 0 {
+	switch {
+	case p.Delay == 0:
 		p.Delay = DefaultRetryDelay
+	case p.Delay < 0:
+		p.Delay = 0
 	}
 	if p.MaxDelay <= 0 {
 		p.MaxDelay = DefaultMaxRetryDelay

@@ -115,3 +115,10 @@ func TestPermanent(t *testing.T) {
 	require.False(t, middleware.IsPermanent(base))
 	require.Equal(t, p, middleware.Permanent(p), "idempotent")
 }
+
+func TestBackoffNegativeDelayMeansImmediate(t *testing.T) {
+	t.Parallel()
+	p := middleware.RetryPolicy{Delay: -1}
+	require.Zero(t, p.Backoff(1))
+	require.Zero(t, p.Backoff(3))
+}

@@ -16,7 +16,9 @@ import (
 
 // Publisher publishes to one of the service's producer queues and emits
 // the queue's telemetry. It is safe for concurrent use, and usable whether
-// or not the Router runs.
+// or not the Router runs. It does not limit concurrency: the producer's
+// workers setting is the number of goroutines a service is expected to
+// publish from, and PublishMessages batches for throughput.
 type Publisher struct {
 	service   string
 	producer  topology.Producer

@@ -315,7 +315,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 			Consumer: middleware.Consumer{Service: r.Service(), Handler: c.Handler, Queue: c.Queue},
 			Retry: middleware.RetryPolicy{
 				MaxRetries: c.MaxRetries,
-				Delay:      c.RetryDelay,
+				Delay:      retryDelay(c.RetryDelay),
 				MaxDelay:   r.cfg.MaxRetryDelay,
 			},
 			Timeout:   r.cfg.HandlerTimeout,
@@ -375,6 +375,15 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	}
 	r.logger.Info("router stopped")
 	return nil
+}
+
+// retryDelay maps a consumer's retry_delay_ms onto RetryPolicy.Delay, where
+// zero means the default: retry_delay_ms 0 means retry at once.
+func retryDelay(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // shutdownGrace bounds how long shutdown waits for handler goroutines
