@@ -1,0 +1,298 @@
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// Stream metadata keys holding a queue's declaration.
+const (
+	metaQueue      = "quantumflow_queue"
+	metaPriority   = "quantumflow_priority"
+	metaMaxRetries = "quantumflow_max_retries"
+	metaRetryDelay = "quantumflow_retry_delay"
+)
+
+// queueEntry caches what a driver knows about one queue's stream and
+// consumer. ready is closed once stream and consumer exist (or err says
+// why not).
+type queueEntry struct {
+	name     string
+	stream   string
+	subject  string
+	consumer jetstream.Consumer
+	priority pubsub.Priority
+	ready    chan struct{}
+	err      error
+}
+
+// Init creates the dead-letter and delivery-state streams. It is
+// idempotent and safe to run from several processes at once.
+func (d *driver) Init(ctx context.Context) error {
+	if err := d.begin(); err != nil {
+		return err
+	}
+	defer d.end()
+	dlq := jetstream.StreamConfig{
+		Name:        d.names.dlqStream(),
+		Description: "QuantumFlow dead letters: messages that failed for good, browsable until retried or purged",
+		Subjects:    []string{d.names.dlqSubjects()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     d.cfg.storage,
+		Replicas:    d.cfg.replicas,
+		// A full dead-letter stream refuses the copy, so the message stays
+		// in its queue instead of an old dead letter being dropped.
+		Discard:    jetstream.DiscardNew,
+		Duplicates: d.cfg.dedupWindow,
+	}
+	state := jetstream.StreamConfig{
+		Name:              d.names.stateStream(),
+		Description:       "QuantumFlow delivery state: failure times, last error and retry time of messages that failed",
+		Subjects:          []string{d.names.stateSubjects()},
+		Retention:         jetstream.LimitsPolicy,
+		Storage:           d.cfg.storage,
+		Replicas:          d.cfg.replicas,
+		MaxMsgsPerSubject: 1,
+	}
+	var err error
+	if d.dlqStream, err = d.ensureStream(ctx, dlq); err != nil {
+		return d.closedErr(fmt.Errorf("init: stream %s: %w", dlq.Name, err))
+	}
+	if d.stateStream, err = d.ensureStream(ctx, state); err != nil {
+		return d.closedErr(fmt.Errorf("init: stream %s: %w", state.Name, err))
+	}
+	return nil
+}
+
+// ensureStream creates a stream unless it exists; an existing stream keeps
+// its configuration (an operator may have changed it on purpose).
+func (d *driver) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, err := d.js.Stream(ctx, cfg.Name)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return st, err
+	}
+	st, err = d.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// Another process created it first.
+		return d.js.Stream(ctx, cfg.Name)
+	}
+	return st, err
+}
+
+func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        d.names.stream(spec.Name),
+		Description: "QuantumFlow queue " + spec.Name,
+		Subjects:    []string{d.names.subject(spec.Name)},
+		// WorkQueue: a message is removed once acked (or terminated after
+		// its dead-letter copy is stored), so the stream holds exactly the
+		// queue's unfinished messages.
+		Retention: jetstream.WorkQueuePolicy,
+		Storage:   d.cfg.storage,
+		Replicas:  d.cfg.replicas,
+		MaxMsgs:   d.cfg.maxMsgs,
+		MaxBytes:  d.cfg.maxBytes,
+		MaxAge:    d.cfg.maxAge,
+		// A full queue refuses new messages (Publish fails) rather than
+		// dropping old ones.
+		Discard:    jetstream.DiscardNew,
+		Duplicates: d.cfg.dedupWindow,
+		Metadata:   queueMetadata(spec),
+	}
+}
+
+func (d *driver) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       consumerName,
+		Description:   "QuantumFlow workers: every subscription of the queue pulls from this one consumer",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       d.cfg.ackWait,
+		MaxDeliver:    -1, // the retry policy decides when a message is dead
+		MaxAckPending: d.cfg.maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+func queueMetadata(spec pubsub.QueueSpec) map[string]string {
+	spec = withSpecDefaults(spec)
+	return map[string]string{
+		metaQueue:      spec.Name,
+		metaPriority:   strconv.Itoa(int(spec.Priority)),
+		metaMaxRetries: strconv.Itoa(spec.MaxRetries),
+		metaRetryDelay: spec.RetryDelay.String(),
+	}
+}
+
+func withSpecDefaults(spec pubsub.QueueSpec) pubsub.QueueSpec {
+	if spec.MaxRetries == 0 {
+		spec.MaxRetries = 3
+	}
+	if spec.RetryDelay == 0 {
+		spec.RetryDelay = time.Second
+	}
+	return spec
+}
+
+// queueInfoOf reads a queue's declaration from its stream.
+func queueInfoOf(si *jetstream.StreamInfo) pubsub.QueueInfo {
+	md := si.Config.Metadata
+	info := pubsub.QueueInfo{Name: md[metaQueue], CreatedAt: si.Created}
+	if p, err := strconv.Atoi(md[metaPriority]); err == nil {
+		info.Priority = pubsub.Priority(p)
+	}
+	if n, err := strconv.Atoi(md[metaMaxRetries]); err == nil {
+		info.MaxRetries = n
+	}
+	if dl, err := time.ParseDuration(md[metaRetryDelay]); err == nil {
+		info.RetryDelay = dl
+	}
+	return info
+}
+
+// queue returns the cached entry of a queue, creating its stream and
+// consumer with default settings when they do not exist (publishing to or
+// subscribing to an undeclared queue works).
+func (d *driver) queue(ctx context.Context, name string) (*queueEntry, error) {
+	d.queuesMu.Lock()
+	e, ok := d.queues[name]
+	if !ok {
+		e = &queueEntry{name: name, stream: d.names.stream(name), subject: d.names.subject(name), ready: make(chan struct{})}
+		d.queues[name] = e
+		d.queuesMu.Unlock()
+		e.err = d.loadQueue(ctx, e, nil)
+		if e.err != nil {
+			d.forget(name)
+		}
+		close(e.ready)
+	} else {
+		d.queuesMu.Unlock()
+	}
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// forget drops a queue from the cache, after its stream or consumer was
+// found missing, so that the next use looks it up again.
+func (d *driver) forget(name string) {
+	d.queuesMu.Lock()
+	delete(d.queues, name)
+	d.queuesMu.Unlock()
+}
+
+// loadQueue fills e from the server, creating the stream and consumer
+// when missing. With spec non-nil (DeclareQueue) it also updates the
+// stream's declaration and the consumer's settings.
+func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.QueueSpec) error {
+	st, err := d.js.Stream(ctx, e.stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		s := pubsub.QueueSpec{Name: e.name}
+		if spec != nil {
+			s = *spec
+		}
+		st, err = d.js.CreateStream(ctx, d.queueStreamConfig(s))
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			st, err = d.js.Stream(ctx, e.stream)
+		}
+		if err != nil {
+			return fmt.Errorf("queue %s: create stream %s: %w", e.name, e.stream, err)
+		}
+	case err != nil:
+		return fmt.Errorf("queue %s: stream %s: %w", e.name, e.stream, err)
+	case spec != nil:
+		cfg := st.CachedInfo().Config
+		cfg.Metadata = queueMetadata(*spec)
+		if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("queue %s: update stream %s: %w", e.name, e.stream, err)
+		}
+	}
+	e.priority = queueInfoOf(st.CachedInfo()).Priority
+
+	if spec != nil {
+		e.consumer, err = st.CreateOrUpdateConsumer(ctx, d.consumerConfig())
+	} else {
+		e.consumer, err = st.Consumer(ctx, consumerName)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			e.consumer, err = st.CreateConsumer(ctx, d.consumerConfig())
+			if errors.Is(err, jetstream.ErrConsumerExists) {
+				e.consumer, err = st.Consumer(ctx, consumerName)
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("queue %s: consumer %s: %w", e.name, consumerName, err)
+	}
+	return nil
+}
+
+// DeclareQueue creates the queue's stream and consumer, or updates the
+// declaration (priority, retries) kept in the stream's metadata and the
+// consumer's ack wait.
+func (d *driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error {
+	if err := d.begin(); err != nil {
+		return err
+	}
+	defer d.end()
+	e := &queueEntry{name: spec.Name, stream: d.names.stream(spec.Name), subject: d.names.subject(spec.Name), ready: make(chan struct{})}
+	if err := d.loadQueue(ctx, e, &spec); err != nil {
+		return d.closedErr(err)
+	}
+	close(e.ready)
+	d.queuesMu.Lock()
+	d.queues[spec.Name] = e
+	d.queuesMu.Unlock()
+	return nil
+}
+
+// ListQueues lists the queues whose streams exist, ordered by name.
+func (d *driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
+	if err := d.begin(); err != nil {
+		return nil, err
+	}
+	defer d.end()
+	lister := d.js.ListStreams(ctx, jetstream.WithStreamListSubject(d.names.queueSubjects()))
+	var out []pubsub.QueueInfo
+	for si := range lister.Info() {
+		info := queueInfoOf(si)
+		if info.Name == "" {
+			// Not created by QuantumFlow: name it after its stream.
+			info.Name = queueOfToken(strings.TrimPrefix(si.Config.Name, d.cfg.prefix+"_"))
+		}
+		out = append(out, info)
+	}
+	if err := lister.Err(); err != nil {
+		return nil, d.closedErr(fmt.Errorf("list queues: %w", err))
+	}
+	slices.SortFunc(out, func(a, b pubsub.QueueInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// queueStream returns a queue's stream, or an error wrapping
+// ErrQueueNotFound when it does not exist. It never creates one: admin
+// calls on an unknown queue fail.
+func (d *driver) queueStream(ctx context.Context, queue string) (jetstream.Stream, error) {
+	st, err := d.js.Stream(ctx, d.names.stream(queue))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: %s", pubsub.ErrQueueNotFound, queue)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("queue %s: %w", queue, err)
+	}
+	return st, nil
+}

@@ -1,0 +1,418 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// settleTimeout bounds the JetStream calls that settle one message (state
+// writes, the dead-letter copy is bounded by publish_timeout). They run
+// on their own context: a message handed out must be settled even when
+// its subscription is ending.
+const settleTimeout = 10 * time.Second
+
+// repullInterval bounds how long a subscription waits in one call of the
+// iterator's Next. nats.go v1.55.0 decides whether to send the next pull
+// request only on entering Next, and skips it while its previous request
+// is still being sent; with one message per pull, a message that arrives
+// in that window leaves the iterator waiting on nothing until the pull
+// heartbeat times out (30 s). Calling Next again makes the decision anew.
+const repullInterval = 25 * time.Millisecond
+
+// subscriber is the Watermill subscriber. Each Subscribe call pulls from
+// the queue's one durable consumer, so every subscription of every
+// process competes for the queue's messages.
+type subscriber struct {
+	d         *driver
+	mu        sync.Mutex
+	closing   chan struct{}
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// Subscribe returns a channel of the queue's messages. The subscription
+// hands out one message at a time and waits for its Ack or Nack before the
+// next; it ends (and closes the channel) when ctx is done or the
+// subscriber or backend closes.
+func (s *subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	if err := pubsub.ValidateQueueName(topic); err != nil {
+		return nil, err
+	}
+	d := s.d
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+		s.mu.Unlock()
+		return nil, fmt.Errorf("subscribe to %s: %w", topic, pubsub.ErrClosed)
+	default:
+	}
+	if d.isClosed() {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("subscribe to %s: %w", topic, pubsub.ErrClosed)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+
+	q, err := d.queue(ctx, topic)
+	if err != nil {
+		s.wg.Done()
+		return nil, d.closedErr(fmt.Errorf("subscribe to %s: %w", topic, err))
+	}
+	sub := &subscription{s: s, d: d, q: q, out: make(chan *message.Message)}
+	go sub.run(ctx)
+	return sub.out, nil
+}
+
+// Close ends every subscription: messages handed out and not yet settled
+// go back to their queue at once (as would a Nack); acks and nacks that
+// arrived first are honoured. Closing twice is fine.
+func (s *subscriber) Close() error {
+	s.closeAll()
+	return nil
+}
+
+func (s *subscriber) closeAll() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		close(s.closing)
+		s.mu.Unlock()
+	})
+	s.wg.Wait()
+}
+
+// subscription is one Subscribe call's loop.
+type subscription struct {
+	s   *subscriber
+	d   *driver
+	q   *queueEntry
+	out chan *message.Message
+}
+
+func (sub *subscription) run(parent context.Context) {
+	defer sub.s.wg.Done()
+	defer close(sub.out)
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	go func() {
+		select {
+		case <-sub.s.closing:
+			cancel()
+		case <-sub.d.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	d := sub.d
+	var iter jetstream.MessagesContext
+	defer func() {
+		if iter != nil {
+			sub.drain(iter)
+		}
+	}()
+	backoff := 50 * time.Millisecond
+	pause := func(err error) bool {
+		d.log.Warn("subscription: pulling failed, retrying", "queue", sub.q.name, "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 2*time.Second)
+			return true
+		}
+	}
+	for ctx.Err() == nil {
+		if iter == nil {
+			var err error
+			// With prefetch 1 the next pull is requested only when the
+			// previous message is settled, so a subscription never holds a
+			// message it is not handling.
+			iter, err = sub.q.consumer.Messages(jetstream.PullMaxMessages(d.cfg.prefetch))
+			if err != nil {
+				iter = nil
+				if !pause(err) {
+					return
+				}
+				sub.reload(ctx)
+				continue
+			}
+		}
+		jm, err := iter.Next(jetstream.NextMaxWait(repullInterval))
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, nats.ErrTimeout) {
+				// Nothing yet; calling Next again re-checks whether a pull
+				// request must be sent (see repullInterval).
+				continue
+			}
+			// The consumer or stream was deleted, or the connection was
+			// closed: start over with a fresh iterator.
+			iter.Stop()
+			iter = nil
+			if !pause(err) {
+				return
+			}
+			sub.reload(ctx)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		if !sub.handle(ctx, jm) {
+			return
+		}
+	}
+}
+
+// reload looks the queue's stream and consumer up again (creating them if
+// they were deleted).
+func (sub *subscription) reload(ctx context.Context) {
+	sub.d.forget(sub.q.name)
+	q, err := sub.d.queue(ctx, sub.q.name)
+	if err == nil {
+		sub.q = q
+	}
+}
+
+// drain stops pulling and puts back whatever the iterator had already
+// received: those deliveries never reached a handler.
+func (sub *subscription) drain(iter jetstream.MessagesContext) {
+	iter.Drain()
+	for {
+		jm, err := iter.Next(jetstream.NextMaxWait(2 * time.Second))
+		if err != nil {
+			return
+		}
+		meta, err := jm.Metadata()
+		if err != nil {
+			_ = jm.Nak()
+			continue
+		}
+		sub.putBack(jm, meta, deliveryState{}, false)
+	}
+}
+
+// handle hands one message out and settles it. It returns false when the
+// subscription is ending.
+func (sub *subscription) handle(ctx context.Context, jm jetstream.Msg) bool {
+	d := sub.d
+	meta, err := jm.Metadata()
+	if err != nil {
+		d.log.Error("subscription: message without JetStream metadata", "queue", sub.q.name, "error", err)
+		_ = jm.Term()
+		return true
+	}
+	var ds deliveryState
+	hasState := false
+	if meta.NumDelivered > 1 {
+		sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		ds, hasState, err = stateStore{d}.get(sctx, sub.q.name, meta.Sequence.Stream)
+		cancel()
+		if err != nil {
+			d.log.Warn("subscription: reading delivery state failed; first failure time unknown", "queue", sub.q.name, "error", err)
+		}
+	}
+	if hasState && ds.Waiting {
+		// Back in a worker's hands: no longer waiting in the queue.
+		ds.Waiting, ds.RetryAt, ds.Deliveries = false, time.Time{}, meta.NumDelivered
+		sub.putState(meta, ds)
+	}
+
+	msg := message.NewMessage(messageID(jm.Headers(), meta.Stream, meta.Sequence.Stream), jm.Data())
+	msg.Metadata = metadataOf(jm.Headers())
+	attempt := int(meta.NumDelivered)
+	if hasState {
+		attempt = ds.attempts(meta.NumDelivered)
+	}
+	dv := &pubsub.Delivery{Queue: sub.q.name, Attempt: attempt, FirstFailureAt: ds.FirstFailureAt}
+	// The message's context ends once it is settled (Watermill's
+	// contract), or when the subscription ends.
+	msgCtx, msgCancel := context.WithCancel(ctx)
+	defer msgCancel()
+	msg.SetContext(msgCtx)
+	pubsub.AttachDelivery(msg, dv)
+
+	select {
+	case sub.out <- msg:
+	case <-ctx.Done():
+		sub.putBack(jm, meta, ds, hasState)
+		return false
+	}
+
+	// While the handler runs, keep the lease (AckWait) alive: only a
+	// consumer that stopped working (crashed, hung connection) loses its
+	// message to another worker.
+	lease := time.NewTicker(max(d.cfg.ackWait/3, 100*time.Millisecond))
+	defer lease.Stop()
+	for {
+		select {
+		case <-msg.Acked():
+			sub.settleAck(jm, meta, msg, dv, hasState)
+			return true
+		case <-msg.Nacked():
+			sub.settleNack(jm, meta, msg, dv, ds, hasState)
+			return true
+		case <-lease.C:
+			_ = jm.InProgress()
+		case <-ctx.Done():
+			// A settle that happened before the end wins.
+			select {
+			case <-msg.Acked():
+				sub.settleAck(jm, meta, msg, dv, hasState)
+			case <-msg.Nacked():
+				sub.settleNack(jm, meta, msg, dv, ds, hasState)
+			default:
+				// Handed out but unsettled: it goes back now, as an
+				// attempt that did not finish.
+				ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, time.Now(), meta.NumDelivered, meta.Timestamp
+				sub.putState(meta, ds)
+				_ = jm.Nak()
+			}
+			return false
+		}
+	}
+}
+
+// putBack returns a message the subscription received but never handed
+// out, recording that this delivery was no attempt.
+func (sub *subscription) putBack(jm jetstream.Msg, meta *jetstream.MsgMetadata, ds deliveryState, known bool) {
+	if !known && meta.NumDelivered > 1 {
+		sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		ds, _, _ = stateStore{sub.d}.get(sctx, sub.q.name, meta.Sequence.Stream)
+		cancel()
+	}
+	ds.Uncounted++
+	ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, time.Now(), meta.NumDelivered, meta.Timestamp
+	sub.putState(meta, ds)
+	_ = jm.Nak()
+}
+
+func (sub *subscription) putState(meta *jetstream.MsgMetadata, ds deliveryState) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := (stateStore{sub.d}).put(ctx, sub.q.name, meta.Sequence.Stream, ds); err != nil {
+		sub.d.log.Warn("subscription: writing delivery state failed", "queue", sub.q.name, "error", err)
+	}
+}
+
+func (sub *subscription) removeState(meta *jetstream.MsgMetadata) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := (stateStore{sub.d}).remove(ctx, sub.q.name, meta.Sequence.Stream); err != nil {
+		sub.d.log.Warn("subscription: removing delivery state failed", "queue", sub.q.name, "error", err)
+	}
+}
+
+func (sub *subscription) settleAck(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, hasState bool) {
+	out := dv.Outcome()
+	if out.DeadLetter != nil {
+		sub.deadLetter(jm, meta, msg, dv, out, hasState)
+		return
+	}
+	if err := jm.Ack(); err != nil {
+		sub.d.log.Warn("subscription: ack failed; the message will come back after ack_wait", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
+	}
+	if hasState {
+		sub.removeState(meta)
+	}
+}
+
+func (sub *subscription) settleNack(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, ds deliveryState, hasState bool) {
+	out := dv.Outcome()
+	if out.DeadLetter != nil {
+		sub.deadLetter(jm, meta, msg, dv, out, hasState)
+		return
+	}
+	now := time.Now()
+	if ds.FirstFailureAt.IsZero() {
+		ds.FirstFailureAt = now
+	}
+	ds.LastFailureAt = now
+	if out.LastError != "" {
+		ds.LastError = out.LastError
+	}
+	var delay time.Duration
+	if out.Retry {
+		delay = out.RetryDelay
+	}
+	ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now.Add(delay), meta.NumDelivered, meta.Timestamp
+	// The state goes first: the redelivery reads it.
+	sub.putState(meta, ds)
+	var err error
+	if delay > 0 {
+		err = jm.NakWithDelay(delay)
+	} else {
+		err = jm.Nak()
+	}
+	if err != nil {
+		sub.d.log.Warn("subscription: nack failed; the message will come back after ack_wait", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
+	}
+}
+
+// deadLetter moves a message to the dead-letter stream: the copy is
+// stored (JetStream acked it) before the message is terminated in its
+// queue, so a crash in between leaves the message in both places, never
+// in neither; the copy's Nats-Msg-Id makes the second move of the same
+// delivery a no-op within the dedup window.
+func (sub *subscription) deadLetter(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, out pubsub.Outcome, hasState bool) {
+	d := sub.d
+	now := time.Now()
+	first := dv.FirstFailureAt
+	if first.IsZero() {
+		first = now
+	}
+	errText := out.DeadLetter.Error
+	if errText == "" {
+		errText = out.LastError
+	}
+	info := deadLetterInfo{
+		Queue: sub.q.name, Error: errText, Attempts: dv.Attempt,
+		Handler: out.DeadLetter.Handler, Service: out.DeadLetter.Service,
+		FirstFailureAt: first, LastFailureAt: now, PublishedAt: meta.Timestamp,
+		SourceSeq: meta.Sequence.Stream, Metadata: msg.Metadata,
+	}
+	m := deadLetterMessage(d.names.dlqSubject(sub.q.name), msg.UUID, jm.Data(), info)
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.publishTimeout)
+	defer cancel()
+	if err := d.publishAll(ctx, d.names.dlqStream(), []*nats.Msg{m}, nil); err != nil {
+		d.log.Error("subscription: storing the dead letter failed; the message stays in its queue", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
+		_ = jm.NakWithDelay(time.Second)
+		return
+	}
+	// Terminate synchronously: the server confirms the message left the
+	// queue.
+	tctx, tcancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer tcancel()
+	if _, err := d.nc.RequestWithContext(tctx, jm.Reply(), []byte("+TERM dead-lettered")); err != nil {
+		d.log.Warn("subscription: terminating a dead-lettered message failed; it may come back once and be dead-lettered again", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
+	}
+	if hasState {
+		sub.removeState(meta)
+	}
+}
+
+// deadLetterMessage builds the dead-letter stream's copy of a message.
+func deadLetterMessage(subject, id string, payload []byte, info deadLetterInfo) *nats.Msg {
+	b, _ := json.Marshal(info) // plain fields always marshal
+	return &nats.Msg{
+		Subject: subject,
+		Data:    payload,
+		Header: nats.Header{
+			hdrMsgID:      {id + "@" + info.Queue + ":" + strconv.FormatUint(info.SourceSeq, 10)},
+			hdrID:         {id},
+			hdrQueue:      {info.Queue},
+			hdrDeadLetter: {string(b)},
+		},
+	}
+}
