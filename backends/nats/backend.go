@@ -24,18 +24,18 @@ func init() {
 
 // driver is the NATS JetStream pubsub.Driver.
 type driver struct {
-	cfg    config
-	names  names
-	log    *slog.Logger
-	nc     *nats.Conn
-	js     jetstream.JetStream
+	cfg   config
+	names names
+	log   *slog.Logger
+	nc    *nats.Conn
+	js    jetstream.JetStream
 	// dlqStream and stateStream are handles on the system streams, set by
 	// Init (a handle is a name: using it costs no lookup).
 	dlqStream   jetstream.Stream
 	stateStream jetstream.Stream
-	pub    *publisher
-	sub    *subscriber
-	closed chan struct{}
+	pub         *publisher
+	sub         *subscriber
+	closed      chan struct{}
 
 	// ops counts operations in progress (publishes, admin calls), so that
 	// Close lets them finish before it closes the connection.

@@ -238,8 +238,8 @@ func (d *driver) purgeSubject(ctx context.Context, stream, subject string) (int,
 		return 0, fmt.Errorf("purge %s: %w", subject, err)
 	}
 	var r struct {
-		Success bool  `json:"success"`
-		Purged  int   `json:"purged"`
+		Success bool `json:"success"`
+		Purged  int  `json:"purged"`
 		Error   *struct {
 			Code        int    `json:"code"`
 			Description string `json:"description"`

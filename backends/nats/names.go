@@ -31,11 +31,11 @@ func (n names) stream(queue string) string  { return n.prefix + "_" + token(queu
 func (n names) subject(queue string) string { return n.prefix + ".q." + token(queue) }
 func (n names) queueSubjects() string       { return n.prefix + ".q.>" }
 
-func (n names) dlqStream() string               { return n.prefix + "-DLQ" }
-func (n names) dlqSubject(queue string) string  { return n.prefix + ".dlq." + token(queue) }
-func (n names) dlqSubjects() string             { return n.prefix + ".dlq.>" }
-func (n names) stateStream() string             { return n.prefix + "-STATE" }
-func (n names) stateSubjects() string           { return n.prefix + ".state.>" }
+func (n names) dlqStream() string                { return n.prefix + "-DLQ" }
+func (n names) dlqSubject(queue string) string   { return n.prefix + ".dlq." + token(queue) }
+func (n names) dlqSubjects() string              { return n.prefix + ".dlq.>" }
+func (n names) stateStream() string              { return n.prefix + "-STATE" }
+func (n names) stateSubjects() string            { return n.prefix + ".state.>" }
 func (n names) stateQueueFilter(q string) string { return n.prefix + ".state." + token(q) + ".*" }
 
 func (n names) stateSubject(queue string, seq uint64) string {
