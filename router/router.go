@@ -41,7 +41,11 @@
 // and acks (or retries, or dead-letters) what finished. Messages still
 // being handled after that are given back to the backend, which delivers
 // them again: nothing is lost, and a handler may see a message twice
-// (delivery is at least once).
+// (delivery is at least once). Handlers keep a live context during
+// ShutdownTimeout; after it their context is cancelled (on backends that
+// derive message contexts from the subscription, as mem does) and Run
+// returns within about a second more, with an error wrapping
+// ErrShutdownTimeout.
 package router
 
 import (
