@@ -9,7 +9,6 @@
   const $ = (sel) => document.querySelector(sel);
   let timer = null;
   let adminEnabled = false;
-  let lastQueues = [];
 
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
@@ -23,6 +22,37 @@
     }
     for (const c of children) e.append(c);
     return e;
+  }
+
+  // reconcile makes tbody's rows match items, in order, keeping the row
+  // (and its buttons) of an item that was already shown: a refresh then
+  // never swaps a button out from under a click, nor disarms a purge
+  // waiting for its confirmation. cells(item) describes the row's cells;
+  // a cell with build is filled once, when the row is made.
+  function reconcile(tbody, items, key, attr, cells, decorate) {
+    const old = new Map();
+    for (const tr of tbody.children) old.set(tr.getAttribute(attr), tr);
+    const rows = items.map((item) => {
+      const k = key(item);
+      let tr = old.get(k);
+      old.delete(k);
+      const spec = cells(item);
+      if (!tr) {
+        tr = el("tr", { [attr]: k });
+        for (const c of spec) {
+          const td = el("td", c.class ? { class: c.class } : {});
+          if (c.build) c.build(td);
+          tr.append(td);
+        }
+      }
+      spec.forEach((c, i) => {
+        if (c.text !== undefined && tr.children[i].textContent !== c.text) tr.children[i].textContent = c.text;
+      });
+      if (decorate) decorate(tr, item);
+      return tr;
+    });
+    for (const tr of old.values()) tr.remove();
+    rows.forEach((tr, i) => { if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null); });
   }
 
   function age(seconds) {
@@ -99,18 +129,16 @@
       ? "admin operations disabled on the server (no QUANTUM_FLOW_ADMIN_TOKEN)"
       : (token() ? "token set for this tab" : "no token: retry and purge will be refused");
 
-    lastQueues = ov.queues;
-    const tbody = $("#queues tbody");
-    tbody.replaceChildren(...ov.queues.map((q) => el("tr", { "data-queue": q.name, class: q.dead_letters > 0 ? "has-dead" : "" },
-      el("td", { text: q.name }),
-      el("td", { text: q.priority > 0 ? "high (" + q.priority + ")" : "normal" }),
-      el("td", { class: "num pending", text: String(q.pending) }),
-      el("td", { class: "num", text: String(q.in_flight) }),
-      el("td", { class: "num", text: String(q.scheduled) }),
-      el("td", { class: "num dead", text: String(q.dead_letters) }),
-      el("td", { class: "num", text: age(q.oldest_pending_age_seconds) }),
-      el("td", { class: "rate", text: rateText(q.rates) }),
-    )));
+    reconcile($("#queues tbody"), ov.queues, (q) => q.name, "data-queue", (q) => [
+      { text: q.name },
+      { text: q.priority > 0 ? "high (" + q.priority + ")" : "normal" },
+      { class: "num pending", text: String(q.pending) },
+      { class: "num", text: String(q.in_flight) },
+      { class: "num", text: String(q.scheduled) },
+      { class: "num dead", text: String(q.dead_letters) },
+      { class: "num", text: age(q.oldest_pending_age_seconds) },
+      { class: "rate", text: rateText(q.rates) },
+    ], (tr, q) => tr.classList.toggle("has-dead", q.dead_letters > 0));
 
     const sel = $("#dlq-queue");
     const current = sel.value;
@@ -140,19 +168,19 @@
     const tbody = $("#dead-letters tbody");
     $("#dlq-count").textContent = "(" + list.length + (list.length >= 100 ? "+" : "") + ")";
     $("#dlq-empty").hidden = list.length > 0;
-    tbody.replaceChildren(...list.map((d) => el("tr", { "data-id": d.id, "data-queue": d.queue },
-      el("td", { class: "id", text: d.id }),
-      el("td", { text: d.queue }),
-      el("td", { class: "error", text: d.error || "" }),
-      el("td", { class: "num", text: String(d.attempts) }),
-      el("td", { text: [d.service, d.handler].filter(Boolean).join(" / ") }),
-      el("td", { text: when(d.last_failure_at || d.created_at) }),
-      el("td", { class: "payload", text: payloadText(d) }),
-      el("td", { class: "actions" },
+    reconcile(tbody, list, (d) => d.id, "data-id", (d) => [
+      { class: "id", text: d.id },
+      { text: d.queue },
+      { class: "error", text: d.error || "" },
+      { class: "num", text: String(d.attempts) },
+      { text: [d.service, d.handler].filter(Boolean).join(" / ") },
+      { text: when(d.last_failure_at || d.created_at) },
+      { class: "payload", text: payloadText(d) },
+      { class: "actions", build: (td) => td.append(
         actionButton("Retry", "retry", () => mutate("retry", { ids: [d.id] })),
         " ",
-        actionButton("Purge", "danger purge", (ev) => confirmThen(ev.target, () => mutate("purge", { ids: [d.id] })))),
-    )));
+        actionButton("Purge", "danger purge", (ev) => confirmThen(ev.target, () => mutate("purge", { ids: [d.id] })))) },
+    ], (tr, d) => tr.setAttribute("data-queue", d.queue));
   }
 
   async function mutate(action, selection) {

@@ -1,0 +1,179 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/monitoring/httpapi"
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// chromiumPath finds Debian's Chromium (scripts/ensure-chromium.sh installs
+// it). Without it the test skips, except under CI=true, where a missing
+// browser fails the run instead of quietly passing.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("QUANTUM_FLOW_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found: run scripts/ensure-chromium.sh (or set QUANTUM_FLOW_CHROMIUM)")
+	}
+	t.Skip("chromium not found: run scripts/ensure-chromium.sh to run the dashboard test")
+	return ""
+}
+
+// artifactDir is where screenshots are kept: $QUANTUM_FLOW_ARTIFACTS, else
+// a quantumflow-artifacts folder in the temporary directory. Not a t.TempDir:
+// the files must outlive the test.
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("QUANTUM_FLOW_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "quantumflow-artifacts")
+	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	return dir
+}
+
+// TestDashboardRetriesADeadLetter drives the dashboard in a real headless
+// Chromium: it lists the dead letters with their errors and the degraded
+// state, refuses a retry without the token and with a wrong one, then
+// retries one with the token; the message is back on its queue.
+func TestDashboardRetriesADeadLetter(t *testing.T) {
+	t.Parallel()
+	browser := chromiumPath(t)
+	b := setup(t, httpapi.Options{AdminToken: token, DLQAlertThreshold: 1})
+	ctx := context.Background()
+	ids := deadLetter(t, b.backend, "consensus_results_queue", `{"proposal":"p-42","approved":true}`)
+	deadLetter(t, b.backend, "guardian_safety_profiles_queue", `{"profile":"strict"}`)
+	publish(t, b.backend, "proposals_for_consensus_queue", `{"proposal":"p-43"}`, `{"proposal":"p-44"}`)
+	id := ids[0]
+	row := `#dead-letters tr[data-id="` + id + `"]`
+
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	)...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+
+	art := artifactDir(t)
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	// On failure, keep what the browser showed.
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		shotCtx, cancel := context.WithTimeout(bctx, 10*time.Second)
+		defer cancel()
+		if buf, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100)); err == nil {
+			path := filepath.Join(art, "dashboard-failure.png")
+			_ = os.WriteFile(path, buf, 0o644)
+			t.Logf("failure screenshot: %s", path)
+		}
+		if body, err := chromedp.Run(shotCtx, chromedp.Evaluate[string](`document.body.innerText`)); err == nil {
+			t.Logf("page text:\n%s", body)
+		}
+	}()
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(css(sel), chromedp.NodeVisible))
+		require.NoError(t, err, sel)
+		return s
+	}
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Navigate(b.server.URL+"/"),
+		chromedp.WaitVisible(css(row)),
+		chromedp.WaitVisible(css(`#queues tr[data-queue="proposals_for_consensus_queue"]`)),
+	))
+	before, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(art, "dashboard-dead-letters.png"), before, 0o644))
+	require.Equal(t, "degraded", text(`#status`))
+	require.Contains(t, text(`#alert`), "2 dead letters exceed the alert threshold of 1")
+	require.Contains(t, text(row+` td.error`), `handler exploded: {"proposal":"p-42"`)
+	require.Equal(t, "2", text(`#queues tr[data-queue="proposals_for_consensus_queue"] td.pending`))
+
+	// Without a token the dashboard does not even ask.
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(css(row+` button.retry`)),
+		waitText(`#message`, "Enter the admin token first"),
+	))
+
+	// A wrong token is refused by the server.
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.SendKeys(css(`#token`), "not-the-token"),
+		chromedp.Click(css(`#save-token`)),
+		chromedp.Click(css(row+` button.retry`)),
+		waitText(`#message`, "refused"),
+	))
+	require.Contains(t, text(`#message`), "wrong admin token")
+	st, err := b.backend.Stats(ctx, "consensus_results_queue")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.DeadLetters, "a refused retry changed nothing")
+	require.Equal(t, int64(0), st.Pending)
+
+	// The right token retries it.
+	require.NoError(t, chromedp.Do(bctx,
+		// Clear sets the value attribute, not what was typed: empty the field itself.
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#token").value = ""`),
+		chromedp.SendKeys(css(`#token`), token),
+		chromedp.Click(css(`#save-token`)),
+		chromedp.Click(css(row+` button.retry`)),
+		waitText(`#message`, "Retried 1 dead letter."),
+		chromedp.WaitNotPresent(css(row)),
+		waitText(`#status`, "ok"),
+	))
+	after, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	shot := filepath.Join(art, "dashboard-after-retry.png")
+	require.NoError(t, os.WriteFile(shot, after, 0o644))
+	t.Logf("screenshots: %s, %s", filepath.Join(art, "dashboard-dead-letters.png"), shot)
+
+	// The dead letter is back on its queue and gone from the dead letters.
+	msgs, err := b.backend.ListPending(ctx, "consensus_results_queue", 10)
+	require.NoError(t, err)
+	require.Len(t, msgs, 1)
+	require.Equal(t, id, msgs[0].ID)
+	dls, err := b.backend.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: "consensus_results_queue"})
+	require.NoError(t, err)
+	require.Empty(t, dls)
+	hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.querySelector("#alert").hidden`))
+	require.NoError(t, err)
+	require.True(t, hidden, "1 dead letter is not above the threshold of 1: no longer degraded")
+}
+
+// waitText waits until the text of the element sel contains want.
+func waitText(sel, want string) chromedp.Action[chromedp.Void] {
+	q, _ := json.Marshal(sel)
+	w, _ := json.Marshal(want)
+	return chromedp.Poll[chromedp.Void](fmt.Sprintf(`(document.querySelector(%s)?.textContent ?? "").includes(%s)`, q, w),
+		chromedp.WithPollingInterval(50*time.Millisecond))
+}
