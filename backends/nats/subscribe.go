@@ -11,7 +11,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -21,14 +20,6 @@ import (
 // on their own context: a message handed out must be settled even when
 // its subscription is ending.
 const settleTimeout = 10 * time.Second
-
-// repullInterval bounds how long a subscription waits in one call of the
-// iterator's Next. nats.go v1.55.0 decides whether to send the next pull
-// request only on entering Next, and skips it while its previous request
-// is still being sent; with one message per pull, a message that arrives
-// in that window leaves the iterator waiting on nothing until the pull
-// heartbeat times out (30 s). Calling Next again makes the decision anew.
-const repullInterval = 25 * time.Millisecond
 
 // subscriber is the Watermill subscriber. Each Subscribe call pulls from
 // the queue's one durable consumer, so every subscription of every
@@ -115,10 +106,18 @@ func (sub *subscription) run(parent context.Context) {
 	}()
 
 	d := sub.d
-	var iter jetstream.MessagesContext
+	var p *puller
 	defer func() {
-		if iter != nil {
-			sub.drain(iter)
+		if p != nil {
+			// Stop pulling; whatever the server had already sent goes back
+			// to the queue: those deliveries never reached a handler.
+			for _, m := range p.close() {
+				if meta, err := m.Metadata(); err == nil {
+					sub.putBack(m, meta, deliveryState{}, false)
+				} else {
+					_ = m.Nak()
+				}
+			}
 		}
 	}()
 	backoff := 50 * time.Millisecond
@@ -133,50 +132,39 @@ func (sub *subscription) run(parent context.Context) {
 		}
 	}
 	for ctx.Err() == nil {
-		if iter == nil {
+		if p == nil {
 			var err error
-			// With prefetch 1 the next pull is requested only when the
-			// previous message is settled, so a subscription never holds a
-			// message it is not handling.
-			iter, err = sub.q.consumer.Messages(jetstream.PullMaxMessages(d.cfg.prefetch))
-			if err != nil {
-				iter = nil
+			if p, err = newPuller(d.nc, sub.q.stream, consumerName, d.cfg.prefetch); err != nil {
+				p = nil
 				if !pause(err) {
 					return
 				}
-				sub.reload(ctx)
 				continue
 			}
 		}
-		jm, err := iter.Next(jetstream.NextMaxWait(repullInterval))
+		m, err := p.next(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, nats.ErrTimeout) {
-				// Nothing yet; calling Next again re-checks whether a pull
-				// request must be sent (see repullInterval).
-				continue
+			if errors.Is(err, errConsumerDeleted) {
+				// Someone deleted the consumer (or its stream): recreate.
+				sub.reload(ctx)
 			}
-			// The consumer or stream was deleted, or the connection was
-			// closed: start over with a fresh iterator.
-			iter.Stop()
-			iter = nil
 			if !pause(err) {
 				return
 			}
-			sub.reload(ctx)
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if !sub.handle(ctx, jm) {
+		if !sub.handle(ctx, m) {
 			return
 		}
 	}
 }
 
-// reload looks the queue's stream and consumer up again (creating them if
-// they were deleted).
+// reload looks the queue's stream and consumer up again, creating them if
+// they were deleted.
 func (sub *subscription) reload(ctx context.Context) {
 	sub.d.forget(sub.q.name)
 	q, err := sub.d.queue(ctx, sub.q.name)
@@ -185,32 +173,13 @@ func (sub *subscription) reload(ctx context.Context) {
 	}
 }
 
-// drain stops pulling and puts back whatever the iterator had already
-// received: those deliveries never reached a handler.
-func (sub *subscription) drain(iter jetstream.MessagesContext) {
-	iter.Drain()
-	for {
-		jm, err := iter.Next(jetstream.NextMaxWait(2 * time.Second))
-		if err != nil {
-			return
-		}
-		meta, err := jm.Metadata()
-		if err != nil {
-			_ = jm.Nak()
-			continue
-		}
-		sub.putBack(jm, meta, deliveryState{}, false)
-	}
-}
-
 // handle hands one message out and settles it. It returns false when the
 // subscription is ending.
-func (sub *subscription) handle(ctx context.Context, jm jetstream.Msg) bool {
+func (sub *subscription) handle(ctx context.Context, jm *nats.Msg) bool {
 	d := sub.d
 	meta, err := jm.Metadata()
 	if err != nil {
-		d.log.Error("subscription: message without JetStream metadata", "queue", sub.q.name, "error", err)
-		_ = jm.Term()
+		d.log.Error("subscription: message without JetStream metadata", "queue", sub.q.name, "subject", jm.Subject, "error", err)
 		return true
 	}
 	var ds deliveryState
@@ -229,8 +198,8 @@ func (sub *subscription) handle(ctx context.Context, jm jetstream.Msg) bool {
 		sub.putState(meta, ds)
 	}
 
-	msg := message.NewMessage(messageID(jm.Headers(), meta.Stream, meta.Sequence.Stream), jm.Data())
-	msg.Metadata = metadataOf(jm.Headers())
+	msg := message.NewMessage(messageID(jm.Header, meta.Stream, meta.Sequence.Stream), jm.Data)
+	msg.Metadata = metadataOf(jm.Header)
 	attempt := int(meta.NumDelivered)
 	if hasState {
 		attempt = ds.attempts(meta.NumDelivered)
@@ -286,7 +255,7 @@ func (sub *subscription) handle(ctx context.Context, jm jetstream.Msg) bool {
 
 // putBack returns a message the subscription received but never handed
 // out, recording that this delivery was no attempt.
-func (sub *subscription) putBack(jm jetstream.Msg, meta *jetstream.MsgMetadata, ds deliveryState, known bool) {
+func (sub *subscription) putBack(jm *nats.Msg, meta *nats.MsgMetadata, ds deliveryState, known bool) {
 	if !known && meta.NumDelivered > 1 {
 		sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 		ds, _, _ = stateStore{sub.d}.get(sctx, sub.q.name, meta.Sequence.Stream)
@@ -298,7 +267,7 @@ func (sub *subscription) putBack(jm jetstream.Msg, meta *jetstream.MsgMetadata, 
 	_ = jm.Nak()
 }
 
-func (sub *subscription) putState(meta *jetstream.MsgMetadata, ds deliveryState) {
+func (sub *subscription) putState(meta *nats.MsgMetadata, ds deliveryState) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	if err := (stateStore{sub.d}).put(ctx, sub.q.name, meta.Sequence.Stream, ds); err != nil {
@@ -306,7 +275,7 @@ func (sub *subscription) putState(meta *jetstream.MsgMetadata, ds deliveryState)
 	}
 }
 
-func (sub *subscription) removeState(meta *jetstream.MsgMetadata) {
+func (sub *subscription) removeState(meta *nats.MsgMetadata) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	if err := (stateStore{sub.d}).remove(ctx, sub.q.name, meta.Sequence.Stream); err != nil {
@@ -314,7 +283,7 @@ func (sub *subscription) removeState(meta *jetstream.MsgMetadata) {
 	}
 }
 
-func (sub *subscription) settleAck(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, hasState bool) {
+func (sub *subscription) settleAck(jm *nats.Msg, meta *nats.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, hasState bool) {
 	out := dv.Outcome()
 	if out.DeadLetter != nil {
 		sub.deadLetter(jm, meta, msg, dv, out, hasState)
@@ -328,7 +297,7 @@ func (sub *subscription) settleAck(jm jetstream.Msg, meta *jetstream.MsgMetadata
 	}
 }
 
-func (sub *subscription) settleNack(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, ds deliveryState, hasState bool) {
+func (sub *subscription) settleNack(jm *nats.Msg, meta *nats.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, ds deliveryState, hasState bool) {
 	out := dv.Outcome()
 	if out.DeadLetter != nil {
 		sub.deadLetter(jm, meta, msg, dv, out, hasState)
@@ -365,7 +334,7 @@ func (sub *subscription) settleNack(jm jetstream.Msg, meta *jetstream.MsgMetadat
 // queue, so a crash in between leaves the message in both places, never
 // in neither; the copy's Nats-Msg-Id makes the second move of the same
 // delivery a no-op within the dedup window.
-func (sub *subscription) deadLetter(jm jetstream.Msg, meta *jetstream.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, out pubsub.Outcome, hasState bool) {
+func (sub *subscription) deadLetter(jm *nats.Msg, meta *nats.MsgMetadata, msg *message.Message, dv *pubsub.Delivery, out pubsub.Outcome, hasState bool) {
 	d := sub.d
 	now := time.Now()
 	first := dv.FirstFailureAt
@@ -382,7 +351,7 @@ func (sub *subscription) deadLetter(jm jetstream.Msg, meta *jetstream.MsgMetadat
 		FirstFailureAt: first, LastFailureAt: now, PublishedAt: meta.Timestamp,
 		SourceSeq: meta.Sequence.Stream, Metadata: msg.Metadata,
 	}
-	m := deadLetterMessage(d.names.dlqSubject(sub.q.name), msg.UUID, jm.Data(), info)
+	m := deadLetterMessage(d.names.dlqSubject(sub.q.name), msg.UUID, jm.Data, info)
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.publishTimeout)
 	defer cancel()
 	if err := d.publishAll(ctx, d.names.dlqStream(), []*nats.Msg{m}, nil); err != nil {
@@ -394,7 +363,7 @@ func (sub *subscription) deadLetter(jm jetstream.Msg, meta *jetstream.MsgMetadat
 	// queue.
 	tctx, tcancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer tcancel()
-	if _, err := d.nc.RequestWithContext(tctx, jm.Reply(), []byte("+TERM dead-lettered")); err != nil {
+	if err := jm.Term(nats.Context(tctx)); err != nil {
 		d.log.Warn("subscription: terminating a dead-lettered message failed; it may come back once and be dead-lettered again", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
 	}
 	if hasState {

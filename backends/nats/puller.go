@@ -1,0 +1,169 @@
+package nats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Pull request timing: a request lives pullExpires on the server, which
+// sends an idle heartbeat every pullHeartbeat while it has nothing to
+// deliver. Two missed heartbeats mean the request is gone (the consumer's
+// leader died, the server restarted) and a new one is sent.
+const (
+	pullExpires   = 15 * time.Second
+	pullHeartbeat = time.Second
+)
+
+var errConsumerDeleted = errors.New("consumer deleted")
+
+// puller pulls messages of one durable consumer for one subscription,
+// speaking JetStream's pull protocol directly: one request outstanding at
+// a time, for at most batch messages, sent only once the previous one is
+// used up. So with batch 1 the subscription holds no message besides the
+// one it is handling, and a closing subscription gets back, through a
+// drain, every message the server sent it.
+//
+// nats.go's own iterator (jetstream.Consumer.Messages) was not used: in
+// v1.55.0 it can skip sending the next request when a message arrives
+// while the previous request is still being sent, and its missed-heartbeat
+// check only runs within one long call of Next.
+type puller struct {
+	nc          *nats.Conn
+	subject     string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
+	batch       int
+	sub         *nats.Subscription
+	ch          chan *nats.Msg
+	reconnected chan nats.Status
+	closed      chan struct{}
+
+	outstanding int // messages asked for and not yet received; 0: no request
+	lastSeen    time.Time
+}
+
+func newPuller(nc *nats.Conn, stream, consumer string, batch int) (*puller, error) {
+	p := &puller{
+		nc:      nc,
+		subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer,
+		batch:   batch,
+		// Room for a whole batch plus heartbeats and status messages, so
+		// the connection never drops one for a slow consumer.
+		ch:     make(chan *nats.Msg, batch+64),
+		closed: make(chan struct{}),
+	}
+	var err error
+	if p.sub, err = nc.ChanSubscribe(nc.NewInbox(), p.ch); err != nil {
+		return nil, err
+	}
+	p.sub.SetClosedHandler(func(string) { close(p.closed) })
+	p.reconnected = nc.StatusChanged(nats.CONNECTED)
+	return p, nil
+}
+
+type pullRequest struct {
+	Batch     int           `json:"batch"`
+	Expires   time.Duration `json:"expires"`
+	Heartbeat time.Duration `json:"idle_heartbeat"`
+}
+
+// next returns the next message, waiting until one comes or ctx is done.
+func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
+	check := time.NewTicker(pullHeartbeat)
+	defer check.Stop()
+	for {
+		if p.outstanding <= 0 {
+			req, _ := json.Marshal(pullRequest{Batch: p.batch, Expires: pullExpires, Heartbeat: pullHeartbeat})
+			if err := p.nc.PublishRequest(p.subject, p.sub.Subject, req); err != nil {
+				return nil, fmt.Errorf("pull request: %w", err)
+			}
+			p.outstanding, p.lastSeen = p.batch, time.Now()
+		}
+		select {
+		case m := <-p.ch:
+			p.lastSeen = time.Now()
+			if status := statusOf(m); status != "" {
+				if err := p.onStatus(status, m.Header.Get("Description")); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			p.outstanding--
+			return m, nil
+		case <-check.C:
+			if time.Since(p.lastSeen) > 2*pullHeartbeat+pullHeartbeat/2 {
+				// Neither message nor heartbeat: the request is gone.
+				p.outstanding = 0
+			}
+		case <-p.reconnected:
+			// A request sent before the reconnect may be lost with the old
+			// connection's server.
+			p.outstanding = 0
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// statusOf returns the status code of a JetStream status message, or "".
+func statusOf(m *nats.Msg) string {
+	if len(m.Data) != 0 || m.Header == nil {
+		return ""
+	}
+	return m.Header.Get("Status")
+}
+
+func (p *puller) onStatus(status, description string) error {
+	switch status {
+	case "100":
+		// Idle heartbeat: the request is alive.
+		return nil
+	case "409":
+		if strings.Contains(strings.ToLower(description), "consumer deleted") {
+			return errConsumerDeleted
+		}
+	}
+	// 404, 408 (request ended or expired), 409 (leadership change, too
+	// many waiting requests, ...): this request is over; send another.
+	p.outstanding = 0
+	return nil
+}
+
+// close stops pulling and returns the messages the server had already
+// sent (and may send until it sees the unsubscribe): the caller puts them
+// back.
+func (p *puller) close() []*nats.Msg {
+	p.nc.RemoveStatusListener(p.reconnected)
+	var rest []*nats.Msg
+	if err := p.sub.Drain(); err == nil {
+		timeout := time.After(5 * time.Second)
+	wait:
+		for {
+			select {
+			case m := <-p.ch:
+				if statusOf(m) == "" {
+					rest = append(rest, m)
+				}
+			case <-p.closed:
+				break wait
+			case <-timeout:
+				_ = p.sub.Unsubscribe()
+				break wait
+			}
+		}
+	}
+	for {
+		select {
+		case m := <-p.ch:
+			if statusOf(m) == "" {
+				rest = append(rest, m)
+			}
+		default:
+			return rest
+		}
+	}
+}
