@@ -32,8 +32,8 @@ import (
 
 	// The tool opens every backend by URL.
 	_ "github.com/quantumflow/quantumflow/backends/mem"
-	// TODO(restore) _ "github.com/quantumflow/quantumflow/backends/nats"
-	// TODO(restore) _ "github.com/quantumflow/quantumflow/backends/postgres"
+	_ "github.com/quantumflow/quantumflow/backends/nats"
+	_ "github.com/quantumflow/quantumflow/backends/postgres"
 )
 
 // Exit statuses.

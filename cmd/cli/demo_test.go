@@ -1,8 +1,12 @@
 package cli_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -30,7 +34,9 @@ type demoSummary struct {
 		Consumed     int `json:"consumed"`
 		Retried      int `json:"retried"`
 		DeadLettered int `json:"dead_lettered"`
+		Pending      int `json:"pending"`
 		Lost         int `json:"lost"`
+		Recovered    int `json:"recovered"`
 	} `json:"total"`
 	Events map[string]int64 `json:"events"`
 }
@@ -116,4 +122,58 @@ func TestDemoBadFlags(t *testing.T) {
 		r := noEnv().run(t, append([]string{"demo"}, args...)...)
 		require.Equal(t, cli.ExitUsage, r.code, "%v: %s", args, r.stderr)
 	}
+}
+
+// signalWriter is a stderr that calls fn with everything written so far.
+type signalWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	fn  func(string)
+}
+
+func (w *signalWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	w.fn(w.buf.String())
+	return n, err
+}
+
+func (w *signalWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+var retriesRE = regexp.MustCompile(`, retries [1-9]`)
+
+// TestDemoDataDirSurvivesRestart interrupts a demo while retries are
+// scheduled far ahead, and checks that the next demo on the same data
+// directory delivers what the first one left.
+func TestDemoDataDirSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	lookup := func(string) (string, bool) { return "", false }
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out1 bytes.Buffer
+	errw := &signalWriter{fn: func(s string) {
+		if retriesRE.MatchString(s) {
+			cancel()
+		}
+	}}
+	code := cli.Run(ctx, []string{"demo", "--json", "--data-dir", dir, "--retry-delay", "2s", "--rounds", "500", "--interval", "5ms", "--progress", "20ms"},
+		cli.Env{Stdout: &out1, Stderr: errw, LookupEnv: lookup})
+	require.Equal(t, cli.ExitFailure, code, errw.String())
+	var first demoSummary
+	require.NoError(t, json.Unmarshal(out1.Bytes(), &first), out1.String())
+	require.False(t, first.Settled)
+	require.Zero(t, first.Lost, "an interrupted run loses nothing either")
+	require.Positive(t, first.Total.Pending, "retries were waiting when the run was interrupted: %s\n%s", out1.String(), errw.String())
+
+	second := runDemo(t, "--data-dir", dir, "--rounds", "1")
+	require.True(t, second.Settled)
+	require.Zero(t, second.Lost)
+	require.Equal(t, first.Total.Pending, second.Total.Recovered, "what the first run left, the second delivered")
 }

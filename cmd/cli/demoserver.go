@@ -33,11 +33,19 @@ func startDemoServer(ctx context.Context, dataDir string, log *slog.Logger) (*de
 	return &demoServer{srv: srv, dataDir: dataDir}, nil
 }
 
+// demoAckWait is the embedded server's lease on a delivered message. The
+// backend renews the lease while a handler runs, so it only matters after a
+// crash or a restart: messages that were in flight or waiting for a retry
+// when the previous demo stopped come back after it (JetStream keeps the
+// delay of a delayed nack in memory only). 5s instead of the default 30s
+// keeps a restarted demo quick.
+const demoAckWait = "5s"
+
 func (d *demoServer) URL() string {
 	if d.srv == nil {
 		return "mem://demo"
 	}
-	return d.srv.ClientURL()
+	return d.srv.ClientURL() + "?ack_wait=" + demoAckWait
 }
 
 func (d *demoServer) Embedded() bool { return d.srv != nil }

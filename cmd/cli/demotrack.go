@@ -155,8 +155,8 @@ type demoQueueSummary struct {
 	// Redelivered counts extra successful deliveries of messages already
 	// consumed (delivery is at least once).
 	Redelivered int `json:"redelivered"`
-	// Recovered counts messages consumed in this run that an earlier run
-	// published (they survived a restart of the demo).
+	// Recovered counts messages an earlier run published that this run
+	// consumed or dead-lettered (they survived a restart of the demo).
 	Recovered int `json:"recovered"`
 }
 
@@ -191,11 +191,15 @@ func (t *tracker) summarize(pending, dead map[string]map[string]struct{}) []demo
 				s.Lost++
 			}
 		}
-		for id := range q.consumed {
-			if _, ok := q.published[id]; !ok {
-				s.Recovered++
+		earlier := map[string]struct{}{}
+		for _, settled := range []map[string]struct{}{q.consumed, q.deadLettered} {
+			for id := range settled {
+				if _, ours := q.published[id]; !ours {
+					earlier[id] = struct{}{}
+				}
 			}
 		}
+		s.Recovered = len(earlier)
 		s.Redelivered = int(q.consumedAll) - len(q.consumed)
 		out = append(out, s)
 	}

@@ -30,8 +30,8 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 
 	_ "github.com/quantumflow/quantumflow/backends/mem"
-	// TODO(restore) _ "github.com/quantumflow/quantumflow/backends/nats"
-	// TODO(restore) _ "github.com/quantumflow/quantumflow/backends/postgres"
+	_ "github.com/quantumflow/quantumflow/backends/nats"
+	_ "github.com/quantumflow/quantumflow/backends/postgres"
 )
 
 func main() {
