@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	_ "github.com/quantumflow/quantumflow/backends/mem"
+	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/monitoring/internal/backendtest"
 	"github.com/quantumflow/quantumflow/monitoring/metrics"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
@@ -24,7 +26,9 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 )
 
-const waitFor = 10 * time.Second
+const waitFor = 20 * time.Second
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // value returns the value of the series name{labels} in reg: a counter's
 // or gauge's value, a histogram's sample count; -1 when absent.
@@ -86,11 +90,18 @@ func (s *syncBuffer) String() string {
 // the metrics queue, so its P messages stay pending.
 func TestMetricsMatchTraffic(t *testing.T) {
 	t.Parallel()
+	for _, kind := range backendtest.Kinds() {
+		t.Run(kind.Name, func(t *testing.T) {
+			t.Parallel()
+			metricsMatchTraffic(t, backendtest.Open(t, kind))
+		})
+	}
+}
+
+func metricsMatchTraffic(t *testing.T, b *pubsub.Backend) {
 	const N, K, P = 10, 3, 4
 	ctx := context.Background()
-	b, err := pubsub.Open(ctx, "mem://metrics-traffic")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	backend := b.Scheme()
 
 	reg := prometheus.NewRegistry()
 	m, err := metrics.New(metrics.Options{Registerer: reg, Backend: b.Scheme()})
@@ -156,7 +167,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	}
 
 	msgLabels := func(queue, service, handler string) map[string]string {
-		return map[string]string{"queue": queue, "service": service, "backend": "mem", "handler": handler}
+		return map[string]string{"queue": queue, "service": service, "backend": backend, "handler": handler}
 	}
 	consumedL := msgLabels(topology.ProposalsQueue, topology.CentralCloud, topology.HandleProposalForConsensus)
 	require.Eventually(t, func() bool {
@@ -175,7 +186,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 
 	// The seed's events are counted by name.
 	ev := func(name, queue, service string) float64 {
-		return value(t, reg, metrics.Events, map[string]string{"event": name, "queue": queue, "service": service, "backend": "mem"})
+		return value(t, reg, metrics.Events, map[string]string{"event": name, "queue": queue, "service": service, "backend": backend})
 	}
 	require.Equal(t, float64(N), ev(telemetry.NameProposalPublished, topology.ProposalsQueue, topology.Singularity))
 	require.Equal(t, float64(P), ev(telemetry.NameMetricsPublished, topology.MetricsQueue, topology.Singularity))
@@ -189,12 +200,25 @@ func TestMetricsMatchTraffic(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	require.NoError(t, err)
-	snap, err := p.Poll(ctx)
-	require.NoError(t, err)
+	// Backends may settle (ack, dead-letter) after the handler and its
+	// telemetry returned: poll until the last settle is visible.
+	var snap metrics.Snapshot
+	require.Eventually(t, func() bool {
+		snap, err = p.Poll(ctx)
+		if err != nil || snap.DeadLetters != K {
+			return false
+		}
+		for _, q := range snap.Queues {
+			if q.Queue == topology.ProposalsQueue && (q.InFlight != 0 || q.Pending != 0 || q.Scheduled != 0) {
+				return false
+			}
+		}
+		return true
+	}, waitFor, 10*time.Millisecond)
 	require.True(t, snap.Degraded)
 	require.Equal(t, int64(K), snap.DeadLetters)
 
-	ql := func(q string) map[string]string { return map[string]string{"queue": q, "backend": "mem"} }
+	ql := func(q string) map[string]string { return map[string]string{"queue": q, "backend": backend} }
 	require.Equal(t, float64(P), value(t, reg, metrics.QueuePending, ql(topology.MetricsQueue)))
 	require.Positive(t, value(t, reg, metrics.QueueOldestPendingAge, ql(topology.MetricsQueue)))
 	require.Equal(t, float64(0), value(t, reg, metrics.QueuePending, ql(topology.ProposalsQueue)))
@@ -202,7 +226,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	require.Equal(t, float64(0), value(t, reg, metrics.QueueScheduled, ql(topology.ProposalsQueue)))
 	require.Equal(t, float64(K), value(t, reg, metrics.QueueDeadLetters, ql(topology.ProposalsQueue)))
 	require.Equal(t, float64(0), value(t, reg, metrics.QueueOldestPendingAge, ql(topology.ProposalsQueue)))
-	bl := map[string]string{"backend": "mem"}
+	bl := map[string]string{"backend": backend}
 	require.Equal(t, float64(K), value(t, reg, metrics.DeadLetters, bl))
 	require.Equal(t, float64(K-1), value(t, reg, metrics.DeadLetterThreshold, bl))
 	require.Equal(t, float64(1), value(t, reg, metrics.DeadLetterAlert, bl))

@@ -13,7 +13,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	_ "github.com/quantumflow/quantumflow/backends/mem"
+	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/monitoring/internal/backendtest"
 	"github.com/quantumflow/quantumflow/monitoring/tracing"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
@@ -21,7 +22,9 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 )
 
-const waitFor = 10 * time.Second
+const waitFor = 20 * time.Second
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // service is one traced service: its own tracer provider and recorder, as
 // if it ran in its own process.
@@ -71,9 +74,15 @@ func startService(t *testing.T, b *pubsub.Backend, name string, queues []string,
 // trace: send → process → send → process, each the parent of the next.
 func TestTraceSpansTwoServices(t *testing.T) {
 	t.Parallel()
-	b, err := pubsub.Open(context.Background(), "mem://trace-two-services")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	for _, kind := range backendtest.Kinds() {
+		t.Run(kind.Name, func(t *testing.T) {
+			t.Parallel()
+			traceSpansTwoServices(t, backendtest.Open(t, kind))
+		})
+	}
+}
+
+func traceSpansTwoServices(t *testing.T, b *pubsub.Backend) {
 
 	var cc *service
 	got := make(chan context.Context, 1)
@@ -134,7 +143,7 @@ func TestTraceSpansTwoServices(t *testing.T) {
 	require.Equal(t, topology.CentralCloud, attr(processProposal, "messaging.consumer.group.name").AsString())
 	require.Equal(t, topology.HandleProposalForConsensus, attr(processProposal, tracing.AttrHandler).AsString())
 	require.Equal(t, topology.Singularity, attr(processResult, "messaging.consumer.group.name").AsString())
-	require.Equal(t, "mem", attr(sendResult, tracing.AttrBackend).AsString())
+	require.Equal(t, b.Scheme(), attr(sendResult, tracing.AttrBackend).AsString())
 }
 
 // TestTraceRecordsRetriesAndDeadLetter runs a handler that always fails
@@ -143,9 +152,15 @@ func TestTraceSpansTwoServices(t *testing.T) {
 // with the dead-lettering.
 func TestTraceRecordsRetriesAndDeadLetter(t *testing.T) {
 	t.Parallel()
-	b, err := pubsub.Open(context.Background(), "mem://trace-retries")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	for _, kind := range backendtest.Kinds() {
+		t.Run(kind.Name, func(t *testing.T) {
+			t.Parallel()
+			traceRecordsRetriesAndDeadLetter(t, backendtest.Open(t, kind))
+		})
+	}
+}
+
+func traceRecordsRetriesAndDeadLetter(t *testing.T, b *pubsub.Backend) {
 
 	cc := startService(t, b, topology.CentralCloud, []string{topology.PatternsQueue}, map[string]router.Handler{
 		topology.HandlePatternDiscovered: func(*message.Message) error { return errors.New("aggregator offline") },
@@ -183,9 +198,12 @@ func TestTraceRecordsRetriesAndDeadLetter(t *testing.T) {
 	require.True(t, hasEvent(second, tracing.EventDeadLettered))
 	require.Contains(t, second.Status().Description, "aggregator offline")
 
-	dls, err := b.ListDeadLetters(context.Background(), pubsub.DeadLetterQuery{Queue: topology.PatternsQueue})
-	require.NoError(t, err)
-	require.Len(t, dls, 1)
+	// The backend settles after the handler (and its span) returned.
+	var dls []pubsub.DeadLetter
+	require.Eventually(t, func() bool {
+		dls, err = b.ListDeadLetters(context.Background(), pubsub.DeadLetterQuery{Queue: topology.PatternsQueue})
+		return err == nil && len(dls) == 1
+	}, waitFor, 10*time.Millisecond)
 	require.NotEmpty(t, dls[0].Metadata["traceparent"], "the dead letter keeps its trace context for a later retry")
 }
 
