@@ -18,12 +18,67 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quantumflow/quantumflow/cmd/cli"
+	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(mainWithPostgres{m},
+		// pgtest forks servers from one OS thread kept for the life of the
+		// process, on purpose (see pgtest.spawn).
+		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
+}
+
+// mainWithPostgres stops the throwaway PostgreSQL server, if a test
+// started one, before goleak looks for leaked goroutines.
+type mainWithPostgres struct{ m *testing.M }
+
+func (w mainWithPostgres) Run() int {
+	code := w.m.Run()
+	pg.mu.Lock()
+	defer pg.mu.Unlock()
+	if pg.cluster != nil {
+		_ = pg.cluster.Stop()
+	}
+	return code
+}
+
+var pg struct {
+	mu      sync.Mutex
+	cluster *pgtest.Cluster
+	err     error
+	started bool
+}
+
+// postgresURL returns the URL of a fresh database on a throwaway
+// PostgreSQL server. Without PostgreSQL the test fails under CI=true and
+// is skipped otherwise.
+func postgresURL(t *testing.T) string {
+	t.Helper()
+	pg.mu.Lock()
+	if !pg.started {
+		pg.started = true
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		pg.cluster, pg.err = pgtest.Start(ctx)
+		cancel()
+	}
+	c, err := pg.cluster, pg.err
+	pg.mu.Unlock()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("PostgreSQL is required under CI: %v", err)
+		}
+		t.Skipf("skipping: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	u, err := c.NewDatabase(ctx)
+	require.NoError(t, err)
+	if c.External() {
+		t.Cleanup(func() { _ = c.DropDatabase(context.Background(), u) })
+	}
+	return u
 }
 
 // result is what one run of the tool did.
@@ -124,7 +179,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	cmds := [][]string{
 		{}, {"init"}, {"queues"}, {"stats"}, {"pending"}, {"publish"}, {"consume"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "purge"},
-		{"config"}, {"config", "show"}, {"config", "check"}, {"demo"}, {"version"},
+		{"config"}, {"config", "show"}, {"config", "check"}, {"demo"}, {"version"}, {"serve"},
 	}
 	for _, c := range cmds {
 		t.Run(strings.Join(append([]string{"help"}, c...), "_"), func(t *testing.T) {
@@ -604,4 +659,54 @@ func TestBufferedStdoutIsFlushed(t *testing.T) {
 	})
 	require.Equal(t, cli.ExitOK, code, stderr.String())
 	require.Contains(t, under.String(), `"id"`, "written through without the caller flushing")
+}
+
+func TestRuntimeFailureExit1(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{"nats://127.0.0.1:1", "postgres://app:s3cretpw@127.0.0.1:1/x"} {
+		r := noEnv().run(t, "queues", "--url", url)
+		require.Equal(t, cli.ExitFailure, r.code, "%s: %s", url, r.stderr)
+		require.NotContains(t, r.stderr, "s3cretpw")
+		require.Contains(t, r.stderr, "Error: open ")
+	}
+}
+
+// TestCommandsOnPostgres runs the operator's round trip on a durable
+// backend, where every command is its own connection and nothing is shared
+// in memory: init, publish, pending, consume, dead letters.
+func TestCommandsOnPostgres(t *testing.T) {
+	t.Parallel()
+	b := &bundle{env: map[string]string{"QUANTUM_FLOW_DATABASE_URL": postgresURL(t)}}
+	q := topology.ProposalsQueue
+
+	r := b.run(t, "queues")
+	if r.code != cli.ExitOK {
+		require.Contains(t, r.stderr, "quantumflow init", "an uninitialised database says what to do")
+	}
+	r = b.run(t, "init")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, cli.ExitOK, b.run(t, "init").code, "init is idempotent")
+	r = b.run(t, "queues", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, r.lines(t), 6)
+
+	r = b.run(t, "publish", q, "--payload", `{"id":"p1"}`, "--count", "3", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, r.lines(t), 3)
+	r = b.run(t, "pending", q, "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, r.lines(t), 3)
+	r = b.run(t, "consume", q, "--max", "2", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, r.lines(t), 2)
+	r = b.run(t, "stats", q, "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.EqualValues(t, 1, r.lines(t)[0]["pending"])
+
+	r = b.run(t, "dlq", "list", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Empty(t, r.lines(t))
+	r = b.run(t, "dlq", "purge", "--all", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.EqualValues(t, 0, r.lines(t)[0]["purged"])
 }

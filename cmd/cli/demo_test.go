@@ -177,3 +177,11 @@ func TestDemoDataDirSurvivesRestart(t *testing.T) {
 	require.Zero(t, second.Lost)
 	require.Equal(t, first.Total.Pending, second.Total.Recovered, "what the first run left, the second delivered")
 }
+
+func TestDemoOnPostgres(t *testing.T) {
+	t.Parallel()
+	url := postgresURL(t)
+	s := runDemo(t, "--url", url, "--rounds", "14", "--interval", "0s")
+	checkDemo(t, s)
+	require.True(t, strings.HasPrefix(s.Backend, "postgres://"), s.Backend)
+}
