@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -276,4 +277,28 @@ func TestDashboardIsServedWithStrictHeaders(t *testing.T) {
 		require.Equal(t, http.StatusOK, do(t, b.server, "GET", f, "", nil).status, f)
 	}
 	require.Equal(t, http.StatusNotFound, do(t, b.server, "GET", "/static/nope.js", "", nil).status)
+}
+
+// TestRatesFollowTraffic checks the per-second rates of GET /api/queues:
+// absent until two observations a second apart exist, then the growth of
+// the backend's counters and of the depth since the first observation.
+func TestRatesFollowTraffic(t *testing.T) {
+	t.Parallel()
+	b := setup(t, httpapi.Options{})
+	publish(t, b.backend, "q1", `1`)
+	var ov httpapi.Overview
+	do(t, b.server, "GET", "/api/queues", "", nil).json(t, &ov)
+	require.Nil(t, ov.Queues[0].Rates, "one observation has no rate")
+
+	publish(t, b.backend, "q1", `2`, `3`, `4`)
+	require.Eventually(t, func() bool {
+		do(t, b.server, "GET", "/api/queues", "", nil).json(t, &ov)
+		return ov.Queues[0].Rates != nil
+	}, 10*time.Second, 100*time.Millisecond)
+	r := ov.Queues[0].Rates
+	// 3 messages over a little more than a second.
+	require.Greater(t, r["published"], 0.0)
+	require.LessOrEqual(t, r["published"], 3.0)
+	require.InDelta(t, r["published"], r["pending"], 0.011, "nothing consumed: the depth grew as fast")
+	require.Equal(t, 0.0, r["acked"])
 }
