@@ -16,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/cmd/cli"
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -253,4 +254,85 @@ func TestServeHelp(t *testing.T) {
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stdout, "--http")
 	require.Contains(t, r.stdout, "QUANTUM_FLOW_ADMIN_TOKEN")
+}
+
+// TestServeBackends runs serve against a PostgreSQL database (before and
+// after `quantumflow init`) and an embedded NATS server: ready, listing,
+// and a dead letter retried through the API.
+func TestServeBackends(t *testing.T) {
+	t.Parallel()
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		url := postgresURL(t)
+		env := map[string]string{"QUANTUM_FLOW_DATABASE_URL": url, "QUANTUM_FLOW_ADMIN_TOKEN": "pg-token"}
+
+		// Before init the storage is missing: alive, not ready.
+		s := startServe(t, env, "--http", "127.0.0.1:0", "--poll-interval", "50ms")
+		code, body := s.do(t, "GET", "/readyz", "", "")
+		require.Equal(t, http.StatusServiceUnavailable, code, body)
+		require.Contains(t, body, "quantumflow init")
+		code, _ = s.do(t, "GET", "/healthz", "", "")
+		require.Equal(t, http.StatusOK, code)
+
+		r := (&bundle{env: env}).run(t, "init")
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
+		code, body = s.do(t, "GET", "/readyz", "", "")
+		require.Equal(t, http.StatusOK, code, body)
+
+		b, err := pubsub.Open(ctx, url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		serveRetriesADeadLetter(t, s, b, "pg-token")
+		require.Equal(t, cli.ExitOK, s.stop())
+	})
+	t.Run("nats", func(t *testing.T) {
+		t.Parallel()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		srv, err := embedded.Start(ctx, embedded.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = srv.Close() })
+		env := map[string]string{"QUANTUM_FLOW_DATABASE_URL": srv.ClientURL(), "QUANTUM_FLOW_ADMIN_TOKEN": "nats-token"}
+		r := (&bundle{env: env}).run(t, "init")
+		require.Equal(t, cli.ExitOK, r.code, r.stderr)
+		s := startServe(t, env, "--http", "127.0.0.1:0", "--poll-interval", "50ms")
+		code, body := s.do(t, "GET", "/readyz", "", "")
+		require.Equal(t, http.StatusOK, code, body)
+
+		b, err := pubsub.Open(ctx, srv.ClientURL())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		serveRetriesADeadLetter(t, s, b, "nats-token")
+		require.Equal(t, cli.ExitOK, s.stop())
+	})
+}
+
+func serveRetriesADeadLetter(t *testing.T, s *serving, b *pubsub.Backend, token string) {
+	t.Helper()
+	ctx := context.Background()
+	id := deadLetterVia(t, b, "rollback_triggers_queue", `{"rollback":"r-1"}`)
+	require.Eventually(t, func() bool {
+		_, body := s.do(t, "GET", "/api/dlq", "", "")
+		return strings.Contains(body, id)
+	}, 20*time.Second, 20*time.Millisecond)
+	code, body := s.do(t, "GET", "/api/queues/rollback_triggers_queue", "", "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"dead_letters": 1`)
+
+	code, _ = s.do(t, "POST", "/api/dlq/retry", "", `{"ids":["`+id+`"]}`)
+	require.Equal(t, http.StatusUnauthorized, code)
+	code, body = s.do(t, "POST", "/api/dlq/retry", "Bearer "+token, `{"ids":["`+id+`"]}`)
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"retried": 1`)
+	require.Eventually(t, func() bool {
+		msgs, err := b.ListPending(ctx, "rollback_triggers_queue", 10)
+		return err == nil && len(msgs) == 1 && msgs[0].ID == id
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, m := s.do(t, "GET", "/metrics", "", "")
+		return strings.Contains(m, `quantumflow_backend_up{backend="`+b.Scheme()+`"} 1`) &&
+			strings.Contains(m, `quantumflow_queue_pending_messages{backend="`+b.Scheme()+`",queue="rollback_triggers_queue"} 1`)
+	}, 20*time.Second, 20*time.Millisecond)
 }
