@@ -17,7 +17,7 @@ import (
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
-// chromiumPath finds Debian's Chromium (scripts/ensure-chromium.sh installs
+// chromiumPath finds Debian's Chromium (scripts/ensure-deps.sh installs
 // it). Without it the test skips, except under CI=true, where a missing
 // browser fails the run instead of quietly passing.
 func chromiumPath(t *testing.T) string {
@@ -31,9 +31,9 @@ func chromiumPath(t *testing.T) string {
 		}
 	}
 	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found: run scripts/ensure-chromium.sh (or set QUANTUM_FLOW_CHROMIUM)")
+		t.Fatal("chromium not found: run scripts/ensure-deps.sh (or set QUANTUM_FLOW_CHROMIUM)")
 	}
-	t.Skip("chromium not found: run scripts/ensure-chromium.sh to run the dashboard test")
+	t.Skip("chromium not found: run scripts/ensure-deps.sh to run the dashboard test")
 	return ""
 }
 
