@@ -161,6 +161,7 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		a.dlqCommand(),
 		a.configCommand(),
 		a.demoCommand(),
+		a.benchCommand(),
 		a.versionCommand(),
 		a.serveCommand(),
 	)
