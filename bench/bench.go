@@ -358,7 +358,7 @@ var quickSizes = Sizes{
 	PreloadMax:        Duration(1 * time.Second),
 	ConsumeMax:        Duration(1 * time.Second),
 	Latency:           Duration(300 * time.Millisecond),
-	Drain:             Duration(1500 * time.Millisecond),
+	Drain:             Duration(2500 * time.Millisecond),
 	RoundTripRate:     100,
 	RoundTrip:         Duration(300 * time.Millisecond),
 	BacklogSmall:      500,

@@ -54,13 +54,18 @@ type routers struct {
 	errs   []error
 }
 
-// startRouters starts every router and waits until all of them have
-// subscribed.
+// startRouters starts the routers one after the other, each once the one
+// before has subscribed. Started together, one router's queue declaration
+// (a JetStream stream update) races in nats-server v2.15.2 with another's
+// consumer creation on the same stream (filestore UpdateConfig against
+// ConsumerStore, reported by the race detector).
 func startRouters(ctx context.Context, rs []*router.Router) (*routers, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	g := &routers{cancel: cancel}
-	failed := make(chan error, len(rs))
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
 	for _, rt := range rs {
+		failed := make(chan error, 1)
 		g.wg.Go(func() {
 			if err := rt.Run(runCtx); err != nil {
 				g.mu.Lock()
@@ -69,20 +74,16 @@ func startRouters(ctx context.Context, rs []*router.Router) (*routers, error) {
 				failed <- err
 			}
 		})
-	}
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
-	for _, rt := range rs {
 		select {
 		case <-rt.Running():
 		case err := <-failed:
-			g.stop()
+			_ = g.stop()
 			return nil, err
 		case <-timeout.C:
-			g.stop()
+			_ = g.stop()
 			return nil, errors.New("routers did not start within 60s")
 		case <-ctx.Done():
-			g.stop()
+			_ = g.stop()
 			return nil, ctx.Err()
 		}
 	}

@@ -1,0 +1,139 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/bench"
+)
+
+// testLog forwards the harness's progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestQuickRun runs the whole harness at smoke-test size and checks that
+// the report is complete and sane: every scenario, every subject, a figure
+// or latency distribution for each measurement, ratios beside the backend
+// figures, every target of issues 3 and 4 evaluated, machine info on every
+// result, and the three output files readable. It checks no timing: the
+// figures of a quick run mean nothing.
+func TestQuickRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the quick benchmark run takes about a minute")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := bench.Run(ctx, bench.Config{Quick: true, Progress: testLog{t}, Command: "go run ./cmd/quantumflow bench --quick"})
+	require.NoError(t, err)
+
+	if rep.Machine.PostgreSQL == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("PostgreSQL unavailable under CI=true: the benchmark needs it (see scripts/ensure-deps.sh)")
+		}
+		t.Skip("PostgreSQL unavailable; run scripts/ensure-deps.sh")
+	}
+
+	require.Equal(t, "quick", rep.Mode)
+	m := rep.Machine
+	require.NotEmpty(t, m.CPU)
+	require.Positive(t, m.Cores)
+	require.True(t, strings.HasPrefix(m.GoVersion, "go"))
+	require.NotEmpty(t, m.NATSServer)
+	require.Equal(t, "on", m.PostgreSQLSettings["fsync"])
+	require.Len(t, m.Durability, 4, "durability stated for mem, postgres, nats, nats_sync")
+
+	subjects := map[string]bool{}
+	scenarios := map[string]bool{}
+	for _, r := range rep.Results {
+		subjects[r.Subject] = true
+		scenarios[r.Scenario] = true
+		name := r.Scenario + "/" + r.Subject
+		require.Empty(t, r.Error, "%s %+v failed", name, r.Params)
+		require.NotEmpty(t, r.Machine, name)
+		require.NotEmpty(t, r.Durability, name)
+		require.Positive(t, r.Messages, name)
+		switch r.Scenario {
+		case bench.ScenarioLatency, bench.ScenarioRoundTrip, bench.ScenarioMixed:
+			require.NotNil(t, r.Latency, name)
+			require.LessOrEqual(t, r.Latency.P50Ms, r.Latency.P95Ms, name)
+			require.LessOrEqual(t, r.Latency.P95Ms, r.Latency.P99Ms, name)
+			require.LessOrEqual(t, r.Latency.P99Ms, r.Latency.MaxMs, name)
+		default:
+			require.Positive(t, r.Throughput, name)
+		}
+		// Every backend figure has a ratio, except the small backlog,
+		// which is itself the baseline of the large one.
+		if r.Kind == bench.KindBackend && !(r.Scenario == bench.ScenarioBacklog && r.Pending == rep.Sizes.BacklogSmall) {
+			require.NotEmpty(t, r.Ratios, "%s %+v has no ratio to a baseline", name, r.Params)
+			for _, x := range r.Ratios {
+				require.Positive(t, x.Value, name)
+				require.Positive(t, x.BaselineValue, name)
+			}
+		}
+	}
+	for _, s := range bench.Scenarios() {
+		require.True(t, scenarios[s], "scenario %s missing", s)
+	}
+	for _, s := range bench.Subjects() {
+		require.True(t, subjects[s], "subject %s missing", s)
+	}
+	require.Len(t, rep.Subjects, len(bench.Subjects()))
+
+	issues := map[int]int{}
+	for _, tg := range rep.Targets {
+		issues[tg.Issue]++
+		require.NotNil(t, tg.Met, "target %q not evaluated: %s", tg.Text, tg.Detail)
+		require.NotEmpty(t, tg.Detail)
+		require.Contains(t, []string{"met", "NOT met"}, tg.Status())
+	}
+	require.Equal(t, 7, issues[3], "issue 3 has seven performance targets")
+	require.Equal(t, 9, issues[4], "issue 4: publish 1/call (1 and 64 publishers), batch, consume at two sync policies, and latency")
+
+	dir := t.TempDir()
+	require.NoError(t, rep.WriteFiles(dir))
+	f, err := os.Open(filepath.Join(dir, bench.FileJSON))
+	require.NoError(t, err)
+	back, err := bench.ReadReport(f)
+	require.NoError(t, f.Close())
+	require.NoError(t, err)
+	require.Len(t, back.Results, len(rep.Results))
+	require.Equal(t, rep.Sizes, back.Sizes)
+
+	md, err := os.ReadFile(filepath.Join(dir, bench.FileMarkdown))
+	require.NoError(t, err)
+	for _, want := range []string{"## Targets of issues 3 (PostgreSQL) and 4 (NATS)", "× pgx", "× jetstream", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
+		require.Contains(t, string(md), want)
+	}
+
+	svg, err := os.ReadFile(filepath.Join(dir, bench.FileSVG))
+	require.NoError(t, err)
+	requireWellFormedXML(t, svg)
+	require.Contains(t, string(svg), "<rect")
+	require.Contains(t, string(svg), "postgres")
+}
+
+func requireWellFormedXML(t *testing.T, b []byte) {
+	t.Helper()
+	dec := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := dec.Token()
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		require.NoError(t, err, "SVG is not well-formed XML")
+	}
+}

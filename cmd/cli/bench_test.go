@@ -1,0 +1,62 @@
+package cli_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/bench"
+	"github.com/quantumflow/quantumflow/cmd/cli"
+)
+
+func TestBenchUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, flag, value, want string }{
+		{"UnknownScenario", "--scenario", "teleport", `--scenario "teleport": unknown`},
+		{"UnknownSubject", "--subject", "kafka", `--subject "kafka": unknown`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := noEnv().run(t, "bench", c.flag, c.value)
+			require.Equal(t, cli.ExitUsage, r.code, "stderr: %s", r.stderr)
+			require.Contains(t, r.stderr, c.want)
+			require.Empty(t, r.stdout)
+		})
+	}
+}
+
+// TestBenchWritesOutputs runs a tiny in-process selection (no servers) and
+// checks the files and the JSON report the command writes.
+func TestBenchWritesOutputs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	results := filepath.Join(dir, "RESULTS.md")
+	r := noEnv().run(t, "bench", "--quick", "--scenario", "publish_batch", "--subject", "mem,gochannel",
+		"--out", out, "--results", results, "--json")
+	require.Equal(t, cli.ExitOK, r.code, "stderr: %s", r.stderr)
+	require.Contains(t, r.stderr, "bench: quick run", "progress goes to stderr")
+
+	var rep bench.Report
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep))
+	require.Equal(t, "quick", rep.Mode)
+	require.Len(t, rep.Results, 4, "mem and gochannel at 256 B and 4 KiB")
+	for _, res := range rep.Results {
+		require.Empty(t, res.Error)
+		require.Positive(t, res.Throughput)
+		if res.Subject == "mem" {
+			require.Equal(t, "gochannel", res.Ratios[0].Baseline)
+		}
+	}
+	for _, f := range []string{bench.FileJSON, bench.FileMarkdown, bench.FileSVG} {
+		require.FileExists(t, filepath.Join(out, f))
+	}
+	md, err := os.ReadFile(results)
+	require.NoError(t, err)
+	require.Contains(t, string(md), "go run ./cmd/quantumflow bench")
+	require.Contains(t, string(md), "--results "+results, "the regenerate line repeats the flags")
+	require.Contains(t, string(md), "](out/results.svg)", "the chart is linked relative to the results file")
+}
