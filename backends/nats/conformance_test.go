@@ -2,13 +2,10 @@ package nats_test
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
-	_ "github.com/quantumflow/quantumflow/backends/nats"
 	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
@@ -25,13 +22,4 @@ func TestConformance(t *testing.T) {
 			return b
 		},
 	})
-}
-
-// testLogger logs to the test's output when QF_TEST_LOG is set, else
-// nowhere.
-func testLogger(t *testing.T) *slog.Logger {
-	if os.Getenv("QF_TEST_LOG") == "" {
-		return nil
-	}
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
