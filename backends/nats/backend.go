@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"strings"
@@ -77,7 +78,13 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 	if cfg.nkeySeed != "" {
 		o, err := nats.NkeyOptionFromSeed(cfg.nkeySeed)
 		if err != nil {
-			return nil, fmt.Errorf("%w: parameter nkey: %v", pubsub.ErrInvalidURL, err)
+			// The value may be the seed itself put there by mistake: the
+			// error must not repeat it, as a path error would.
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("%w: parameter nkey: cannot read the seed file: %v", pubsub.ErrInvalidURL, err)
 		}
 		nopts = append(nopts, o)
 	}

@@ -1,3 +1,168 @@
-// Package nats is QuantumFlow's NATS JetStream backend (nats:// and
-// tls:// URLs). Documentation is completed below.
+// Package nats is QuantumFlow's NATS JetStream backend. Import it for its
+// side effect and open it by URL:
+//
+//	import _ "github.com/quantumflow/quantumflow/backends/nats"
+//
+//	backend, err := pubsub.Open(ctx, "nats://127.0.0.1:4222")
+//
+// Package embedded (backends/nats/embedded) runs a NATS server inside the
+// process; `quantumflow demo` uses it, so nothing needs installing.
+//
+// It is built on nats.go's jetstream API and JetStream's pull protocol, not
+// on watermill-nats (whose JetStream subscriber is beta, holds one message
+// per Subscribe and does not carry delays, attempts or dead letters).
+//
+// # URLs
+//
+//	nats://[user:password@ | token@]host:port[?param=value&...]
+//	tls://...   the same, TLS required
+//
+// The parameters, all optional (an unknown one fails Open with an error
+// wrapping pubsub.ErrInvalidURL; passwords and tokens never appear in
+// errors or logs):
+//
+//	creds=FILE            NATS credentials file (user JWT and nkey seed)
+//	nkey=FILE             nkey seed file
+//	tls_ca=FILE           CA certificates that sign the server's certificate
+//	tls_cert=FILE         client certificate, with tls_key=FILE, for mutual TLS
+//	servers=URL,URL       more servers of the same cluster to try (the client
+//	                      also learns the cluster's servers from the first one)
+//	name=NAME             connection name shown by the server (quantumflow)
+//	replicas=N            stream replicas, 1 to 5 (1; use 3 in a cluster)
+//	storage=file|memory   stream storage (file; memory is not durable)
+//	max_msgs=N            limit of messages per queue (-1: none); a full queue
+//	max_bytes=N           or one over max_bytes refuses publishes (Publish
+//	max_age=DURATION      fails) instead of dropping old messages; max_age
+//	                      does drop messages older than it (0: never)
+//	ack_wait=DURATION     the lease of a delivered message (30s), see below
+//	max_ack_pending=N     cap on messages delivered and not acked, retry
+//	                      waits included (-1: none)
+//	prefetch=N            messages a subscription pulls at once (1), see below
+//	dedup_window=DURATION how long a message id is remembered to drop a
+//	                      republished duplicate (2m)
+//	publish_timeout=DURATION  how long Publish keeps retrying (30s)
+//	prefix=NAME           prefix of stream and subject names (QF), to share a
+//	                      NATS account between applications or tests
+//
+// Stream and consumer settings apply when this backend creates them (on
+// the first publish, subscribe or DeclareQueue of a queue); DeclareQueue
+// also updates the queue's declaration and the consumer's ack_wait and
+// max_ack_pending. Change anything else with the nats CLI (`nats stream
+// edit QF_<queue>`).
+//
+// # Layout
+//
+// Each queue is a stream QF_<queue> with the single subject QF.q.<queue>
+// (a '.' in a queue name becomes '=' in stream names and subjects), with
+// WorkQueue retention: a message leaves the stream when it is acked, so
+// the stream holds exactly the queue's unfinished messages. One stream per
+// queue, rather than one stream with a subject per queue, gives each queue
+// its own limits, its own Raft group in a cluster (queues do not queue
+// behind each other's replication), its own counts straight from stream
+// and consumer info, and a queue that can be inspected, purged or deleted
+// on its own.
+//
+// Every queue stream has one durable pull consumer, "workers", shared by
+// all subscriptions of all processes: each message goes to one of them.
+// Dead letters live in the stream QF-DLQ (subjects QF.dlq.<queue>, limits
+// retention: kept until retried or purged). QF-STATE keeps, per message
+// that failed, what JetStream does not: its first and last failure time,
+// last error and retry time. Messages that never fail never touch it.
+//
+// # Delivery semantics
+//
+// Publish returns nil only once JetStream has acknowledged every message
+// (stored it, on a quorum of replicas). Messages carry their Watermill id
+// as Nats-Msg-Id, so a Publish retried after a timeout or reconnect (it
+// retries transient failures itself, within publish_timeout) never stores a
+// message twice within dedup_window. Publishing several messages in one
+// call sends them all before waiting for the acks. Metadata travels as one
+// JSON header.
+//
+// A subscription pulls one message, hands it out, and waits for its Ack or
+// Nack before it pulls the next (prefetch=N pulls up to N at once: faster,
+// but the buffered messages count as in flight, wait behind the message
+// being handled, and their lease runs meanwhile: keep N × handler time
+// below ack_wait). Delivery is at least once: a message comes back if its
+// consumer dies, after ack_wait. While a handler runs, the subscription
+// extends the lease every ack_wait/3, so a slow handler does not lose its
+// message to another worker; only a consumer that stopped working does.
+// Delivery.Attempt is JetStream's delivery count, less the deliveries that
+// never reached a handler (pulled by a subscription that closed first).
+//
+// Ack removes the message (an asynchronous ack; Close flushes them). Nack
+// with Outcome().Retry is a NAK with that delay, plain Nack a NAK without:
+// the message is redelivered with its attempt count, and the other
+// messages of the queue are not held up. A delivery marked dead-lettered
+// is copied to QF-DLQ with its payload, metadata, error, attempts,
+// handler, service, failure times and queue, and only once JetStream has
+// stored the copy is the message terminated in its queue: a crash between
+// the two leaves it in both places, never in neither, and the repeated copy
+// is dropped by its Nats-Msg-Id. Retrying a dead letter publishes it to its
+// queue as a new message (attempts reset, same id) and then deletes it from
+// QF-DLQ.
+//
+// Closing the subscriber or the backend puts back at once (NAK) every
+// message handed out and not settled; a settle that happened first wins.
+//
+// # Capabilities
+//
+// durable (with storage=file), delayed_redelivery, dead_letters and
+// cross_process. Not priority_order: JetStream delivers a stream in
+// arrival order and has no per-message priority. The quantumflow_priority
+// metadata is kept and shown in listings but does not reorder delivery.
+// High-priority queues (rollback_triggers_queue) are honoured by
+// construction instead: each queue is its own stream, consumer and set of
+// workers (the router runs every queue's workers separately), so no
+// backlog on another queue delays them.
+//
+// # Durability
+//
+// With storage=file an acknowledged message is in the server's files, in
+// the operating system's page cache: it survives a crash or SIGKILL of the
+// server process. JetStream fsyncs every two minutes by default, so a
+// crash of the machine itself (power loss, kernel panic) can lose up to two
+// minutes of acknowledged messages on a single server. Running the server
+// with sync_interval: always (embedded.Options.SyncAlways) fsyncs every
+// write instead, at roughly a tenth of the publish throughput on the
+// development machine; with replicas=3 on three machines, an acknowledged
+// message is on two of them and a single machine failure loses nothing
+// either way. storage=memory loses everything with the server.
+//
+// # Stats and listings
+//
+// Stats come from stream and consumer info. Pending: messages never
+// delivered (the consumer's NumPending) plus nacked ones deliverable again
+// and not yet taken. Scheduled: nacked messages waiting for their retry
+// time. InFlight: the consumer's ack-pending messages that are neither:
+// held by workers, buffered for them with prefetch > 1, or delivered to a
+// consumer that died, until ack_wait runs out. DeadLetters: QF-DLQ's
+// messages of the queue. OldestPendingAge: the oldest message among the
+// pending ones. Counters: stream_messages, stream_bytes, published (the
+// stream's last sequence), ack_pending, delivered (deliveries, retries
+// included), redelivered (messages delivered more than once and not yet
+// acked), ack_floor, waiting_pulls.
+//
+// ListPending reads messages from the stream without consuming them, in
+// the order JetStream will deliver them: nacked messages due again, then
+// messages never delivered, then messages waiting for a delayed retry
+// (with AvailableAt). Messages held by workers are not listed.
+// ListDeadLetters reads QF-DLQ with an ordered consumer, newest first.
+//
+// # Running against a NATS cluster
+//
+// One NATS server holds a few tens of thousands of messages per second and
+// is a single point of failure. Beyond one machine (the seed's "Large
+// Scale", 20+ Singularity instances), run a three-node JetStream cluster
+// and open every service with replicas=3 and the cluster's servers:
+//
+//	nats://nats-1:4222?servers=nats://nats-2:4222,nats://nats-3:4222&replicas=3&creds=/etc/quantumflow/app.creds
+//
+// Every instance of a service subscribes to the same durable consumers, so
+// adding instances adds workers to the same queues; each queue's stream
+// and consumer are led by one node and replicated to two, different queues
+// spread their leaders over the nodes. When a node dies, its leaderships
+// move to the others within seconds; publishers retry (deduplicated) and
+// consumers re-pull on their own. See README.md in this directory for a
+// cluster configuration and operating notes.
 package nats

@@ -186,9 +186,14 @@ func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg, opts []jets
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		// Limits reached, wrong stream, and other refusals do not go away
-		// by retrying; a leader change does.
-		return apiErr.Code == 503 || apiErr.Code == 408
+		// Limits reached (503 as well, error code 10077), wrong stream and
+		// other refusals do not go away by retrying; an unavailable
+		// cluster, a missing leader or an offline stream do.
+		switch apiErr.ErrorCode {
+		case 10008, 10009, 10118: // cluster not available, not leader, stream offline
+			return true
+		}
+		return apiErr.Code == 408
 	}
 	return errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, context.DeadlineExceeded) ||
