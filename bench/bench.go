@@ -130,6 +130,10 @@ type Result struct {
 	Subject    string `json:"subject"`
 	Kind       string `json:"kind"`
 	Durability string `json:"durability"`
+	// Case names the case of the scenario the result is listed under
+	// (e.g. "256B, 8 publishers"); CaseOrder orders the cases.
+	Case      string `json:"case"`
+	CaseOrder int    `json:"case_order"`
 	Params
 	// Messages is how many messages the figure is based on.
 	Messages int64   `json:"messages"`
@@ -377,6 +381,11 @@ type job struct {
 	// baselines are the measurements this one is compared with, primary
 	// first.
 	baselines []*job
+	// caseLabel and caseOrder name the case of the scenario the job was
+	// first planned for (a baseline serving several cases is listed with
+	// the first), for grouping in tables and the chart.
+	caseLabel string
+	caseOrder int
 }
 
 func (j *job) key() string { return j.scenario + "|" + j.def.Name + "|" + j.params.key() }
@@ -408,6 +417,13 @@ func (j *job) String() string {
 	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
 }
 
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}
+
 func fmtBytes(n int) string {
 	if n >= 1024 && n%1024 == 0 {
 		return fmt.Sprintf("%dKiB", n/1024)
@@ -423,6 +439,11 @@ func plan(sz Sizes, cfg Config) []*job {
 	wantSubject := func(s string) bool { return len(cfg.Subjects) == 0 || slices.Contains(cfg.Subjects, s) }
 	var jobs []*job
 	index := map[string]*job{}
+	curCase, caseN := "", 0
+	newCase := func(format string, args ...any) {
+		caseN++
+		curCase = fmt.Sprintf(format, args...)
+	}
 	add := func(scenario, subject string, p Params) *job {
 		if !wantScenario(scenario) || !wantSubject(subject) {
 			return nil
@@ -431,7 +452,7 @@ func plan(sz Sizes, cfg Config) []*job {
 		if def.maxWorkers > 0 && p.Workers > def.maxWorkers {
 			p.Workers = def.maxWorkers
 		}
-		j := &job{scenario: scenario, def: def, params: p}
+		j := &job{scenario: scenario, def: def, params: p, caseLabel: curCase, caseOrder: caseN}
 		if have, ok := index[j.key()]; ok {
 			return have
 		}
@@ -454,6 +475,7 @@ func plan(sz Sizes, cfg Config) []*job {
 
 	// publish: one message per call.
 	for _, c := range []struct{ size, pubs int }{{small, 1}, {small, 8}, {small, 64}, {large, 8}} {
+		newCase("%s, %s", fmtBytes(c.size), plural(c.pubs, "publisher"))
 		p := Params{PayloadBytes: c.size, Publishers: c.pubs, Batch: 1}
 		// The raw floor for single-row inserts is the commit rate of up
 		// to 8 connections (the issue's reference).
@@ -469,6 +491,7 @@ func plan(sz Sizes, cfg Config) []*job {
 	}
 	// publish_batch: 100 messages per call, 4 publishers.
 	for _, size := range []int{small, large} {
+		newCase("%s", fmtBytes(size))
 		p := Params{PayloadBytes: size, Publishers: 4, Batch: 100}
 		gc, pg, wm := add(ScenarioPublishBatch, SubjectGoChannel, p), add(ScenarioPublishBatch, SubjectPgx, p), add(ScenarioPublishBatch, SubjectWatermillSQL, p)
 		js, jss := add(ScenarioPublishBatch, SubjectJetStream, p), add(ScenarioPublishBatch, SubjectJetStreamSync, p)
@@ -480,6 +503,7 @@ func plan(sz Sizes, cfg Config) []*job {
 	}
 	// consume from a preloaded backlog.
 	for _, c := range []struct{ size, workers int }{{small, 1}, {small, 4}, {small, 16}, {large, 4}} {
+		newCase("%s, %s", fmtBytes(c.size), plural(c.workers, "worker"))
 		p := Params{PayloadBytes: c.size, Workers: c.workers, Pending: sz.Preload}
 		// The raw floors run 1 and 4 consumers (the issue's reference).
 		praw := p
@@ -494,6 +518,7 @@ func plan(sz Sizes, cfg Config) []*job {
 	}
 	// latency at fixed rates.
 	for _, rate := range []float64{200, 2000} {
+		newCase("%g msg/s", rate)
 		p := Params{PayloadBytes: small, Workers: 4, Rate: rate}
 		gc, wm := add(ScenarioLatency, SubjectGoChannel, p), add(ScenarioLatency, SubjectWatermillSQL, p)
 		js, jss := add(ScenarioLatency, SubjectJetStream, p), add(ScenarioLatency, SubjectJetStreamSync, p)
@@ -504,6 +529,7 @@ func plan(sz Sizes, cfg Config) []*job {
 	}
 	// topology round trip.
 	{
+		newCase("%g proposals/s", sz.RoundTripRate)
 		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate}
 		gc, wm := add(ScenarioRoundTrip, SubjectGoChannel, p), add(ScenarioRoundTrip, SubjectWatermillSQL, p)
 		js, jss := add(ScenarioRoundTrip, SubjectJetStream, p), add(ScenarioRoundTrip, SubjectJetStreamSync, p)
@@ -513,6 +539,7 @@ func plan(sz Sizes, cfg Config) []*job {
 		link(add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
 	}
 	// backlog growth: each backend against itself with the small backlog.
+	newCase("%s, 4 workers", fmtBytes(small))
 	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
 		ps := Params{PayloadBytes: small, Workers: 4, Pending: sz.BacklogSmall}
 		pl := ps
@@ -522,6 +549,7 @@ func plan(sz Sizes, cfg Config) []*job {
 	}
 	// mixed topology.
 	for _, prof := range []string{"small", "medium", "large"} {
+		newCase("%s profile, %d instances", prof, sz.MixedInstances[prof])
 		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
 			add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
 		}
@@ -603,7 +631,8 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 		if ctx.Err() != nil {
 			return
 		}
-		res := &Result{Scenario: j.scenario, Subject: def.Name, Kind: def.Kind, Durability: def.Durability, Params: j.params, Machine: r.machine}
+		res := &Result{Scenario: j.scenario, Subject: def.Name, Kind: def.Kind, Durability: def.Durability, Params: j.params,
+			Case: j.caseLabel, CaseOrder: j.caseOrder, Machine: r.machine}
 		if !routed && (inst == nil && openErr == nil || perJob && n > 0) {
 			openInst()
 		}
@@ -702,10 +731,10 @@ func computeRatios(jobs []*job, results map[string]*Result) {
 func diffParams(p, b Params) string {
 	var out []string
 	if p.Publishers != b.Publishers {
-		out = append(out, fmt.Sprintf("%d publishers", b.Publishers))
+		out = append(out, plural(b.Publishers, "publisher"))
 	}
 	if p.Workers != b.Workers {
-		out = append(out, fmt.Sprintf("%d workers", b.Workers))
+		out = append(out, plural(b.Workers, "worker"))
 	}
 	if p.Pending != b.Pending {
 		out = append(out, fmt.Sprintf("%d pending", b.Pending))

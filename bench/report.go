@@ -148,6 +148,8 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 		fmt.Fprintf(b, "\n")
 	}
 
+	rep.writeSideBySide(b)
+
 	fmt.Fprintf(b, "## Subjects\n\n| subject | kind | what | durability |\n|---|---|---|---|\n")
 	for _, s := range rep.Subjects {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", s.Name, s.Kind, mdEscape(s.Description), mdEscape(s.Durability))
@@ -184,25 +186,13 @@ func (rep *Report) resultsOf(scenario string) []*Result {
 	for i, d := range subjectDefs {
 		order[d.Name] = i
 	}
-	profiles := map[string]int{"small": 0, "medium": 1, "large": 2}
 	slices.SortStableFunc(out, func(a, b *Result) int {
 		return cmp.Or(
-			cmp.Compare(a.PayloadBytes, b.PayloadBytes),
-			cmp.Compare(a.Publishers, b.Publishers),
-			cmp.Compare(a.Workers, b.Workers),
-			cmp.Compare(a.Params.Rate, b.Params.Rate),
-			cmp.Compare(profiles[a.Profile], profiles[b.Profile]),
+			cmp.Compare(a.CaseOrder, b.CaseOrder),
 			cmp.Compare(order[a.Subject], order[b.Subject]),
 			cmp.Compare(a.Params.Pending, b.Params.Pending),
 		)
 	})
-	if scenario == ScenarioMixed || scenario == ScenarioBacklog {
-		// Mixed rate is the offered load, set per result; group by
-		// profile and subject instead.
-		slices.SortStableFunc(out, func(a, b *Result) int {
-			return cmp.Or(cmp.Compare(profiles[a.Profile], profiles[b.Profile]), cmp.Compare(order[a.Subject], order[b.Subject]), cmp.Compare(a.Params.Pending, b.Params.Pending))
-		})
-	}
 	return out
 }
 
@@ -330,9 +320,9 @@ func ratios(r *Result) string {
 	}
 	var out []string
 	for _, x := range r.Ratios {
-		s := fmt.Sprintf("%.2f× %s", x.Value, x.Baseline)
+		s := fmtRatio(x.Value) + " " + x.Baseline
 		if x.Metric == "p50" || x.Metric == "p99" {
-			s = fmt.Sprintf("%s %.2f× %s", x.Metric, x.Value, x.Baseline)
+			s = x.Metric + " " + s
 		}
 		if x.BaselineParams != "" {
 			s += " (" + x.BaselineParams + ")"
@@ -345,7 +335,120 @@ func ratios(r *Result) string {
 	return strings.Join(out, "; ")
 }
 
+// fmtRatio prints a ratio with two significant digits at least, so that
+// 0.003× does not read as 0.00×.
+func fmtRatio(v float64) string {
+	switch {
+	case v >= 0.1:
+		return fmt.Sprintf("%.2f×", v)
+	case v >= 0.01:
+		return fmt.Sprintf("%.3f×", v)
+	default:
+		return fmt.Sprintf("%.4f×", v)
+	}
+}
+
+// compactRatios is the chart's shorter form: "0.21× pgx, 1.28× watermill_sql"
+// or "gochannel: p50 0.94×, p99 0.19×".
+func compactRatios(r *Result) string {
+	var out []string
+	for i := 0; i < len(r.Ratios); {
+		x := r.Ratios[i]
+		if x.Metric == "throughput" {
+			out = append(out, fmtRatio(x.Value)+" "+x.Baseline)
+			i++
+			continue
+		}
+		var parts []string
+		k := i
+		for ; k < len(r.Ratios) && r.Ratios[k].Baseline == x.Baseline && r.Ratios[k].Metric != "throughput"; k++ {
+			parts = append(parts, r.Ratios[k].Metric+" "+fmtRatio(r.Ratios[k].Value))
+		}
+		out = append(out, x.Baseline+": "+strings.Join(parts, ", "))
+		i = k
+	}
+	return strings.Join(out, "; ")
+}
+
 func mdEscape(s string) string {
 	s = strings.ReplaceAll(s, "|", "\\|")
 	return strings.ReplaceAll(s, "\n", " ")
+}
+
+// writeSideBySide writes the backends' key figures in one table, postgres
+// next to nats_sync: those two are at equal durability (a commit or a
+// write is fsynced before it is acknowledged).
+func (rep *Report) writeSideBySide(b *strings.Builder) {
+	cols := []string{SubjectPostgres, SubjectNATSSync, SubjectNATS, SubjectMem}
+	find := func(sc, subject string, match func(*Result) bool) *Result {
+		for _, r := range rep.Results {
+			if r != nil && r.Scenario == sc && r.Subject == subject && match(r) {
+				return r
+			}
+		}
+		return nil
+	}
+	type row struct {
+		label string
+		sc    string
+		match func(*Result) bool
+		cell  func(*Result) string
+	}
+	thr := func(r *Result) string { return fmtRate(r.Throughput) + " msg/s" }
+	lat := func(r *Result) string {
+		if r.Latency == nil {
+			return ""
+		}
+		s := fmtMs(r.Latency.P50Ms) + " / " + fmtMs(r.Latency.P99Ms) + " ms"
+		if r.Missing > 0 {
+			s += fmt.Sprintf(" (%d missing)", r.Missing)
+		}
+		return s
+	}
+	rows := []row{
+		{"publish 1/call, 1 publisher", ScenarioPublish, func(r *Result) bool { return r.PayloadBytes == 256 && r.Publishers == 1 }, thr},
+		{"publish 1/call, 64 publishers", ScenarioPublish, func(r *Result) bool { return r.PayloadBytes == 256 && r.Publishers == 64 }, thr},
+		{"publish 100/call, 4 publishers", ScenarioPublishBatch, func(r *Result) bool { return r.PayloadBytes == 256 }, thr},
+		{"publish 100/call, 4 KiB", ScenarioPublishBatch, func(r *Result) bool { return r.PayloadBytes == 4096 }, thr},
+		{"consume, 4 workers", ScenarioConsume, func(r *Result) bool { return r.PayloadBytes == 256 && r.Workers == 4 }, thr},
+		{"consume, 16 workers", ScenarioConsume, func(r *Result) bool { return r.PayloadBytes == 256 && r.Workers == 16 }, thr},
+		{"latency p50 / p99 at 200 msg/s", ScenarioLatency, func(r *Result) bool { return r.Params.Rate == 200 }, lat},
+		{"latency p50 / p99 at 2000 msg/s", ScenarioLatency, func(r *Result) bool { return r.Params.Rate == 2000 }, lat},
+		{"round trip p50 / p99", ScenarioRoundTrip, func(*Result) bool { return true }, lat},
+		{"mixed, large profile: round trip p50 / p99", ScenarioMixed, func(r *Result) bool { return r.Profile == "large" }, lat},
+	}
+	var lines []string
+	for _, rw := range rows {
+		cells := []string{rw.label}
+		have := false
+		for _, c := range cols {
+			r := find(rw.sc, c, rw.match)
+			switch {
+			case r == nil:
+				cells = append(cells, "")
+			case r.Error != "":
+				cells = append(cells, "error")
+				have = true
+			default:
+				cells = append(cells, rw.cell(r))
+				have = true
+			}
+		}
+		if have {
+			lines = append(lines, "| "+strings.Join(cells, " | ")+" |")
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Backends side by side\n\n")
+	fmt.Fprintf(b, "256 B payloads unless stated. postgres and nats_sync are at equal durability (every acknowledged publish is fsynced); nats is JetStream's default (fsync every two minutes); mem keeps nothing.\n\n")
+	fmt.Fprintf(b, "| figure | %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat("---|", len(cols)+1))
+	durs := []string{"durability"}
+	for _, c := range cols {
+		durs = append(durs, map[string]string{
+			SubjectPostgres: "fsync per commit", SubjectNATSSync: "fsync per write", SubjectNATS: "fsync every 2 min", SubjectMem: "none",
+		}[c])
+	}
+	fmt.Fprintf(b, "| %s |\n%s\n\n", strings.Join(durs, " | "), strings.Join(lines, "\n"))
 }

@@ -352,9 +352,11 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 	res.Duplicates = dups
 	res.Seconds = window.Seconds()
 	res.Throughput = float64(received) / window.Seconds()
-	if offered > 0 {
-		res.Ratios = []Ratio{{Baseline: "offered load", Metric: "throughput", BaselineValue: offered, Value: res.Throughput / offered}}
+	sent := 0
+	for _, n := range counts {
+		sent += n
 	}
+	res.Ratios = []Ratio{{Baseline: "offered load", Metric: "delivered", BaselineValue: offered, Value: float64(received) / float64(sent)}}
 	if missing > 0 {
 		res.Note = fmt.Sprintf("%d messages not received within %s after the last send", missing, r.sizes.Drain.D())
 	}

@@ -166,7 +166,7 @@ func drawPanel(b *strings.Builder, p svgPanel, y int) int {
 			_ = end
 			fmt.Fprintf(b, `<text x="%d" y="%d">%s</text>`+"\n", svgTextX, yy+12, html.EscapeString(bar.text))
 			if bar.ratio != "" {
-				fmt.Fprintf(b, `<text x="%d" y="%d" fill="#444">%s</text>`+"\n", svgRatioX, yy+12, html.EscapeString(truncate(bar.ratio, 48)))
+				fmt.Fprintf(b, `<text x="%d" y="%d" fill="#444">%s</text>`+"\n", svgRatioX, yy+12, html.EscapeString(truncate(bar.ratio, 56)))
 			}
 			yy += svgRowH
 		}
@@ -197,7 +197,8 @@ func axisLabel(v float64, unit string) string {
 // svgPanels turns the results into chart panels.
 func (rep *Report) svgPanels() []svgPanel {
 	var panels []svgPanel
-	throughput := func(sc, title string, label func(*Result) string) {
+	label := func(r *Result) string { return r.Case }
+	throughput := func(sc, title string) {
 		rows := rep.resultsOf(sc)
 		if len(rows) == 0 {
 			return
@@ -216,13 +217,13 @@ func (rep *Report) svgPanels() []svgPanel {
 			if r.Error != "" {
 				bar.failed = "error: " + r.Error
 			} else if r.Kind == KindBackend || r.Subject == SubjectWatermillSQL {
-				bar.ratio = ratios(r)
+				bar.ratio = compactRatios(r)
 			}
 			g.bars = append(g.bars, bar)
 		}
 		panels = append(panels, p)
 	}
-	latency := func(sc, title string, label func(*Result) string) {
+	latency := func(sc, title string) {
 		rows := rep.resultsOf(sc)
 		if len(rows) == 0 {
 			return
@@ -245,29 +246,19 @@ func (rep *Report) svgPanels() []svgPanel {
 					bar.text += fmt.Sprintf(" (%d missing)", r.Missing)
 				}
 				if r.Kind == KindBackend {
-					bar.ratio = ratios(r)
+					bar.ratio = compactRatios(r)
 				}
 			}
 			g.bars = append(g.bars, bar)
 		}
 		panels = append(panels, p)
 	}
-	throughput(ScenarioPublish, "Publish, 1 message per call", func(r *Result) string {
-		return fmt.Sprintf("%s, %d publishers", fmtBytes(r.PayloadBytes), r.Publishers)
-	})
-	throughput(ScenarioPublishBatch, "Publish, 100 messages per call (4 publishers)", func(r *Result) string { return fmtBytes(r.PayloadBytes) })
-	throughput(ScenarioConsume, "Consume a preloaded backlog (no-op handler, ack)", func(r *Result) string {
-		return fmt.Sprintf("%s, %d workers", fmtBytes(r.PayloadBytes), r.Workers)
-	})
-	throughput(ScenarioBacklog, "Consume rate vs backlog size (4 workers)", func(*Result) string { return "256B" })
-	latency(ScenarioLatency, "End-to-end latency at fixed rates (from intended send time)", func(r *Result) string {
-		return fmt.Sprintf("%g msg/s", r.Params.Rate)
-	})
-	latency(ScenarioRoundTrip, "Topology round trip: proposal → CentralCloud → consensus result", func(r *Result) string {
-		return fmt.Sprintf("%g proposals/s", r.Params.Rate)
-	})
-	latency(ScenarioMixed, "Mixed topology: proposal → consensus result round trip under the profile's load", func(r *Result) string {
-		return fmt.Sprintf("%s profile, %d instances", r.Profile, r.Instances)
-	})
+	throughput(ScenarioPublish, "Publish, 1 message per call")
+	throughput(ScenarioPublishBatch, "Publish, 100 messages per call (4 publishers)")
+	throughput(ScenarioConsume, "Consume a preloaded backlog (no-op handler, ack)")
+	throughput(ScenarioBacklog, "Consume rate vs backlog size")
+	latency(ScenarioLatency, "End-to-end latency at fixed rates (from intended send time)")
+	latency(ScenarioRoundTrip, "Topology round trip: proposal → CentralCloud → consensus result")
+	latency(ScenarioMixed, "Mixed topology: proposal → consensus result round trip under the profile's load")
 	return panels
 }
