@@ -37,8 +37,9 @@ type claimed struct {
 	firstFail  *time.Time
 	owner      string    // locked_by of the claim
 	claimedAt  time.Time // local clock, for prefetchHold
-	leaseUntil time.Time // local estimate, guarded by leases.mu
-	lost       atomic.Bool
+	batch      *leaseBatch
+	done       atomic.Bool // settled or released: no longer leased here
+	lost       atomic.Bool // the lease was found taken over
 }
 
 // subscriber hands out messages. Each queue with subscriptions has one
@@ -182,18 +183,37 @@ type queueConsumer struct {
 	subs    int
 	due     time.Time // when a scheduled message becomes ready, if known
 
-	// Delivery rate (messages/s), to size prefetching.
-	delivered     int64
-	rate          float64
-	rateAt        time.Time
-	rateDelivered int64
+	// How many messages to hold ready for the subscriptions: doubled when
+	// they emptied the previous claim quickly and had to wait, halved when
+	// claimed messages waited too long. Independent of how long a claim
+	// takes, so a slow database does not shrink the batches.
+	target    int
+	emptiedAt time.Time // when a subscription last found nothing buffered
+	handedAt  time.Time // when the last claim's messages were handed out
+	nextDueAt time.Time // when nextDue may be asked again
+
+	// Claims in flight and finished.
+	claims     sync.WaitGroup
+	doneC      chan struct{}
+	inflight   int // claims running
+	unlocked   int // claims running that do not hold their rows yet
+	incoming   int // messages they asked for
+	nextTicket uint64
+	nextResult uint64
+	results    map[uint64]claimResult
+	idle       bool          // the last claim found the queue empty
+	wakes      atomic.Uint64 // wake-ups so far: one during a claim outdates its emptiness
+	retryAt    time.Time     // after a failed claim, not before
+	backoff    time.Duration // before the next retry of a failed claim
 }
 
 func newQueueConsumer(s *subscriber, queue string) *queueConsumer {
-	return &queueConsumer{s: s, d: s.d, queue: queue, wakeC: make(chan struct{}, 1), rateAt: time.Now()}
+	return &queueConsumer{s: s, d: s.d, queue: queue, wakeC: make(chan struct{}, 1), target: 1,
+		doneC: make(chan struct{}, 1), results: map[uint64]claimResult{}, backoff: 100 * time.Millisecond}
 }
 
 func (qc *queueConsumer) wake() {
+	qc.wakes.Add(1)
 	select {
 	case qc.wakeC <- struct{}{}:
 	default:
@@ -209,11 +229,20 @@ func (qc *queueConsumer) next(ctx context.Context) (*claimed, bool) {
 		if c.lost.Load() {
 			continue
 		}
-		qc.delivered++
+		// Running low: have the fetcher claim more before subscriptions
+		// have to wait for it.
+		low := qc.target > 1 && len(qc.buf) < qc.target
 		qc.mu.Unlock()
+		if low {
+			// Not a wake-up: nothing new may be in the queue.
+			qc.signalDone()
+		}
 		return c, true
 	}
 	w := make(chan *claimed, 1)
+	if len(qc.waiters) == 0 {
+		qc.emptiedAt = time.Now()
+	}
 	qc.waiters = append(qc.waiters, w)
 	qc.mu.Unlock()
 	qc.wake()
@@ -228,7 +257,6 @@ func (qc *queueConsumer) next(ctx context.Context) (*claimed, bool) {
 	select {
 	case c := <-w:
 		// Handed over while we were leaving: back to the front.
-		qc.delivered--
 		qc.buf = append([]*claimed{c}, qc.buf...)
 	default:
 	}
@@ -326,64 +354,132 @@ func (qc *queueConsumer) deliver(ctx context.Context, c *claimed, out chan<- *me
 	return false
 }
 
+// maxClaimsInFlight is how many claims of one queue a backend runs at
+// once. A claim's time is mostly its commit's flush to disk; a second claim
+// in flight keeps fast subscriptions fed meanwhile.
+const maxClaimsInFlight = 2
+
+// claimResult is a finished claim.
+type claimResult struct {
+	wakes uint64 // qc.wakes when the claim started
+	need  int
+	got   []*claimed
+	err   error
+}
+
 // run is the fetcher: it claims messages when subscriptions wait (and
-// ahead of them while they consume fast), and releases claimed messages
-// nobody took in time.
+// ahead of them while they consume fast), hands them out in claim order,
+// and releases claimed messages nobody took in time.
 func (qc *queueConsumer) run() {
-	d := qc.d
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	backoff := 100 * time.Millisecond
 	for {
 		select {
 		case <-qc.s.stopFetch:
+			qc.claims.Wait()
+			qc.takeResults()
 			qc.releaseBuffered()
 			return
 		default:
 		}
-		stale, need := qc.plan()
-		for _, c := range stale {
-			d.leases.remove(c)
-			d.settler.requeue(c, 0, false, false, "")
+		qc.takeResults()
+		wakes := qc.wakes.Load()
+		stale, need, ticket := qc.plan()
+		if len(stale) > 0 {
+			qc.release(stale)
 		}
-		select {
-		case <-qc.s.closing:
-			need = 0
-		default:
-		}
-		var wait time.Duration
 		if need > 0 {
-			got, err := qc.claim(need)
-			if err != nil {
-				if d.ctx.Err() == nil {
-					d.log.Warn("quantumflow: postgres: claim failed; retrying", "queue", qc.queue, "error", d.wrapErr(qc.queue, err), "retry_in", backoff)
+			qc.claims.Add(1)
+			go func() {
+				defer qc.claims.Done()
+				var once sync.Once
+				locked := func() {
+					once.Do(func() {
+						qc.mu.Lock()
+						qc.unlocked--
+						qc.mu.Unlock()
+						qc.signalDone()
+					})
 				}
-				wait = backoff
-				backoff = min(2*backoff, 5*time.Second)
-			} else {
-				backoff = 100 * time.Millisecond
-				qc.handOut(got)
-				if len(got) == need {
-					continue // more may be ready
-				}
-				// The queue has nothing more ready: sleep until woken (a
-				// notification, a subscription asking, a poll, the next
-				// scheduled message).
-				if due, ok := qc.nextDue(); ok {
-					qc.setDue(due)
-				}
-				wait = qc.waitTime()
-			}
-		} else {
-			wait = qc.waitTime()
+				got, err := qc.claim(need, locked)
+				locked()
+				qc.mu.Lock()
+				qc.results[ticket] = claimResult{wakes: wakes, need: need, got: got, err: err}
+				qc.mu.Unlock()
+				qc.signalDone()
+			}()
+			continue
 		}
-		timer.Reset(wait)
+		timer.Reset(qc.waitTime())
 		select {
 		case <-qc.s.stopFetch:
+		case <-qc.doneC:
 		case <-qc.wakeC:
+			qc.setIdle(false)
 		case <-timer.C:
+			qc.setIdle(false)
 		}
 	}
+}
+
+// takeResults hands out the messages of finished claims, in the order the
+// claims were started, so that a later claim finishing first cannot
+// overtake an earlier one.
+func (qc *queueConsumer) takeResults() {
+	for {
+		qc.mu.Lock()
+		r, ok := qc.results[qc.nextResult]
+		if ok {
+			delete(qc.results, qc.nextResult)
+			qc.nextResult++
+			qc.inflight--
+			qc.incoming -= r.need
+		}
+		qc.mu.Unlock()
+		if !ok {
+			return
+		}
+		d := qc.d
+		if r.err != nil {
+			qc.mu.Lock()
+			qc.retryAt = time.Now().Add(qc.backoff)
+			backoff := qc.backoff
+			qc.backoff = min(2*qc.backoff, 5*time.Second)
+			qc.mu.Unlock()
+			if d.ctx.Err() == nil {
+				d.log.Warn("quantumflow: postgres: claim failed; retrying", "queue", qc.queue, "error", d.wrapErr(qc.queue, r.err), "retry_in", backoff)
+			}
+			continue
+		}
+		full := len(r.got) == r.need
+		qc.mu.Lock()
+		qc.backoff = 100 * time.Millisecond
+		qc.mu.Unlock()
+		qc.handOut(r.got, full)
+		if !full && qc.wakes.Load() == r.wakes {
+			// The queue has nothing more ready: claim again when woken (a
+			// notification, a subscription asking, a poll, the next
+			// scheduled message). A wake-up during the claim may be about
+			// a message it could not see: then claim again at once.
+			qc.setIdle(true)
+			if due, ok := qc.nextDue(); ok {
+				qc.setDue(due)
+			}
+		}
+	}
+}
+
+func (qc *queueConsumer) signalDone() {
+	select {
+	case qc.doneC <- struct{}{}:
+	default:
+	}
+}
+
+func (qc *queueConsumer) setIdle(idle bool) {
+	qc.mu.Lock()
+	defer qc.mu.Unlock()
+	qc.idle = idle
 }
 
 func (qc *queueConsumer) setDue(t time.Time) {
@@ -394,40 +490,63 @@ func (qc *queueConsumer) setDue(t time.Time) {
 	}
 }
 
-// plan looks at the subscriptions and the buffer: which buffered messages
-// waited too long, and how many messages to claim now.
-func (qc *queueConsumer) plan() (stale []*claimed, need int) {
+// plan looks at the subscriptions, the buffer and the claims in flight:
+// which buffered messages waited too long, and whether to start a claim
+// (of need messages, with the ticket that orders its hand-out).
+func (qc *queueConsumer) plan() (stale []*claimed, need int, ticket uint64) {
 	now := time.Now()
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
-	// Drop lost leases and release what waited too long (everything when
-	// no subscription is left).
+	// Drop lost leases. When a buffered message waited too long (or no
+	// subscription is left), release the whole buffer: releasing only the
+	// stale ones would let newer messages overtake them. And only with no
+	// claim in flight, whose messages would overtake them too.
 	keep := qc.buf[:0]
+	release := qc.subs == 0
 	for _, c := range qc.buf {
-		switch {
-		case c.lost.Load():
-		case qc.subs == 0 || now.Sub(c.claimedAt) >= prefetchHold:
-			stale = append(stale, c)
-		default:
-			keep = append(keep, c)
+		if c.lost.Load() {
+			continue
 		}
+		keep = append(keep, c)
+		release = release || now.Sub(c.claimedAt) >= prefetchHold
 	}
 	clear(qc.buf[len(keep):])
 	qc.buf = keep
-
-	if dt := now.Sub(qc.rateAt); dt >= 20*time.Millisecond {
-		inst := float64(qc.delivered-qc.rateDelivered) / dt.Seconds()
-		qc.rate = 0.5*qc.rate + 0.5*inst
-		qc.rateAt, qc.rateDelivered = now, qc.delivered
+	if release && len(qc.buf) > 0 {
+		if qc.inflight > 0 {
+			return nil, 0, 0
+		}
+		stale, qc.buf = qc.buf, nil
+		qc.target = max(1, qc.target/2)
 	}
-	waiting, buffered := len(qc.waiters), len(qc.buf)
-	// Claim ahead about a quarter of prefetchHold's worth of deliveries at
-	// the current rate, and at least what waiting subscriptions need.
-	target := min(qc.d.cfg.batch, max(waiting, int(qc.rate*prefetchHold.Seconds()/4)))
-	if waiting > 0 || (qc.subs > 0 && target > 1 && buffered < target/2) {
-		need = min(max(target-buffered, waiting), qc.d.cfg.batch)
+	select {
+	case <-qc.s.closing:
+		return stale, 0, 0
+	default:
 	}
-	return stale, need
+	// A claim starts only once the claims in flight hold their rows:
+	// started together, they would race for the same rows (SKIP LOCKED)
+	// and split them between them, out of order.
+	if qc.idle || qc.inflight >= maxClaimsInFlight || qc.unlocked > 0 || now.Before(qc.retryAt) {
+		return stale, 0, 0
+	}
+	waiting, avail := len(qc.waiters), len(qc.buf)+qc.incoming
+	// Claim for subscriptions that wait and no claim in flight serves, and
+	// ahead of them while there is less than two claims' worth at hand.
+	switch {
+	case waiting > qc.incoming:
+		need = min(max(qc.target-avail, waiting-qc.incoming), qc.d.cfg.batch)
+	case qc.subs > 0 && qc.target > 1 && avail < 2*qc.target:
+		need = qc.target
+	default:
+		return stale, 0, 0
+	}
+	qc.inflight++
+	qc.unlocked++
+	qc.incoming += need
+	ticket = qc.nextTicket
+	qc.nextTicket++
+	return stale, need, ticket
 }
 
 // waitTime is how long the fetcher may sleep: until the next poll, the
@@ -451,22 +570,33 @@ func (qc *queueConsumer) waitTime() time.Duration {
 	if len(qc.buf) > 0 {
 		wait = min(wait, max(0, qc.buf[0].claimedAt.Add(prefetchHold).Sub(now)))
 	}
+	if qc.retryAt.After(now) {
+		wait = min(wait, qc.retryAt.Sub(now))
+	}
 	return wait
 }
 
 // handOut gives claimed messages to waiting subscriptions, buffering the
 // rest.
-func (qc *queueConsumer) handOut(got []*claimed) {
+//
+// Subscriptions waiting when a full claim arrives had emptied the buffer
+// before it came: if they did so quickly after the previous claim (fast
+// consumers, not a pause), the fetcher claims twice as many from now on.
+func (qc *queueConsumer) handOut(got []*claimed, full bool) {
 	if len(got) == 0 {
 		return
 	}
+	now := time.Now()
 	qc.mu.Lock()
 	defer qc.mu.Unlock()
+	if full && len(qc.waiters) > 0 && qc.emptiedAt.Sub(qc.handedAt) < prefetchHold/4 {
+		qc.target = min(qc.d.cfg.batch, 2*qc.target)
+	}
+	qc.handedAt = now
 	for _, c := range got {
 		if len(qc.waiters) > 0 {
 			w := qc.waiters[0]
 			qc.waiters = qc.waiters[1:]
-			qc.delivered++
 			w <- c
 			continue
 		}
@@ -492,6 +622,25 @@ func deliveryOrder(a, b *claimed) int {
 	return 0
 }
 
+// release returns claimed messages to the queue now, before the next
+// claim, so that it finds them again in order.
+func (qc *queueConsumer) release(cs []*claimed) {
+	d := qc.d
+	b := &settleBatch{}
+	for _, c := range cs {
+		d.leases.remove(c)
+		b.addRequeue(c, 0, false, false, "")
+	}
+	ctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
+	defer cancel()
+	if err := d.settler.write(ctx, b); err != nil {
+		// The settle writer retries; order may suffer, nothing is lost.
+		d.settler.putBack(b, isConnectionError(err))
+		return
+	}
+	d.settler.committed(b)
+}
+
 // releaseBuffered returns every buffered message to the queue.
 func (qc *queueConsumer) releaseBuffered() {
 	qc.mu.Lock()
@@ -507,12 +656,19 @@ func (qc *queueConsumer) releaseBuffered() {
 	}
 }
 
+// forceIndexOrder steers the claim of the same transaction to the claim
+// index (see claim).
+const forceIndexOrder = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`
+
 // claimSeq numbers claims, to make lease owners unique.
 var claimSeq atomic.Uint64
 
 // claim leases up to n messages, writing waiting settlements in the same
 // transaction.
-func (qc *queueConsumer) claim(n int) ([]*claimed, error) {
+//
+// locked is called once the claimed rows are locked (their results read),
+// before the commit.
+func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	d := qc.d
 	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -520,22 +676,32 @@ func (qc *queueConsumer) claim(n int) ([]*claimed, error) {
 	start := time.Now()
 
 	pb := &pgx.Batch{}
+	pb.Queue("BEGIN")
 	sb := d.settler.takeForClaim()
 	settles := 0
 	if sb != nil {
 		settles = sb.queue(pb, &d.q)
 	}
+	// The claim must walk the partial index in delivery order and stop
+	// after n rows. Without fresh statistics (a new table loaded faster
+	// than autovacuum analyzes it) the planner guesses a handful of rows
+	// and sorts the whole queue instead: 2 ms became 70 ms at 100k rows.
+	pb.Queue(forceIndexOrder)
 	pb.Queue(d.q.claim, qc.queue, n, d.cfg.lease.Milliseconds(), owner)
+	pb.Queue("COMMIT")
+	// One round trip and one commit for the settles and the claim.
 	br := d.pool.SendBatch(ctx, pb)
-	var err error
-	for range settles {
-		if _, err = br.Exec(); err != nil {
-			break
-		}
+	_, err := br.Exec() // BEGIN
+	for i := 0; err == nil && i < settles+1; i++ {
+		_, err = br.Exec()
 	}
 	var got []*claimed
 	if err == nil {
 		got, err = qc.scanClaimed(br, owner, start)
+	}
+	if err == nil {
+		locked()
+		_, err = br.Exec() // COMMIT
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -550,7 +716,7 @@ func (qc *queueConsumer) claim(n int) ([]*claimed, error) {
 		d.settler.committed(sb)
 	}
 	slices.SortFunc(got, deliveryOrder)
-	d.leases.add(got)
+	d.leases.add(got, start.Add(d.cfg.lease))
 	return got, nil
 }
 
@@ -562,7 +728,7 @@ func (qc *queueConsumer) scanClaimed(br pgx.BatchResults, owner string, start ti
 	defer rows.Close()
 	var out []*claimed
 	for rows.Next() {
-		c := &claimed{queue: qc.queue, owner: owner, claimedAt: start, leaseUntil: start.Add(qc.d.cfg.lease)}
+		c := &claimed{queue: qc.queue, owner: owner, claimedAt: start}
 		if err := rows.Scan(&c.seq, &c.id, &c.payload, &c.metadata, &c.priority, &c.retryCount, &c.createdAt, &c.firstFail); err != nil {
 			return nil, err
 		}
@@ -573,6 +739,18 @@ func (qc *queueConsumer) scanClaimed(br pgx.BatchResults, owner string, start ti
 
 // nextDue asks when the queue's next scheduled message becomes ready.
 func (qc *queueConsumer) nextDue() (time.Time, bool) {
+	// It reads every waiting row of the queue: at most once per poll
+	// interval. Retries scheduled by this backend wake it anyway (wakeAt).
+	now := time.Now()
+	qc.mu.Lock()
+	skip := now.Before(qc.nextDueAt)
+	if !skip {
+		qc.nextDueAt = now.Add(qc.d.cfg.pollInterval)
+	}
+	qc.mu.Unlock()
+	if skip {
+		return time.Time{}, false
+	}
 	ctx, cancel := context.WithTimeout(qc.d.ctx, 10*time.Second)
 	defer cancel()
 	var due *time.Time

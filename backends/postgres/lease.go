@@ -3,38 +3,50 @@ package postgres
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // leases keeps the leases of the messages this backend holds (buffered or
 // with a consumer) alive, and returns the messages of dead consumers
-// anywhere to their queues.
+// anywhere to their queues. It tracks claims, not messages, so that the
+// hot path pays one atomic operation per message.
 type leases struct {
-	d    *Driver
-	mu   sync.Mutex
-	held map[int64]*claimed
+	d       *Driver
+	mu      sync.Mutex
+	batches []*leaseBatch
+}
+
+// leaseBatch is the messages of one claim.
+type leaseBatch struct {
+	msgs  []*claimed
+	open  atomic.Int32 // messages not yet settled or released
+	until time.Time    // local estimate of the lease's end, guarded by leases.mu
 }
 
 func newLeases(d *Driver) *leases {
-	return &leases{d: d, held: map[int64]*claimed{}}
+	return &leases{d: d}
 }
 
-func (l *leases) add(cs []*claimed) {
+// add starts tracking a claim's messages.
+func (l *leases) add(cs []*claimed, until time.Time) {
 	if len(cs) == 0 {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	b := &leaseBatch{msgs: cs, until: until}
+	b.open.Store(int32(len(cs)))
 	for _, c := range cs {
-		l.held[c.seq] = c
+		c.batch = b
 	}
+	l.mu.Lock()
+	l.batches = append(l.batches, b)
+	l.mu.Unlock()
 }
 
+// remove stops tracking a message: it was settled or released.
 func (l *leases) remove(c *claimed) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.held[c.seq] == c {
-		delete(l.held, c.seq)
+	if c.batch != nil && c.done.CompareAndSwap(false, true) {
+		c.batch.open.Add(-1)
 	}
 }
 
@@ -64,17 +76,31 @@ func (l *leases) run() {
 func (l *leases) renew() {
 	d := l.d
 	now := time.Now()
-	l.mu.Lock()
+	var due []*leaseBatch
 	var seqs []int64
 	var owners []string
 	byseq := map[int64]*claimed{}
-	for seq, c := range l.held {
-		if c.leaseUntil.Sub(now) < 2*d.cfg.lease/3 {
-			seqs = append(seqs, seq)
-			owners = append(owners, c.owner)
-			byseq[seq] = c
+	l.mu.Lock()
+	keep := l.batches[:0]
+	for _, b := range l.batches {
+		if b.open.Load() == 0 {
+			continue
+		}
+		keep = append(keep, b)
+		if b.until.Sub(now) >= 2*d.cfg.lease/3 {
+			continue
+		}
+		due = append(due, b)
+		for _, c := range b.msgs {
+			if !c.done.Load() {
+				seqs = append(seqs, c.seq)
+				owners = append(owners, c.owner)
+				byseq[c.seq] = c
+			}
 		}
 	}
+	clear(l.batches[len(keep):])
+	l.batches = keep
 	l.mu.Unlock()
 	if len(seqs) == 0 {
 		return
@@ -99,16 +125,15 @@ func (l *leases) renew() {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	for _, b := range due {
+		b.until = now.Add(d.cfg.lease)
+	}
+	l.mu.Unlock()
 	for seq, c := range byseq {
-		if renewed[seq] {
-			c.leaseUntil = now.Add(d.cfg.lease)
-			continue
-		}
-		// Settled meanwhile, or lost.
-		if l.held[seq] == c {
+		// Not renewed: settled meanwhile (fine), or lost.
+		if !renewed[seq] && c.done.CompareAndSwap(false, true) {
+			c.batch.open.Add(-1)
 			c.lost.Store(true)
-			delete(l.held, seq)
 			d.log.Warn("quantumflow: postgres: lease lost; another consumer may handle the message", "queue", c.queue, "id", c.id)
 		}
 	}

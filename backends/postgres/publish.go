@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -24,42 +25,48 @@ const flushers = 4
 // stopped answering fails publishes instead of hanging them.
 const publishTimeout = 30 * time.Second
 
-// rows are messages encoded as the insert statement's arrays.
+// rows are one queue's messages encoded as the insert statement's
+// arrays.
 type rows struct {
-	ids, queues []string
-	payloads    [][]byte
-	metadata    []string
-	priorities  []*int32
+	queue      string
+	ids        []string
+	payloads   [][]byte
+	metadata   []string
+	priorities []int32 // noPriority: the queue's
 }
+
+// noPriority marks a message without a priority of its own in the insert's
+// priority array (an array of plain integers encodes faster than one with
+// NULLs).
+const noPriority = math.MinInt32
 
 func (r *rows) len() int { return len(r.ids) }
 
-func (r *rows) add(queue string, msgs []*message.Message) error {
+func (r *rows) add(msgs []*message.Message) error {
 	for _, m := range msgs {
-		md, err := json.Marshal(m.Metadata)
-		if err != nil {
-			return fmt.Errorf("queue %s: message %s: metadata: %w", queue, m.UUID, err)
+		md := "{}"
+		if len(m.Metadata) > 0 {
+			b, err := json.Marshal(m.Metadata)
+			if err != nil {
+				return fmt.Errorf("queue %s: message %s: metadata: %w", r.queue, m.UUID, err)
+			}
+			md = string(b)
 		}
-		if m.Metadata == nil {
-			md = []byte("{}")
-		}
-		var prio *int32
+		prio := int32(noPriority)
 		p, ok, err := pubsub.PriorityOf(m)
 		if err != nil {
-			return fmt.Errorf("queue %s: %w", queue, err)
+			return fmt.Errorf("queue %s: %w", r.queue, err)
 		}
 		if ok {
-			v := int32(p)
-			prio = &v
+			prio = int32(max(min(p, math.MaxInt32), noPriority+1))
 		}
 		payload := []byte(m.Payload)
 		if payload == nil {
 			payload = []byte{}
 		}
 		r.ids = append(r.ids, m.UUID)
-		r.queues = append(r.queues, queue)
 		r.payloads = append(r.payloads, payload)
-		r.metadata = append(r.metadata, string(md))
+		r.metadata = append(r.metadata, md)
 		r.priorities = append(r.priorities, prio)
 	}
 	return nil
@@ -67,17 +74,14 @@ func (r *rows) add(queue string, msgs []*message.Message) error {
 
 func (r *rows) append(o *rows) {
 	r.ids = append(r.ids, o.ids...)
-	r.queues = append(r.queues, o.queues...)
 	r.payloads = append(r.payloads, o.payloads...)
 	r.metadata = append(r.metadata, o.metadata...)
 	r.priorities = append(r.priorities, o.priorities...)
 }
 
-// distinctQueues returns the queues of r, each once.
-func (r *rows) distinctQueues() []string {
-	out := slices.Clone(r.queues)
-	slices.Sort(out)
-	return slices.Compact(out)
+// queue adds the insert of r to b.
+func (r *rows) queueInsert(b *pgx.Batch, q *queries) {
+	b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
 }
 
 // publisher writes messages. Every Publish call waits for the commit of
@@ -117,8 +121,8 @@ func (p *publisher) Publish(queue string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	req := &pubReq{done: make(chan error, 1)}
-	if err := req.rows.add(queue, msgs); err != nil {
+	req := &pubReq{rows: rows{queue: queue}, done: make(chan error, 1)}
+	if err := req.rows.add(msgs); err != nil {
 		return err
 	}
 	p.mu.RLock()
@@ -176,14 +180,19 @@ func (p *publisher) flusher() {
 				break gather
 			}
 		}
-		all := &first.rows
-		if len(batch) > 1 {
-			all = &rows{}
-			for _, r := range batch {
-				all.append(&r.rows)
+		// One statement per queue, in the order the publishes came.
+		var groups []*rows
+		for _, r := range batch {
+			// Appending into the first request's arrays is safe: each
+			// request's arrays are its own, and nobody reads them until
+			// the write is over.
+			if i := slices.IndexFunc(groups, func(g *rows) bool { return g.queue == r.rows.queue }); i >= 0 {
+				groups[i].append(&r.rows)
+			} else {
+				groups = append(groups, &r.rows)
 			}
 		}
-		err := p.write(all)
+		err := p.write(groups)
 		for _, r := range batch {
 			r.done <- err
 		}
@@ -193,9 +202,12 @@ func (p *publisher) flusher() {
 // write inserts rows in one transaction with the wake-up notifications,
 // retrying when the connection failed before anything was sent (a pooled
 // connection broken by a server restart).
-func (p *publisher) write(r *rows) error {
+func (p *publisher) write(groups []*rows) error {
 	d := p.d
-	queues := r.distinctQueues()
+	queues := make([]string, len(groups))
+	for i, g := range groups {
+		queues[i] = g.queue
+	}
 	var err error
 	for try := 0; try < 3; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
@@ -205,7 +217,9 @@ func (p *publisher) write(r *rows) error {
 		if len(unknown) > 0 {
 			b.Queue(d.q.ensureQueues, unknown)
 		}
-		b.Queue(d.q.insert, r.ids, r.queues, r.payloads, r.metadata, r.priorities)
+		for _, g := range groups {
+			g.queueInsert(b, &d.q)
+		}
 		if len(notifyNow) > 0 {
 			b.Queue(d.q.notify, d.channel, notifyNow)
 		}
@@ -257,15 +271,15 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 	if len(msgs) == 0 {
 		return nil
 	}
-	var r rows
-	if err := r.add(queue, msgs); err != nil {
+	r := rows{queue: queue}
+	if err := r.add(msgs); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}
 	// ON CONFLICT DO NOTHING takes no lock on an existing queue row, so
 	// this does not serialize the application's transactions.
 	b.Queue(d.q.ensureQueues, []string{queue})
-	b.Queue(d.q.insert, r.ids, r.queues, r.payloads, r.metadata, r.priorities)
+	r.queueInsert(b, &d.q)
 	// NOTIFY inside the transaction is delivered at commit, and not at all
 	// on rollback.
 	b.Queue(d.q.notify, d.channel, []string{queue})

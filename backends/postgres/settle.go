@@ -120,6 +120,10 @@ func (s *settler) ack(c *claimed) {
 // message that was handed out); failed records a failure (first/last
 // failure times, errText as last error).
 func (s *settler) requeue(c *claimed, delay time.Duration, counted bool, failed bool, errText string) {
+	s.add(func(b *settleBatch) { b.addRequeue(c, delay, counted, failed, errText) })
+}
+
+func (b *settleBatch) addRequeue(c *claimed, delay time.Duration, counted bool, failed bool, errText string) {
 	var errp *string
 	if errText != "" {
 		errp = &errText
@@ -128,15 +132,13 @@ func (s *settler) requeue(c *claimed, delay time.Duration, counted bool, failed 
 	if counted {
 		n = 1
 	}
-	s.add(func(b *settleBatch) {
-		b.rqSeq = append(b.rqSeq, c.seq)
-		b.rqOwner = append(b.rqOwner, c.owner)
-		b.rqDelayMS = append(b.rqDelayMS, delay.Milliseconds())
-		b.rqCounted = append(b.rqCounted, n)
-		b.rqError = append(b.rqError, errp)
-		b.rqFailed = append(b.rqFailed, failed)
-		b.rqQueue = append(b.rqQueue, c.queue)
-	})
+	b.rqSeq = append(b.rqSeq, c.seq)
+	b.rqOwner = append(b.rqOwner, c.owner)
+	b.rqDelayMS = append(b.rqDelayMS, delay.Milliseconds())
+	b.rqCounted = append(b.rqCounted, n)
+	b.rqError = append(b.rqError, errp)
+	b.rqFailed = append(b.rqFailed, failed)
+	b.rqQueue = append(b.rqQueue, c.queue)
 }
 
 // deadLetter moves a message to the dead-letter queue.

@@ -32,17 +32,14 @@ func newQueries(schema string) queries {
 	}
 	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
 
-	// Rows are inserted in the order given (ORDER BY ord) so that seq, the
-	// last tie-breaker of the delivery order, follows publish order within
-	// one statement. A message without a priority of its own gets its
-	// queue's.
+	// One queue's messages, in the order given (seq, the last tie-breaker
+	// of the delivery order, follows publish order). A message without a
+	// priority of its own gets its queue's, looked up once per statement.
 	q.insert = r.Replace(`
 INSERT INTO {messages} (id, queue_name, payload, metadata, priority)
-SELECT u.id, u.queue_name, u.payload, u.metadata::jsonb, coalesce(u.priority, q.priority, 0)
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::int4[]) WITH ORDINALITY
-     AS u(id, queue_name, payload, metadata, priority, ord)
-LEFT JOIN {queues} q ON q.name = u.queue_name
-ORDER BY u.ord`)
+SELECT u.id, $1, u.payload, u.metadata::jsonb,
+       coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0)
+FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[]) AS u(id, payload, metadata, priority)`)
 
 	q.ensureQueues = r.Replace(`
 INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING`)
