@@ -338,17 +338,20 @@ wait:
 	// Then ask the backend what is still there.
 	runErr = errors.Join(runErr, stopAll())
 	bus.Detach("quantumflow-demo")
-	pending, dead, err := backendIDs(context.WithoutCancel(ctx), admin)
+	listCtx := context.WithoutCancel(ctx)
+	waitInFlight(listCtx, admin, 3*time.Second)
+	pending, dead, inFlight, err := backendIDs(listCtx, admin)
 	if err != nil {
 		return errors.Join(runErr, err)
 	}
-	sum.Queues = track.summarize(pending, dead)
+	sum.Queues = track.summarize(pending, dead, inFlight)
 	for _, q := range sum.Queues {
 		sum.Total.Published += q.Published
 		sum.Total.Consumed += q.Consumed
 		sum.Total.Retried += q.Retried
 		sum.Total.DeadLettered += q.DeadLettered
 		sum.Total.Pending += q.Pending
+		sum.Total.InFlight += q.InFlight
 		sum.Total.Lost += q.Lost
 		sum.Total.Redelivered += q.Redelivered
 		sum.Total.Recovered += q.Recovered
@@ -381,31 +384,62 @@ func backendIdle(ctx context.Context, b *pubsub.Backend) bool {
 	return true
 }
 
+// waitInFlight waits, up to max, until the backend holds no message as in
+// flight: the routers have stopped, and a message a worker had taken may
+// take a moment to be given back.
+func waitInFlight(ctx context.Context, b *pubsub.Backend, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for {
+		var n int64
+		for _, q := range topology.QueueNames() {
+			if st, err := b.Stats(ctx, q); err == nil {
+				n += st.InFlight
+			}
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // backendIDs lists, per queue of the topology, the ids of the messages
-// still pending and of the dead letters.
-func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[string]map[string]struct{}, err error) {
+// still pending and of the dead letters, and how many messages the backend
+// still holds as in flight (delivered, neither acked nor given back; their
+// ids cannot be listed).
+func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[string]map[string]struct{}, inFlight map[string]int, err error) {
 	const limit = 100_000
 	pending = map[string]map[string]struct{}{}
 	dead = map[string]map[string]struct{}{}
+	inFlight = map[string]int{}
 	for _, q := range topology.QueueNames() {
 		pending[q] = map[string]struct{}{}
 		dead[q] = map[string]struct{}{}
 		msgs, err := b.ListPending(ctx, q, limit)
 		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
-			return nil, nil, fmt.Errorf("pending of queue %s: %w", q, err)
+			return nil, nil, nil, fmt.Errorf("pending of queue %s: %w", q, err)
 		}
 		for _, m := range msgs {
 			pending[q][m.ID] = struct{}{}
 		}
 		dls, err := b.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: q, Limit: limit})
 		if err != nil {
-			return nil, nil, fmt.Errorf("dead letters of queue %s: %w", q, err)
+			return nil, nil, nil, fmt.Errorf("dead letters of queue %s: %w", q, err)
 		}
 		for _, d := range dls {
 			dead[q][d.ID] = struct{}{}
 		}
+		st, err := b.Stats(ctx, q)
+		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
+			return nil, nil, nil, fmt.Errorf("stats of queue %s: %w", q, err)
+		}
+		inFlight[q] = int(st.InFlight)
 	}
-	return pending, dead, nil
+	return pending, dead, inFlight, nil
 }
 
 func (a *app) printDemoSummary(out io.Writer, s demoSummary) error {
@@ -421,7 +455,7 @@ func (a *app) printDemoSummary(out io.Writer, s demoSummary) error {
 	t := newTable(out, "QUEUE", "PUBLISHED", "CONSUMED", "RETRIED", "DEAD-LETTERED", "PENDING", "LOST")
 	for _, q := range append(s.Queues, s.Total) {
 		t.row(q.Queue, strconv.Itoa(q.Published), strconv.Itoa(q.Consumed), strconv.Itoa(q.Retried),
-			strconv.Itoa(q.DeadLettered), strconv.Itoa(q.Pending), strconv.Itoa(q.Lost))
+			strconv.Itoa(q.DeadLettered), strconv.Itoa(q.Pending+q.InFlight), strconv.Itoa(q.Lost))
 	}
 	if err := t.flush(); err != nil {
 		return err
@@ -439,7 +473,11 @@ func (a *app) printDemoSummary(out io.Writer, s demoSummary) error {
 	case s.Settled:
 		fmt.Fprintf(&b, "lost: 0 — every message was consumed or dead-lettered\n")
 	default:
-		fmt.Fprintf(&b, "lost: 0 — %d message(s) still pending in the backend\n", s.Total.Pending)
+		fmt.Fprintf(&b, "lost: 0 — %d message(s) still in the backend", s.Total.Pending+s.Total.InFlight)
+		if s.Total.InFlight > 0 {
+			fmt.Fprintf(&b, " (%d of them held as in flight: they come back when their lease runs out)", s.Total.InFlight)
+		}
+		b.WriteString("\n")
 	}
 	switch {
 	case s.Total.DeadLettered == 0 || !s.Durable:

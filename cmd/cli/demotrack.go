@@ -147,23 +147,33 @@ type demoQueueSummary struct {
 	Retried int `json:"retried"`
 	// DeadLettered counts those in the backend's dead-letter queue.
 	DeadLettered int `json:"dead_lettered"`
-	// Pending counts those still in the queue (interrupted or timed-out run).
+	// Pending counts those still in the queue, listed by id (interrupted
+	// or timed-out run).
 	Pending int `json:"pending"`
-	// Lost is Published - Consumed - DeadLettered - Pending, by message id.
-	// It must be 0.
+	// InFlight counts those the backend still holds as delivered and not
+	// settled after every router stopped (their ids cannot be listed; they
+	// come back when their lease runs out). Only an unsettled run has any:
+	// a settled run ends with the backend idle.
+	InFlight int `json:"in_flight"`
+	// Lost is Published - Consumed - DeadLettered - Pending - InFlight,
+	// by message id. It must be 0.
 	Lost int `json:"lost"`
 	// Redelivered counts extra successful deliveries of messages already
 	// consumed (delivery is at least once).
 	Redelivered int `json:"redelivered"`
+	// LostIDs are up to 10 ids among which the lost messages are (when
+	// some are held in flight, which ids those are is unknown).
+	LostIDs []string `json:"lost_ids,omitempty"`
 	// Recovered counts messages an earlier run published that this run
 	// consumed or dead-lettered (they survived a restart of the demo).
 	Recovered int `json:"recovered"`
 }
 
 // summarize builds the per-queue summary. pending and dead hold the ids
-// the backend lists, by queue, after the routers stopped: the backend, not
-// telemetry, says what is still there.
-func (t *tracker) summarize(pending, dead map[string]map[string]struct{}) []demoQueueSummary {
+// the backend lists, by queue, after the routers stopped, and inFlight how
+// many it holds as in flight: the backend, not telemetry, says what is
+// still there.
+func (t *tracker) summarize(pending, dead map[string]map[string]struct{}, inFlight map[string]int) []demoQueueSummary {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	names := topology.QueueNames()
@@ -176,6 +186,7 @@ func (t *tracker) summarize(pending, dead map[string]map[string]struct{}) []demo
 	for _, name := range names {
 		q := t.queue(name)
 		s := demoQueueSummary{Queue: name, Published: len(q.published), Retried: int(q.retried)}
+		var unlisted []string
 		for id := range q.published {
 			_, c := q.consumed[id]
 			_, d := dead[name][id]
@@ -188,8 +199,13 @@ func (t *tracker) summarize(pending, dead map[string]map[string]struct{}) []demo
 			case p:
 				s.Pending++
 			default:
-				s.Lost++
+				unlisted = append(unlisted, id)
 			}
+		}
+		s.InFlight = min(len(unlisted), inFlight[name])
+		s.Lost = len(unlisted) - s.InFlight
+		if s.Lost > 0 {
+			s.LostIDs = unlisted[:min(len(unlisted), 10)]
 		}
 		earlier := map[string]struct{}{}
 		for _, settled := range []map[string]struct{}{q.consumed, q.deadLettered} {
