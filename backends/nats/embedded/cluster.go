@@ -195,14 +195,38 @@ func (c *Cluster) ready() bool {
 		}
 	}
 	c.mu.Unlock()
-	leader := false
+	var leader *server.Server
 	for _, ns := range running {
 		if ns.NumRoutes() < len(running)-1 || !ns.JetStreamIsCurrent() {
 			return false
 		}
-		leader = leader || ns.JetStreamIsLeader()
+		if ns.JetStreamIsLeader() {
+			leader = ns
+		}
 	}
-	return leader || len(c.nodes) == 1
+	if len(c.nodes) == 1 {
+		return true
+	}
+	if leader == nil {
+		return false
+	}
+	// The leader places streams only on peers it sees online and current:
+	// until it does, creating a replicated stream fails ("no suitable
+	// peers for placement").
+	info, err := leader.Jsz(&server.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, p := range info.Meta.Replicas {
+		seen[p.Name] = p.Current && !p.Offline
+	}
+	for _, ns := range running {
+		if ns != leader && !seen[ns.Name()] {
+			return false
+		}
+	}
+	return true
 }
 
 // Close stops every node and removes a temporary data directory.
