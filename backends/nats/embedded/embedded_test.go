@@ -103,7 +103,11 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	require.Nil(t, c.NATSServer(1))
 	for i := range 10 {
 		require.Eventually(t, func() bool {
-			_, err := js.Publish(ctx, "r", []byte(strconv.Itoa(i)))
+			// A request written to the stopped node's socket gets no
+			// answer: give each attempt its own timeout.
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, err := js.Publish(actx, "r", []byte(strconv.Itoa(i)), jetstream.WithMsgID(strconv.Itoa(i)))
 			return err == nil
 		}, 20*time.Second, 50*time.Millisecond)
 	}
