@@ -235,12 +235,17 @@ func BenchmarkRawCopy(b *testing.B) {
 }
 
 // BenchmarkLatency publishes one message at a time at about 200/s to 4
-// subscriptions and reports the publish-to-receive latency percentiles.
+// subscriptions and reports the publish-to-receive latency percentiles,
+// and how much of it the publish (its commit) took.
 func BenchmarkLatency(b *testing.B) {
 	be, _ := openBench(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	lat := make(chan time.Duration, 1024)
+	type sample struct {
+		id   string
+		recv time.Time
+	}
+	lat := make(chan sample, 1024)
 	for range 4 {
 		ch, err := be.Subscriber().Subscribe(ctx, "q")
 		if err != nil {
@@ -248,15 +253,15 @@ func BenchmarkLatency(b *testing.B) {
 		}
 		go func() {
 			for m := range ch {
-				var sent time.Time
-				_ = sent.UnmarshalText([]byte(m.Metadata.Get("sent")))
-				lat <- time.Since(sent)
+				lat <- sample{m.UUID, time.Now()}
 				m.Ack()
 			}
 		}()
 	}
 	n := max(b.N, 200)
-	var all []time.Duration
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	published := map[string]time.Time{}
 	b.ResetTimer()
 	go func() {
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -264,18 +269,37 @@ func BenchmarkLatency(b *testing.B) {
 		for range n {
 			<-tick.C
 			m := message.NewMessage(uuid.NewString(), payload256)
-			t, _ := time.Now().MarshalText()
-			m.Metadata.Set("sent", string(t))
-			go func() { _ = be.Publisher().Publish("q", m) }()
+			mu.Lock()
+			sent[m.UUID] = time.Now()
+			mu.Unlock()
+			go func() {
+				_ = be.Publisher().Publish("q", m)
+				mu.Lock()
+				published[m.UUID] = time.Now()
+				mu.Unlock()
+			}()
 		}
 	}()
+	var all, pubs []time.Duration
+	var samples []sample
 	for range n {
-		all = append(all, <-lat)
+		samples = append(samples, <-lat)
 	}
 	b.StopTimer()
+	mu.Lock()
+	for _, s := range samples {
+		all = append(all, s.recv.Sub(sent[s.id]))
+		if p, ok := published[s.id]; ok {
+			pubs = append(pubs, p.Sub(sent[s.id]))
+		}
+	}
+	mu.Unlock()
 	slicesSort(all)
+	slicesSort(pubs)
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
+	b.ReportMetric(float64(pubs[len(pubs)/2].Microseconds())/1000, "publish_p50_ms")
+	b.ReportMetric(float64(pubs[len(pubs)*99/100].Microseconds())/1000, "publish_p99_ms")
 }
 
 func slicesSort(d []time.Duration) {
@@ -337,4 +361,29 @@ func (m *cpuMeter) begin() { m.start, m.goStart = m.total(), goCPU() }
 func (m *cpuMeter) report(b *testing.B, n int) {
 	b.ReportMetric(float64((m.total()-m.start).Microseconds())/float64(n), "cpu_us/msg")
 	b.ReportMetric(float64((goCPU()-m.goStart).Microseconds())/float64(n), "go_cpu_us/msg")
+}
+
+// BenchmarkRawCommitLatency: one-row INSERT transactions, back to back:
+// the commit (fsync) latency floor under which no publish can go.
+func BenchmarkRawCommitLatency(b *testing.B) {
+	_, db := openBench(b)
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var all []time.Duration
+	b.ResetTimer()
+	for range max(b.N, 200) {
+		t := time.Now()
+		if _, err := conn.Exec(context.Background(), `INSERT INTO quantum_flow_messages (id, queue_name, payload) VALUES ($1, 'q', $2)`, uuid.NewString(), payload256); err != nil {
+			b.Fatal(err)
+		}
+		all = append(all, time.Since(t))
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	slicesSort(all)
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
 }

@@ -37,6 +37,9 @@ type config struct {
 	// ackDelay is how long acks and nacks may wait to be written together.
 	// Defaults to 5ms.
 	ackDelay time.Duration
+	// syncAcks makes claims, acks and nacks wait for their commit to reach
+	// disk. Defaults to false: see Driver.queueSettleCommitMode.
+	syncAcks bool
 	// maxConns caps the connection pool unless pool_max_conns is given.
 	maxConns int32
 }
@@ -51,10 +54,11 @@ const (
 	paramPublishBatch   = "publish_batch"
 	paramNotifyDebounce = "notify_debounce"
 	paramAckDelay       = "ack_delay"
+	paramSyncAcks       = "sync_acks"
 )
 
 var ownParams = []string{paramSchema, paramListen, paramPollInterval, paramLease, paramBatch,
-	paramPublishBatch, paramNotifyDebounce, paramAckDelay}
+	paramPublishBatch, paramNotifyDebounce, paramAckDelay, paramSyncAcks}
 
 // pgxParams are the connection parameters pgx (libpq's names) and pgxpool
 // understand, plus a few common server settings. Anything else in a URL is
@@ -128,6 +132,13 @@ func parseConfig(u *url.URL) (config, *url.URL, error) {
 			return cfg, nil, bad(paramListen, v, "want true or false")
 		}
 		cfg.listen = b
+	}
+	if v := q.Get(paramSyncAcks); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, nil, bad(paramSyncAcks, v, "want true or false")
+		}
+		cfg.syncAcks = b
 	}
 	cfg.pollInterval = time.Second
 	if !cfg.listen {

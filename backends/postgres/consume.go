@@ -656,9 +656,9 @@ func (qc *queueConsumer) releaseBuffered() {
 	}
 }
 
-// forceIndexOrder steers the claim of the same transaction to the claim
+// claimSettings steers the claim of the same transaction to the claim
 // index (see claim).
-const forceIndexOrder = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`
+const claimSettings = `SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true)`
 
 // claimSeq numbers claims, to make lease owners unique.
 var claimSeq atomic.Uint64
@@ -677,6 +677,7 @@ func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 
 	pb := &pgx.Batch{}
 	pb.Queue("BEGIN")
+	d.queueSettleCommitMode(pb)
 	sb := d.settler.takeForClaim()
 	settles := 0
 	if sb != nil {
@@ -686,13 +687,13 @@ func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	// after n rows. Without fresh statistics (a new table loaded faster
 	// than autovacuum analyzes it) the planner guesses a handful of rows
 	// and sorts the whole queue instead: 2 ms became 70 ms at 100k rows.
-	pb.Queue(forceIndexOrder)
+	pb.Queue(claimSettings)
 	pb.Queue(d.q.claim, qc.queue, n, d.cfg.lease.Milliseconds(), owner)
 	pb.Queue("COMMIT")
 	// One round trip and one commit for the settles and the claim.
 	br := d.pool.SendBatch(ctx, pb)
 	_, err := br.Exec() // BEGIN
-	for i := 0; err == nil && i < settles+1; i++ {
+	for i := 0; err == nil && i < settles+1+d.settleCommitStatements(); i++ {
 		_, err = br.Exec()
 	}
 	var got []*claimed

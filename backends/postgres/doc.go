@@ -29,6 +29,9 @@
 //     queue from one backend (default 2ms).
 //   - ack_delay=DURATION: how long acks and nacks may wait to be written
 //     together (default 5ms).
+//   - sync_acks=true: claims, acks, nacks and dead-letter moves wait for
+//     their commit to reach disk, as publishes always do (default false;
+//     see Durability).
 //
 // Every other parameter must be one of PostgreSQL's connection parameters
 // as pgx understands them (sslmode, connect_timeout, application_name,
@@ -56,6 +59,20 @@
 // message is in exactly one of the two tables at any time. Acks, nacks and
 // moves are written in batches, within ack_delay or with the fetcher's next
 // claim; Close and the admin operations write them first.
+//
+// # Durability
+//
+// A Publish commits with the server's synchronous_commit (on by default):
+// when it returns nil the messages survive a crash of the database
+// machine. Claims, acks, nacks and dead-letter moves commit asynchronously
+// (synchronous_commit off for their transactions only) unless sync_acks is
+// set: they change what happens to messages that are already durable, and
+// waiting for the disk on them too would put a second flush in every
+// message's way from publish to consumer. If the database server crashes
+// (a clean restart loses nothing), the last fraction of a second of them
+// may be lost; the messages concerned are then delivered again, with the
+// attempt count as it was: at least once, as always. The dead-letter move
+// stays atomic either way.
 //
 // When a consumer dies its leases run out and any backend consuming from
 // the database returns the messages to their queues (counted as an attempt,

@@ -218,8 +218,40 @@ func (s *settler) committed(b *settleBatch) {
 // write writes b in one transaction.
 func (s *settler) write(ctx context.Context, b *settleBatch) error {
 	pb := &pgx.Batch{}
+	pb.Queue("BEGIN")
+	s.d.queueSettleCommitMode(pb)
 	b.queue(pb, &s.d.q)
+	pb.Queue("COMMIT")
 	return s.d.pool.SendBatch(ctx, pb).Close()
+}
+
+// asyncCommit makes the transaction it runs in commit without waiting for
+// its WAL to reach disk.
+const asyncCommit = `SELECT set_config('synchronous_commit', 'off', true)`
+
+// queueSettleCommitMode adds to a claim or settle transaction (after its
+// BEGIN) what makes it commit asynchronously, unless sync_acks is set.
+//
+// Claims, acks, nacks and moves to the dead-letter queue change what
+// happens to messages that are already durable. If the database crashes,
+// the last moments of them can be lost, and the messages they were about
+// are then delivered again: at least once, as always. Waiting for the disk
+// on each of them would put a second flush in every message's path from
+// publish to consumer, where the publish's own flush is the one that
+// matters.
+func (d *Driver) queueSettleCommitMode(pb *pgx.Batch) {
+	if !d.cfg.syncAcks {
+		pb.Queue(asyncCommit)
+	}
+}
+
+// settleCommitStatements is how many statements queueSettleCommitMode
+// adds.
+func (d *Driver) settleCommitStatements() int {
+	if d.cfg.syncAcks {
+		return 0
+	}
+	return 1
 }
 
 // flush writes what is waiting. On failure the settlements are kept for
