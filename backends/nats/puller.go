@@ -41,6 +41,8 @@ type puller struct {
 	ch          chan *nats.Msg
 	reconnected chan nats.Status
 	closed      chan struct{}
+	request     []byte       // the pull request, the same every time
+	check       *time.Ticker // missed-heartbeat check
 
 	outstanding int // messages asked for and not yet received; 0: no request
 	lastSeen    time.Time
@@ -62,6 +64,8 @@ func newPuller(nc *nats.Conn, stream, consumer string, batch int) (*puller, erro
 	}
 	p.sub.SetClosedHandler(func(string) { close(p.closed) })
 	p.reconnected = nc.StatusChanged(nats.CONNECTED)
+	p.request, _ = json.Marshal(pullRequest{Batch: batch, Expires: pullExpires, Heartbeat: pullHeartbeat})
+	p.check = time.NewTicker(pullHeartbeat)
 	return p, nil
 }
 
@@ -73,12 +77,9 @@ type pullRequest struct {
 
 // next returns the next message, waiting until one comes or ctx is done.
 func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
-	check := time.NewTicker(pullHeartbeat)
-	defer check.Stop()
 	for {
 		if p.outstanding <= 0 {
-			req, _ := json.Marshal(pullRequest{Batch: p.batch, Expires: pullExpires, Heartbeat: pullHeartbeat})
-			if err := p.nc.PublishRequest(p.subject, p.sub.Subject, req); err != nil {
+			if err := p.nc.PublishRequest(p.subject, p.sub.Subject, p.request); err != nil {
 				return nil, fmt.Errorf("pull request: %w", err)
 			}
 			p.outstanding, p.lastSeen = p.batch, time.Now()
@@ -94,7 +95,7 @@ func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
 			}
 			p.outstanding--
 			return m, nil
-		case <-check.C:
+		case <-p.check.C:
 			if time.Since(p.lastSeen) > 2*pullHeartbeat+pullHeartbeat/2 {
 				// Neither message nor heartbeat: the request is gone.
 				p.outstanding = 0
@@ -137,6 +138,7 @@ func (p *puller) onStatus(status, description string) error {
 // sent (and may send until it sees the unsubscribe): the caller puts them
 // back.
 func (p *puller) close() []*nats.Msg {
+	p.check.Stop()
 	p.nc.RemoveStatusListener(p.reconnected)
 	var rest []*nats.Msg
 	if err := p.sub.Drain(); err == nil {
