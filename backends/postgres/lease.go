@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,6 +105,11 @@ func (l *leases) renew() {
 	l.mu.Unlock()
 	if len(seqs) == 0 {
 		return
+	}
+	// In seq order, as settles lock rows: no deadlock between them.
+	slices.Sort(seqs)
+	for i, seq := range seqs {
+		owners[i] = byseq[seq].owner
 	}
 	ctx, cancel := context.WithTimeout(d.ctx, d.cfg.lease/3)
 	defer cancel()

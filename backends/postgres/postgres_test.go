@@ -515,3 +515,37 @@ func TestDelayedRetryIsStored(t *testing.T) {
 	require.Equal(t, 2, pubsub.DeliveryOf(m).Attempt)
 	m.Ack()
 }
+
+// TestUnstorableText: what PostgreSQL cannot store as text fails only the
+// Publish carrying it, and a handler error with such bytes still
+// dead-letters its message (and does not hold up other settlements).
+func TestUnstorableText(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := open(t, pgtest.Database(t))
+	bad := newMsg("x")
+	bad.Metadata.Set("k", "nul\x00inside")
+	good := newMsg("fine")
+	errs := make(chan error, 2)
+	go func() { errs <- b.Publisher().Publish("q", bad) }()
+	go func() { errs <- b.Publisher().Publish("q", good) }()
+	var failed int
+	for range 2 {
+		if err := <-errs; err != nil {
+			require.ErrorContains(t, err, "NUL")
+			failed++
+		}
+	}
+	require.Equal(t, 1, failed)
+	require.Error(t, b.Publisher().Publish("q", message.NewMessage("bad\xffid", nil)))
+
+	ch := subscribe(t, b, "q")
+	m := receive(t, ch)
+	require.Equal(t, good.UUID, m.UUID)
+	pubsub.DeliveryOf(m).MarkDeadLetter(pubsub.DeadLetterReason{Error: "boom \x00 \xff\xfe", Handler: "h\x00"})
+	m.Ack()
+	require.Eventually(t, func() bool {
+		dls, err := b.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: "q"})
+		return err == nil && len(dls) == 1 && dls[0].Error == "boom  \uFFFD" && dls[0].Handler == "h"
+	}, 10*time.Second, 10*time.Millisecond)
+}

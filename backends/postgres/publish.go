@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
@@ -44,8 +46,18 @@ func (r *rows) len() int { return len(r.ids) }
 
 func (r *rows) add(msgs []*message.Message) error {
 	for _, m := range msgs {
+		// Checked here, per Publish: a value the server rejects would fail
+		// every publish sharing its transaction.
+		if !validText(m.UUID) {
+			return fmt.Errorf("queue %s: message id %q: not valid UTF-8 text without NUL characters", r.queue, m.UUID)
+		}
 		md := "{}"
 		if len(m.Metadata) > 0 {
+			for k, v := range m.Metadata {
+				if !validText(k) || !validText(v) {
+					return fmt.Errorf("queue %s: message %s: metadata %q: not valid UTF-8 text without NUL characters", r.queue, m.UUID, k)
+				}
+			}
 			b, err := json.Marshal(m.Metadata)
 			if err != nil {
 				return fmt.Errorf("queue %s: message %s: metadata: %w", r.queue, m.UUID, err)
@@ -70,6 +82,11 @@ func (r *rows) add(msgs []*message.Message) error {
 		r.priorities = append(r.priorities, prio)
 	}
 	return nil
+}
+
+// validText reports whether PostgreSQL can store s as text (and jsonb).
+func validText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }
 
 func (r *rows) append(o *rows) {

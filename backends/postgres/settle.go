@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,8 +50,59 @@ func (b *settleBatch) merge(o *settleBatch) {
 	b.dlService = append(b.dlService, o.dlService...)
 }
 
+// pgText makes s storable as PostgreSQL text, which must be valid UTF-8
+// without NUL characters. Handler errors can be anything; one that the
+// server rejected would fail its whole batch of settlements, again and
+// again.
+func pgText(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// sortBySeq orders the batch's rows by seq, so that concurrent
+// transactions lock shared rows in the same order and cannot deadlock.
+func (b *settleBatch) sortBySeq() {
+	slices.Sort(b.acks)
+	if !slices.IsSorted(b.rqSeq) {
+		idx := make([]int, len(b.rqSeq))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(b.rqSeq[x], b.rqSeq[y]) })
+		b.rqSeq = permute(b.rqSeq, idx)
+		b.rqOwner = permute(b.rqOwner, idx)
+		b.rqDelayMS = permute(b.rqDelayMS, idx)
+		b.rqCounted = permute(b.rqCounted, idx)
+		b.rqError = permute(b.rqError, idx)
+		b.rqFailed = permute(b.rqFailed, idx)
+		b.rqQueue = permute(b.rqQueue, idx)
+	}
+	if !slices.IsSorted(b.dlSeq) {
+		idx := make([]int, len(b.dlSeq))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(b.dlSeq[x], b.dlSeq[y]) })
+		b.dlSeq = permute(b.dlSeq, idx)
+		b.dlError = permute(b.dlError, idx)
+		b.dlHandler = permute(b.dlHandler, idx)
+		b.dlService = permute(b.dlService, idx)
+	}
+}
+
+func permute[T any](s []T, idx []int) []T {
+	out := make([]T, len(s))
+	for i, j := range idx {
+		out[i] = s[j]
+	}
+	return out
+}
+
 // queue adds the batch's statements to pb and returns how many it added.
 func (b *settleBatch) queue(pb *pgx.Batch, q *queries) int {
+	b.sortBySeq()
 	n := 0
 	if len(b.dlSeq) > 0 {
 		pb.Queue(q.deadLetter, b.dlSeq, b.dlError, b.dlHandler, b.dlService)
@@ -126,6 +179,7 @@ func (s *settler) requeue(c *claimed, delay time.Duration, counted bool, failed 
 func (b *settleBatch) addRequeue(c *claimed, delay time.Duration, counted bool, failed bool, errText string) {
 	var errp *string
 	if errText != "" {
+		errText = pgText(errText)
 		errp = &errText
 	}
 	var n int32
@@ -145,9 +199,9 @@ func (b *settleBatch) addRequeue(c *claimed, delay time.Duration, counted bool, 
 func (s *settler) deadLetter(c *claimed, r *pubsub.DeadLetterReason) {
 	s.add(func(b *settleBatch) {
 		b.dlSeq = append(b.dlSeq, c.seq)
-		b.dlError = append(b.dlError, r.Error)
-		b.dlHandler = append(b.dlHandler, r.Handler)
-		b.dlService = append(b.dlService, r.Service)
+		b.dlError = append(b.dlError, pgText(r.Error))
+		b.dlHandler = append(b.dlHandler, pgText(r.Handler))
+		b.dlService = append(b.dlService, pgText(r.Service))
 	})
 }
 
