@@ -20,7 +20,9 @@ const (
 	pullHeartbeat = time.Second
 )
 
-var errConsumerDeleted = errors.New("consumer deleted")
+// errNoConsumer means the consumer did not answer: deleted, or not
+// reachable right now.
+var errNoConsumer = errors.New("consumer deleted or unavailable")
 
 // puller pulls messages of one durable consumer for one subscription,
 // speaking JetStream's pull protocol directly: one request outstanding at
@@ -119,18 +121,24 @@ func statusOf(m *nats.Msg) string {
 }
 
 func (p *puller) onStatus(status, description string) error {
-	switch status {
-	case "100":
+	if status == "100" {
 		// Idle heartbeat: the request is alive.
 		return nil
+	}
+	// Any other status ends the request.
+	p.outstanding = 0
+	switch status {
+	case "503":
+		// No responders: the consumer (or its stream, or JetStream) is
+		// not there. Asking again at once would spin.
+		return errNoConsumer
 	case "409":
 		if strings.Contains(strings.ToLower(description), "consumer deleted") {
-			return errConsumerDeleted
+			return errNoConsumer
 		}
 	}
 	// 404, 408 (request ended or expired), 409 (leadership change, too
-	// many waiting requests, ...): this request is over; send another.
-	p.outstanding = 0
+	// many waiting requests, ...): send another.
 	return nil
 }
 

@@ -147,12 +147,14 @@ func (sub *subscription) run(parent context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, errConsumerDeleted) {
-				// Someone deleted the consumer (or its stream): recreate.
-				sub.reload(ctx)
-			}
 			if !pause(err) {
 				return
+			}
+			if errors.Is(err, errNoConsumer) {
+				// Deleted (by an operator, or with its stream): recreate
+				// it. If JetStream is only unavailable for a moment, this
+				// finds it again once it is back.
+				sub.reload(ctx)
 			}
 			continue
 		}
