@@ -135,7 +135,7 @@ func (s *subscriber) close() error {
 	if s.d.closed.Load() {
 		return nil // the backend's Close writes what is left
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(s.d.workCtx, 10*time.Second)
 	defer cancel()
 	return s.d.settler.flushAll(ctx)
 }
@@ -671,7 +671,7 @@ var claimSeq atomic.Uint64
 func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	d := qc.d
 	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(d.workCtx, 30*time.Second)
 	defer cancel()
 	start := time.Now()
 

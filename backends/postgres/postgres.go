@@ -41,6 +41,12 @@ type Driver struct {
 	ctx    context.Context // cancelled by Close: stops background work
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
+	// workCtx bounds the database work Close waits for (publishes and
+	// claims in flight, the last settles): cancelled closeGrace after
+	// Close starts, so that a database that stopped answering cannot hold
+	// Close up for long.
+	workCtx    context.Context
+	workCancel context.CancelFunc
 
 	pub      *publisher
 	sub      *subscriber
@@ -99,6 +105,7 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 		known:    map[string]bool{},
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.workCtx, d.workCancel = context.WithCancel(context.Background())
 	d.notifier = newNotifier(d)
 	d.settler = newSettler(d)
 	d.leases = newLeases(d)
@@ -157,6 +164,9 @@ func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
 // Schema returns the schema holding the backend's tables.
 func (d *Driver) Schema() string { return d.cfg.schema }
 
+// closeGrace is how long Close lets database work in flight finish.
+const closeGrace = 10 * time.Second
+
 // Close stops publishing and consuming, returns every message a consumer
 // held unacknowledged to its queue, writes pending acknowledgements and
 // closes the connections. Publishes in progress finish first.
@@ -164,13 +174,18 @@ func (d *Driver) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
+	grace := time.AfterFunc(closeGrace, d.workCancel)
+	defer grace.Stop()
+	defer d.workCancel()
 	var errs []error
 	errs = append(errs, d.pub.close())
 	errs = append(errs, d.sub.close())
 	// Everything settled or released by now is written before the pool
 	// goes; the settler retries for a while if the database is away.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	errs = append(errs, d.settler.flushAll(ctx))
+	ctx, cancel := context.WithTimeout(d.workCtx, 10*time.Second)
+	if err := d.settler.flushAll(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("close: acks and nacks not written (their messages will be delivered again): %w", err))
+	}
 	cancel()
 	d.cancel()
 	d.bg.Wait()

@@ -227,7 +227,7 @@ func (p *publisher) write(groups []*rows) error {
 	}
 	var err error
 	for try := 0; try < 3; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
+		ctx, cancel := context.WithTimeout(d.workCtx, publishTimeout)
 		unknown := d.unknownQueues(queues)
 		notifyNow := d.notifier.before(queues)
 		b := &pgx.Batch{}

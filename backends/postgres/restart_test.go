@@ -121,3 +121,30 @@ func TestDatabaseRestart(t *testing.T) {
 	t.Logf("%d messages confirmed, %d received (%d more than once), %d failed publishes during the outages",
 		len(confirmed), len(received), dups, failures.Load())
 }
+
+// TestDatabaseGone stops the database for good under a backend: publishes
+// fail (they do not hang), and Close returns promptly.
+func TestDatabaseGone(t *testing.T) {
+	t.Parallel()
+	if pgtest.Shared(t).External() {
+		t.Skip("needs a server of its own")
+	}
+	ctx := context.Background()
+	cluster, err := pgtest.Start(ctx)
+	require.NoError(t, err)
+	defer cluster.Stop()
+	db, err := cluster.NewDatabase(ctx)
+	require.NoError(t, err)
+	b := open(t, db)
+	ch := subscribe(t, b, "q")
+	require.NoError(t, b.Publisher().Publish("q", newMsg("1"), newMsg("2")))
+	m := receive(t, ch)
+	require.NoError(t, cluster.Stop())
+
+	require.Error(t, b.Publisher().Publish("q", newMsg("3")))
+	m.Ack() // cannot be written: the backend keeps trying until Close gives up
+	start := time.Now()
+	err = b.Close()
+	t.Logf("Close took %s: %v", time.Since(start), err)
+	require.Less(t, time.Since(start), 30*time.Second)
+}

@@ -356,7 +356,7 @@ func (s *settler) run() {
 		if n > 0 {
 			wait = s.d.cfg.ackDelay - time.Since(since)
 			if n >= s.d.cfg.batch || wait <= 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ctx, cancel := context.WithTimeout(s.d.workCtx, 30*time.Second)
 				err := s.flush(ctx)
 				cancel()
 				if err == nil {
