@@ -68,10 +68,20 @@ func writeFile(path string, write func(io.Writer) error) error {
 	return nil
 }
 
-// WriteResultsFile writes the Markdown report to path (bench/RESULTS.md),
-// with the chart referenced by chartPath relative to it when not empty.
-func (rep *Report) WriteResultsFile(path, chartPath string) error {
-	return writeFile(path, func(w io.Writer) error { return rep.WriteMarkdown(w, chartPath) })
+// WriteResultsFiles writes the Markdown report to mdPath (bench/RESULTS.md)
+// and, beside it with the same name, the chart (.svg, linked from the
+// Markdown) and the JSON (.json), so that the committed results carry
+// their chart and data.
+func (rep *Report) WriteResultsFiles(mdPath string) error {
+	stem := strings.TrimSuffix(mdPath, filepath.Ext(mdPath))
+	svgPath, jsonPath := stem+".svg", stem+".json"
+	if err := writeFile(svgPath, rep.WriteSVG); err != nil {
+		return err
+	}
+	if err := writeFile(jsonPath, rep.WriteJSON); err != nil {
+		return err
+	}
+	return writeFile(mdPath, func(w io.Writer) error { return rep.WriteMarkdown(w, filepath.Base(svgPath)) })
 }
 
 // scenarioDoc says what each scenario's table shows.

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -43,7 +42,8 @@ embedded NATS servers (JetStream's default sync policy, and SyncAlways). The
 global --url is not used. Progress goes to stderr; the results as Markdown to
 stdout (one JSON object with --json). --out writes results.json, results.md
 and results.svg into a directory; --results writes the Markdown report to a
-file (bench/RESULTS.md), with the chart from --out linked.
+file (bench/RESULTS.md) and its chart and data beside it (RESULTS.svg,
+RESULTS.json).
 
 The full run takes about ten minutes on two cores; --quick runs every scenario
 at smoke-test size in well under a minute (its figures mean little). Exit
@@ -69,7 +69,7 @@ status 1 when a measurement failed; unmet targets are reported, not failures.`,
 	f := c.Flags()
 	f.BoolVar(&o.quick, "quick", false, "smoke run: every scenario at a tiny size, under a minute")
 	f.StringVar(&o.out, "out", "", "write results.json, results.md and results.svg into this directory")
-	f.StringVar(&o.results, "results", "", "write the Markdown report to this file (e.g. bench/RESULTS.md)")
+	f.StringVar(&o.results, "results", "", "write the Markdown report to this file (e.g. bench/RESULTS.md), its chart and JSON beside it")
 	f.StringSliceVar(&o.scenarios, "scenario", nil, "run only these scenarios (comma-separated)")
 	f.StringSliceVar(&o.subjects, "subject", nil, "measure only these backends and baselines (comma-separated)")
 	return c
@@ -97,16 +97,10 @@ func (a *app) runBench(ctx context.Context, cmd *cobra.Command, o benchOptions) 
 		fmt.Fprintf(a.env.Stderr, "bench: wrote %s, %s and %s in %s\n", bench.FileJSON, bench.FileMarkdown, bench.FileSVG, o.out)
 	}
 	if o.results != "" {
-		chart := ""
-		if o.out != "" {
-			if rel, err := filepath.Rel(filepath.Dir(o.results), filepath.Join(o.out, bench.FileSVG)); err == nil {
-				chart = filepath.ToSlash(rel)
-			}
-		}
-		if err := rep.WriteResultsFile(o.results, chart); err != nil {
+		if err := rep.WriteResultsFiles(o.results); err != nil {
 			return err
 		}
-		fmt.Fprintf(a.env.Stderr, "bench: wrote %s\n", o.results)
+		fmt.Fprintf(a.env.Stderr, "bench: wrote %s with its chart (.svg) and data (.json) beside it\n", o.results)
 	}
 	out := cmd.OutOrStdout()
 	if a.jsonOut {

@@ -58,5 +58,7 @@ func TestBenchWritesOutputs(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(md), "go run ./cmd/quantumflow bench")
 	require.Contains(t, string(md), "--results "+results, "the regenerate line repeats the flags")
-	require.Contains(t, string(md), "](out/results.svg)", "the chart is linked relative to the results file")
+	require.Contains(t, string(md), "](RESULTS.svg)", "the chart is written beside the results file and linked")
+	require.FileExists(t, filepath.Join(dir, "RESULTS.svg"))
+	require.FileExists(t, filepath.Join(dir, "RESULTS.json"))
 }
