@@ -180,8 +180,10 @@ type Ratio struct {
 	// BaselineParams describes the baseline's measurement where it differs
 	// from this one's (e.g. "8 publishers").
 	BaselineParams string `json:"baseline_params,omitempty"`
-	// Metric is "throughput" (higher is better) or "p50"/"p99" (latency:
-	// lower is better).
+	// Metric is "throughput" (higher is better), "p50"/"p99" (latency:
+	// lower is better) or "delivered" (mixed run: messages received over
+	// messages sent; Baseline is then "offered load" and BaselineValue the
+	// offered msg/s).
 	Metric        string  `json:"metric"`
 	BaselineValue float64 `json:"baseline_value"`
 	// Value is this figure divided by the baseline's.
@@ -470,7 +472,6 @@ func plan(sz Sizes, cfg Config) []*job {
 			}
 		}
 	}
-	backends := []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync}
 	const small, large = 256, 4096
 
 	// publish: one message per call.
@@ -554,7 +555,6 @@ func plan(sz Sizes, cfg Config) []*job {
 			add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
 		}
 	}
-	_ = backends
 	// Run scenario by scenario, and within one scenario subject by subject
 	// so a subject is opened once per scenario.
 	order := map[string]int{}

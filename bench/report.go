@@ -364,6 +364,11 @@ func compactRatios(r *Result) string {
 	var out []string
 	for i := 0; i < len(r.Ratios); {
 		x := r.Ratios[i]
+		if x.Metric == "delivered" {
+			out = append(out, "delivered "+fmtRatio(x.Value)+" of the "+x.Baseline)
+			i++
+			continue
+		}
 		if x.Metric == "throughput" {
 			out = append(out, fmtRatio(x.Value)+" "+x.Baseline)
 			i++
@@ -371,7 +376,7 @@ func compactRatios(r *Result) string {
 		}
 		var parts []string
 		k := i
-		for ; k < len(r.Ratios) && r.Ratios[k].Baseline == x.Baseline && r.Ratios[k].Metric != "throughput"; k++ {
+		for ; k < len(r.Ratios) && r.Ratios[k].Baseline == x.Baseline && (r.Ratios[k].Metric == "p50" || r.Ratios[k].Metric == "p99"); k++ {
 			parts = append(parts, r.Ratios[k].Metric+" "+fmtRatio(r.Ratios[k].Value))
 		}
 		out = append(out, x.Baseline+": "+strings.Join(parts, ", "))

@@ -67,7 +67,7 @@ func (rep *Report) WriteSVG(w io.Writer) error {
 	panels := rep.svgPanels()
 	height := 70
 	for _, p := range panels {
-		height += svgTitleH + svgPanelGap
+		height += svgTitleH - 8 + svgPanelGap
 		for _, g := range p.groups {
 			height += svgGroupH + len(g.bars)*svgRowH
 		}
