@@ -24,6 +24,9 @@ type Machine struct {
 	NATSServer         string            `json:"nats_server"`
 	// Durability says how durable each server was set up to be.
 	Durability map[string]string `json:"durability"`
+	// LoadAverage is /proc/loadavg's 1, 5 and 15 minute figures when the
+	// run started: other work on the machine skews every figure.
+	LoadAverage string `json:"load_average,omitempty"`
 }
 
 func readMachine() Machine {
@@ -55,6 +58,11 @@ func readMachine() Machine {
 			}
 		}
 		_ = f.Close()
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAverage = strings.Join(f[:3], " ")
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))

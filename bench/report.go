@@ -93,7 +93,7 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 	ScenarioConsume: {"Consume from a preloaded backlog",
 		"The backlog is published first, then the workers take messages (no-op handler, ack). msg/s from the first message received to the last of the backlog (or the consume bound). pgx and jetstream floors run at most 4 consumers; GoChannel fans out and runs one subscription."},
 	ScenarioLatency: {"End-to-end latency at fixed rates",
-		"Messages sent on an open-loop schedule (32 senders, one message per call) to 4 consuming workers; latency from each message's intended send time to its arrival, so a stall delays every message scheduled behind it and shows (no coordinated omission). Missing messages count with the time they had waited. Ratios: lower is better."},
+		"Messages sent on an open-loop schedule (32 senders, one message per call) to 4 consuming workers; latency from each message's intended send time to its arrival, so a stall delays every message scheduled behind it and shows (no coordinated omission). Missing messages count with the time they had waited. The harness itself (timer wake-ups, goroutine hand-offs) adds a few tenths of a millisecond: GoChannel's figure is that floor. Ratios: lower is better."},
 	ScenarioRoundTrip: {"Topology round trip",
 		"Backends through the router: a Singularity instance publishes a proposal, CentralCloud's handle_proposal_for_consensus publishes a consensus result, the instance's handle_consensus_result receives it (seed worker counts: 3 and 2). Baselines do the same with two queues directly. Latency from the proposal's intended send time. Ratios: lower is better."},
 	ScenarioBacklog: {"Backlog growth",
@@ -120,7 +120,11 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 	if m.Kernel != "" {
 		fmt.Fprintf(b, " (kernel %s)", m.Kernel)
 	}
-	fmt.Fprintf(b, ", %s.\n", m.GoVersion)
+	fmt.Fprintf(b, ", %s", m.GoVersion)
+	if m.LoadAverage != "" {
+		fmt.Fprintf(b, "; load average when the run started %s (1, 5, 15 min)", m.LoadAverage)
+	}
+	fmt.Fprintf(b, ".\n")
 	if m.PostgreSQL != "" {
 		fmt.Fprintf(b, "PostgreSQL %s, throwaway cluster on loopback: %s.\n", m.PostgreSQL, m.settingsLine())
 	} else {
