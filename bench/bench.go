@@ -514,6 +514,7 @@ func plan(sz Sizes, cfg Config) []*job {
 		link(wm, pg)
 		link(add(ScenarioConsume, SubjectMem, p), gc)
 		link(add(ScenarioConsume, SubjectPostgres, p), pg, wm)
+		link(add(ScenarioConsume, SubjectPostgresSync, p), pg, wm)
 		link(add(ScenarioConsume, SubjectNATS, p), js)
 		link(add(ScenarioConsume, SubjectNATSSync, p), jss)
 	}
@@ -525,6 +526,7 @@ func plan(sz Sizes, cfg Config) []*job {
 		js, jss := add(ScenarioLatency, SubjectJetStream, p), add(ScenarioLatency, SubjectJetStreamSync, p)
 		link(add(ScenarioLatency, SubjectMem, p), gc)
 		link(add(ScenarioLatency, SubjectPostgres, p), wm)
+		link(add(ScenarioLatency, SubjectPostgresSync, p), wm)
 		link(add(ScenarioLatency, SubjectNATS, p), js)
 		link(add(ScenarioLatency, SubjectNATSSync, p), jss)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/url"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
@@ -18,6 +19,7 @@ const (
 const (
 	SubjectMem           = "mem"
 	SubjectPostgres      = "postgres"
+	SubjectPostgresSync  = "postgres_sync_acks"
 	SubjectNATS          = "nats"
 	SubjectNATSSync      = "nats_sync"
 	SubjectGoChannel     = "gochannel"
@@ -50,10 +52,12 @@ type subjectDef struct {
 }
 
 const (
-	durPostgres = "PostgreSQL, fsync=on, synchronous_commit=on: a commit survives a machine crash"
-	durNATS     = "JetStream file store, server default sync: written to the OS at once, fsync every 2 min (survives a process crash, not a machine crash)"
-	durNATSSync = "JetStream file store, SyncAlways: fsync on every write (survives a machine crash)"
-	durMemory   = "none: in process memory"
+	durPostgres        = "PostgreSQL, fsync=on, synchronous_commit=on: a commit survives a machine crash"
+	durPostgresBackend = "PostgreSQL, fsync=on: a publish is fsynced before it returns; claims and acks commit asynchronously (backend default: a database crash may redeliver the last acked messages)"
+	durPostgresSync    = "PostgreSQL, fsync=on: publishes, claims and acks all fsynced before they complete (sync_acks=true), as the raw pgx loop does"
+	durNATS            = "JetStream file store, server default sync: written to the OS at once, fsync every 2 min (survives a process crash, not a machine crash)"
+	durNATSSync        = "JetStream file store, SyncAlways: fsync on every write (survives a machine crash)"
+	durMemory          = "none: in process memory"
 )
 
 var subjectDefs = []*subjectDef{
@@ -64,9 +68,20 @@ var subjectDefs = []*subjectDef{
 		},
 	},
 	{
-		SubjectInfo: SubjectInfo{SubjectPostgres, KindBackend, "QuantumFlow PostgreSQL backend (postgres://)", durPostgres},
+		SubjectInfo: SubjectInfo{SubjectPostgres, KindBackend, "QuantumFlow PostgreSQL backend (postgres://), default settings", durPostgresBackend},
 		needs:       "postgres",
 		openURL:     func(ctx context.Context, e *env) (string, error) { return e.database(ctx, SubjectPostgres) },
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectPostgresSync, KindBackend, "QuantumFlow PostgreSQL backend with sync_acks=true (equal durability to the raw pgx loop)", durPostgresSync},
+		needs:       "postgres",
+		openURL: func(ctx context.Context, e *env) (string, error) {
+			u, err := e.database(ctx, SubjectPostgresSync)
+			if err != nil {
+				return "", err
+			}
+			return withQuery(u, "sync_acks", "true")
+		},
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectNATS, KindBackend, "QuantumFlow NATS JetStream backend (nats://), embedded server", durNATS},
@@ -180,4 +195,16 @@ func backendSubject(b *pubsub.Backend) subject {
 		},
 		closeFn: b.Close,
 	}
+}
+
+// withQuery adds a query parameter to a URL.
+func withQuery(raw, key, value string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("parse database URL: %w", err)
+	}
+	q := u.Query()
+	q.Set(key, value)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }

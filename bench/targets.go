@@ -105,6 +105,8 @@ func checkTargets(rep *Report) []Target {
 	consume4 := func(p Params) bool { return p.PayloadBytes == 256 && p.Workers == 4 }
 	ratio(3, "Consume (no-op handler, 4 workers, 100k preloaded) ≥ 0.7× raw pgx SKIP LOCKED claim-100 + delete",
 		ScenarioConsume, SubjectPostgres, consume4, SubjectPgx, "≥", 0.7, scaled)
+	ratio(3, "Consume (4 workers) ≥ 0.7× raw pgx, at equal durability [sync_acks=true: claims and acks fsynced, as the raw loop's commits are]",
+		ScenarioConsume, SubjectPostgresSync, consume4, SubjectPgx, "≥", 0.7, scaled)
 	ratio(3, "Consume (4 workers) ≥ 2× stock watermill-sql",
 		ScenarioConsume, SubjectPostgres, consume4, SubjectWatermillSQL, "≥", 2, scaled)
 	ratio(3, "Publish of 100 messages per call ≥ 0.8× raw COPY of 100 rows per transaction",
