@@ -28,12 +28,18 @@ func (d *Driver) Init(ctx context.Context) error {
 	return nil
 }
 
-// adminStart checks the backend is open and writes waiting acks and nacks,
+// adminStart checks the backend is open, returns what it claimed ahead of
+// queue's subscriptions (see withdraw) and writes waiting acks and nacks,
 // so that what admin operations read includes every settle that happened
 // before them.
-func (d *Driver) adminStart(ctx context.Context) error {
+func (d *Driver) adminStart(ctx context.Context, queue string) error {
 	if err := d.checkOpen(); err != nil {
 		return err
+	}
+	if queue != "" {
+		if qc := d.sub.consumer(queue); qc != nil {
+			qc.withdraw(ctx)
+		}
 	}
 	return d.settler.flush(ctx)
 }
@@ -122,7 +128,7 @@ const (
 // messages table.
 func (d *Driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, error) {
 	st := pubsub.QueueStats{Queue: queue}
-	if err := d.adminStart(ctx); err != nil {
+	if err := d.adminStart(ctx, queue); err != nil {
 		return st, fmt.Errorf("stats of %w", d.wrapErr(queue, err))
 	}
 	if err := d.queueExists(ctx, queue); err != nil {
@@ -170,7 +176,7 @@ LEFT JOIN pg_stat_user_tables t ON t.relid = $1::regclass`, d.q.messages).Scan(&
 // ListPending lists a queue's waiting messages: those ready now in
 // delivery order, then those scheduled for a retry by when they are due.
 func (d *Driver) ListPending(ctx context.Context, queue string, limit int) ([]pubsub.PendingMessage, error) {
-	if err := d.adminStart(ctx); err != nil {
+	if err := d.adminStart(ctx, queue); err != nil {
 		return nil, fmt.Errorf("list pending of %w", d.wrapErr(queue, err))
 	}
 	if err := d.queueExists(ctx, queue); err != nil {
@@ -235,7 +241,7 @@ func dlqWhere(q pubsub.DeadLetterQuery) (string, []any) {
 
 // ListDeadLetters lists dead letters, newest first.
 func (d *Driver) ListDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) ([]pubsub.DeadLetter, error) {
-	if err := d.adminStart(ctx); err != nil {
+	if err := d.adminStart(ctx, ""); err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", d.wrapErr(q.Queue, err))
 	}
 	where, args := dlqWhere(q)

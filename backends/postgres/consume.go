@@ -184,8 +184,8 @@ type queueConsumer struct {
 	due     time.Time // when a scheduled message becomes ready, if known
 
 	// How many messages to hold ready for the subscriptions: doubled when
-	// they emptied the previous claim quickly and had to wait, halved when
-	// claimed messages waited too long. Independent of how long a claim
+	// they emptied the previous claim quickly and had to wait, back to one
+	// when claimed messages waited too long. Independent of how long a claim
 	// takes, so a slow database does not shrink the batches.
 	target    int
 	emptiedAt time.Time // when a subscription last found nothing buffered
@@ -202,6 +202,7 @@ type queueConsumer struct {
 	nextResult uint64
 	results    map[uint64]claimResult
 	idle       bool          // the last claim found the queue empty
+	paused     int           // withdraw calls in progress: no claims
 	wakes      atomic.Uint64 // wake-ups so far: one during a claim outdates its emptiness
 	retryAt    time.Time     // after a failed claim, not before
 	backoff    time.Duration // before the next retry of a failed claim
@@ -432,39 +433,49 @@ func (qc *queueConsumer) takeResults() {
 		if ok {
 			delete(qc.results, qc.nextResult)
 			qc.nextResult++
-			qc.inflight--
-			qc.incoming -= r.need
 		}
 		qc.mu.Unlock()
 		if !ok {
 			return
 		}
-		d := qc.d
-		if r.err != nil {
-			qc.mu.Lock()
-			qc.retryAt = time.Now().Add(qc.backoff)
-			backoff := qc.backoff
-			qc.backoff = min(2*qc.backoff, 5*time.Second)
-			qc.mu.Unlock()
-			if d.ctx.Err() == nil {
-				d.log.Warn("quantumflow: postgres: claim failed; retrying", "queue", qc.queue, "error", d.wrapErr(qc.queue, r.err), "retry_in", backoff)
-			}
-			continue
-		}
-		full := len(r.got) == r.need
+		qc.takeResult(r)
+		// Counted out only now that its messages are handed out or
+		// buffered (withdraw waits for that).
 		qc.mu.Lock()
-		qc.backoff = 100 * time.Millisecond
+		qc.inflight--
+		qc.incoming -= r.need
 		qc.mu.Unlock()
-		qc.handOut(r.got, full)
-		if !full && qc.wakes.Load() == r.wakes {
-			// The queue has nothing more ready: claim again when woken (a
-			// notification, a subscription asking, a poll, the next
-			// scheduled message). A wake-up during the claim may be about
-			// a message it could not see: then claim again at once.
-			qc.setIdle(true)
-			if due, ok := qc.nextDue(); ok {
-				qc.setDue(due)
-			}
+	}
+}
+
+// takeResult hands out one claim's messages, or schedules the retry of a
+// failed claim.
+func (qc *queueConsumer) takeResult(r claimResult) {
+	d := qc.d
+	if r.err != nil {
+		qc.mu.Lock()
+		qc.retryAt = time.Now().Add(qc.backoff)
+		backoff := qc.backoff
+		qc.backoff = min(2*qc.backoff, 5*time.Second)
+		qc.mu.Unlock()
+		if d.ctx.Err() == nil {
+			d.log.Warn("quantumflow: postgres: claim failed; retrying", "queue", qc.queue, "error", d.wrapErr(qc.queue, r.err), "retry_in", backoff)
+		}
+		return
+	}
+	full := len(r.got) == r.need
+	qc.mu.Lock()
+	qc.backoff = 100 * time.Millisecond
+	qc.mu.Unlock()
+	qc.handOut(r.got, full)
+	if !full && qc.wakes.Load() == r.wakes {
+		// The queue has nothing more ready: claim again when woken (a
+		// notification, a subscription asking, a poll, the next scheduled
+		// message). A wake-up during the claim may be about a message it
+		// could not see: then claim again at once.
+		qc.setIdle(true)
+		if due, ok := qc.nextDue(); ok {
+			qc.setDue(due)
 		}
 	}
 }
@@ -517,7 +528,10 @@ func (qc *queueConsumer) plan() (stale []*claimed, need int, ticket uint64) {
 			return nil, 0, 0
 		}
 		stale, qc.buf = qc.buf, nil
-		qc.target = max(1, qc.target/2)
+		// Consumers slowed down or stopped: no claiming ahead until they
+		// show again that they are fast. (Halving would claim ahead again
+		// at once, and hold messages away from other backends again.)
+		qc.target = 1
 	}
 	select {
 	case <-qc.s.closing:
@@ -527,7 +541,7 @@ func (qc *queueConsumer) plan() (stale []*claimed, need int, ticket uint64) {
 	// A claim starts only once the claims in flight hold their rows:
 	// started together, they would race for the same rows (SKIP LOCKED)
 	// and split them between them, out of order.
-	if qc.idle || qc.inflight >= maxClaimsInFlight || qc.unlocked > 0 || now.Before(qc.retryAt) {
+	if qc.idle || qc.paused > 0 || qc.inflight >= maxClaimsInFlight || qc.unlocked > 0 || now.Before(qc.retryAt) {
 		return stale, 0, 0
 	}
 	waiting, avail := len(qc.waiters), len(qc.buf)+qc.incoming
@@ -639,6 +653,52 @@ func (qc *queueConsumer) release(cs []*claimed) {
 		return
 	}
 	d.settler.committed(b)
+}
+
+// withdraw returns the messages this backend claimed ahead and has not
+// handed out yet to the queue, and stops claiming ahead until the
+// subscriptions show again that they consume fast. Admin reads call it
+// first, so that what they report of the queue is what its consumers then
+// receive, not a moment of this backend's prefetching.
+func (qc *queueConsumer) withdraw(ctx context.Context) {
+	qc.mu.Lock()
+	qc.paused++
+	qc.mu.Unlock()
+	defer func() {
+		qc.mu.Lock()
+		qc.paused--
+		qc.mu.Unlock()
+		qc.signalDone()
+	}()
+	// Claims in flight land first: their messages come after the buffered
+	// ones, and must go back with them.
+	for {
+		qc.mu.Lock()
+		n := qc.inflight
+		qc.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	qc.mu.Lock()
+	buf := qc.buf
+	qc.buf = nil
+	qc.target = 1
+	qc.mu.Unlock()
+	var cs []*claimed
+	for _, c := range buf {
+		if !c.lost.Load() {
+			cs = append(cs, c)
+		}
+	}
+	if len(cs) > 0 {
+		qc.release(cs)
+	}
 }
 
 // releaseBuffered returns every buffered message to the queue.
