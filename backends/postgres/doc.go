@@ -47,9 +47,14 @@
 // DESC, created_at, seq) for the backend's subscriptions of it: claimed
 // rows turn status 'processing' with a lease (locked_until, locked_by). No
 // transaction is open while a handler runs. A fetcher claims what waiting
-// subscriptions need plus, while they consume fast, a little ahead; what it
-// claimed ahead and nobody took within 200ms goes back to the queue, so a
-// backend with slow consumers does not hoard messages.
+// subscriptions need and, once they show they consume fast (they emptied
+// the last claim within 50ms and waited), up to batch messages ahead, with
+// up to two claims in flight; messages are handed out in claim order.
+// What it claimed ahead and nobody took within 200ms goes back to the
+// queue (all of it, so that nothing is overtaken), and so does it when an
+// admin read (Stats, ListPending) of the queue comes through this backend:
+// a backend with slow consumers does not hoard messages, and what the admin
+// operations report is what consumers then receive.
 //
 // Ack deletes the row. Nack puts it back ('pending') with retry_count + 1,
 // available_at = now() + the delay asked for through pubsub.Delivery, and
@@ -111,7 +116,13 @@
 // leased to a consumer. quantum_flow_dlq.created_at is when the message was
 // dead-lettered.
 //
-// The seed's monitoring queries run as written: "pending messages" lists
+// Stats counts a queue's rows by state: Pending is 'pending' and due,
+// Scheduled is 'pending' with available_at in the future, InFlight is
+// 'processing' (with a consumer, or claimed ahead for one), DeadLetters is
+// the queue's rows in quantum_flow_dlq.
+//
+// The seed's monitoring queries run as written (with a schema other than
+// public, after SET search_path TO that schema): "pending messages" lists
 // waiting messages (scheduled retries included) in delivery order; "failed
 // messages" lists dead letters newest first; "queue stats" counts waiting
 // messages per queue — note that its column named oldest is
@@ -123,5 +134,6 @@
 // migration), and claimed through a partial index of waiting rows. Stats
 // report its dead tuples and the oldest open transaction in the database
 // (see the Counter constants): a long transaction anywhere holds back
-// vacuum and slows the claim.
+// vacuum and slows the claim. Other users' transactions are visible in
+// pg_stat_activity to superusers and members of pg_read_all_stats only.
 package postgres
