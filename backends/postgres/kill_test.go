@@ -30,14 +30,53 @@ const (
 // environment asks for it (it never returns then: the test kills it), and
 // reports false otherwise.
 func runChild() bool {
-	if os.Getenv(envChild) != "consumer" {
+	var err error
+	switch os.Getenv(envChild) {
+	case "consumer":
+		err = childConsumer()
+	case "init":
+		err = childInit()
+	default:
 		return false
 	}
-	if err := childConsumer(); err != nil {
+	if err != nil {
 		fmt.Println("ERROR", err)
 		os.Exit(1)
 	}
 	return true
+}
+
+// childInit runs Init, as `quantumflow init` does.
+func childInit() error {
+	ctx := context.Background()
+	b, err := pubsub.Open(ctx, os.Getenv(envChildURL))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return b.Init(ctx)
+}
+
+// TestConcurrentInitProcesses runs Init from several processes at once.
+func TestConcurrentInitProcesses(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	base := pgtest.Database(t)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	var cmds []*exec.Cmd
+	for range 4 {
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envChild+"=init", envChildURL+"="+withParams(base, "schema", "procs"))
+		require.NoError(t, cmd.Start())
+		cmds = append(cmds, cmd)
+	}
+	for _, cmd := range cmds {
+		require.NoError(t, cmd.Wait())
+	}
+	var versions, latest int
+	require.NoError(t, connect(t, base).QueryRow(ctx, `SELECT count(*), max(version) FROM procs.quantum_flow_schema_migrations`).Scan(&versions, &latest))
+	require.Equal(t, latest, versions, "every migration applied once")
 }
 
 // childConsumer acks some messages with four subscriptions, makes sure the
