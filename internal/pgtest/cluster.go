@@ -103,7 +103,7 @@ func Start(ctx context.Context) (*Cluster, error) {
 		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true}
 	}
 	removeStaleDirs()
-	dir, err := os.MkdirTemp("", fmt.Sprintf("qf-pgtest-%d-", os.Getpid()))
+	dir, err := os.MkdirTemp(tempRoot(c.cred != nil), fmt.Sprintf("qf-pgtest-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: temp dir: %w", err)
 	}
@@ -487,11 +487,34 @@ func findBinDir() (string, error) {
 		"install Debian's postgresql package, or set %s)", ErrUnavailable, EnvDatabaseURL)
 }
 
+// tempRoot returns the directory to make the cluster's directory in: the
+// usual temp dir, unless the server runs as another user (postgres) who
+// could not reach into it (a TMPDIR under /root, say); then /tmp.
+func tempRoot(otherUser bool) string {
+	root := os.TempDir()
+	if !otherUser {
+		return root
+	}
+	for d := root; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return root
+		}
+	}
+}
+
 // removeStaleDirs removes the directories of clusters whose test process
 // died without stopping them (the server itself died with it, see
 // Pdeathsig). The owner's pid is in the directory name.
 func removeStaleDirs() {
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "qf-pgtest-*-*"))
+	var dirs []string
+	for _, root := range []string{os.TempDir(), "/tmp"} {
+		m, _ := filepath.Glob(filepath.Join(root, "qf-pgtest-*-*"))
+		dirs = append(dirs, m...)
+	}
 	for _, d := range dirs {
 		parts := strings.Split(filepath.Base(d), "-")
 		if len(parts) != 4 {
