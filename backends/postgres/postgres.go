@@ -201,8 +201,8 @@ func (d *Driver) checkOpen() error {
 	return nil
 }
 
-// ensureQueues makes sure quantum_flow_queues lists the queues, once per
-// queue per backend.
+// unknownQueues returns the queues this backend has not yet made sure
+// quantum_flow_queues lists (see ensureQueue, markKnown).
 func (d *Driver) unknownQueues(queues []string) []string {
 	d.knownMu.Lock()
 	defer d.knownMu.Unlock()
@@ -215,6 +215,7 @@ func (d *Driver) unknownQueues(queues []string) []string {
 	return out
 }
 
+// markKnown records queues as listed in quantum_flow_queues.
 func (d *Driver) markKnown(queues []string) {
 	d.knownMu.Lock()
 	defer d.knownMu.Unlock()
@@ -223,6 +224,9 @@ func (d *Driver) markKnown(queues []string) {
 	}
 }
 
+// ensureQueue makes sure quantum_flow_queues lists queue, once per queue
+// per backend: publishing or subscribing to a queue declares it with the
+// defaults.
 func (d *Driver) ensureQueue(ctx context.Context, queue string) error {
 	if len(d.unknownQueues([]string{queue})) == 0 {
 		return nil
