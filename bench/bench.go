@@ -362,7 +362,7 @@ var quickSizes = Sizes{
 	Publish:           Duration(150 * time.Millisecond),
 	Preload:           1_000,
 	PreloadMax:        Duration(1 * time.Second),
-	ConsumeMax:        Duration(1 * time.Second),
+	ConsumeMax:        Duration(2 * time.Second),
 	Latency:           Duration(300 * time.Millisecond),
 	Drain:             Duration(2500 * time.Millisecond),
 	RoundTripRate:     100,
