@@ -538,10 +538,14 @@ func (qc *queueConsumer) plan() (stale []*claimed, need int, ticket uint64) {
 		return stale, 0, 0
 	default:
 	}
-	// A claim starts only once the claims in flight hold their rows:
-	// started together, they would race for the same rows (SKIP LOCKED)
-	// and split them between them, out of order.
-	if qc.idle || qc.paused > 0 || qc.inflight >= maxClaimsInFlight || qc.unlocked > 0 || now.Before(qc.retryAt) {
+	// With one subscription, a claim starts only once the claims in flight
+	// hold their rows: started together, they would race for the same rows
+	// (SKIP LOCKED) and split them between them, and the subscription
+	// would see them out of order. Several subscriptions handle messages
+	// in parallel anyway, so their claims may run side by side (handed out
+	// in priority order still, from the buffer).
+	ordered := qc.subs < 2 && qc.unlocked > 0
+	if qc.idle || qc.paused > 0 || qc.inflight >= maxClaimsInFlight || ordered || now.Before(qc.retryAt) {
 		return stale, 0, 0
 	}
 	waiting, avail := len(qc.waiters), len(qc.buf)+qc.incoming

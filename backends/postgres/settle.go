@@ -217,8 +217,15 @@ func (s *settler) take() *settleBatch {
 	return &b
 }
 
-// takeForClaim is take for a fetcher about to claim: nil while broken.
+// takeForClaim is take for a fetcher about to claim: the settlements ride
+// in the claim's transaction, saving a commit, when commits wait for the
+// disk (sync_acks). Otherwise commits are cheap and the settle writer does
+// them in parallel with the claims, on another connection. Nil while
+// broken.
 func (s *settler) takeForClaim() *settleBatch {
+	if !s.d.cfg.syncAcks {
+		return nil
+	}
 	s.mu.Lock()
 	broken := s.broken
 	s.mu.Unlock()
