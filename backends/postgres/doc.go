@@ -49,7 +49,9 @@
 // transaction is open while a handler runs. A fetcher claims what waiting
 // subscriptions need and, once they show they consume fast (they emptied
 // the last claim within 50ms and waited), up to batch messages ahead, with
-// up to two claims in flight; messages are handed out in claim order.
+// up to two claims in flight. Messages are handed out in delivery order;
+// with a single subscription, strictly (a second claim starts only once
+// the first holds its rows).
 // What it claimed ahead and nobody took within 200ms goes back to the
 // queue (all of it, so that nothing is overtaken), and so does it when an
 // admin read (Stats, ListPending) of the queue comes through this backend:
@@ -62,8 +64,9 @@
 // survive restarts. A delivery marked dead-lettered moves to
 // quantum_flow_dlq in one statement (DELETE ... RETURNING into INSERT): a
 // message is in exactly one of the two tables at any time. Acks, nacks and
-// moves are written in batches, within ack_delay or with the fetcher's next
-// claim; Close and the admin operations write them first.
+// moves are written in batches, within ack_delay (with sync_acks, in the
+// fetcher's next claim's transaction when that comes first); Close and the
+// admin operations write them first.
 //
 // # Durability
 //
