@@ -549,3 +549,30 @@ func TestUnstorableText(t *testing.T) {
 		return err == nil && len(dls) == 1 && dls[0].Error == "boom  \uFFFD" && dls[0].Handler == "h"
 	}, 10*time.Second, 10*time.Millisecond)
 }
+
+// TestHealthCounters: Stats shows the messages table's dead tuples and the
+// age of the oldest open transaction, which holds vacuum back.
+func TestHealthCounters(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.Database(t)
+	b := open(t, db)
+	require.NoError(t, b.Publisher().Publish("q", newMsg("1")))
+	st, err := b.Stats(ctx, "q")
+	require.NoError(t, err)
+	for _, k := range []string{postgres.CounterDeadTuples, postgres.CounterLiveTuples, postgres.CounterOldestTransactionAge,
+		postgres.CounterOldestXminAge, postgres.CounterSecondsSinceAutovacuum} {
+		require.Contains(t, st.Counters, k)
+	}
+
+	// A transaction left open elsewhere (an idle-in-transaction session).
+	tx, err := connect(t, db).Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `SELECT count(*) FROM quantum_flow_messages`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, "q")
+		return err == nil && st.Counters[postgres.CounterOldestTransactionAge] >= 1 && st.Counters[postgres.CounterOldestXminAge] >= 0
+	}, 20*time.Second, 100*time.Millisecond)
+}
