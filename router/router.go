@@ -324,7 +324,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 			},
 			Timeout:   r.cfg.HandlerTimeout,
 			Telemetry: r.cfg.Telemetry,
-			Logger:    r.logger,
+			Logger:    r.cfg.Logger, // the middleware names the service itself
 		})
 		for i := 1; i <= c.Workers; i++ {
 			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
