@@ -36,6 +36,8 @@ type env struct {
 	// fsync on); otherwise every call gets a new one.
 	reuseDatabases bool
 	databases      map[string]string
+	// created lists every database made, for reset to drop.
+	created []string
 }
 
 func startEnv(ctx context.Context, logger *slog.Logger, needPG, needNATS bool) *env {
@@ -85,7 +87,40 @@ func (e *env) database(ctx context.Context, key string) (string, error) {
 		e.databases = map[string]string{}
 	}
 	e.databases[key] = u
+	e.created = append(e.created, u)
 	return u, nil
+}
+
+// reset clears what earlier scenarios left behind before the next one:
+// their databases are dropped and the cluster checkpointed (so their
+// writes are not flushed in the middle of the next measurement), and the
+// NATS servers are replaced by fresh ones (JetStream's periodic sync would
+// otherwise flush a previous scenario's backlog during the next). Nothing
+// may be open on the servers when it runs. Errors are logged: a reset that
+// fails leaves the run noisier, not wrong.
+func (e *env) reset(ctx context.Context) {
+	if e.pg != nil && !e.reuseDatabases {
+		for _, u := range e.created {
+			if err := e.pg.DropDatabase(ctx, u); err != nil {
+				e.logger.Warn("bench: drop database", "err", err)
+			}
+		}
+		e.created, e.databases = nil, nil
+		if conn, err := pgx.Connect(ctx, e.pg.URL()); err == nil {
+			if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+				e.logger.Warn("bench: checkpoint", "err", err)
+			}
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+	}
+	if e.nats != nil {
+		_ = e.nats.Close()
+		e.nats, e.natsErr = embedded.Start(ctx, embedded.Options{Logger: e.logger})
+	}
+	if e.natsSync != nil {
+		_ = e.natsSync.Close()
+		e.natsSync, e.natsSyncErr = embedded.Start(ctx, embedded.Options{SyncAlways: true, Logger: e.logger})
+	}
 }
 
 // natsURL returns the client URL of the default (sync=false) or SyncAlways

@@ -97,7 +97,7 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 	ScenarioRoundTrip: {"Topology round trip",
 		"Backends through the router: a Singularity instance publishes a proposal, CentralCloud's handle_proposal_for_consensus publishes a consensus result, the instance's handle_consensus_result receives it (seed worker counts: 3 and 2). Baselines do the same with two queues directly. Latency from the proposal's intended send time. Ratios: lower is better."},
 	ScenarioBacklog: {"Backlog growth",
-		"Consume rate (4 workers) over the first messages of a small and of a large backlog; the ratio compares the large backlog with the small one on the same backend."},
+		"Consume rate (4 workers) with a small and with a large backlog waiting: the median of 5 samples, each starting the workers and timing the first messages from the first one; between samples the small backlog is topped up to its size again. The ratio compares the large backlog with the small one on the same backend."},
 	ScenarioMixed: {"Mixed topology at the seed's scaling profiles",
 		"N Singularity routers and one CentralCloud router on one backend, with the profile's worker counts. Offered load per instance: 4 proposals/s (each answered by a consensus result), 10 metrics/s, 2 patterns/s; from CentralCloud 0.5 rollback triggers/s and 0.5 safety profiles/s per instance. Ratio: delivered / offered (1.00 = kept up)."},
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,30 +138,104 @@ func (r *runner) preload(ctx context.Context, inst *instance, queue string, tmpl
 
 // consumeThroughput preloads a backlog, then lets p.Workers consumers take
 // messages (no-op handler, ack) and measures the rate from the first
-// message to the sample-th (the whole backlog when sample is 0), or to the
-// ConsumeMax bound.
-func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params, n int, preloadMax time.Duration, sample int, res *Result) error {
-	queue := r.env.queueName("consume")
-	if err := inst.prepare(ctx, queue); err != nil {
-		return fmt.Errorf("prepare %s: %w", queue, err)
+// message to the last of the backlog, or to the ConsumeMax bound.
+func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params, res *Result) error {
+	queue, loaded, err := r.preloadQueue(ctx, inst, p, r.sizes.Preload, r.sizes.PreloadMax.D(), res)
+	if err != nil {
+		return err
 	}
+	got, elapsed, err := r.drain(ctx, inst, queue, p.Workers, int64(loaded))
+	if err != nil {
+		return err
+	}
+	res.Messages = got
+	res.Seconds = elapsed.Seconds()
+	res.Throughput = rateOf(got, elapsed)
+	return nil
+}
+
+// backlogRepeats is how many samples the backlog rate is the median of.
+const backlogRepeats = 5
+
+// backlogThroughput measures the consume rate with p.Pending messages
+// waiting: the median of backlogRepeats samples on one queue, each
+// starting p.Workers consumers and timing the first BacklogSample messages
+// from the first one. Between samples the small backlog is topped up to
+// its size again (untimed); the large one is barely dented by them. Both
+// cases thus consume the same messages from one queue, and differ only in
+// how many wait behind them.
+func (r *runner) backlogThroughput(ctx context.Context, inst *instance, p Params, res *Result) error {
+	queue, loaded, err := r.preloadQueue(ctx, inst, p, p.Pending, r.sizes.BacklogPreloadMax.D(), res)
+	if err != nil {
+		return err
+	}
+	if loaded < r.sizes.BacklogSample*2 {
+		return fmt.Errorf("only %d of %d preloaded in %s: too few to sample %d", loaded, p.Pending, r.sizes.BacklogPreloadMax.D(), r.sizes.BacklogSample)
+	}
+	topUp := loaded < backlogRepeats*r.sizes.BacklogSample*2
 	tmpl, err := payloadTemplate(p.PayloadBytes)
 	if err != nil {
 		return err
 	}
-	t := time.Now()
-	loaded, err := r.preload(ctx, inst, queue, tmpl, n, preloadMax)
+	var rates []float64
+	var total int64
+	var elapsedTotal time.Duration
+	for i := range backlogRepeats {
+		if i > 0 && topUp {
+			if _, err := r.preload(ctx, inst, queue, tmpl, r.sizes.BacklogSample, r.sizes.BacklogPreloadMax.D()); err != nil {
+				return err
+			}
+		}
+		got, elapsed, err := r.drain(ctx, inst, queue, p.Workers, int64(r.sizes.BacklogSample))
+		if err != nil {
+			return err
+		}
+		rates = append(rates, rateOf(got, elapsed))
+		total += got
+		elapsedTotal += elapsed
+	}
+	sorted := slices.Clone(rates)
+	slices.Sort(sorted)
+	res.Messages = total
+	res.Seconds = elapsedTotal.Seconds()
+	res.Throughput = sorted[len(sorted)/2]
+	parts := make([]string, len(rates))
+	for i, v := range rates {
+		parts[i] = fmtRate(v)
+	}
+	note := fmt.Sprintf("median of %d samples of %d messages: %s msg/s", len(rates), r.sizes.BacklogSample, strings.Join(parts, ", "))
+	res.Note = strings.TrimPrefix(res.Note+"; "+note, "; ")
+	return nil
+}
+
+// preloadQueue declares a new queue and preloads n messages into it
+// (within maxDur), recording the backlog in res.
+func (r *runner) preloadQueue(ctx context.Context, inst *instance, p Params, n int, maxDur time.Duration, res *Result) (string, int, error) {
+	queue := r.env.queueName("consume")
+	if err := inst.prepare(ctx, queue); err != nil {
+		return "", 0, fmt.Errorf("prepare %s: %w", queue, err)
+	}
+	tmpl, err := payloadTemplate(p.PayloadBytes)
 	if err != nil {
-		return err
+		return "", 0, err
+	}
+	loaded, err := r.preload(ctx, inst, queue, tmpl, n, maxDur)
+	if err != nil {
+		return "", 0, err
 	}
 	res.Pending = loaded
 	if loaded < n {
-		res.Note = fmt.Sprintf("preload stopped at its %s bound: %d of %d pending", preloadMax, loaded, n)
+		res.Note = fmt.Sprintf("preload stopped at its %s bound: %d of %d pending", maxDur, loaded, n)
 	}
-	preloadTook := time.Since(t)
-	target := int64(loaded)
-	if sample > 0 {
-		target = min(int64(sample), target)
+	return queue, loaded, nil
+}
+
+// drain starts workers consumers on queue and returns how many of the
+// first target messages arrived and the time from the first to the last
+// of them (or to the ConsumeMax bound).
+func (r *runner) drain(ctx context.Context, inst *instance, queue string, workers int, target int64) (int64, time.Duration, error) {
+	if target < 1 {
+		return 0, 0, fmt.Errorf("%w: nothing preloaded in %s", errNoMessages, queue)
 	}
 	var count, first, last atomic.Int64
 	done := make(chan struct{})
@@ -174,9 +250,9 @@ func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params
 			close(done)
 		}
 	}
-	stop, err := inst.consume(ctx, queue, p.Workers, handle)
+	stop, err := inst.consume(ctx, queue, workers, handle)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	timer := time.NewTimer(r.sizes.ConsumeMax.D())
 	select {
@@ -189,22 +265,24 @@ func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params
 	got := min(count.Load(), target)
 	stop()
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if got == 0 {
-		return fmt.Errorf("%w from %s within %s (%d preloaded in %s)", errNoMessages, queue, r.sizes.ConsumeMax.D(), loaded, preloadTook.Round(time.Millisecond))
+		return 0, 0, fmt.Errorf("%w from %s within %s", errNoMessages, queue, r.sizes.ConsumeMax.D())
 	}
 	if got == target {
 		end = last.Load()
 	}
-	elapsed := time.Duration(end - first.Load())
-	res.Messages = got
-	res.Seconds = elapsed.Seconds()
-	if got > 1 && elapsed > 0 {
-		// got messages arrive over got-1 intervals.
-		res.Throughput = float64(got-1) / elapsed.Seconds()
+	return got, time.Duration(end - first.Load()), nil
+}
+
+// rateOf is the rate of got messages arriving over elapsed: got-1
+// intervals, since the clock starts at the first.
+func rateOf(got int64, elapsed time.Duration) float64 {
+	if got < 2 || elapsed <= 0 {
+		return 0
 	}
-	return nil
+	return float64(got-1) / elapsed.Seconds()
 }
 
 // probeSeq marks the message that checks the consumers are live before a
