@@ -1,7 +1,6 @@
 package middleware_test
 
 import (
-	"bytes"
 	"log/slog"
 	"sync"
 	"testing"
@@ -9,6 +8,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/middleware"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/telemetry"
@@ -81,24 +81,7 @@ func (e *events) get(t *testing.T, name string) event {
 	return event{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func bufferLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func bufferLogger() (*slog.Logger, *testutil.SyncBuffer) {
+	buf := &testutil.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,34 +12,13 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-// syncBuffer is a log sink safe for the service's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func env(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
@@ -54,10 +31,10 @@ func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, nil, env(map[string]string{"QUANTUM_FLOW_DATABASE_URL": url}), &logs)
+		done <- run(runCtx, nil, testutil.Env(map[string]string{"QUANTUM_FLOW_DATABASE_URL": url}), &logs)
 	}()
 
 	payload, _ := json.Marshal(handlers.Proposal{ID: "p1", Instance: "test", Risk: 0.1})
@@ -86,12 +63,12 @@ func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
 
 func TestBadConfiguration(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
-	err := run(context.Background(), nil, env(map[string]string{"QUANTUM_FLOW_PROPOSALS_WORKERS": "zero"}), &logs)
+	var logs testutil.SyncBuffer
+	err := run(context.Background(), nil, testutil.Env(map[string]string{"QUANTUM_FLOW_PROPOSALS_WORKERS": "zero"}), &logs)
 	require.ErrorIs(t, err, topology.ErrInvalidConfig)
 	require.ErrorContains(t, err, "QUANTUM_FLOW_PROPOSALS_WORKERS")
 
-	err = run(context.Background(), []string{"-nope"}, env(nil), &logs)
+	err = run(context.Background(), []string{"-nope"}, testutil.Env(nil), &logs)
 	var ue usageError
 	require.ErrorAs(t, err, &ue)
 }

@@ -1,42 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func env(m map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func TestSendsRoundsAndStopsGracefully(t *testing.T) {
@@ -49,10 +27,10 @@ func TestSendsRoundsAndStopsGracefully(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
-		done <- run(runCtx, []string{"-url", url, "-instance", "s1", "-rounds", "4", "-interval", "1ms"}, env(nil), &logs)
+		done <- run(runCtx, []string{"-url", url, "-instance", "s1", "-rounds", "4", "-interval", "1ms"}, testutil.Env(nil), &logs)
 	}()
 	count := func(q string) int {
 		st, err := admin.Stats(ctx, q)
@@ -78,13 +56,13 @@ func TestSendsRoundsAndStopsGracefully(t *testing.T) {
 
 func TestBadUsage(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	for _, args := range [][]string{{"-interval", "0s"}, {"-rounds", "-1"}, {"-nope"}} {
-		err := run(context.Background(), args, env(nil), &logs)
+		err := run(context.Background(), args, testutil.Env(nil), &logs)
 		var ue usageError
 		require.ErrorAs(t, err, &ue, args)
 	}
-	err := run(context.Background(), []string{"-url", "bogus://u:s3cret@h/"}, env(nil), &logs)
+	err := run(context.Background(), []string{"-url", "bogus://u:s3cret@h/"}, testutil.Env(nil), &logs)
 	require.ErrorIs(t, err, topology.ErrInvalidConfig)
 	require.NotContains(t, err.Error(), "s3cret")
 }

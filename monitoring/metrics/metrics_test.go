@@ -1,13 +1,11 @@
 package metrics_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	_ "github.com/quantumflow/quantumflow/backends/mem"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/monitoring/internal/backendtest"
 	"github.com/quantumflow/quantumflow/monitoring/metrics"
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -62,24 +61,6 @@ func value(t *testing.T, reg prometheus.Gatherer, name string, labels map[string
 		}
 	}
 	return -1
-}
-
-// syncBuffer is a log sink safe for the poller's goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMetricsMatchTraffic sends known traffic through real routers on the
@@ -194,7 +175,7 @@ func metricsMatchTraffic(t *testing.T, b *pubsub.Backend) {
 
 	// The poller's gauges match the backend, and K dead letters over a
 	// threshold of K-1 raise the alert: gauge and log.
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	p, err := metrics.NewPoller(metrics.PollerOptions{
 		Admin: b, Metrics: m, DLQAlertThreshold: K - 1,
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
