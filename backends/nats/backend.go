@@ -44,6 +44,10 @@ type driver struct {
 
 	queuesMu sync.Mutex
 	queues   map[string]*queueEntry
+
+	// fetchers pull for this driver's subscriptions, one per queue.
+	fetchersMu sync.Mutex
+	fetchers   map[string]*fetcher
 }
 
 func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
@@ -116,6 +120,8 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 		js:     js,
 		closed: make(chan struct{}),
 		queues: map[string]*queueEntry{},
+
+		fetchers: map[string]*fetcher{},
 	}
 	d.pub = &publisher{d: d, closed: make(chan struct{})}
 	d.sub = &subscriber{d: d, closing: make(chan struct{})}

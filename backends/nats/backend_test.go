@@ -285,6 +285,13 @@ func TestSubscriptionSurvivesConsumerDeletion(t *testing.T) {
 	ch := subscribe(t, b, queue)
 	require.NoError(t, b.Publisher().Publish(queue, message.NewMessage("1", []byte("before"))))
 	receive(t, ch).Ack()
+	// Acks are asynchronous: one still on its way when the consumer goes
+	// is lost with it, and the message comes back (at least once). Wait
+	// for it to land: this test is about the consumer coming back.
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(t.Context(), queue)
+		return err == nil && st.InFlight == 0 && st.Pending == 0
+	}, 10*time.Second, 5*time.Millisecond)
 
 	nc, err := nats.Connect(srv.ClientURL())
 	require.NoError(t, err)

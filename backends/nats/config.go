@@ -21,7 +21,7 @@ const (
 	DefaultAckWait        = 30 * time.Second
 	DefaultDedupWindow    = 2 * time.Minute
 	DefaultPublishTimeout = 30 * time.Second
-	DefaultPrefetch       = 1
+	DefaultPrefetch       = 128
 	// DefaultMaxAckPending is unlimited: messages waiting for a delayed
 	// retry count as ack-pending in JetStream, so any cap would stop the
 	// queue's delivery once that many messages wait for their retry.

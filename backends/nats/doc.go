@@ -37,7 +37,9 @@
 //	ack_wait=DURATION     the lease of a delivered message (30s), see below
 //	max_ack_pending=N     cap on messages delivered and not acked, retry
 //	                      waits included (-1: none)
-//	prefetch=N            messages a subscription pulls at once (1), see below
+//	prefetch=N            most messages pulled ahead of a queue's
+//	                      subscriptions while they consume fast (128;
+//	                      1: none), see below
 //	dedup_window=DURATION how long a message id is remembered to drop a
 //	                      republished duplicate (2m)
 //	publish_timeout=DURATION  how long Publish keeps retrying (30s)
@@ -79,16 +81,28 @@
 // call sends them all before waiting for the acks. Metadata travels as one
 // JSON header.
 //
-// A subscription pulls one message, hands it out, and waits for its Ack or
-// Nack before it pulls the next (prefetch=N pulls up to N at once: faster,
-// but the buffered messages count as in flight, wait behind the message
-// being handled, and their lease runs meanwhile: keep N × handler time
-// below ack_wait). Delivery is at least once: a message comes back if its
-// consumer dies, after ack_wait. While a handler runs, the subscription
-// extends the lease every ack_wait/3, so a slow handler does not lose its
-// message to another worker; only a consumer that stopped working does.
-// Delivery.Attempt is JetStream's delivery count, less the deliveries that
-// never reached a handler (pulled by a subscription that closed first).
+// A backend pulls each queue's messages for all its subscriptions of it
+// through one fetcher: one pull request for as many messages as
+// subscriptions wait (batched across them, not ahead of them), and, while
+// they take messages fast from a backlog, about what they took in the last
+// 50ms ahead of them, up to prefetch (a no-wait request: only what the
+// queue holds now). A subscription hands out one message and waits for its
+// Ack or Nack before it takes the next. What was pulled ahead and nobody
+// took within 200ms goes back to the queue (all of it, so that nothing
+// overtakes it), and so does it when an admin read (Stats, ListPending)
+// of the queue comes through this backend and when the backend's last
+// subscription of the queue ends: an idle subscription holds nothing
+// besides the message it handles, and what the admin reads report is what
+// consumers then receive (messages pulled ahead by other processes count
+// as in flight until they hand them out or give them back). Messages
+// given back are recorded as deliveries that reached no handler.
+// Delivery is at least once: a message comes back if its consumer dies,
+// after ack_wait. While a handler runs, the subscription extends the lease
+// every ack_wait/3, so a slow handler does not lose its message to another
+// worker; only a consumer that stopped working does. Delivery.Attempt is
+// JetStream's delivery count, less the deliveries that never reached a
+// handler (pulled ahead and given back, or pulled for a subscription that
+// closed first).
 //
 // Ack removes the message (an asynchronous ack; Close flushes them). Nack
 // with Outcome().Retry is a NAK with that delay, plain Nack a NAK without:
@@ -135,7 +149,7 @@
 // delivered (the consumer's NumPending) plus nacked ones deliverable again
 // and not yet taken. Scheduled: nacked messages waiting for their retry
 // time. InFlight: the consumer's ack-pending messages that are neither:
-// held by workers, buffered for them with prefetch > 1, or delivered to a
+// held by workers, pulled ahead by another process, or delivered to a
 // consumer that died, until ack_wait runs out. DeadLetters: QF-DLQ's
 // messages of the queue. OldestPendingAge: the oldest message among the
 // pending ones. Counters: stream_messages, stream_bytes, published (the

@@ -1,7 +1,6 @@
 package nats
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,12 +23,10 @@ const (
 // reachable right now.
 var errNoConsumer = errors.New("consumer deleted or unavailable")
 
-// puller pulls messages of one durable consumer for one subscription,
-// speaking JetStream's pull protocol directly: one request outstanding at
-// a time, for at most batch messages, sent only once the previous one is
-// used up. So with batch 1 the subscription holds no message besides the
-// one it is handling, and a closing subscription gets back, through a
-// drain, every message the server sent it.
+// puller speaks JetStream's pull protocol for one queue's fetcher: one
+// request outstanding at a time, for as many messages as the fetcher asks,
+// sent only once the previous one is used up or ended. A closing puller
+// gets back, through a drain, every message the server sent it.
 //
 // nats.go's own iterator (jetstream.Consumer.Messages) was not used: in
 // v1.55.0 it can skip sending the next request when a message arrives
@@ -38,26 +35,24 @@ var errNoConsumer = errors.New("consumer deleted or unavailable")
 type puller struct {
 	nc          *nats.Conn
 	subject     string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
-	batch       int
 	sub         *nats.Subscription
 	ch          chan *nats.Msg
 	reconnected chan nats.Status
 	closed      chan struct{}
-	request     []byte       // the pull request, the same every time
 	check       *time.Ticker // missed-heartbeat check
 
-	outstanding int // messages asked for and not yet received; 0: no request
+	outstanding int  // messages asked for and not yet received; 0: no request
+	noWait      bool // the outstanding request ends at once when the queue is empty
 	lastSeen    time.Time
 }
 
-func newPuller(nc *nats.Conn, stream, consumer string, batch int) (*puller, error) {
+func newPuller(nc *nats.Conn, stream, consumer string, maxBatch int) (*puller, error) {
 	p := &puller{
 		nc:      nc,
 		subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer,
-		batch:   batch,
 		// Room for a whole batch plus heartbeats and status messages, so
 		// the connection never drops one for a slow consumer.
-		ch:     make(chan *nats.Msg, batch+64),
+		ch:     make(chan *nats.Msg, maxBatch+64),
 		closed: make(chan struct{}),
 	}
 	var err error
@@ -66,51 +61,58 @@ func newPuller(nc *nats.Conn, stream, consumer string, batch int) (*puller, erro
 	}
 	p.sub.SetClosedHandler(func(string) { close(p.closed) })
 	p.reconnected = nc.StatusChanged(nats.CONNECTED)
-	p.request, _ = json.Marshal(pullRequest{Batch: batch, Expires: pullExpires, Heartbeat: pullHeartbeat})
 	p.check = time.NewTicker(pullHeartbeat)
 	return p, nil
 }
 
 type pullRequest struct {
 	Batch     int           `json:"batch"`
-	Expires   time.Duration `json:"expires"`
-	Heartbeat time.Duration `json:"idle_heartbeat"`
+	Expires   time.Duration `json:"expires,omitempty"`
+	Heartbeat time.Duration `json:"idle_heartbeat,omitempty"`
+	NoWait    bool          `json:"no_wait,omitempty"`
 }
 
-// next returns the next message, waiting until one comes or ctx is done.
-func (p *puller) next(ctx context.Context) (*nats.Msg, error) {
-	for {
-		if p.outstanding <= 0 {
-			if err := p.nc.PublishRequest(p.subject, p.sub.Subject, p.request); err != nil {
-				return nil, fmt.Errorf("pull request: %w", err)
-			}
-			p.outstanding, p.lastSeen = p.batch, time.Now()
-		}
-		select {
-		case m := <-p.ch:
-			p.lastSeen = time.Now()
-			if status := statusOf(m); status != "" {
-				if err := p.onStatus(status, m.Header.Get("Description")); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			p.outstanding--
-			return m, nil
-		case <-p.check.C:
-			if time.Since(p.lastSeen) > 2*pullHeartbeat+pullHeartbeat/2 {
-				// Neither message nor heartbeat: the request is gone.
-				p.outstanding = 0
-			}
-		case <-p.reconnected:
-			// A request sent before the reconnect may be lost with the old
-			// connection's server.
-			p.outstanding = 0
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+// request asks for n messages. A waiting request lives pullExpires on the
+// server; a noWait one returns what the queue holds now and ends.
+func (p *puller) request(n int, noWait bool) error {
+	r := pullRequest{Batch: n, Expires: pullExpires, Heartbeat: pullHeartbeat}
+	if noWait {
+		r = pullRequest{Batch: n, NoWait: true}
+	}
+	b, _ := json.Marshal(r) // plain fields always marshal
+	if err := p.nc.PublishRequest(p.subject, p.sub.Subject, b); err != nil {
+		return fmt.Errorf("pull request: %w", err)
+	}
+	p.outstanding, p.noWait, p.lastSeen = n, noWait, time.Now()
+	return nil
+}
+
+// receive accounts for a message from the server: it returns true for a
+// message of the queue, false for a status message (which may end the
+// request, or mean the consumer is gone: errNoConsumer).
+func (p *puller) receive(m *nats.Msg) (bool, error) {
+	p.lastSeen = time.Now()
+	if status := statusOf(m); status != "" {
+		return false, p.onStatus(status, m.Header.Get("Description"))
+	}
+	if p.outstanding > 0 {
+		p.outstanding--
+	}
+	return true, nil
+}
+
+// tick runs on p.check: with neither message nor heartbeat for two and a
+// half heartbeat intervals, the request is gone (the consumer's leader
+// died, the server restarted) and a new one may be sent.
+func (p *puller) tick() {
+	if p.outstanding > 0 && time.Since(p.lastSeen) > 2*pullHeartbeat+pullHeartbeat/2 {
+		p.outstanding = 0
 	}
 }
+
+// lost forgets the outstanding request: one sent before a reconnect may
+// be lost with the old connection's server.
+func (p *puller) lost() { p.outstanding = 0 }
 
 // statusOf returns the status code of a JetStream status message, or "".
 func statusOf(m *nats.Msg) string {

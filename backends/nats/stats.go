@@ -24,6 +24,9 @@ type queueSnapshot struct {
 }
 
 func (d *driver) snapshot(ctx context.Context, queue string) (*queueSnapshot, error) {
+	// What this driver pulled ahead goes back first: the counts and
+	// listings are then what consumers receive.
+	d.withdraw(ctx, queue)
 	st, err := d.queueStream(ctx, queue)
 	if err != nil {
 		return nil, err
@@ -70,8 +73,8 @@ func (s *queueSnapshot) undelivered() (n int64, from uint64) {
 //     nacked ones deliverable again and not yet taken;
 //   - Scheduled: nacked messages waiting for their retry time;
 //   - InFlight: the consumer's ack-pending messages that are neither, that
-//     is, messages held by a worker (or, with prefetch > 1, buffered for
-//     one; or delivered to a worker that died, until ack_wait runs out);
+//     is, messages held by a worker (or pulled ahead by another process;
+//     or delivered to a worker that died, until ack_wait runs out);
 //   - DeadLetters: the dead-letter stream's messages from this queue.
 func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, error) {
 	if err := d.begin(); err != nil {

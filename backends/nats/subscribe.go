@@ -3,7 +3,6 @@ package nats
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -106,78 +105,27 @@ func (sub *subscription) run(parent context.Context) {
 	}()
 
 	d := sub.d
-	var p *puller
-	defer func() {
-		if p != nil {
-			// Stop pulling; whatever the server had already sent goes back
-			// to the queue: those deliveries never reached a handler.
-			for _, m := range p.close() {
-				if meta, err := m.Metadata(); err == nil {
-					sub.putBack(m, meta, deliveryState{}, false)
-				} else {
-					_ = m.Nak()
-				}
-			}
-		}
-	}()
-	backoff := 50 * time.Millisecond
-	pause := func(err error) bool {
-		d.log.Warn("subscription: pulling failed, retrying", "queue", sub.q.name, "error", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 2*time.Second)
-			return true
-		}
-	}
+	f := d.fetcherFor(sub.q)
+	// Released after the last handle: a fetcher stopped by its last
+	// subscription gives back what it holds.
+	defer d.releaseFetcher(f)
+	// One lease ticker for the subscription, reset per message.
+	lease := time.NewTicker(max(d.cfg.ackWait/3, 100*time.Millisecond))
+	defer lease.Stop()
 	for ctx.Err() == nil {
-		if p == nil {
-			var err error
-			if p, err = newPuller(d.nc, sub.q.stream, consumerName, d.cfg.prefetch); err != nil {
-				p = nil
-				if !pause(err) {
-					return
-				}
-				continue
-			}
-		}
-		m, err := p.next(ctx)
+		m, err := f.take(ctx)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !pause(err) {
-				return
-			}
-			if errors.Is(err, errNoConsumer) {
-				// Deleted (by an operator, or with its stream): recreate
-				// it. If JetStream is only unavailable for a moment, this
-				// finds it again once it is back.
-				sub.reload(ctx)
-			}
-			continue
+			return
 		}
-		backoff = 50 * time.Millisecond
-		if !sub.handle(ctx, m) {
+		if !sub.handle(ctx, m, lease) {
 			return
 		}
 	}
 }
 
-// reload looks the queue's stream and consumer up again, creating them if
-// they were deleted.
-func (sub *subscription) reload(ctx context.Context) {
-	sub.d.forget(sub.q.name)
-	q, err := sub.d.queue(ctx, sub.q.name)
-	if err == nil {
-		sub.q = q
-	}
-}
-
 // handle hands one message out and settles it. It returns false when the
 // subscription is ending.
-func (sub *subscription) handle(ctx context.Context, jm *nats.Msg) bool {
+func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.Ticker) bool {
 	d := sub.d
 	meta, err := jm.Metadata()
 	if err != nil {
@@ -224,8 +172,7 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg) bool {
 	// While the handler runs, keep the lease (AckWait) alive: only a
 	// consumer that stopped working (crashed, hung connection) loses its
 	// message to another worker.
-	lease := time.NewTicker(max(d.cfg.ackWait/3, 100*time.Millisecond))
-	defer lease.Stop()
+	lease.Reset(max(d.cfg.ackWait/3, 100*time.Millisecond))
 	for {
 		select {
 		case <-msg.Acked():
@@ -258,10 +205,9 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg) bool {
 // putBack returns a message the subscription received but never handed
 // out, recording that this delivery was no attempt.
 func (sub *subscription) putBack(jm *nats.Msg, meta *nats.MsgMetadata, ds deliveryState, known bool) {
-	if !known && meta.NumDelivered > 1 {
-		sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		ds, _, _ = stateStore{sub.d}.get(sctx, sub.q.name, meta.Sequence.Stream)
-		cancel()
+	if !known {
+		putBackMsg(sub.d, sub.q.name, jm)
+		return
 	}
 	ds.Uncounted++
 	ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, time.Now(), meta.NumDelivered, meta.Timestamp
