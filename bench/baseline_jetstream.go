@@ -82,7 +82,7 @@ func (j *jetstreamRaw) publish(ctx context.Context, queue string, payloads [][]b
 	return nil
 }
 
-func (j *jetstreamRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte)) (func(), error) {
+func (j *jetstreamRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte) bool) (func(), error) {
 	cons, err := j.js.Consumer(ctx, queue, "workers")
 	if err != nil {
 		return nil, fmt.Errorf("jetstream baseline: consumer %s: %w", queue, err)
@@ -98,7 +98,10 @@ func (j *jetstreamRaw) consume(ctx context.Context, queue string, workers int, h
 	}
 	for range workers {
 		cc, err := cons.Consume(func(m jetstream.Msg) {
-			handle(m.Data())
+			if !handle(m.Data()) {
+				_ = m.Nak()
+				return
+			}
 			_ = m.Ack()
 		})
 		if err != nil {

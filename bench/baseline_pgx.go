@@ -91,7 +91,7 @@ func (r *pgxRaw) publish(ctx context.Context, queue string, payloads [][]byte) e
 	return tx.Commit(ctx)
 }
 
-func (r *pgxRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte)) (func(), error) {
+func (r *pgxRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte) bool) (func(), error) {
 	// Without statistics the planner takes a freshly loaded backlog for
 	// one row and sorts the whole queue on every claim (120 ms per claim
 	// at 100k rows) until autovacuum's ANALYZE comes round. The floor is
@@ -105,6 +105,9 @@ func (r *pgxRaw) consume(ctx context.Context, queue string, workers int, handle 
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				n, err := r.claimBatch(ctx, queue, handle)
+				if errors.Is(err, errHandlerDone) {
+					return
+				}
 				if n > 0 && err == nil {
 					continue
 				}
@@ -118,7 +121,11 @@ func (r *pgxRaw) consume(ctx context.Context, queue string, workers int, handle 
 	return func() { cancel(); wg.Wait() }, nil
 }
 
-func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byte)) (int, error) {
+// errHandlerDone ends a worker whose handler wants no more messages; its
+// batch is rolled back, so its rows stay in the queue.
+var errHandlerDone = errors.New("handler done")
+
+func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byte) bool) (int, error) {
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return 0, err
@@ -150,7 +157,9 @@ func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byt
 		return 0, nil
 	}
 	for _, p := range payloads {
-		handle(p)
+		if !handle(p) {
+			return 0, errHandlerDone
+		}
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM `+rawTable+` WHERE id = ANY($1)`, ids); err != nil {
 		return 0, err

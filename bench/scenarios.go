@@ -239,7 +239,7 @@ func (r *runner) drain(ctx context.Context, inst *instance, queue string, worker
 	}
 	var count, first, last atomic.Int64
 	done := make(chan struct{})
-	handle := func([]byte) {
+	handle := func([]byte) bool {
 		now := time.Now().UnixNano()
 		c := count.Add(1)
 		if c == 1 {
@@ -249,6 +249,7 @@ func (r *runner) drain(ctx context.Context, inst *instance, queue string, worker
 			last.Store(now)
 			close(done)
 		}
+		return c <= target
 	}
 	stop, err := inst.consume(ctx, queue, workers, handle)
 	if err != nil {
@@ -355,21 +356,19 @@ type probeHandler struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	tr        atomic.Pointer[tracker]
-	// forward, when set, is called for every message including the probe
-	// (the central side of a round trip forwards everything).
-	forward func([]byte)
 }
 
 func newProbeHandler() *probeHandler { return &probeHandler{ready: make(chan struct{})} }
 
-func (h *probeHandler) handle(p []byte) {
+func (h *probeHandler) handle(p []byte) bool {
 	if seq, ok := payloadSeq(p); ok && seq == probeSeq {
 		h.readyOnce.Do(func() { close(h.ready) })
-		return
+		return true
 	}
 	if t := h.tr.Load(); t != nil {
 		t.observe(p)
 	}
+	return true
 }
 
 // latency sends messages at p.Rate for the latency window while
@@ -448,11 +447,12 @@ func (r *runner) roundTripRaw(ctx context.Context, inst *instance, p Params, res
 		return n
 	}
 	var relayErr atomic.Pointer[error]
-	relay := func(pl []byte) {
+	relay := func(pl []byte) bool {
 		reply := append([]byte(nil), pl...)
 		if err := inst.publish(ctx, repQ, [][]byte{reply}); err != nil && ctx.Err() == nil {
 			relayErr.CompareAndSwap(nil, &err)
 		}
+		return true
 	}
 	stopCentral, err := inst.consume(ctx, reqQ, workers(3), relay)
 	if err != nil {

@@ -19,9 +19,12 @@ type subject interface {
 	// publish writes payloads to queue in one call (one batch).
 	publish(ctx context.Context, queue string, payloads [][]byte) error
 	// consume starts workers competing for the messages of queue; each
-	// message is passed to handle and then acknowledged. stop ends the
-	// workers and waits for them.
-	consume(ctx context.Context, queue string, workers int, handle func(payload []byte)) (stop func(), err error)
+	// message is passed to handle and then acknowledged. When handle
+	// returns false the message is not acknowledged (it goes back to the
+	// queue) and the worker takes no more messages, so that a measurement
+	// that has what it needs does not eat the backlog the next one needs.
+	// stop ends the workers and waits for them.
+	consume(ctx context.Context, queue string, workers int, handle func(payload []byte) bool) (stop func(), err error)
 	// close releases the subject's resources.
 	close() error
 }
@@ -50,7 +53,7 @@ func (s *watermillSubject) publish(_ context.Context, queue string, payloads [][
 	return s.pub.Publish(queue, msgs...)
 }
 
-func (s *watermillSubject) consume(ctx context.Context, queue string, workers int, handle func([]byte)) (func(), error) {
+func (s *watermillSubject) consume(ctx context.Context, queue string, workers int, handle func([]byte) bool) (func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for range workers {
@@ -62,7 +65,12 @@ func (s *watermillSubject) consume(ctx context.Context, queue string, workers in
 		}
 		wg.Go(func() {
 			for msg := range ch {
-				handle(msg.Payload)
+				if !handle(msg.Payload) {
+					// Leave the channel unread: the subscription gives
+					// this message and any it holds back when ctx ends.
+					msg.Nack()
+					return
+				}
 				msg.Ack()
 			}
 		})
