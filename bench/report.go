@@ -284,10 +284,10 @@ func caseLabel(r *Result) string {
 		parts = append(parts, fmtBytes(r.PayloadBytes))
 	}
 	if r.Publishers > 0 {
-		parts = append(parts, fmt.Sprintf("%d publishers", r.Publishers))
+		parts = append(parts, plural(r.Publishers, "publisher"))
 	}
 	if r.Workers > 0 {
-		parts = append(parts, fmt.Sprintf("%d workers", r.Workers))
+		parts = append(parts, plural(r.Workers, "worker"))
 	}
 	if r.Scenario == ScenarioLatency || r.Scenario == ScenarioRoundTrip {
 		parts = append(parts, fmt.Sprintf("%g msg/s", r.Params.Rate))
