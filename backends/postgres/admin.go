@@ -135,17 +135,15 @@ func (d *Driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 		return st, fmt.Errorf("stats of %w", err)
 	}
 	var oldestUS *int64
-	// Each part is written to match a partial index (waiting rows: the
-	// claim index; leased rows: the lease index), so that the count reads
-	// only the queue's rows of that state, not the whole table.
+	// One pass over the queue's rows through the queue index.
 	err := d.pool.QueryRow(ctx, `
-SELECT w.ready, w.scheduled, w.oldest_us,
-       (SELECT count(*) FROM `+d.q.messages+` WHERE queue_name = $1 AND status = 'processing'),
+SELECT w.ready, w.scheduled, w.oldest_us, w.leased,
        (SELECT count(*) FROM `+d.q.dlq+` WHERE queue_name = $1)
-FROM (SELECT count(*) FILTER (WHERE available_at <= now()) AS ready,
-             count(*) FILTER (WHERE available_at > now()) AS scheduled,
-             (extract(epoch FROM now() - min(created_at) FILTER (WHERE available_at <= now())) * 1e6)::int8 AS oldest_us
-      FROM `+d.q.messages+` WHERE queue_name = $1 AND status = 'pending') w`, queue).Scan(&st.Pending, &st.Scheduled, &oldestUS, &st.InFlight, &st.DeadLetters)
+FROM (SELECT count(*) FILTER (WHERE status = 'pending' AND available_at <= now()) AS ready,
+             count(*) FILTER (WHERE status = 'pending' AND available_at > now()) AS scheduled,
+             (extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending' AND available_at <= now())) * 1e6)::int8 AS oldest_us,
+             count(*) FILTER (WHERE status = 'processing') AS leased
+      FROM `+d.q.messages+` WHERE queue_name = $1) w`, queue).Scan(&st.Pending, &st.Scheduled, &oldestUS, &st.InFlight, &st.DeadLetters)
 	if err != nil {
 		return st, fmt.Errorf("stats of %w", d.wrapErr(queue, err))
 	}

@@ -747,7 +747,7 @@ func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	if sb != nil {
 		settles = sb.queue(pb, &d.q)
 	}
-	// The claim must walk the partial index in delivery order and stop
+	// The claim must walk the queue index in delivery order and stop
 	// after n rows. Without fresh statistics (a new table loaded faster
 	// than autovacuum analyzes it) the planner guesses a handful of rows
 	// and sorts the whole queue instead: 2 ms became 70 ms at 100k rows.

@@ -134,7 +134,10 @@
 //
 // The messages table is kept small (acked rows are deleted, dead letters
 // moved out), vacuumed aggressively (autovacuum settings in the
-// migration), and claimed through a partial index of waiting rows. Stats
+// migration), and claimed through an index of each queue's messages in
+// delivery order. A claim changes no indexed column, so that it is a
+// heap-only update (no index entries written), and the table keeps half
+// of each page free for those new row versions (fillfactor 50). Stats
 // report its dead tuples and the oldest open transaction in the database
 // (see the Counter constants): a long transaction anywhere holds back
 // vacuum and slows the claim. Other users' transactions are visible in

@@ -70,3 +70,38 @@ func TestEmbeddedMigrationsLoad(t *testing.T) {
 		require.Equal(t, i+1, m.version, "migrations are numbered 1, 2, ... without gaps")
 	}
 }
+
+// A claim must stay a heap-only update: no index of the messages table may
+// cover the columns it changes, in its key, its expressions or its
+// predicate (see migration 0002).
+func TestClaimChangesNoIndexedColumn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.Database(t))
+	require.NoError(t, err)
+	defer pool.Close()
+	_, err = migrate(ctx, pool, "hot", migrationFiles)
+	require.NoError(t, err)
+
+	rows, err := pool.Query(ctx, `
+SELECT c.relname, pg_get_indexdef(i.indexrelid)
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+WHERE i.indrelid = 'hot.quantum_flow_messages'::regclass`)
+	require.NoError(t, err)
+	defs := map[string]string{}
+	for rows.Next() {
+		var name, def string
+		require.NoError(t, rows.Scan(&name, &def))
+		defs[name] = def
+	}
+	require.NoError(t, rows.Err())
+	require.Contains(t, defs, "quantum_flow_messages_queue_idx", "the claim's index")
+	for name, def := range defs {
+		for _, col := range []string{"status", "locked_until", "locked_by"} {
+			require.NotContains(t, def, col, "index %s", name)
+		}
+	}
+	var opts []string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT reloptions FROM pg_class WHERE oid = 'hot.quantum_flow_messages'::regclass`).Scan(&opts))
+	require.Contains(t, opts, "fillfactor=50")
+}

@@ -48,6 +48,9 @@ INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTH
 
 	// The claim: the next messages of a queue in delivery order, skipping
 	// rows other consumers are claiming right now, leased to this consumer.
+	// It walks the queue index, skipping leased rows by their status; it
+	// changes no indexed column, so that the update is heap-only (see
+	// migration 0002).
 	q.claim = r.Replace(`
 WITH c AS (
     SELECT seq FROM {messages}
@@ -101,7 +104,9 @@ WHERE m.seq = u.seq AND m.locked_by = u.locked_by AND m.status = 'processing'
 RETURNING m.seq`)
 
 	// Leases of consumers that died: back to the queue, counted as a failed
-	// attempt.
+	// attempt. No index serves it (one on status or locked_until would make
+	// every claim a full update, see migration 0002): it reads the table,
+	// every lease/2.
 	q.reap = r.Replace(`
 WITH r AS (
     UPDATE {messages} m
