@@ -24,25 +24,40 @@ type pgxRaw struct {
 	pool *pgxpool.Pool
 }
 
-// rawTable mirrors quantum_flow_messages: the seed's columns, one table for
-// every queue, and a partial index serving the claim in delivery order.
+// rawTable mirrors quantum_flow_messages (backends/postgres/migrations):
+// the same columns, one table for every queue, the same queue index in
+// delivery order and the same autovacuum settings. Its fillfactor stays at
+// the default: the raw loop never updates a row, so it needs no room for
+// second row versions.
 const rawTable = "bench_raw_messages"
 
 var rawDDL = []string{
 	`CREATE TABLE IF NOT EXISTS ` + rawTable + ` (
-		id           BIGSERIAL PRIMARY KEY,
-		message_id   UUID NOT NULL,
-		queue_name   TEXT NOT NULL,
-		payload      JSONB NOT NULL,
-		metadata     JSONB NOT NULL DEFAULT '{}',
-		priority     INTEGER NOT NULL DEFAULT 0,
-		status       TEXT NOT NULL DEFAULT 'pending',
-		retry_count  INTEGER NOT NULL DEFAULT 0,
-		created_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
-		available_at TIMESTAMPTZ NOT NULL DEFAULT now()
+		seq             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+		id              text NOT NULL,
+		queue_name      text NOT NULL,
+		payload         bytea NOT NULL,
+		metadata        jsonb NOT NULL DEFAULT '{}',
+		priority        integer NOT NULL DEFAULT 0,
+		status          text NOT NULL DEFAULT 'pending',
+		retry_count     integer NOT NULL DEFAULT 0,
+		created_at      timestamptz NOT NULL DEFAULT now(),
+		available_at    timestamptz NOT NULL DEFAULT now(),
+		locked_until    timestamptz,
+		locked_by       text,
+		last_error      text,
+		first_failed_at timestamptz,
+		last_failed_at  timestamptz
 	)`,
-	`CREATE INDEX IF NOT EXISTS ` + rawTable + `_claim ON ` + rawTable +
-		` (queue_name, priority DESC, created_at, id) WHERE status = 'pending'`,
+	`CREATE INDEX IF NOT EXISTS ` + rawTable + `_queue_idx ON ` + rawTable +
+		` (queue_name, priority DESC, created_at, seq)`,
+	`ALTER TABLE ` + rawTable + ` SET (
+		autovacuum_vacuum_scale_factor = 0.01,
+		autovacuum_vacuum_threshold = 1000,
+		autovacuum_vacuum_insert_scale_factor = 0.05,
+		autovacuum_analyze_scale_factor = 0.02,
+		autovacuum_vacuum_cost_delay = 0
+	)`,
 }
 
 // rawPoolSize is the connection count of the raw baseline: the issue's
@@ -72,20 +87,20 @@ func (r *pgxRaw) prepare(context.Context, string) error { return nil }
 
 func (r *pgxRaw) publish(ctx context.Context, queue string, payloads [][]byte) error {
 	if len(payloads) == 1 {
-		_, err := r.pool.Exec(ctx, `INSERT INTO `+rawTable+` (message_id, queue_name, payload) VALUES ($1, $2, $3)`,
-			uuid.New(), queue, payloads[0])
+		_, err := r.pool.Exec(ctx, `INSERT INTO `+rawTable+` (id, queue_name, payload) VALUES ($1, $2, $3)`,
+			uuid.NewString(), queue, payloads[0])
 		return err
 	}
 	rows := make([][]any, len(payloads))
 	for i, p := range payloads {
-		rows[i] = []any{uuid.New(), queue, p}
+		rows[i] = []any{uuid.NewString(), queue, p}
 	}
 	tx, err := r.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{rawTable}, []string{"message_id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{rawTable}, []string{"id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
@@ -131,9 +146,9 @@ func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byt
 		return 0, err
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	rows, err := tx.Query(ctx, `SELECT id, payload FROM `+rawTable+`
+	rows, err := tx.Query(ctx, `SELECT seq, payload FROM `+rawTable+`
 		WHERE queue_name = $1 AND status = 'pending' AND available_at <= now()
-		ORDER BY priority DESC, created_at, id
+		ORDER BY priority DESC, created_at, seq
 		LIMIT 100 FOR UPDATE SKIP LOCKED`, queue)
 	if err != nil {
 		return 0, err
@@ -161,7 +176,7 @@ func (r *pgxRaw) claimBatch(ctx context.Context, queue string, handle func([]byt
 			return 0, errHandlerDone
 		}
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM `+rawTable+` WHERE id = ANY($1)`, ids); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM `+rawTable+` WHERE seq = ANY($1)`, ids); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
