@@ -292,6 +292,9 @@ func caseLabel(r *Result) string {
 	if r.Scenario == ScenarioLatency || r.Scenario == ScenarioRoundTrip {
 		parts = append(parts, fmt.Sprintf("%g msg/s", r.Params.Rate))
 	}
+	if r.Scenario == ScenarioBacklog {
+		parts = append(parts, fmt.Sprintf("%d pending", r.Pending))
+	}
 	if r.Profile != "" {
 		parts = append(parts, r.Profile)
 	}

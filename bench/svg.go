@@ -17,6 +17,7 @@ import (
 var subjectColor = map[string]string{
 	SubjectMem:           "#7f7f7f",
 	SubjectPostgres:      "#336791",
+	SubjectPostgresSync:  "#6f8fb5",
 	SubjectNATS:          "#2ca02c",
 	SubjectNATSSync:      "#0e7c86",
 	SubjectGoChannel:     "#c7c7c7",
