@@ -250,4 +250,3 @@ func benchConsume(b *testing.B, workers int) {
 		reportCPU(b, c0, b.N)
 	})
 }
-

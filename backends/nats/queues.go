@@ -132,6 +132,17 @@ func queueMetadata(spec pubsub.QueueSpec) map[string]string {
 	}
 }
 
+// declaredAs reports whether a stream's metadata already holds spec's
+// declaration (the server adds keys of its own, which are ignored).
+func declaredAs(metadata map[string]string, spec pubsub.QueueSpec) bool {
+	for k, v := range queueMetadata(spec) {
+		if metadata[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
 func withSpecDefaults(spec pubsub.QueueSpec) pubsub.QueueSpec {
 	if spec.MaxRetries == 0 {
 		spec.MaxRetries = 3
@@ -215,7 +226,10 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		}
 	case err != nil:
 		return fmt.Errorf("queue %s: stream %s: %w", e.name, e.stream, err)
-	case spec != nil:
+	case spec != nil && !declaredAs(st.CachedInfo().Config.Metadata, *spec):
+		// Only when the declaration changed: every router declares its
+		// queues at start, and nats-server v2.15.2 races (under -race) when
+		// a stream update meets another process's consumer create.
 		cfg := st.CachedInfo().Config
 		cfg.Metadata = queueMetadata(*spec)
 		if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
