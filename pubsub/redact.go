@@ -21,7 +21,9 @@ func RedactURL(raw string) string {
 	if err != nil {
 		return userinfoRE.ReplaceAllString(raw, "${1}:xxxxx@")
 	}
+	changed := false
 	if u.User != nil {
+		changed = true
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
 		} else if u.Scheme == "nats" || u.Scheme == "tls" {
@@ -35,10 +37,17 @@ func RedactURL(raw string) string {
 			for _, s := range secretParams {
 				if strings.EqualFold(k, s) {
 					q.Set(k, "xxxxx")
+					changed = true
 				}
 			}
 		}
-		u.RawQuery = q.Encode()
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
+	if !changed {
+		// Re-serialising would alter harmless URLs ("mem://" -> "mem:").
+		return raw
 	}
 	return u.String()
 }

@@ -15,6 +15,7 @@ func TestRedactURL(t *testing.T) {
 	}{
 		{"PasswordInUserinfo", "postgres://app:s3cret@db:5432/singularity", "postgres://app:xxxxx@db:5432/singularity"},
 		{"NoPassword", "postgresql://localhost/singularity", "postgresql://localhost/singularity"},
+		{"UnchangedWhenNothingSecret", "mem://", "mem://"},
 		{"PasswordParam", "postgres://db/x?sslmode=disable&password=s3cret", "postgres://db/x?password=xxxxx&sslmode=disable"},
 		{"NatsToken", "nats://s3cret@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
 		{"NatsUserPass", "nats://u:s3cret@127.0.0.1:4222", "nats://u:xxxxx@127.0.0.1:4222"},
