@@ -64,13 +64,15 @@ type QueueStats struct {
 
 // PendingMessage is a message waiting in a queue.
 type PendingMessage struct {
-	ID        string            `json:"id"`
-	Queue     string            `json:"queue"`
-	CreatedAt time.Time         `json:"created_at"`
-	Attempts  int               `json:"attempts"`
-	Priority  Priority          `json:"priority"`
-	Payload   []byte            `json:"payload"`
-	Metadata  map[string]string `json:"metadata,omitempty"`
+	ID        string    `json:"id"`
+	Queue     string    `json:"queue"`
+	CreatedAt time.Time `json:"created_at"`
+	// Attempts counts the deliveries so far: 0 for a message never
+	// delivered; the next delivery's Delivery.Attempt is Attempts+1.
+	Attempts int               `json:"attempts"`
+	Priority Priority          `json:"priority"`
+	Payload  []byte            `json:"payload"`
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// AvailableAt is when a message waiting for a retry becomes
 	// deliverable; zero when it already is.
 	AvailableAt time.Time `json:"available_at,omitzero"`
@@ -79,17 +81,19 @@ type PendingMessage struct {
 // DeadLetter is a message that failed max_retries retries (or failed
 // permanently) and was moved out of its queue.
 type DeadLetter struct {
-	ID             string            `json:"id"`
-	Queue          string            `json:"queue"`
-	Payload        []byte            `json:"payload"`
-	Metadata       map[string]string `json:"metadata,omitempty"`
-	Error          string            `json:"error"`
-	Attempts       int               `json:"attempts"`
-	Handler        string            `json:"handler,omitempty"`
-	Service        string            `json:"service,omitempty"`
-	FirstFailureAt time.Time         `json:"first_failure_at,omitzero"`
-	LastFailureAt  time.Time         `json:"last_failure_at,omitzero"`
-	CreatedAt      time.Time         `json:"created_at"`
+	ID       string            `json:"id"`
+	Queue    string            `json:"queue"`
+	Payload  []byte            `json:"payload"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+	Error    string            `json:"error"`
+	// Attempts is the attempt number of the delivery that was
+	// dead-lettered.
+	Attempts       int       `json:"attempts"`
+	Handler        string    `json:"handler,omitempty"`
+	Service        string    `json:"service,omitempty"`
+	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
+	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
 }
 
 // DeadLetterQuery selects dead letters. The zero value selects all of them.
@@ -114,8 +118,9 @@ type Admin interface {
 	DeclareQueue(ctx context.Context, spec QueueSpec) error
 	// ListQueues lists known queues, ordered by name.
 	ListQueues(ctx context.Context) ([]QueueInfo, error)
-	// Stats returns a snapshot of one queue. An unknown queue is
-	// ErrQueueNotFound.
+	// Stats returns a snapshot of one queue. A queue never declared,
+	// published to or subscribed to is ErrQueueNotFound; a known empty
+	// queue is all zeros.
 	Stats(ctx context.Context, queue string) (QueueStats, error)
 	// ListPending lists up to limit messages of a queue in delivery order
 	// (priority first, then oldest); limit <= 0 means 100.
