@@ -93,6 +93,9 @@ func (c *Cluster) nodeOptions(i int) *server.Options {
 			o.Routes = append(o.Routes, &url.URL{Scheme: "nats-route", Host: "127.0.0.1:" + strconv.Itoa(other.routePort)})
 		}
 	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(o)
+	}
 	return o
 }
 

@@ -45,6 +45,12 @@ type Options struct {
 	SyncAlways bool
 	// Logger receives the server's log. Nil discards it.
 	Logger *slog.Logger
+	// Configure, if set, edits the server's options last, just before the
+	// server starts: for settings this package does not wrap, such as
+	// TLS (TLSConfig, TLSVerify) or authentication (Username/Password,
+	// Authorization, Nkeys, Users). With StartCluster it runs for every
+	// node, at each start. It must not change Host, Port or StoreDir.
+	Configure func(*server.Options)
 }
 
 // Server is a running embedded NATS server.
@@ -62,6 +68,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	sopts := baseOptions(opts, dataDir)
+	if opts.Configure != nil {
+		opts.Configure(sopts)
+	}
 	ns, err := startServer(ctx, sopts, opts.Logger)
 	if err != nil {
 		if temp {
@@ -72,7 +81,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return &Server{ns: ns, dataDir: dataDir, tempDir: temp}, nil
 }
 
-// ClientURL returns the nats:// URL clients connect to.
+// ClientURL returns the URL clients connect to: nats://127.0.0.1:PORT, or
+// tls://127.0.0.1:PORT when Configure set a TLS configuration.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
 // DataDir returns the directory JetStream stores its files in.
