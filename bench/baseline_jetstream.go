@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -17,12 +18,19 @@ import (
 //     PubAck;
 //   - consume: one Consume per worker on the shared consumer, Ack after the
 //     handler.
+//
+// With msgID set every message is published with a fresh Nats-Msg-Id, so
+// the server runs its duplicate check (the stream's default 2-minute
+// window, as the backend's) on each one: the backend always sends one (the
+// message UUID, issue 4's "publisher retries never duplicate"), and that
+// check costs the server publish throughput the plain floor does not pay.
 type jetstreamRaw struct {
-	nc *nats.Conn
-	js jetstream.JetStream
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	msgID bool
 }
 
-func openJetStreamRaw(_ context.Context, url string) (*jetstreamRaw, error) {
+func openJetStreamRaw(_ context.Context, url string, msgID bool) (*jetstreamRaw, error) {
 	nc, err := nats.Connect(url, nats.Name("quantumflow-bench-baseline"))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream baseline: %w", err)
@@ -32,7 +40,7 @@ func openJetStreamRaw(_ context.Context, url string) (*jetstreamRaw, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream baseline: %w", err)
 	}
-	return &jetstreamRaw{nc: nc, js: js}, nil
+	return &jetstreamRaw{nc: nc, js: js, msgID: msgID}, nil
 }
 
 func rawSubject(queue string) string { return "bench." + queue }
@@ -59,12 +67,12 @@ func (j *jetstreamRaw) prepare(ctx context.Context, queue string) error {
 func (j *jetstreamRaw) publish(ctx context.Context, queue string, payloads [][]byte) error {
 	subj := rawSubject(queue)
 	if len(payloads) == 1 {
-		_, err := j.js.Publish(ctx, subj, payloads[0])
+		_, err := j.js.Publish(ctx, subj, payloads[0], j.pubOpts()...)
 		return err
 	}
 	futures := make([]jetstream.PubAckFuture, len(payloads))
 	for i, p := range payloads {
-		f, err := j.js.PublishAsync(subj, p)
+		f, err := j.js.PublishAsync(subj, p, j.pubOpts()...)
 		if err != nil {
 			return err
 		}
@@ -80,6 +88,15 @@ func (j *jetstreamRaw) publish(ctx context.Context, queue string, payloads [][]b
 		}
 	}
 	return nil
+}
+
+// pubOpts gives one message's publish options: a new Nats-Msg-Id (a UUID,
+// as the backend's message ids are) when msgID is set.
+func (j *jetstreamRaw) pubOpts() []jetstream.PublishOpt {
+	if !j.msgID {
+		return nil
+	}
+	return []jetstream.PublishOpt{jetstream.WithMsgID(watermill.NewUUID())}
 }
 
 func (j *jetstreamRaw) consume(ctx context.Context, queue string, workers int, handle func([]byte) bool) (func(), error) {

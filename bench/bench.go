@@ -4,7 +4,8 @@
 // router for the topology scenarios — and, in the same run, baselines
 // written directly against the libraries underneath: raw pgx on a table
 // shaped like the backend's, stock watermill-sql, Watermill's GoChannel and
-// raw nats.go jetstream. Every backend figure is given with its ratio to
+// raw nats.go jetstream (also publishing with a Nats-Msg-Id per message,
+// the duplicate check the NATS backend's publishes pay). Every backend figure is given with its ratio to
 // its baseline, so the performance targets of the backend issues can be
 // read off one run on one machine.
 //
@@ -488,10 +489,11 @@ func plan(sz Sizes, cfg Config) []*job {
 		praw.Publishers = min(c.pubs, rawPoolSize)
 		gc, pg, wm := add(ScenarioPublish, SubjectGoChannel, p), add(ScenarioPublish, SubjectPgx, praw), add(ScenarioPublish, SubjectWatermillSQL, p)
 		js, jss := add(ScenarioPublish, SubjectJetStream, p), add(ScenarioPublish, SubjectJetStreamSync, p)
+		jsm := add(ScenarioPublish, SubjectJetStreamMsgID, p)
 		link(wm, pg)
 		link(add(ScenarioPublish, SubjectMem, p), gc)
 		link(add(ScenarioPublish, SubjectPostgres, p), pg, wm)
-		link(add(ScenarioPublish, SubjectNATS, p), js)
+		link(add(ScenarioPublish, SubjectNATS, p), js, jsm)
 		link(add(ScenarioPublish, SubjectNATSSync, p), jss)
 	}
 	// publish_batch: 100 messages per call, 4 publishers.
@@ -500,10 +502,11 @@ func plan(sz Sizes, cfg Config) []*job {
 		p := Params{PayloadBytes: size, Publishers: 4, Batch: 100}
 		gc, pg, wm := add(ScenarioPublishBatch, SubjectGoChannel, p), add(ScenarioPublishBatch, SubjectPgx, p), add(ScenarioPublishBatch, SubjectWatermillSQL, p)
 		js, jss := add(ScenarioPublishBatch, SubjectJetStream, p), add(ScenarioPublishBatch, SubjectJetStreamSync, p)
+		jsm := add(ScenarioPublishBatch, SubjectJetStreamMsgID, p)
 		link(wm, pg)
 		link(add(ScenarioPublishBatch, SubjectMem, p), gc)
 		link(add(ScenarioPublishBatch, SubjectPostgres, p), pg, wm)
-		link(add(ScenarioPublishBatch, SubjectNATS, p), js)
+		link(add(ScenarioPublishBatch, SubjectNATS, p), js, jsm)
 		link(add(ScenarioPublishBatch, SubjectNATSSync, p), jss)
 	}
 	// consume from a preloaded backlog.

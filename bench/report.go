@@ -87,9 +87,9 @@ func (rep *Report) WriteResultsFiles(mdPath string) error {
 // scenarioDoc says what each scenario's table shows.
 var scenarioDoc = map[string]struct{ title, doc string }{
 	ScenarioPublish: {"Publish, one message per call",
-		"Concurrent publishers each publishing one message per call, back to back, for the publish window after a warm-up. msg/s published (the call returned). The pgx floor uses at most 8 connections: its 64-publisher figure is its 8-connection figure."},
+		"Concurrent publishers each publishing one message per call, back to back, for the publish window after a warm-up. msg/s published (the call returned). The pgx floor uses at most 8 connections: its 64-publisher figure is its 8-connection figure. jetstream_msgid is the jetstream floor with a unique Nats-Msg-Id on each message: the NATS backend always sends one (the message UUID, for issue 4's retry dedup), and the server's duplicate check costs publish throughput the plain floor does not pay."},
 	ScenarioPublishBatch: {"Publish, 100 messages per call",
-		"4 concurrent publishers, 100 messages per call. pgx: COPY of 100 rows per transaction; jetstream: 100 PublishAsync then wait for every PubAck; watermill-sql: one multi-row INSERT."},
+		"4 concurrent publishers, 100 messages per call. pgx: COPY of 100 rows per transaction; jetstream: 100 PublishAsync then wait for every PubAck (jetstream_msgid: the same with a Nats-Msg-Id on each, as the NATS backend sends); watermill-sql: one multi-row INSERT."},
 	ScenarioConsume: {"Consume from a preloaded backlog",
 		"The backlog is published first, then the workers take messages (no-op handler, ack). msg/s from the first message received to the last of the backlog (or the consume bound). pgx and jetstream floors run at most 4 consumers; GoChannel fans out and runs one subscription."},
 	ScenarioLatency: {"End-to-end latency at fixed rates",

@@ -27,6 +27,10 @@ const (
 	SubjectWatermillSQL  = "watermill_sql"
 	SubjectJetStream     = "jetstream"
 	SubjectJetStreamSync = "jetstream_sync"
+	// SubjectJetStreamMsgID is the jetstream floor publishing with a
+	// Nats-Msg-Id on every message, as the NATS backend does (publish
+	// scenarios only).
+	SubjectJetStreamMsgID = "jetstream_msgid"
 )
 
 // SubjectInfo describes a measured subject in the report.
@@ -128,7 +132,18 @@ var subjectDefs = []*subjectDef{
 			if err != nil {
 				return nil, err
 			}
-			return openJetStreamRaw(ctx, u)
+			return openJetStreamRaw(ctx, u, false)
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectJetStreamMsgID, KindBaseline, "raw nats.go jetstream publishing with a unique Nats-Msg-Id per message (the server's duplicate check, as the backend's publishes pay it); publish scenarios only", durNATS},
+		needs:       "nats",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.natsURL(false)
+			if err != nil {
+				return nil, err
+			}
+			return openJetStreamRaw(ctx, u, true)
 		},
 	},
 	{
@@ -139,7 +154,7 @@ var subjectDefs = []*subjectDef{
 			if err != nil {
 				return nil, err
 			}
-			return openJetStreamRaw(ctx, u)
+			return openJetStreamRaw(ctx, u, false)
 		},
 	},
 }

@@ -15,16 +15,17 @@ import (
 // with its figure and its ratio to its baseline.
 
 var subjectColor = map[string]string{
-	SubjectMem:           "#7f7f7f",
-	SubjectPostgres:      "#336791",
-	SubjectPostgresSync:  "#6f8fb5",
-	SubjectNATS:          "#2ca02c",
-	SubjectNATSSync:      "#0e7c86",
-	SubjectGoChannel:     "#c7c7c7",
-	SubjectPgx:           "#9ecae1",
-	SubjectWatermillSQL:  "#fdae6b",
-	SubjectJetStream:     "#98df8a",
-	SubjectJetStreamSync: "#9edae5",
+	SubjectMem:            "#7f7f7f",
+	SubjectPostgres:       "#336791",
+	SubjectPostgresSync:   "#6f8fb5",
+	SubjectNATS:           "#2ca02c",
+	SubjectNATSSync:       "#0e7c86",
+	SubjectGoChannel:      "#c7c7c7",
+	SubjectPgx:            "#9ecae1",
+	SubjectWatermillSQL:   "#fdae6b",
+	SubjectJetStream:      "#98df8a",
+	SubjectJetStreamSync:  "#9edae5",
+	SubjectJetStreamMsgID: "#c5e8b7",
 }
 
 type svgBar struct {
