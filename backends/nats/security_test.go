@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
@@ -27,8 +28,8 @@ import (
 )
 
 // These tests prove the connection parameters (tls://, tls_ca, tls_cert
-// and tls_key, user:password, token, nkey) against a real server that
-// requires them, and that a connection without them fails.
+// and tls_key, user:password, token, nkey, creds) against a real server
+// that requires them, and that a connection without them fails.
 
 // testPKI is a throwaway certificate authority with a server certificate
 // for 127.0.0.1 and a client certificate, as PEM files in a directory.
@@ -236,5 +237,62 @@ func TestNkeySeedFile(t *testing.T) {
 
 	requireRoundTrip(t, base+"?nkey="+url.QueryEscape(allowed))
 	requireOpenFails(t, base+"?nkey="+url.QueryEscape(other), []string{"connect", "Authorization Violation"}, otherSeed, allowedSeed)
+	requireOpenFails(t, base, []string{"connect", "Authorization Violation"})
+}
+
+func TestCredsFile(t *testing.T) {
+	t.Parallel()
+	// Operator mode: the server trusts an operator, the operator signs an
+	// account with JetStream, the account signs the user of the creds file.
+	newKP := func(create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {
+		kp, err := create()
+		require.NoError(t, err)
+		pub, err := kp.PublicKey()
+		require.NoError(t, err)
+		return kp, pub
+	}
+	opKP, opPub := newKP(nkeys.CreateOperator)
+	_, sysPub := newKP(nkeys.CreateAccount)
+	accKP, accPub := newKP(nkeys.CreateAccount)
+	resolver := &natsserver.MemAccResolver{}
+	for _, a := range []struct {
+		pub string
+		js  bool
+	}{{sysPub, false}, {accPub, true}} {
+		ac := jwt.NewAccountClaims(a.pub)
+		if a.js {
+			ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		accJWT, err := ac.Encode(opKP)
+		require.NoError(t, err)
+		require.NoError(t, resolver.Store(a.pub, accJWT))
+	}
+	creds := func(name string, signer nkeys.KeyPair) (string, string) {
+		userKP, userPub := newKP(nkeys.CreateUser)
+		uc := jwt.NewUserClaims(userPub)
+		uc.IssuerAccount = accPub
+		userJWT, err := uc.Encode(signer)
+		require.NoError(t, err)
+		seed, err := userKP.Seed()
+		require.NoError(t, err)
+		file, err := jwt.FormatUserConfig(userJWT, seed)
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), name+".creds")
+		require.NoError(t, os.WriteFile(path, file, 0o600))
+		return path, string(seed)
+	}
+	good, goodSeed := creds("good", accKP)
+	// A user signed by an account key the server does not know.
+	strangerKP, _ := newKP(nkeys.CreateAccount)
+	bad, badSeed := creds("bad", strangerKP)
+
+	srv := securedServer(t, func(o *natsserver.Options) {
+		o.TrustedKeys = []string{opPub}
+		o.AccountResolver = resolver
+		o.SystemAccount = sysPub
+	})
+	base := srv.ClientURL()
+	requireRoundTrip(t, base+"?creds="+url.QueryEscape(good))
+	requireOpenFails(t, base+"?creds="+url.QueryEscape(bad), []string{"connect", "Authorization Violation"}, badSeed, goodSeed)
 	requireOpenFails(t, base, []string{"connect", "Authorization Violation"})
 }
