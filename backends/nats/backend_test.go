@@ -13,6 +13,7 @@ import (
 
 	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // server starts an embedded server for one test.
@@ -22,19 +23,6 @@ func server(t *testing.T) *embedded.Server {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = srv.Close() })
 	return srv
-}
-
-// receive waits for the next message of ch.
-func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
-	t.Helper()
-	select {
-	case msg, ok := <-ch:
-		require.True(t, ok, "subscription closed")
-		return msg
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message within 10s")
-		return nil
-	}
 }
 
 // requireNothing checks that ch delivers nothing for d (an absence can
@@ -168,10 +156,10 @@ func TestPrefetchPutBackKeepsAttempts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, err := b.Subscriber().Subscribe(ctx, queue)
 	require.NoError(t, err)
-	first := receive(t, ch)
+	first := pubsubtest.Receive(t, ch)
 	require.Equal(t, msgs[0].UUID, first.UUID)
 	first.Ack()
-	second := receive(t, ch) // handed out, then the subscription ends unsettled
+	second := pubsubtest.Receive(t, ch) // handed out, then the subscription ends unsettled
 	cancel()
 	for range ch {
 	}
@@ -179,7 +167,7 @@ func TestPrefetchPutBackKeepsAttempts(t *testing.T) {
 	other := openBackend(t, url)
 	ch2 := subscribe(t, other, queue)
 	for range 9 {
-		msg := receive(t, ch2)
+		msg := pubsubtest.Receive(t, ch2)
 		want := 1
 		if msg.UUID == second.UUID {
 			want = 2 // it reached a handler once
@@ -215,7 +203,7 @@ func TestDottedQueueName(t *testing.T) {
 		require.NoError(t, b.Publisher().Publish(q, message.NewMessage("id-"+q, []byte(q))))
 	}
 	for _, q := range []string{"a.b", "a", "a.b.c", "a_b"} {
-		msg := receive(t, subscribe(t, b, q))
+		msg := pubsubtest.Receive(t, subscribe(t, b, q))
 		require.Equal(t, q, string(msg.Payload))
 		msg.Ack()
 	}
@@ -250,12 +238,12 @@ func TestForeignMessages(t *testing.T) {
 	require.NoError(t, err)
 
 	ch := subscribe(t, b, queue)
-	msg := receive(t, ch)
+	msg := pubsubtest.Receive(t, ch)
 	require.Equal(t, "raw", string(msg.Payload))
 	require.Equal(t, "t-1", msg.Metadata.Get("trace"))
 	id := msg.UUID
 	msg.Nack()
-	again := receive(t, ch)
+	again := pubsubtest.Receive(t, ch)
 	require.Equal(t, id, again.UUID)
 	again.Ack()
 }
@@ -284,7 +272,7 @@ func TestSubscriptionSurvivesConsumerDeletion(t *testing.T) {
 	const queue = "recreated"
 	ch := subscribe(t, b, queue)
 	require.NoError(t, b.Publisher().Publish(queue, message.NewMessage("1", []byte("before"))))
-	receive(t, ch).Ack()
+	pubsubtest.Receive(t, ch).Ack()
 	// Acks are asynchronous: one still on its way when the consumer goes
 	// is lost with it, and the message comes back (at least once). Wait
 	// for it to land: this test is about the consumer coming back.
@@ -301,7 +289,7 @@ func TestSubscriptionSurvivesConsumerDeletion(t *testing.T) {
 	require.NoError(t, js.DeleteConsumer(t.Context(), "QF_"+queue, "workers"))
 
 	require.NoError(t, b.Publisher().Publish(queue, message.NewMessage("2", []byte("after"))))
-	msg := receive(t, ch)
+	msg := pubsubtest.Receive(t, ch)
 	require.Equal(t, "after", string(msg.Payload))
 	msg.Ack()
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // TestCloseLeaksNothing checks that a backend closed with subscriptions,
@@ -21,13 +22,13 @@ func TestCloseLeaksNothing(t *testing.T) {
 		ch, err := b.Subscriber().Subscribe(context.Background(), queue)
 		require.NoError(t, err)
 		require.NoError(t, b.Publisher().Publish(queue, newMessages(3, "x")...))
-		msg := receive(t, ch)
+		msg := pubsubtest.Receive(t, ch)
 		pubsub.DeliveryOf(msg).RetryAfter(0, nil)
 		msg.Nack()
-		msg = receive(t, ch)
+		msg = pubsubtest.Receive(t, ch)
 		pubsub.DeliveryOf(msg).MarkDeadLetter(pubsub.DeadLetterReason{Error: "x"})
 		msg.Ack()
-		receive(t, ch) // held when the backend closes
+		pubsubtest.Receive(t, ch) // held when the backend closes
 		_, err = b.ListDeadLetters(context.Background(), pubsub.DeadLetterQuery{})
 		require.NoError(t, err)
 		require.NoError(t, b.Close())

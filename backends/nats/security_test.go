@@ -25,6 +25,7 @@ import (
 
 	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // These tests prove the connection parameters (tls://, tls_ca, tls_cert
@@ -135,7 +136,7 @@ func requireRoundTrip(t *testing.T, rawURL string) {
 	defer cancel()
 	ch, err := b.Subscriber().Subscribe(ctx, "secured")
 	require.NoError(t, err)
-	msg := receive(t, ch)
+	msg := pubsubtest.Receive(t, ch)
 	require.Equal(t, msgs[0].UUID, msg.UUID)
 	require.Equal(t, "secured", string(msg.Payload))
 	msg.Ack()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // Environment of the child consumer process of TestKilledConsumerLosesNothing.
@@ -199,7 +200,7 @@ func TestKilledConsumerLosesNothing(t *testing.T) {
 	}
 	ch := subscribe(t, b, queue)
 	for len(want) > 0 {
-		m := receive(t, ch)
+		m := pubsubtest.Receive(t, ch)
 		require.False(t, ackedSet[m.UUID], "message %s was acked by the killed consumer", m.UUID)
 		require.True(t, want[m.UUID], "message %s received twice", m.UUID)
 		delete(want, m.UUID)

@@ -19,6 +19,7 @@ import (
 	"github.com/quantumflow/quantumflow/backends/postgres"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // connect opens a plain pgx connection to url, closed when the test ends.
@@ -43,18 +44,6 @@ func subscribe(t *testing.T, b *pubsub.Backend, queue string) <-chan *message.Me
 	ch, err := b.Subscriber().Subscribe(ctx, queue)
 	require.NoError(t, err)
 	return ch
-}
-
-func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
-	t.Helper()
-	select {
-	case m, ok := <-ch:
-		require.True(t, ok, "subscription closed")
-		return m
-	case <-time.After(20 * time.Second):
-		t.Fatal("no message within 20s")
-		return nil
-	}
 }
 
 func withParams(raw string, kv ...string) string {
@@ -180,7 +169,7 @@ func TestSchemasAreIndependent(t *testing.T) {
 	a := open(t, withParams(db, "schema", "app_a"))
 	b := open(t, withParams(db, "schema", "app_b"))
 	require.NoError(t, a.Publisher().Publish("shared_name", newMsg("for a")))
-	msg := receive(t, subscribe(t, a, "shared_name"))
+	msg := pubsubtest.Receive(t, subscribe(t, a, "shared_name"))
 	require.Equal(t, "for a", string(msg.Payload))
 	msg.Ack()
 	_, err := b.Stats(context.Background(), "shared_name")
@@ -210,11 +199,11 @@ func TestSeedQueries(t *testing.T) {
 
 	// dead goes to the dead-letter queue; held stays with its consumer.
 	ch := subscribe(t, b, qc)
-	m := receive(t, ch)
+	m := pubsubtest.Receive(t, ch)
 	require.Equal(t, dead.UUID, m.UUID)
 	pubsub.DeliveryOf(m).MarkDeadLetter(pubsub.DeadLetterReason{Error: "boom", Handler: "handle_consensus_result", Service: "singularity"})
 	m.Ack()
-	m = receive(t, ch)
+	m = pubsubtest.Receive(t, ch)
 	require.Equal(t, held.UUID, m.UUID)
 	defer m.Ack()
 	// Let the fetcher's ahead-claims (if any) go back, and the move land.
@@ -329,7 +318,7 @@ func TestDeadLetterMoveIsAtomic(t *testing.T) {
 	}()
 	ch := subscribe(t, b, queue)
 	for range n {
-		m := receive(t, ch)
+		m := pubsubtest.Receive(t, ch)
 		pubsub.DeliveryOf(m).MarkDeadLetter(pubsub.DeadLetterReason{Error: "poison"})
 		if m.UUID[0]%2 == 0 {
 			m.Ack()
@@ -386,7 +375,7 @@ func TestPublishTx(t *testing.T) {
 	require.Zero(t, st.Pending+st.InFlight, "not visible before commit")
 	require.NoError(t, tx.Commit(ctx))
 
-	m := receive(t, ch)
+	m := pubsubtest.Receive(t, ch)
 	require.Equal(t, committed.UUID, m.UUID)
 	m.Ack()
 	select {
@@ -410,7 +399,7 @@ func TestPollOnly(t *testing.T) {
 	for i := range 20 {
 		sent := newMsg(fmt.Sprint(i))
 		require.NoError(t, pub.Publisher().Publish("q", sent))
-		m := receive(t, ch)
+		m := pubsubtest.Receive(t, ch)
 		require.Equal(t, sent.UUID, m.UUID)
 		m.Ack()
 	}
@@ -430,7 +419,7 @@ func TestCrossBackendWakeUp(t *testing.T) {
 	for i := range 20 {
 		sent := newMsg(fmt.Sprint(i))
 		require.NoError(t, pub.Publisher().Publish("q", sent))
-		m := receive(t, ch)
+		m := pubsubtest.Receive(t, ch)
 		require.Equal(t, sent.UUID, m.UUID)
 		m.Ack()
 	}
@@ -475,7 +464,7 @@ func TestGroupCommit(t *testing.T) {
 		want[id] = true
 	}
 	for len(want) > 0 {
-		m := receive(t, ch)
+		m := pubsubtest.Receive(t, ch)
 		require.True(t, want[m.UUID], "unexpected or duplicate message %s", m.UUID)
 		delete(want, m.UUID)
 		m.Ack()
@@ -492,7 +481,7 @@ func TestDelayedRetryIsStored(t *testing.T) {
 	a := open(t, db)
 	sent := newMsg("retry me")
 	require.NoError(t, a.Publisher().Publish("q", sent))
-	m := receive(t, subscribe(t, a, "q"))
+	m := pubsubtest.Receive(t, subscribe(t, a, "q"))
 	pubsub.DeliveryOf(m).RetryAfter(500*time.Millisecond, errors.New("downstream timeout"))
 	nacked := time.Now()
 	m.Nack()
@@ -509,7 +498,7 @@ func TestDelayedRetryIsStored(t *testing.T) {
 	require.WithinDuration(t, nacked.Add(500*time.Millisecond), avail, 400*time.Millisecond)
 
 	b := open(t, db)
-	m = receive(t, subscribe(t, b, "q"))
+	m = pubsubtest.Receive(t, subscribe(t, b, "q"))
 	require.GreaterOrEqual(t, time.Since(nacked), 450*time.Millisecond)
 	require.Equal(t, sent.UUID, m.UUID)
 	require.Equal(t, 2, pubsub.DeliveryOf(m).Attempt)
@@ -540,7 +529,7 @@ func TestUnstorableText(t *testing.T) {
 	require.Error(t, b.Publisher().Publish("q", message.NewMessage("bad\xffid", nil)))
 
 	ch := subscribe(t, b, "q")
-	m := receive(t, ch)
+	m := pubsubtest.Receive(t, ch)
 	require.Equal(t, good.UUID, m.UUID)
 	pubsub.DeliveryOf(m).MarkDeadLetter(pubsub.DeadLetterReason{Error: "boom \x00 \xff\xfe", Handler: "h\x00"})
 	m.Ack()

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
 // TestDatabaseRestart restarts PostgreSQL twice (a fast shutdown, then a
@@ -138,7 +139,7 @@ func TestDatabaseGone(t *testing.T) {
 	b := open(t, db)
 	ch := subscribe(t, b, "q")
 	require.NoError(t, b.Publisher().Publish("q", newMsg("1"), newMsg("2")))
-	m := receive(t, ch)
+	m := pubsubtest.Receive(t, ch)
 	require.NoError(t, cluster.Stop())
 
 	require.Error(t, b.Publisher().Publish("q", newMsg("3")))

@@ -45,7 +45,7 @@ func (s *suite) testCompetingConsumers(t *testing.T) {
 	held := map[string]bool{}
 	var heldMsgs []*message.Message
 	for i, ch := range chans {
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		require.False(t, held[msg.UUID], "subscription %d got message %s that another subscription holds", i, msg.UUID)
 		held[msg.UUID] = true
 		heldMsgs = append(heldMsgs, msg)
@@ -114,7 +114,7 @@ func (s *suite) testNackWithDelay(t *testing.T) {
 
 	failing := newMessage("failing")
 	publish(t, b, queue, failing)
-	msg := receive(t, ch)
+	msg := Receive(t, ch)
 	require.Equal(t, failing.UUID, msg.UUID)
 	d := delivery(t, msg, queue)
 	require.Equal(t, 1, d.Attempt)
@@ -134,7 +134,7 @@ func (s *suite) testNackWithDelay(t *testing.T) {
 		want[o.UUID] = true
 	}
 	for i := range others {
-		got := receive(t, ch)
+		got := Receive(t, ch)
 		require.NotEqual(t, failing.UUID, got.UUID, "the failing message came back before the queue's other messages")
 		require.True(t, want[got.UUID], "unexpected message %s", got.UUID)
 		delete(want, got.UUID)
@@ -145,7 +145,7 @@ func (s *suite) testNackWithDelay(t *testing.T) {
 		got.Ack()
 	}
 
-	again := receive(t, ch)
+	again := Receive(t, ch)
 	require.Equal(t, failing.UUID, again.UUID)
 	require.GreaterOrEqual(t, time.Since(nackedAt), delay, "redelivered before the retry delay")
 	d2 := delivery(t, again, queue)
@@ -165,12 +165,12 @@ func (s *suite) testPlainNack(t *testing.T) {
 	sent.Metadata.Set("key", "value")
 	publish(t, b, queue, sent)
 
-	msg := receive(t, ch)
+	msg := Receive(t, ch)
 	require.Equal(t, sent.UUID, msg.UUID)
 	require.Equal(t, 1, delivery(t, msg, queue).Attempt)
 	msg.Nack()
 
-	again := receive(t, ch)
+	again := Receive(t, ch)
 	require.Equal(t, sent.UUID, again.UUID)
 	d := delivery(t, again, queue)
 	require.Equal(t, 2, d.Attempt)
@@ -196,7 +196,7 @@ func (s *suite) testAttemptCounting(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		ch, err := b.Subscriber().Subscribe(ctx, queue)
 		require.NoError(t, err)
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		require.Equal(t, sent.UUID, msg.UUID)
 		d := delivery(t, msg, queue)
 		require.Equal(t, attempt, d.Attempt, "Delivery.Attempt")
@@ -240,14 +240,14 @@ func (s *suite) testDeadLetters(t *testing.T) {
 	m1.Metadata.Set("trace", "t-1")
 	beforeFailure := time.Now()
 	publish(t, b, queue, m1)
-	msg := receive(t, ch)
+	msg := Receive(t, ch)
 	require.Equal(t, m1.UUID, msg.UUID)
 	d := delivery(t, msg, queue)
 	if s.caps.Has(pubsub.CapDelayedRedelivery) {
 		d.RetryAfter(50*time.Millisecond, errors.New("first failure"))
 	}
 	msg.Nack()
-	msg = receive(t, ch)
+	msg = Receive(t, ch)
 	require.Equal(t, m1.UUID, msg.UUID)
 	d = delivery(t, msg, queue)
 	require.Equal(t, 2, d.Attempt)
@@ -261,7 +261,7 @@ func (s *suite) testDeadLetters(t *testing.T) {
 	// m2 is dead-lettered on its first delivery via Nack.
 	m2 := newMessage(`{"n":2}`)
 	publish(t, b, queue, m2)
-	msg = receive(t, ch)
+	msg = Receive(t, ch)
 	require.Equal(t, m2.UUID, msg.UUID)
 	delivery(t, msg, queue).MarkDeadLetter(pubsub.DeadLetterReason{Error: "bad payload", Handler: "h2", Service: "singularity"})
 	msg.Nack()
@@ -305,7 +305,7 @@ func (s *suite) testDeadLetters(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	require.Equal(t, []string{m2.UUID}, deadLetterIDs(listDeadLetters(t, b, pubsub.DeadLetterQuery{Queue: queue})))
-	msg = receive(t, ch)
+	msg = Receive(t, ch)
 	require.Equal(t, m1.UUID, msg.UUID)
 	d = delivery(t, msg, queue)
 	require.Equal(t, 1, d.Attempt, "attempts reset by a dead-letter retry")
@@ -319,7 +319,7 @@ func (s *suite) testDeadLetters(t *testing.T) {
 	n, err = b.RetryDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: queue})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	msg = receive(t, ch)
+	msg = Receive(t, ch)
 	require.Equal(t, m2.UUID, msg.UUID)
 	require.Equal(t, 1, delivery(t, msg, queue).Attempt)
 	msg.Ack()
@@ -378,7 +378,7 @@ func (s *suite) testDeadLettersAll(t *testing.T) {
 
 	for _, c := range []struct{ queue, id string }{{qa, idA}, {qb, idB}} {
 		ch := subscribe(t, b, c.queue)
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		require.Equal(t, c.id, msg.UUID)
 		d := delivery(t, msg, c.queue)
 		require.Equal(t, 1, d.Attempt)
@@ -459,7 +459,7 @@ func checkOrder(t *testing.T, b *pubsub.Backend, queue string, want []*message.M
 	}
 	ch := subscribe(t, b, queue)
 	for _, w := range want {
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		require.Equal(t, w.UUID, msg.UUID, "delivery order: want %s, got %s", w.Payload, msg.Payload)
 		msg.Ack()
 	}
@@ -533,7 +533,7 @@ func (s *suite) testStatsAndPending(t *testing.T) {
 	ch := subscribe(t, b, queue)
 	next := func(i int) *message.Message {
 		t.Helper()
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		require.Equal(t, want[i].UUID, msg.UUID, "message %d in delivery order (want %s, got %s)", i, want[i].Payload, msg.Payload)
 		return msg
 	}
@@ -854,7 +854,7 @@ func (s *suite) testInvalidQueueName(t *testing.T) {
 	ch := subscribe(t, b, long)
 	sent := newMessage("long name")
 	publish(t, b, long, sent)
-	msg := receive(t, ch)
+	msg := Receive(t, ch)
 	require.Equal(t, sent.UUID, msg.UUID)
 	delivery(t, msg, long)
 	msg.Ack()

@@ -53,8 +53,9 @@ func subscribe(t *testing.T, b *pubsub.Backend, queue string) <-chan *message.Me
 	return ch
 }
 
-// receive waits for the next message of ch.
-func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
+// Receive waits up to 20 s for the next message of ch and fails the test
+// when none comes or ch closes. Backend tests use it too.
+func Receive(t testing.TB, ch <-chan *message.Message) *message.Message {
 	t.Helper()
 	select {
 	case msg, ok := <-ch:
@@ -171,7 +172,7 @@ func deadLetterN(t *testing.T, b *pubsub.Backend, queue string, n int) []string 
 	ch, err := b.Subscriber().Subscribe(ctx, queue)
 	require.NoError(t, err)
 	for range n {
-		msg := receive(t, ch)
+		msg := Receive(t, ch)
 		delivery(t, msg, queue).MarkDeadLetter(pubsub.DeadLetterReason{Error: "failed for the test", Handler: "handler", Service: "service"})
 		msg.Ack()
 	}
