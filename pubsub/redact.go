@@ -19,26 +19,23 @@ var userinfoRE = regexp.MustCompile(`(//[^/@:\s]*):[^@/\s]*@`)
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return userinfoRE.ReplaceAllString(raw, "${1}:xxxxx@")
+		return RedactText(raw)
 	}
 	changed := false
 	if u.User != nil {
 		changed = true
 		if _, has := u.User.Password(); has {
 			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		} else if u.Scheme == "nats" || u.Scheme == "tls" {
-			// nats://TOKEN@host: a lone user part is a token.
+		} else if userIsToken(u) {
 			u.User = url.User("xxxxx")
 		}
 	}
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k := range q {
-			for _, s := range secretParams {
-				if strings.EqualFold(k, s) {
-					q.Set(k, "xxxxx")
-					changed = true
-				}
+			if isSecretParam(k) {
+				q.Set(k, "xxxxx")
+				changed = true
 			}
 		}
 		if changed {
@@ -50,4 +47,51 @@ func RedactURL(raw string) string {
 		return raw
 	}
 	return u.String()
+}
+
+// RedactText replaces anything in free text that looks like
+// "scheme://user:password@" with "scheme://user:xxxxx@".
+func RedactText(s string) string {
+	return userinfoRE.ReplaceAllString(s, "${1}:xxxxx@")
+}
+
+// URLSecrets returns the secrets in raw (its password, a NATS token, the
+// values of secret query parameters), so that a caller can scrub them from
+// text a dependency formatted, which RedactURL never sees.
+func URLSecrets(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if m := userinfoRE.FindStringSubmatch(raw); m != nil {
+			whole := m[0]
+			return []string{whole[len(m[1])+1 : len(whole)-1]}
+		}
+		return nil
+	}
+	var out []string
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok {
+			out = append(out, p)
+		} else if userIsToken(u) && u.User.Username() != "" {
+			out = append(out, u.User.Username())
+		}
+	}
+	for k, vs := range u.Query() {
+		if isSecretParam(k) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+// userIsToken reports whether u's lone user part is a secret:
+// nats://TOKEN@host.
+func userIsToken(u *url.URL) bool { return u.Scheme == "nats" || u.Scheme == "tls" }
+
+func isSecretParam(k string) bool {
+	for _, s := range secretParams {
+		if strings.EqualFold(k, s) {
+			return true
+		}
+	}
+	return false
 }

@@ -54,3 +54,24 @@ func TestValidateQueueName(t *testing.T) {
 		require.ErrorIs(t, err, pubsub.ErrInvalidQueueName, bad)
 	}
 }
+
+func TestURLSecrets(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, in string
+		want     []string
+	}{
+		{"Password", "postgres://app:s3cret@db/x", []string{"s3cret"}},
+		{"SecretParam", "postgres://db/x?sslmode=disable&password=s3cret", []string{"s3cret"}},
+		{"NatsToken", "nats://tok3n@127.0.0.1:4222", []string{"tok3n"}},
+		{"PostgresUserIsNoSecret", "postgres://app@db/x", nil},
+		{"Unparseable", "postgres://app:s3cret@db:badport/x", []string{"s3cret"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, c.want, pubsub.URLSecrets(c.in))
+		})
+	}
+	require.Equal(t, "dial postgres://app:xxxxx@db failed", pubsub.RedactText("dial postgres://app:s3cret@db failed"))
+}

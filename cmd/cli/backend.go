@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 
@@ -48,35 +47,6 @@ func (a *app) open(ctx context.Context) (topology.ServiceConfig, *pubsub.Backend
 		return cfg, nil, err
 	}
 	return cfg, b, nil
-}
-
-// urlSecrets returns the password and secret query values of a URL.
-func urlSecrets(raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		if m := userinfoRE.FindStringSubmatch(raw); m != nil {
-			whole := m[0]
-			if i := strings.LastIndex(whole, ":"); i >= 0 {
-				return []string{strings.TrimSuffix(whole[i+1:], "@")}
-			}
-		}
-		return nil
-	}
-	var out []string
-	if u.User != nil {
-		if p, ok := u.User.Password(); ok {
-			out = append(out, p)
-		} else if u.User.Username() != "" && (u.Scheme == "nats" || u.Scheme == "tls") {
-			out = append(out, u.User.Username())
-		}
-	}
-	for k, vs := range u.Query() {
-		switch strings.ToLower(k) {
-		case "password", "pass", "token", "secret", "nkey", "sslpassword", "auth_token":
-			out = append(out, vs...)
-		}
-	}
-	return out
 }
 
 // topologyQueue returns the topology's declaration of a queue with the

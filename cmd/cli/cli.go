@@ -22,7 +22,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -247,18 +246,15 @@ func isUsage(err error) bool {
 // noteSecret remembers the password of a URL so that printError can scrub
 // it even from error text a dependency formatted.
 func (a *app) noteSecret(raw string) {
-	for _, s := range urlSecrets(raw) {
+	for _, s := range pubsub.URLSecrets(raw) {
 		if len(s) >= 3 {
 			a.secrets = append(a.secrets, s)
 		}
 	}
 }
 
-// userinfoRE finds "scheme://user:secret@" in free text.
-var userinfoRE = regexp.MustCompile(`(://[^/@:\s]*):[^@/\s]*@`)
-
 func (a *app) scrub(s string) string {
-	s = userinfoRE.ReplaceAllString(s, "${1}:xxxxx@")
+	s = pubsub.RedactText(s)
 	for _, sec := range a.secrets {
 		s = strings.ReplaceAll(s, sec, "xxxxx")
 	}
