@@ -96,6 +96,7 @@ type app struct {
 	jsonOut    bool
 	profile    string
 	logLevel   string
+	logFormat  string
 	// logLevelSet is whether --log-level was given.
 	logLevelSet bool
 
@@ -138,6 +139,9 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 			if _, err := parseLevel(a.logLevel); err != nil {
 				return err
 			}
+			if a.logFormat != "text" && a.logFormat != "json" {
+				return usageErrorf("--log-format %q: use text or json", a.logFormat)
+			}
 			return nil
 		},
 	}
@@ -149,6 +153,7 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON lines instead of tables")
 	pf.StringVar(&a.profile, "profile", "", "scaling profile for worker counts: "+strings.Join(topology.ProfileNames(), ", "))
 	pf.StringVar(&a.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
+	pf.StringVar(&a.logFormat, "log-format", "text", "log format on stderr: text or json")
 
 	root.AddCommand(
 		a.initCommand(),
@@ -204,10 +209,14 @@ func subNames(cmd *cobra.Command) string {
 	return strings.Join(names, ", ")
 }
 
-// logger returns the logger for stderr at the chosen level.
+// logger returns the logger for stderr at the chosen level and format.
 func (a *app) logger() *slog.Logger {
 	lvl, _ := parseLevel(a.logLevel)
-	return slog.New(slog.NewTextHandler(a.env.Stderr, &slog.HandlerOptions{Level: lvl}))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if a.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(a.env.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(a.env.Stderr, opts))
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -152,6 +152,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"UnknownCommand", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"UnknownFlag", []string{"queues", "--frob"}, "unknown flag: --frob"},
 		{"UnknownGlobalFlagValue", []string{"--log-level", "loud", "queues"}, `--log-level "loud"`},
+		{"UnknownLogFormat", []string{"--log-format", "xml", "queues"}, `--log-format "xml": use text or json`},
 		{"MissingArgument", []string{"stats"}, "takes 1 argument(s) QUEUE, got 0"},
 		{"ExtraArgument", []string{"pending", "a", "b"}, "got 2"},
 		{"ArgumentToNoArgCommand", []string{"queues", "extra"}, `unknown command "extra"`},

@@ -188,3 +188,24 @@ func TestDemoOnPostgres(t *testing.T) {
 	checkDemo(t, s)
 	require.True(t, strings.HasPrefix(s.Backend, "postgres://"), s.Backend)
 }
+
+// TestLogFormatJSON checks that --log-format json turns every log line on
+// stderr into a JSON object (the routers log at info while the demo runs).
+func TestLogFormatJSON(t *testing.T) {
+	t.Parallel()
+	r := noEnv().run(t, "demo", "--url", "mem://demo-logjson", "--rounds", "2", "--interval", "0s",
+		"--log-level", "info", "--log-format", "json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	var routerLines int
+	for _, l := range strings.Split(strings.TrimSpace(r.stderr), "\n") {
+		if !strings.HasPrefix(l, "{") {
+			continue // the demo's own progress lines are for people
+		}
+		var m map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &m), "log line %q", l)
+		if m["msg"] == "router running" {
+			routerLines++
+		}
+	}
+	require.Positive(t, routerLines, "no JSON log line from a router in:\n%s", r.stderr)
+}
