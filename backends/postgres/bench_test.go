@@ -185,9 +185,9 @@ func BenchmarkRawClaimDelete(b *testing.B) {
 	}
 }
 
-// BenchmarkPublishBatch: 4 goroutines publishing 100 messages per call.
-func BenchmarkPublishBatch(b *testing.B) {
-	be, db := openBench(b)
+// batchCalls runs call from 4 goroutines until about b.N messages, 100 per
+// call, went through, and reports CPU per message and throughput.
+func batchCalls(b *testing.B, db string, call func() error) {
 	calls := b.N/100 + 1
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -195,25 +195,31 @@ func BenchmarkPublishBatch(b *testing.B) {
 	b.ResetTimer()
 	cpu.begin()
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for next.Add(1) <= int64(calls) {
-				batch := make([]*message.Message, 100)
-				for j := range batch {
-					batch[j] = message.NewMessage(uuid.NewString(), payload256)
-				}
-				if err := be.Publisher().Publish("q", batch...); err != nil {
+				if err := call(); err != nil {
 					b.Error(err)
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	b.StopTimer()
 	cpu.report(b, calls*100)
 	b.ReportMetric(float64(calls*100)/b.Elapsed().Seconds(), "msg/s")
+}
+
+// BenchmarkPublishBatch: 4 goroutines publishing 100 messages per call.
+func BenchmarkPublishBatch(b *testing.B) {
+	be, db := openBench(b)
+	batchCalls(b, db, func() error {
+		batch := make([]*message.Message, 100)
+		for j := range batch {
+			batch[j] = message.NewMessage(uuid.NewString(), payload256)
+		}
+		return be.Publisher().Publish("q", batch...)
+	})
 }
 
 // BenchmarkRawCopy is the floor of BenchmarkPublishBatch: COPY of 100 rows
@@ -222,41 +228,21 @@ func BenchmarkRawCopy(b *testing.B) {
 	_, db := openBench(b)
 	pool := openRaw(b, db)
 	ctx := context.Background()
-	calls := b.N/100 + 1
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	cpu := newCPUMeter(b, db)
-	b.ResetTimer()
-	cpu.begin()
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(calls) {
-				rows := make([][]any, 100)
-				for j := range rows {
-					rows[j] = []any{uuid.NewString(), "q", payload256}
-				}
-				tx, err := pool.Begin(ctx)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_messages"}, []string{"id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
-					b.Error(err)
-					return
-				}
-				if err := tx.Commit(ctx); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	b.StopTimer()
-	cpu.report(b, calls*100)
-	b.ReportMetric(float64(calls*100)/b.Elapsed().Seconds(), "msg/s")
+	batchCalls(b, db, func() error {
+		rows := make([][]any, 100)
+		for j := range rows {
+			rows[j] = []any{uuid.NewString(), "q", payload256}
+		}
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"raw_messages"}, []string{"id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		return tx.Commit(ctx)
+	})
 }
 
 // BenchmarkLatency publishes one message at a time at about 200/s to 4
