@@ -34,6 +34,7 @@ type driver struct {
 	// Init (a handle is a name: using it costs no lookup).
 	dlqStream   jetstream.Stream
 	stateStream jetstream.Stream
+	batches     *batchAcks
 	pub         *publisher
 	sub         *subscriber
 	closed      chan struct{}
@@ -122,6 +123,10 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 		queues: map[string]*queueEntry{},
 
 		fetchers: map[string]*fetcher{},
+	}
+	if d.batches, err = newBatchAcks(nc); err != nil {
+		nc.Close()
+		return nil, err
 	}
 	d.pub = &publisher{d: d, closed: make(chan struct{})}
 	d.sub = &subscriber{d: d, closing: make(chan struct{})}

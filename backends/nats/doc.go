@@ -78,8 +78,16 @@
 // as Nats-Msg-Id, so a Publish retried after a timeout or reconnect (it
 // retries transient failures itself, within publish_timeout) never stores a
 // message twice within dedup_window. Publishing several messages in one
-// call sends them all before waiting for the acks. Metadata travels as one
-// JSON header.
+// call sends them as JetStream fast batches (nats-server 2.14 and later:
+// queue streams are created with allow_batched, and DeclareQueue turns it
+// on for a stream created without it): all messages go out before any
+// answer is awaited, and the server answers once per batch of up to 500,
+// once it has stored every message of it, instead of once per message.
+// Nats-Msg-Id deduplication works within batches as without them. When
+// the server stores only part of a batch (a full queue refuses a message)
+// the rest goes through the per-message path, which says why; on a server
+// or stream without fast batches every message is published on its own
+// and acknowledged on its own. Metadata travels as one JSON header.
 //
 // A backend pulls each queue's messages for all its subscriptions of it
 // through one fetcher: one pull request for as many messages as

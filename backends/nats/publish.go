@@ -87,36 +87,51 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 		_, err := d.queue(ctx, topic)
 		return err
 	}
-	if err := d.publishAll(ctx, q.stream, out, recreate); err != nil {
+	if err := d.publishAll(ctx, q.stream, out, q.batched, recreate); err != nil {
 		return d.closedErr(fmt.Errorf("publish %d message(s) to %s: %w", len(msgs), topic, err))
 	}
 	return nil
 }
 
 // publishAll publishes msgs to stream and waits for every ack, retrying
-// the ones that failed transiently until ctx is done.
-// noStream, when not nil, is called after a publish found no stream
-// answering.
-func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg, noStream func(context.Context) error) error {
-	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(stream)}
+// the ones that failed transiently until ctx is done. With batched (the
+// stream allows fast batch publishing), several messages go as batches
+// first. noStream, when not nil, is called after a publish found no
+// stream answering.
+func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg, batched bool, noStream func(context.Context) error) error {
+	// Set once, before any attempt: the header map is shared by every
+	// attempt's copy of the message.
+	for _, m := range msgs {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header[jetstream.ExpectedStreamHeader] = []string{stream}
+	}
 	backoff := 50 * time.Millisecond
 	for {
 		var err error
-		if len(msgs) == 1 {
+		switch {
+		case len(msgs) == 1:
 			// One message: a synchronous publish is a round trip, no
 			// future bookkeeping. Each attempt gets its own timeout so
 			// that an ack lost in a reconnect is retried.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			_, err = d.js.PublishMsg(actx, msgs[0], opts...)
+			_, err = d.js.PublishMsg(actx, msgs[0])
 			cancel()
-			if err == nil {
-				return nil
+		case batched:
+			msgs, err = d.publishBatches(ctx, msgs)
+			var apiErr *jetstream.APIError
+			if err != nil && ctx.Err() == nil && (errors.Is(err, errBatchIncomplete) || errors.As(err, &apiErr)) {
+				// The server refused part of a batch, or batches: the
+				// per-message path tells which messages and why.
+				batched = false
+				continue
 			}
-		} else {
-			msgs, err = d.publishAsync(ctx, msgs, opts)
-			if err == nil {
-				return nil
-			}
+		default:
+			msgs, err = d.publishAsync(ctx, msgs)
+		}
+		if err == nil {
+			return nil
 		}
 		if !retryable(err) || ctx.Err() != nil {
 			if ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
@@ -144,7 +159,7 @@ const attemptTimeout = 5 * time.Second
 
 // publishAsync publishes msgs without waiting between them, then waits
 // for every ack. It returns the messages that failed and the first error.
-func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg, opts []jetstream.PublishOpt) ([]*nats.Msg, error) {
+func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var failed []*nats.Msg
 	var firstErr error
@@ -158,7 +173,7 @@ func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg, opts []jets
 		// A message given to PublishMsgAsync is owned by its future until
 		// it completes; a retry sends a copy.
 		cp := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
-		f, err := d.js.PublishMsgAsync(cp, opts...)
+		f, err := d.js.PublishMsgAsync(cp)
 		if err != nil {
 			fail(m, err)
 			for _, rest := range msgs[i+1:] {

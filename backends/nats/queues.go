@@ -31,7 +31,10 @@ type queueEntry struct {
 	subject  string
 	consumer jetstream.Consumer
 	priority pubsub.Priority
-	ready    chan struct{}
+	// batched: the stream allows fast batch publishing (a server older
+	// than 2.14 does not know the setting and leaves it off).
+	batched bool
+	ready   chan struct{}
 	err      error
 }
 
@@ -107,6 +110,9 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 		Discard:    jetstream.DiscardNew,
 		Duplicates: d.cfg.dedupWindow,
 		Metadata:   queueMetadata(spec),
+		// Publishing several messages goes as fast batches: one answer
+		// per batch instead of one per message (see batchpublish.go).
+		AllowBatchPublish: true,
 	}
 }
 
@@ -226,17 +232,21 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		}
 	case err != nil:
 		return fmt.Errorf("queue %s: stream %s: %w", e.name, e.stream, err)
-	case spec != nil && !declaredAs(st.CachedInfo().Config.Metadata, *spec):
-		// Only when the declaration changed: every router declares its
-		// queues at start, and nats-server v2.15.2 races (under -race) when
-		// a stream update meets another process's consumer create.
+	case spec != nil && (!declaredAs(st.CachedInfo().Config.Metadata, *spec) || !st.CachedInfo().Config.AllowBatchPublish && batchPublishKnown(st.CachedInfo())):
+		// Only when the declaration changed, or the stream predates fast
+		// batch publishing on a server that has it (once): every router
+		// declares its queues at start, and nats-server v2.15.2 races
+		// (under -race) when a stream update meets another process's
+		// consumer create.
 		cfg := st.CachedInfo().Config
 		cfg.Metadata = queueMetadata(*spec)
+		cfg.AllowBatchPublish = batchPublishKnown(st.CachedInfo())
 		if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("queue %s: update stream %s: %w", e.name, e.stream, err)
 		}
 	}
 	e.priority = queueInfoOf(st.CachedInfo()).Priority
+	e.batched = st.CachedInfo().Config.AllowBatchPublish
 
 	if spec != nil {
 		e.consumer, err = st.CreateOrUpdateConsumer(ctx, d.consumerConfig())
@@ -309,4 +319,12 @@ func (d *driver) queueStream(ctx context.Context, queue string) (jetstream.Strea
 		return nil, fmt.Errorf("queue %s: %w", queue, err)
 	}
 	return st, nil
+}
+
+// batchPublishKnown reports whether the server that answered with si
+// supports fast batch publishing: JetStream API level 4 (nats-server
+// 2.14) or later, which it reports in the stream's metadata.
+func batchPublishKnown(si *jetstream.StreamInfo) bool {
+	level, err := strconv.Atoi(si.Config.Metadata["_nats.level"])
+	return err == nil && level >= 4
 }
