@@ -35,7 +35,7 @@ type queueEntry struct {
 	// than 2.14 does not know the setting and leaves it off).
 	batched bool
 	ready   chan struct{}
-	err      error
+	err     error
 }
 
 // Init creates the dead-letter and delivery-state streams. It is
