@@ -99,14 +99,10 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 // first. noStream, when not nil, is called after a publish found no
 // stream answering.
 func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg, batched bool, noStream func(context.Context) error) error {
-	// Set once, before any attempt: the header map is shared by every
-	// attempt's copy of the message.
-	for _, m := range msgs {
-		if m.Header == nil {
-			m.Header = nats.Header{}
-		}
-		m.Header[jetstream.ExpectedStreamHeader] = []string{stream}
-	}
+	// No Nats-Expected-Stream header: a subject of this backend belongs to
+	// one stream by construction (the server refuses a stream whose
+	// subjects overlap another's), and the header would be stored with
+	// every message and decoded on every delivery.
 	backoff := 50 * time.Millisecond
 	for {
 		var err error
