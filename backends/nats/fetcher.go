@@ -3,7 +3,8 @@ package nats
 import (
 	"context"
 	"errors"
-	"sync/atomic"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,15 +31,24 @@ const rateWindow = 50 * time.Millisecond
 // deliveries that were no attempt (so Delivery.Attempt stays right); so do
 // they when an admin read of the queue comes through this driver, and when
 // the last subscription ends.
+//
+// Subscriptions take what was pulled ahead straight from buf, under mu,
+// without a round through the fetcher's goroutine: at high rates that
+// hand-off, two goroutine switches per message, cost more than the rest
+// of the delivery. A subscription that finds buf empty queues a slot in
+// waiters, and the fetcher puts the next message that arrives into the
+// first slot. So buf is empty whenever waiters is not.
 type fetcher struct {
 	d     *driver
 	queue string
-	ready chan *nats.Msg // hands a message to a waiting subscription
-	wake  chan struct{}  // a subscription started waiting
-	// waiting counts subscriptions blocked in take. take adds one; the
-	// fetcher takes it off when it hands a message over, take when it
-	// gives up (its context ended).
-	waiting   atomic.Int32
+	wake  chan struct{} // a subscription started waiting, or buf runs low
+
+	mu      sync.Mutex
+	buf     []buffered       // pulled ahead, oldest first
+	waiters []chan *nats.Msg // slots of subscriptions waiting, first come first
+	taken   int              // hand-outs since the fetcher last counted them
+	lowMark int              // a take leaving fewer in buf wakes the fetcher
+
 	withdrawC chan chan struct{}
 	stop      chan struct{}
 	done      chan struct{}
@@ -60,7 +70,6 @@ func (d *driver) fetcherFor(q *queueEntry) *fetcher {
 	if f == nil {
 		f = &fetcher{
 			d: d, queue: q.name,
-			ready:     make(chan *nats.Msg),
 			wake:      make(chan struct{}, 1),
 			withdrawC: make(chan chan struct{}),
 			stop:      make(chan struct{}),
@@ -115,19 +124,64 @@ func (d *driver) withdraw(ctx context.Context, queue string) {
 	}
 }
 
-// take waits for the next message of the queue.
-func (f *fetcher) take(ctx context.Context) (*nats.Msg, error) {
-	f.waiting.Add(1)
+// take waits for the next message of the queue. slot is the calling
+// subscription's own (capacity 1, empty between calls). A message handed
+// over as ctx ends is still returned: the caller puts it back.
+func (f *fetcher) take(ctx context.Context, slot chan *nats.Msg) (*nats.Msg, error) {
+	f.mu.Lock()
+	if len(f.buf) > 0 {
+		m := f.buf[0].m
+		clear(f.buf[:1])
+		f.buf = f.buf[1:]
+		f.taken++
+		low := len(f.buf) < f.lowMark
+		f.mu.Unlock()
+		if low {
+			f.poke()
+		}
+		return m, nil
+	}
+	f.waiters = append(f.waiters, slot)
+	f.mu.Unlock()
+	f.poke()
+	select {
+	case m := <-slot:
+		return m, nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		if i := slices.Index(f.waiters, slot); i >= 0 {
+			f.waiters = slices.Delete(f.waiters, i, i+1)
+			f.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		f.mu.Unlock()
+		// The fetcher filled the slot first.
+		return <-slot, nil
+	}
+}
+
+// poke wakes the fetcher's goroutine, unless a wake is pending already.
+func (f *fetcher) poke() {
 	select {
 	case f.wake <- struct{}{}:
 	default:
 	}
-	select {
-	case m := <-f.ready:
-		return m, nil
-	case <-ctx.Done():
-		f.waiting.Add(-1)
-		return nil, ctx.Err()
+}
+
+// arrived hands messages just pulled to waiting subscriptions, first come
+// first served, and keeps the rest in buf.
+func (f *fetcher) arrived(ms []*nats.Msg, at time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, m := range ms {
+		if len(f.waiters) > 0 {
+			f.waiters[0] <- m // capacity 1, empty: never blocks
+			f.waiters[0] = nil
+			f.waiters = f.waiters[1:]
+			f.taken++
+			continue
+		}
+		f.buf = append(f.buf, buffered{m: m, at: at})
 	}
 }
 
@@ -139,8 +193,7 @@ func (f *fetcher) run(q *queueEntry) {
 		maxAhead = 0
 	}
 	var (
-		p   *puller
-		buf []buffered
+		p *puller
 		// Hand-outs in the current rate window, and in the last one.
 		windowStart       = time.Now()
 		windowN, lastRate int
@@ -155,11 +208,13 @@ func (f *fetcher) run(q *queueEntry) {
 	holdSet := false
 
 	giveBack := func() {
+		f.mu.Lock()
+		buf := f.buf
+		f.buf = nil
+		f.mu.Unlock()
 		for _, b := range buf {
 			putBackMsg(d, q.name, b.m)
 		}
-		clear(buf)
-		buf = buf[:0]
 		holdSet = false
 	}
 	defer func() {
@@ -180,8 +235,18 @@ func (f *fetcher) run(q *queueEntry) {
 		// other calls on the queue would: not at once, racing them.
 		reload = reload || errors.Is(err, errNoConsumer)
 	}
+	var batch []*nats.Msg // messages received in one wake
 	for {
 		now := time.Now()
+		f.mu.Lock()
+		windowN += f.taken
+		f.taken = 0
+		waiting, nbuf := len(f.waiters), len(f.buf)
+		var oldest time.Time
+		if nbuf > 0 {
+			oldest = f.buf[0].at
+		}
+		f.mu.Unlock()
 		if el := now.Sub(windowStart); el >= rateWindow {
 			lastRate = windowN
 			if el >= 2*rateWindow {
@@ -190,11 +255,11 @@ func (f *fetcher) run(q *queueEntry) {
 			}
 			windowN, windowStart = 0, now
 		}
-		waiting := int(f.waiting.Load())
 		if len(withdrawals) > 0 && (p == nil || p.outstanding <= 0 || !p.noWait) {
 			// Messages of a no-wait request in flight would land after
 			// the give-back: it waits for them.
 			giveBack()
+			nbuf = 0
 			ahead = false
 			lastRate, windowN, windowStart = 0, 0, now
 			for _, w := range withdrawals {
@@ -227,15 +292,22 @@ func (f *fetcher) run(q *queueEntry) {
 				fail(err)
 			}
 		}
+		// Ahead: about what the subscriptions took in the last rate
+		// window, while the queue has a backlog and they emptied what was
+		// pulled ahead down to half.
+		target := min(maxAhead, lastRate)
+		lowMark := 0
+		if target > 1 && ahead {
+			lowMark = target / 2
+		}
+		f.mu.Lock()
+		f.lowMark = lowMark
+		f.mu.Unlock()
 		if p != nil && p.outstanding <= 0 && !now.Before(retryAt) && len(withdrawals) == 0 {
-			need := waiting - len(buf)
-			// Ahead: about what the subscriptions took in the last rate
-			// window, while the queue has a backlog and they emptied what
-			// was pulled ahead down to half.
-			target := min(maxAhead, lastRate)
+			need := waiting - nbuf
 			var err error
 			switch {
-			case target > 1 && ahead && len(buf)-waiting < target/2:
+			case lowMark > 0 && nbuf-waiting < lowMark:
 				err = p.request(target+max(need, 0), true)
 			case need > 0:
 				err = p.request(need, false)
@@ -246,13 +318,8 @@ func (f *fetcher) run(q *queueEntry) {
 			}
 		}
 
-		var readyC chan *nats.Msg
-		var head *nats.Msg
-		if len(buf) > 0 && waiting > 0 {
-			readyC, head = f.ready, buf[0].m
-		}
-		if len(buf) > 0 && !holdSet {
-			hold.Reset(max(0, prefetchHold-time.Since(buf[0].at)))
+		if nbuf > 0 && !holdSet {
+			hold.Reset(max(0, prefetchHold-time.Since(oldest)))
 			holdSet = true
 		}
 		var pc <-chan *nats.Msg
@@ -266,40 +333,52 @@ func (f *fetcher) run(q *queueEntry) {
 			retry = time.After(max(time.Until(retryAt), time.Millisecond))
 		}
 		select {
-		case readyC <- head:
-			f.waiting.Add(-1)
-			clear(buf[:1])
-			buf = buf[1:]
-			if len(buf) == 0 {
-				buf = nil
-			}
-			windowN++
 		case m := <-pc:
-			noWait := p.noWait && p.outstanding > 0
-			asked := p.outstanding
-			data, err := p.receive(m)
+			// Take in one turn whatever else the connection has queued.
+			batch = batch[:0]
+			var err error
+			for {
+				noWait := p.noWait && p.outstanding > 0
+				asked := p.outstanding
+				var data bool
+				if data, err = p.receive(m); err != nil {
+					break
+				}
+				if data {
+					backoff = 50 * time.Millisecond
+					batch = append(batch, m)
+				} else if noWait && p.outstanding <= 0 && asked > 0 {
+					// A no-wait request ended before it was full: the
+					// backlog is used up; pull ahead again once a request
+					// fills.
+					ahead = false
+				}
+				if data && asked == 1 {
+					// A full request: there is a backlog.
+					ahead = true
+				}
+				if len(pc) == 0 {
+					break
+				}
+				m = <-pc
+			}
+			if len(batch) > 0 {
+				f.arrived(batch, time.Now())
+				clear(batch)
+			}
 			if err != nil {
 				fail(err)
 				continue
-			}
-			if data {
-				backoff = 50 * time.Millisecond
-				buf = append(buf, buffered{m: m, at: time.Now()})
-			} else if noWait && p.outstanding <= 0 && asked > 0 {
-				// A no-wait request ended before it was full: the backlog
-				// is used up; pull ahead again once a request fills.
-				ahead = false
-			}
-			if data && asked == 1 {
-				// A full request: there is a backlog.
-				ahead = true
 			}
 		case <-f.wake:
 		case <-hold.C:
 			// Armed for what was the oldest buffered message then: check
 			// the oldest now (re-armed for it on the next turn).
 			holdSet = false
-			if len(buf) > 0 && time.Since(buf[0].at) >= prefetchHold {
+			f.mu.Lock()
+			expired := len(f.buf) > 0 && time.Since(f.buf[0].at) >= prefetchHold
+			f.mu.Unlock()
+			if expired {
 				// Nobody took them in time: the subscriptions slowed
 				// down. Back to the queue, all of them so that nothing
 				// overtakes them, and no pulling ahead until the

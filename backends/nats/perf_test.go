@@ -3,6 +3,8 @@ package nats_test
 import (
 	"context"
 	"os"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -119,6 +121,7 @@ func publishRounds(b *testing.B, publishers, batch int, call func([][]byte)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	b.ResetTimer()
+	stop := profile(b)
 	c0 := cpuTime()
 	for range publishers {
 		wg.Go(func() {
@@ -130,6 +133,7 @@ func publishRounds(b *testing.B, publishers, batch int, call func([][]byte)) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	stop()
 	b.ReportMetric(float64(calls*batch)/b.Elapsed().Seconds(), "msgs/s")
 	reportCPU(b, c0, calls*batch)
 }
@@ -140,6 +144,23 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// profile writes a CPU profile of the timed part of a benchmark (not its
+// setup, such as preloading a queue) to $QF_BENCH_CPUPROFILE-<name> when
+// that is set; go test's -cpuprofile covers the whole run.
+func profile(b *testing.B) (stop func()) {
+	dir := os.Getenv("QF_BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(dir + "-" + strings.ReplaceAll(b.Name(), "/", "_"))
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 func reportCPU(b *testing.B, c0 time.Duration, n int) {
@@ -216,6 +237,7 @@ func benchConsume(b *testing.B, workers int) {
 		done := make(chan struct{})
 		var wg sync.WaitGroup
 		b.ResetTimer()
+		stop := profile(b)
 		c0 := cpuTime()
 		for range workers {
 			ch, err := be.Subscriber().Subscribe(ctx, queue)
@@ -231,6 +253,7 @@ func benchConsume(b *testing.B, workers int) {
 		}
 		<-done
 		b.StopTimer()
+		stop()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		reportCPU(b, c0, b.N)
 		cancel()
@@ -243,9 +266,11 @@ func benchConsume(b *testing.B, workers int) {
 			r.publish(b, queue, payloads(min(100, b.N-i)))
 		}
 		b.ResetTimer()
+		stop := profile(b)
 		c0 := cpuTime()
 		r.consume(b, queue, workers, b.N)
 		b.StopTimer()
+		stop()
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		reportCPU(b, c0, b.N)
 	})

@@ -112,8 +112,9 @@ func (sub *subscription) run(parent context.Context) {
 	// One lease ticker for the subscription, reset per message.
 	lease := time.NewTicker(max(d.cfg.ackWait/3, 100*time.Millisecond))
 	defer lease.Stop()
+	slot := make(chan *nats.Msg, 1)
 	for ctx.Err() == nil {
-		m, err := f.take(ctx)
+		m, err := f.take(ctx, slot)
 		if err != nil {
 			return
 		}
@@ -171,8 +172,10 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.T
 
 	// While the handler runs, keep the lease (AckWait) alive: only a
 	// consumer that stopped working (crashed, hung connection) loses its
-	// message to another worker.
-	lease.Reset(max(d.cfg.ackWait/3, 100*time.Millisecond))
+	// message to another worker. The ticker is not reset per message (a
+	// timer operation on every delivery): a tick comes within ackWait/3 of
+	// any point, so the lease is extended in time; a tick soon after the
+	// hand-out only extends it early.
 	for {
 		select {
 		case <-msg.Acked():
