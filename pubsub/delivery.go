@@ -100,3 +100,109 @@ func DeliveryOf(msg *message.Message) *Delivery {
 	d, _ := msg.Context().Value(deliveryKey{}).(*Delivery)
 	return d
 }
+
+// DeliveryContext is the context of one delivered message: it carries its
+// Delivery (DeliveryOf finds it) and the values and deadline of the
+// subscription's context, and it is done once End is called.
+//
+// It replaces context.WithCancel plus context.WithValue per message, which
+// cost three allocations and a registration with the parent's lock, which
+// every subscription of a queue shares: a third of a delivery's CPU at
+// 100k messages/s. It does not watch its parent; the backend calls End when
+// the message is settled and when the subscription ends while the message
+// is out (its delivery loop watches the subscription's context anyway).
+// Contexts derived from it (the router's timeout) register with it through
+// AfterFunc, as they would with a cancelable context, and are canceled by
+// End.
+type DeliveryContext struct {
+	parent context.Context
+	d      *Delivery
+	done   chan struct{}
+
+	mu    sync.Mutex
+	ended bool
+	after map[*afterFunc]struct{}
+}
+
+type afterFunc struct{ f func() }
+
+// NewDeliveryContext returns the context of a message delivered with d,
+// derived from parent (the subscription's context). The caller must call
+// End.
+func NewDeliveryContext(parent context.Context, d *Delivery) *DeliveryContext {
+	return &DeliveryContext{parent: parent, d: d, done: make(chan struct{})}
+}
+
+// End ends the delivery: the context is done and derived contexts are
+// canceled. Later calls do nothing.
+func (c *DeliveryContext) End() {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return
+	}
+	c.ended = true
+	close(c.done)
+	after := c.after
+	c.after = nil
+	c.mu.Unlock()
+	for a := range after {
+		go a.f()
+	}
+}
+
+// Deadline returns the parent's deadline.
+func (c *DeliveryContext) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+// Done is closed by End.
+func (c *DeliveryContext) Done() <-chan struct{} { return c.done }
+
+// Err is nil until End; then the parent's error if it has ended, else
+// context.Canceled.
+func (c *DeliveryContext) Err() error {
+	select {
+	case <-c.done:
+	default:
+		return nil
+	}
+	if err := c.parent.Err(); err != nil {
+		return err
+	}
+	return context.Canceled
+}
+
+// Value returns the Delivery for DeliveryOf, and the parent's values.
+func (c *DeliveryContext) Value(key any) any {
+	if key == (deliveryKey{}) {
+		return c.d
+	}
+	return c.parent.Value(key)
+}
+
+// AfterFunc runs f in its own goroutine after End, or at once if End was
+// called. stop unregisters f; it returns false when f was already started.
+// Package context uses it (its afterFuncer interface) to cancel contexts
+// derived from this one without a goroutine each.
+func (c *DeliveryContext) AfterFunc(f func()) (stop func() bool) {
+	a := &afterFunc{f: f}
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	if c.after == nil {
+		c.after = map[*afterFunc]struct{}{}
+	}
+	c.after[a] = struct{}{}
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.after[a]; !ok {
+			return false
+		}
+		delete(c.after, a)
+		return true
+	}
+}

@@ -57,39 +57,49 @@ func preload(b *testing.B, be *pubsub.Backend, queue string, n int) {
 }
 
 // BenchmarkConsume: N subscriptions, no-op handler, ack, from a preloaded
-// queue.
+// queue; with the default asynchronous acks and with sync_acks (equal
+// durability to the raw loop's commits).
 func BenchmarkConsume(b *testing.B) {
-	for _, workers := range []int{1, 4} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			be, db := openBench(b)
-			preload(b, be, "q", b.N)
-			cpu := newCPUMeter(b, db)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var got atomic.Int64
-			done := make(chan struct{})
-			b.ResetTimer()
-			cpu.begin()
-			for range workers {
-				ch, err := be.Subscriber().Subscribe(ctx, "q")
-				if err != nil {
-					b.Fatal(err)
-				}
-				go func() {
-					for m := range ch {
-						m.Ack()
-						if got.Add(1) == int64(b.N) {
-							close(done)
-						}
-					}
-				}()
-			}
-			<-done
-			b.StopTimer()
-			cpu.report(b, b.N)
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
-		})
+	for _, c := range []struct {
+		name   string
+		params []string
+	}{{"acks=async", nil}, {"acks=sync", []string{"sync_acks", "true"}}} {
+		for _, workers := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/workers=%d", c.name, workers), func(b *testing.B) {
+				benchConsume(b, workers, c.params...)
+			})
+		}
 	}
+}
+
+func benchConsume(b *testing.B, workers int, params ...string) {
+	be, db := openBench(b, params...)
+	preload(b, be, "q", b.N)
+	cpu := newCPUMeter(b, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got atomic.Int64
+	done := make(chan struct{})
+	b.ResetTimer()
+	cpu.begin()
+	for range workers {
+		ch, err := be.Subscriber().Subscribe(ctx, "q")
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			for m := range ch {
+				m.Ack()
+				if got.Add(1) == int64(b.N) {
+					close(done)
+				}
+			}
+		}()
+	}
+	<-done
+	b.StopTimer()
+	cpu.report(b, b.N)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msg/s")
 }
 
 // rawTableDDL is the raw baselines' own table, shaped as

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -34,7 +35,7 @@ type claimed struct {
 	priority   int32
 	retryCount int32
 	createdAt  time.Time
-	firstFail  *time.Time
+	firstFail  pgtype.Timestamptz
 	owner      string    // locked_by of the claim
 	claimedAt  time.Time // local clock, for prefetchHold
 	batch      *leaseBatch
@@ -291,19 +292,20 @@ func (qc *queueConsumer) serve(ctx context.Context, out chan<- *message.Message)
 func (qc *queueConsumer) deliver(ctx context.Context, c *claimed, out chan<- *message.Message) bool {
 	st := qc.d.settler
 	msg := message.NewMessage(c.id, c.payload)
-	if len(c.metadata) > 2 { // "{}"
+	if c.metadata != nil {
 		if err := json.Unmarshal(c.metadata, &msg.Metadata); err != nil {
 			qc.d.log.Warn("quantumflow: postgres: bad metadata", "queue", qc.queue, "id", c.id, "error", err)
 		}
 	}
-	msgCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	msg.SetContext(msgCtx)
 	d := &pubsub.Delivery{Queue: qc.queue, Attempt: int(c.retryCount) + 1}
-	if c.firstFail != nil {
-		d.FirstFailureAt = *c.firstFail
+	if c.firstFail.Valid {
+		d.FirstFailureAt = c.firstFail.Time
 	}
-	pubsub.AttachDelivery(msg, d)
+	// Done once settled, or when the subscription ends (this loop watches
+	// ctx and closing while the message is out, and returns).
+	msgCtx := pubsub.NewDeliveryContext(ctx, d)
+	defer msgCtx.End()
+	msg.SetContext(msgCtx)
 
 	select {
 	case out <- msg:
@@ -762,7 +764,7 @@ func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	}
 	var got []*claimed
 	if err == nil {
-		got, err = qc.scanClaimed(br, owner, start)
+		got, err = qc.scanClaimed(br, n, owner, start)
 	}
 	if err == nil {
 		locked()
@@ -785,15 +787,22 @@ func (qc *queueConsumer) claim(n int, locked func()) ([]*claimed, error) {
 	return got, nil
 }
 
-func (qc *queueConsumer) scanClaimed(br pgx.BatchResults, owner string, start time.Time) ([]*claimed, error) {
+func (qc *queueConsumer) scanClaimed(br pgx.BatchResults, n int, owner string, start time.Time) ([]*claimed, error) {
 	rows, err := br.Query()
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []*claimed
+	// One allocation for the claim's messages (they are settled and
+	// forgotten together, give or take a few), not one each.
+	slab := make([]claimed, 0, n)
+	out := make([]*claimed, 0, n)
 	for rows.Next() {
-		c := &claimed{queue: qc.queue, owner: owner, claimedAt: start}
+		if len(slab) == cap(slab) { // more rows than asked for: cannot happen
+			slab = make([]claimed, 0, n)
+		}
+		slab = append(slab, claimed{queue: qc.queue, owner: owner, claimedAt: start})
+		c := &slab[len(slab)-1]
 		if err := rows.Scan(&c.seq, &c.id, &c.payload, &c.metadata, &c.priority, &c.retryCount, &c.createdAt, &c.firstFail); err != nil {
 			return nil, err
 		}

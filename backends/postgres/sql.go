@@ -50,7 +50,8 @@ INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTH
 	// rows other consumers are claiming right now, leased to this consumer.
 	// It walks the queue index, skipping leased rows by their status; it
 	// changes no indexed column, so that the update is heap-only (see
-	// migration 0002).
+	// migration 0002). Empty metadata comes back as NULL: nothing to copy
+	// or decode for most messages.
 	q.claim = r.Replace(`
 WITH c AS (
     SELECT seq FROM {messages}
@@ -62,7 +63,7 @@ WITH c AS (
 UPDATE {messages} m
 SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
 FROM c WHERE m.seq = c.seq
-RETURNING m.seq, m.id, m.payload, m.metadata, m.priority, m.retry_count, m.created_at, m.first_failed_at`)
+RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m.retry_count, m.created_at, m.first_failed_at`)
 
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
 
