@@ -10,13 +10,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// openWatermillSQL opens stock watermill-sql v4.1.2 with its queue schema:
-// its own publisher and subscriber, default settings (1 s poll interval,
-// batches of 100, repeatable read), except DeleteOnAck. Without it acked
-// rows stay in the table and every poll scans them; with it the table is a
-// queue, as ours is. Each subscription holds a pooled connection, so the
-// pool grows with the worker count.
-func openWatermillSQL(ctx context.Context, dbURL string) (subject, error) {
+// openWatermillSQL opens stock watermill-sql v4.1.2: its own publisher and
+// subscriber. With queue false it is exactly as shipped: the default schema
+// (a table per topic, an offsets table, the xmin filter) and the default
+// offsets adapter. With queue true it is at its fastest for a work queue:
+// the queue schema with DeleteOnAck (batches of 100 claimed and deleted in
+// one transaction; without DeleteOnAck acked rows stay in the table and
+// every poll scans them). Both keep the defaults otherwise: 1 s poll
+// interval, repeatable read. Each subscription holds a pooled connection,
+// so the pool grows with the worker count.
+func openWatermillSQL(ctx context.Context, dbURL string, queue bool) (subject, error) {
 	cfg, err := pgxpool.ParseConfig(dbURL)
 	if err != nil {
 		return nil, fmt.Errorf("watermill-sql baseline: %w", err)
@@ -27,7 +30,13 @@ func openWatermillSQL(ctx context.Context, dbURL string) (subject, error) {
 		return nil, fmt.Errorf("watermill-sql baseline: %w", err)
 	}
 	db := wmsql.BeginnerFromPgx(pool)
-	schema := wmsql.PostgreSQLQueueSchema{}
+	var (
+		schema  wmsql.SchemaAdapter  = wmsql.DefaultPostgreSQLSchema{}
+		offsets wmsql.OffsetsAdapter = wmsql.DefaultPostgreSQLOffsetsAdapter{}
+	)
+	if queue {
+		schema, offsets = wmsql.PostgreSQLQueueSchema{}, wmsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true}
+	}
 	pub, err := wmsql.NewPublisher(db, wmsql.PublisherConfig{SchemaAdapter: schema, AutoInitializeSchema: true}, watermill.NopLogger{})
 	if err != nil {
 		pool.Close()
@@ -35,7 +44,7 @@ func openWatermillSQL(ctx context.Context, dbURL string) (subject, error) {
 	}
 	sub, err := wmsql.NewSubscriber(db, wmsql.SubscriberConfig{
 		SchemaAdapter:    schema,
-		OffsetsAdapter:   wmsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true},
+		OffsetsAdapter:   offsets,
 		InitializeSchema: true,
 	}, watermill.NopLogger{})
 	if err != nil {

@@ -3,11 +3,12 @@
 // then Publisher().Publish and Subscriber().Subscribe with an ack, or the
 // router for the topology scenarios — and, in the same run, baselines
 // written directly against the libraries underneath: raw pgx on a table
-// shaped like the backend's, stock watermill-sql, Watermill's GoChannel and
+// shaped like the backend's, stock watermill-sql (as shipped; and, for
+// consuming, its queue schema with DeleteOnAck), Watermill's GoChannel and
 // raw nats.go jetstream (also publishing with a Nats-Msg-Id per message,
-// the duplicate check the NATS backend's publishes pay). Every backend figure is given with its ratio to
-// its baseline, so the performance targets of the backend issues can be
-// read off one run on one machine.
+// the duplicate check the NATS backend's publishes pay). Every backend
+// figure is given with its ratio to its baseline, so the performance
+// targets of the backend issues can be read off one run on one machine.
 //
 // The harness starts the servers it needs (a throwaway PostgreSQL cluster
 // with fsync on, embedded NATS servers with and without SyncAlways) and
@@ -517,11 +518,13 @@ func plan(sz Sizes, cfg Config) []*job {
 		praw := p
 		praw.Workers = min(c.workers, 4)
 		gc, pg, wm := add(ScenarioConsume, SubjectGoChannel, p), add(ScenarioConsume, SubjectPgx, praw), add(ScenarioConsume, SubjectWatermillSQL, p)
+		wmq := add(ScenarioConsume, SubjectWatermillSQLQueue, p)
 		js, jss := add(ScenarioConsume, SubjectJetStream, praw), add(ScenarioConsume, SubjectJetStreamSync, praw)
 		link(wm, pg)
+		link(wmq, pg)
 		link(add(ScenarioConsume, SubjectMem, p), gc)
-		link(add(ScenarioConsume, SubjectPostgres, p), pg, wm)
-		link(add(ScenarioConsume, SubjectPostgresSync, p), pg, wm)
+		link(add(ScenarioConsume, SubjectPostgres, p), pg, wm, wmq)
+		link(add(ScenarioConsume, SubjectPostgresSync, p), pg, wm, wmq)
 		link(add(ScenarioConsume, SubjectNATS, p), js)
 		link(add(ScenarioConsume, SubjectNATSSync, p), jss)
 	}

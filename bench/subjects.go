@@ -17,16 +17,19 @@ const (
 
 // Subject names.
 const (
-	SubjectMem           = "mem"
-	SubjectPostgres      = "postgres"
-	SubjectPostgresSync  = "postgres_sync_acks"
-	SubjectNATS          = "nats"
-	SubjectNATSSync      = "nats_sync"
-	SubjectGoChannel     = "gochannel"
-	SubjectPgx           = "pgx"
-	SubjectWatermillSQL  = "watermill_sql"
-	SubjectJetStream     = "jetstream"
-	SubjectJetStreamSync = "jetstream_sync"
+	SubjectMem          = "mem"
+	SubjectPostgres     = "postgres"
+	SubjectPostgresSync = "postgres_sync_acks"
+	SubjectNATS         = "nats"
+	SubjectNATSSync     = "nats_sync"
+	SubjectGoChannel    = "gochannel"
+	SubjectPgx          = "pgx"
+	SubjectWatermillSQL = "watermill_sql"
+	// SubjectWatermillSQLQueue is watermill-sql tuned for a work queue: its
+	// queue schema with DeleteOnAck.
+	SubjectWatermillSQLQueue = "watermill_sql_queue"
+	SubjectJetStream         = "jetstream"
+	SubjectJetStreamSync     = "jetstream_sync"
 	// SubjectJetStreamMsgID is the jetstream floor publishing with a
 	// Nats-Msg-Id on every message, as the NATS backend does (publish
 	// scenarios only).
@@ -114,14 +117,25 @@ var subjectDefs = []*subjectDef{
 		},
 	},
 	{
-		SubjectInfo: SubjectInfo{SubjectWatermillSQL, KindBaseline, "stock watermill-sql v4.1.2, queue schema (its publisher and subscriber, 1 s poll, DeleteOnAck)", durPostgres},
+		SubjectInfo: SubjectInfo{SubjectWatermillSQL, KindBaseline, "stock watermill-sql v4.1.2 as shipped: its publisher and subscriber with the default schema and offsets adapter (1 s poll)", durPostgres},
 		needs:       "postgres",
 		openRaw: func(ctx context.Context, e *env) (subject, error) {
 			u, err := e.database(ctx, SubjectWatermillSQL)
 			if err != nil {
 				return nil, err
 			}
-			return openWatermillSQL(ctx, u)
+			return openWatermillSQL(ctx, u, false)
+		},
+	},
+	{
+		SubjectInfo: SubjectInfo{SubjectWatermillSQLQueue, KindBaseline, "watermill-sql v4.1.2 at its fastest for a queue: queue schema, DeleteOnAck (batches of 100 claimed and deleted in one transaction, 1 s poll)", durPostgres},
+		needs:       "postgres",
+		openRaw: func(ctx context.Context, e *env) (subject, error) {
+			u, err := e.database(ctx, SubjectWatermillSQLQueue)
+			if err != nil {
+				return nil, err
+			}
+			return openWatermillSQL(ctx, u, true)
 		},
 	},
 	{

@@ -28,8 +28,8 @@ func (a *app) benchCommand() *cobra.Command {
 		Short: "Benchmark the backends against raw pgx, watermill-sql, GoChannel and nats.go baselines",
 		Long: `bench measures the in-memory, PostgreSQL and NATS JetStream backends through the
 public API, and in the same run the baselines they are judged against: raw pgx
-on a table shaped like the backend's, stock watermill-sql (queue schema),
-Watermill's GoChannel and raw nats.go jetstream. Every backend figure comes
+on a table shaped like the backend's, stock watermill-sql (as shipped, and
+its queue schema with DeleteOnAck), Watermill's GoChannel and raw nats.go jetstream. Every backend figure comes
 with its ratio to its baseline, and the performance targets of the PostgreSQL
 and NATS issues are checked (met or not, with the figure).
 
