@@ -107,11 +107,11 @@ func (s *subscription) deliver(e *entry) bool {
 	if e.metadata != nil {
 		msg.Metadata = maps.Clone(e.metadata)
 	}
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
-	msg.SetContext(ctx)
 	d := &pubsub.Delivery{Queue: s.q.name, Attempt: e.attempts, FirstFailureAt: e.firstFailure}
-	pubsub.AttachDelivery(msg, d)
+	// Done once settled, or when the subscription ends (watched below).
+	ctx := pubsub.NewDeliveryContext(s.ctx, d)
+	defer ctx.End()
+	msg.SetContext(ctx)
 
 	select {
 	case s.out <- msg:
