@@ -20,7 +20,7 @@ func BenchmarkEnvelopeEncode(b *testing.B) {
 		if messageID(m.Header, "QF_proposals_for_consensus_queue", 1) != msg.UUID {
 			b.Fatal("id lost in the envelope")
 		}
-		if len(metadataOf(m.Header)) != 2 {
+		if len(metadataOf(m.Header, nil)) != 2 {
 			b.Fatal("metadata lost in the envelope")
 		}
 	}

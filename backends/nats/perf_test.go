@@ -170,7 +170,7 @@ func reportCPU(b *testing.B, c0 time.Duration, n int) {
 func benchPublish(b *testing.B, publishers, batch int) {
 	url := benchServer(b)
 	b.Run("backend", func(b *testing.B) {
-		be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8])
+		be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8]+os.Getenv("QF_BENCH_PARAMS"))
 		require.NoError(b, err)
 		defer be.Close()
 		queue := "pub"
@@ -221,7 +221,7 @@ func BenchmarkConsume4(b *testing.B) { benchConsume(b, 4) }
 func benchConsume(b *testing.B, workers int) {
 	url := benchServer(b)
 	b.Run("backend", func(b *testing.B) {
-		be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8])
+		be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8]+os.Getenv("QF_BENCH_PARAMS"))
 		require.NoError(b, err)
 		defer be.Close()
 		queue := "cons"

@@ -152,7 +152,7 @@ func (d *driver) ListPending(ctx context.Context, queue string, limit int) ([]pu
 	subject := d.names.subject(queue)
 	var out []pubsub.PendingMessage
 	add := func(m *jetstream.RawStreamMsg, attempts int, availableAt time.Time) {
-		md := metadataOf(m.Header)
+		md := metadataOf(m.Header, nil)
 		out = append(out, pubsub.PendingMessage{
 			ID:          messageID(m.Header, s.info.Config.Name, m.Sequence),
 			Queue:       queue,

@@ -87,7 +87,13 @@ type subscription struct {
 	d   *driver
 	q   *queueEntry
 	out chan *message.Message
+	// meta is the metadata of the message in hand, reused from one
+	// message to the next.
+	meta nats.MsgMetadata
 }
+
+// ackBody acknowledges a JetStream message.
+var ackBody = []byte("+ACK")
 
 func (sub *subscription) run(parent context.Context) {
 	defer sub.s.wg.Done()
@@ -128,7 +134,8 @@ func (sub *subscription) run(parent context.Context) {
 // subscription is ending.
 func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.Ticker) bool {
 	d := sub.d
-	meta, err := jm.Metadata()
+	meta := &sub.meta
+	err := ackMetadata(jm.Reply, meta)
 	if err != nil {
 		d.log.Error("subscription: message without JetStream metadata", "queue", sub.q.name, "subject", jm.Subject, "error", err)
 		return true
@@ -150,7 +157,7 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.T
 	}
 
 	msg := message.NewMessage(messageID(jm.Header, meta.Stream, meta.Sequence.Stream), jm.Data)
-	msg.Metadata = metadataOf(jm.Header)
+	msg.Metadata = metadataOf(jm.Header, msg.Metadata)
 	attempt := int(meta.NumDelivered)
 	if hasState {
 		attempt = ds.attempts(meta.NumDelivered)
@@ -240,7 +247,9 @@ func (sub *subscription) settleAck(jm *nats.Msg, meta *nats.MsgMetadata, msg *me
 		sub.deadLetter(jm, meta, msg, dv, out, hasState)
 		return
 	}
-	if err := jm.Ack(); err != nil {
+	// Published directly, as nats.Msg.Ack would (asynchronously) but
+	// without its per-call bookkeeping: a message is settled once.
+	if err := sub.d.nc.Publish(jm.Reply, ackBody); err != nil {
 		sub.d.log.Warn("subscription: ack failed; the message will come back after ack_wait", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
 	}
 	if hasState {
