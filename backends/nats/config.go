@@ -21,7 +21,11 @@ const (
 	DefaultAckWait        = 30 * time.Second
 	DefaultDedupWindow    = 2 * time.Minute
 	DefaultPublishTimeout = 30 * time.Second
-	DefaultPrefetch       = 128
+	// DefaultPrefetch caps the pull-ahead, which is itself about what the
+	// subscriptions took in the last 50ms: a cap much below what a fast
+	// queue takes in that time leaves its subscriptions waiting on each
+	// pull's round trip (128 held 4 workers to about 0.7 of raw nats.go).
+	DefaultPrefetch = 1024
 	// DefaultMaxAckPending is unlimited: messages waiting for a delayed
 	// retry count as ack-pending in JetStream, so any cap would stop the
 	// queue's delivery once that many messages wait for their retry.

@@ -66,8 +66,11 @@ func metadataOf(h nats.Header, md message.Metadata) message.Metadata {
 		md = message.Metadata{}
 	}
 	if v := h.Get(hdrMetadata); v != "" {
-		if err := json.Unmarshal([]byte(v), (*map[string]string)(&md)); err == nil {
-			return md
+		// A variable of its own: the one Unmarshal points to lives on the
+		// heap, and only messages with metadata need it.
+		m := map[string]string(md)
+		if err := json.Unmarshal([]byte(v), &m); err == nil {
+			return m
 		}
 	}
 	for k, vs := range h {

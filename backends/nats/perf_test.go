@@ -157,9 +157,17 @@ func profile(b *testing.B) (stop func()) {
 	f, err := os.Create(dir + "-" + strings.ReplaceAll(b.Name(), "/", "_"))
 	require.NoError(b, err)
 	require.NoError(b, pprof.StartCPUProfile(f))
+	writeAllocs := func(suffix string) {
+		af, err := os.Create(dir + "-" + strings.ReplaceAll(b.Name(), "/", "_") + suffix)
+		require.NoError(b, err)
+		defer af.Close()
+		require.NoError(b, pprof.Lookup("allocs").WriteTo(af, 0))
+	}
+	writeAllocs(".allocs0")
 	return func() {
 		pprof.StopCPUProfile()
 		_ = f.Close()
+		writeAllocs(".allocs1")
 	}
 }
 
