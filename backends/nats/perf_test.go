@@ -27,11 +27,20 @@ import (
 // back to back, so that their ratio means something on a shared machine:
 //
 //	go test ./backends/nats -run '^$' -bench . -benchtime 20000x
+//
+// Environment: QF_BENCH_MSGID=1 adds raw publishing with a Nats-Msg-Id
+// per message (the dedup the backend does); QF_BENCH_SYNC=1 fsyncs every
+// write; QF_BENCH_PARAMS="&prefetch=512" adds URL parameters to the
+// backend's; QF_BENCH_CPUPROFILE=/tmp/p writes CPU and allocation
+// profiles of each timed part to /tmp/p-<benchmark>.
 
-// benchServer starts a server (default sync policy) for a benchmark.
+// benchServer starts a server for a benchmark (default sync policy unless
+// QF_BENCH_SYNC is set).
 func benchServer(b *testing.B) string {
 	b.Helper()
-	srv, err := embedded.Start(b.Context(), embedded.Options{})
+	// With QF_BENCH_SYNC: fsync every write, as the bench harness's _sync
+	// variants.
+	srv, err := embedded.Start(b.Context(), embedded.Options{SyncAlways: os.Getenv("QF_BENCH_SYNC") != ""})
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = srv.Close() })
 	return srv.ClientURL()
@@ -148,7 +157,9 @@ func cpuTime() time.Duration {
 
 // profile writes a CPU profile of the timed part of a benchmark (not its
 // setup, such as preloading a queue) to $QF_BENCH_CPUPROFILE-<name> when
-// that is set; go test's -cpuprofile covers the whole run.
+// that is set, and allocation profiles at its start and end (.allocs0,
+// .allocs1: compare with pprof -diff_base); go test's -cpuprofile covers
+// the whole run.
 func profile(b *testing.B) (stop func()) {
 	dir := os.Getenv("QF_BENCH_CPUPROFILE")
 	if dir == "" {
