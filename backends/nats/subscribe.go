@@ -164,11 +164,13 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.T
 	}
 	dv := &pubsub.Delivery{Queue: sub.q.name, Attempt: attempt, FirstFailureAt: ds.FirstFailureAt}
 	// The message's context ends once it is settled (Watermill's
-	// contract), or when the subscription ends.
-	msgCtx, msgCancel := context.WithCancel(ctx)
-	defer msgCancel()
+	// contract), or when the subscription ends: both return from here,
+	// through End (a DeliveryContext does not watch its parent, which
+	// would cost a registration with the subscription context's lock per
+	// message).
+	msgCtx := pubsub.NewDeliveryContext(ctx, dv)
+	defer msgCtx.End()
 	msg.SetContext(msgCtx)
-	pubsub.AttachDelivery(msg, dv)
 
 	select {
 	case sub.out <- msg:
