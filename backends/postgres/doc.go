@@ -49,7 +49,8 @@
 // transaction is open while a handler runs. A fetcher claims what waiting
 // subscriptions need and, once they show they consume fast (they emptied
 // the last claim within 50ms and waited), up to batch messages ahead, with
-// up to two claims in flight. Messages are handed out in delivery order;
+// up to two claims in flight (four with sync_acks, whose claims each wait
+// for a flush to disk). Messages are handed out in delivery order;
 // with a single subscription, strictly (a second claim starts only once
 // the first holds its rows).
 // What it claimed ahead and nobody took within 200ms goes back to the
