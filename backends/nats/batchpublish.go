@@ -269,6 +269,15 @@ func (a *batchAcks) send(nc *nats.Conn, msgs []*nats.Msg) (string, chan batchRes
 	return id, done, nil
 }
 
+// batchPublishDisabled reports whether the server refused a batch because
+// the stream does not allow batch publishing (error code 10205 in
+// nats-server 2.15; the description is matched too, as codes moved
+// between versions).
+func batchPublishDisabled(err *jetstream.APIError) bool {
+	d := strings.ToLower(err.Description)
+	return err.ErrorCode == 10205 || strings.Contains(d, "batch publish is disabled") || strings.Contains(d, "batch publish not enabled")
+}
+
 // abandon stops waiting for a batch's answer.
 func (a *batchAcks) abandon(id string) {
 	a.mu.Lock()

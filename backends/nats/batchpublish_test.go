@@ -115,3 +115,33 @@ func TestBatchPublishOlderStream(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(len(msgs)), st.Pending)
 }
+
+// TestBatchPublishTurnedOff checks a stream whose fast batch publishing an
+// operator turned off while the backend runs: publishes of many messages
+// still store every message, through the per-message path.
+func TestBatchPublishTurnedOff(t *testing.T) {
+	t.Parallel()
+	url := server(t).ClientURL()
+	b := openBackend(t, url)
+	const queue = "turnedoff"
+	require.NoError(t, b.Publisher().Publish(queue, newMessages(10, "a")...))
+
+	st := rawStream(t, url, "QF_"+queue)
+	cfg := st.CachedInfo().Config
+	require.True(t, cfg.AllowBatchPublish)
+	cfg.AllowBatchPublish = false
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.UpdateStream(t.Context(), cfg)
+	require.NoError(t, err)
+
+	for range 3 {
+		require.NoError(t, b.Publisher().Publish(queue, newMessages(100, "b")...))
+	}
+	stats, err := b.Stats(t.Context(), queue)
+	require.NoError(t, err)
+	require.Equal(t, int64(310), stats.Pending)
+}

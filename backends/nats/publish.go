@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -87,18 +88,19 @@ func (p *publisher) Publish(topic string, msgs ...*message.Message) error {
 		_, err := d.queue(ctx, topic)
 		return err
 	}
-	if err := d.publishAll(ctx, q.stream, out, q.batched, recreate); err != nil {
+	if err := d.publishAll(ctx, q.stream, out, &q.batched, recreate); err != nil {
 		return d.closedErr(fmt.Errorf("publish %d message(s) to %s: %w", len(msgs), topic, err))
 	}
 	return nil
 }
 
 // publishAll publishes msgs to stream and waits for every ack, retrying
-// the ones that failed transiently until ctx is done. With batched (the
-// stream allows fast batch publishing), several messages go as batches
-// first. noStream, when not nil, is called after a publish found no
-// stream answering.
-func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg, batched bool, noStream func(context.Context) error) error {
+// the ones that failed transiently until ctx is done. While batched (not
+// nil) is true (the stream allows fast batch publishing), several messages
+// go as batches first. noStream, when not nil, is called after a publish
+// found no stream answering.
+func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg, batched *atomic.Bool, noStream func(context.Context) error) error {
+	useBatches := batched != nil && batched.Load()
 	// No Nats-Expected-Stream header: a subject of this backend belongs to
 	// one stream by construction (the server refuses a stream whose
 	// subjects overlap another's), and the header would be stored with
@@ -114,13 +116,18 @@ func (d *driver) publishAll(ctx context.Context, stream string, msgs []*nats.Msg
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 			_, err = d.js.PublishMsg(actx, msgs[0])
 			cancel()
-		case batched:
+		case useBatches:
 			msgs, err = d.publishBatches(ctx, msgs)
 			var apiErr *jetstream.APIError
 			if err != nil && ctx.Err() == nil && (errors.Is(err, errBatchIncomplete) || errors.As(err, &apiErr)) {
 				// The server refused part of a batch, or batches: the
 				// per-message path tells which messages and why.
-				batched = false
+				useBatches = false
+				if apiErr != nil && batchPublishDisabled(apiErr) {
+					// Turned off on the stream since it was loaded: not
+					// worth a refused batch per publish from now on.
+					batched.Store(false)
+				}
 				continue
 			}
 		default:

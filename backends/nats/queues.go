@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,8 +33,9 @@ type queueEntry struct {
 	consumer jetstream.Consumer
 	priority pubsub.Priority
 	// batched: the stream allows fast batch publishing (a server older
-	// than 2.14 does not know the setting and leaves it off).
-	batched bool
+	// than 2.14 does not know the setting and leaves it off). Cleared
+	// when the server says batch publishing is disabled after all.
+	batched atomic.Bool
 	ready   chan struct{}
 	err     error
 }
@@ -246,7 +248,7 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		}
 	}
 	e.priority = queueInfoOf(st.CachedInfo()).Priority
-	e.batched = st.CachedInfo().Config.AllowBatchPublish
+	e.batched.Store(st.CachedInfo().Config.AllowBatchPublish)
 
 	if spec != nil {
 		e.consumer, err = st.CreateOrUpdateConsumer(ctx, d.consumerConfig())

@@ -316,7 +316,7 @@ func (sub *subscription) deadLetter(jm *nats.Msg, meta *nats.MsgMetadata, msg *m
 	m := deadLetterMessage(d.names.dlqSubject(sub.q.name), msg.UUID, jm.Data, info)
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.publishTimeout)
 	defer cancel()
-	if err := d.publishAll(ctx, d.names.dlqStream(), []*nats.Msg{m}, false, nil); err != nil {
+	if err := d.publishAll(ctx, d.names.dlqStream(), []*nats.Msg{m}, nil, nil); err != nil {
 		d.log.Error("subscription: storing the dead letter failed; the message stays in its queue", "queue", sub.q.name, "message_id", msg.UUID, "error", err)
 		_ = jm.NakWithDelay(time.Second)
 		return
