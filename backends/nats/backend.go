@@ -35,6 +35,7 @@ type driver struct {
 	dlqStream   jetstream.Stream
 	stateStream jetstream.Stream
 	batches     *batchAcks
+	putBacks    putBackCache
 	pub         *publisher
 	sub         *subscriber
 	closed      chan struct{}

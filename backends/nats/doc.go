@@ -38,7 +38,7 @@
 //	max_ack_pending=N     cap on messages delivered and not acked, retry
 //	                      waits included (-1: none)
 //	prefetch=N            most messages pulled ahead of a queue's
-//	                      subscriptions while they consume fast (2048;
+//	                      subscriptions while they consume fast (1024;
 //	                      1: none), see below
 //	dedup_window=DURATION how long a message id is remembered to drop a
 //	                      republished duplicate (2m)

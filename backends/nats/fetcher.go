@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // prefetchHold is how long a message pulled ahead may wait in a backend
@@ -212,9 +213,11 @@ func (f *fetcher) run(q *queueEntry) {
 		buf := f.buf
 		f.buf = nil
 		f.mu.Unlock()
-		for _, b := range buf {
-			putBackMsg(d, q.name, b.m)
+		ms := make([]*nats.Msg, len(buf))
+		for i, b := range buf {
+			ms[i] = b.m
 		}
+		putBackMsgs(d, q.name, ms)
 		holdSet = false
 	}
 	defer func() {
@@ -222,9 +225,7 @@ func (f *fetcher) run(q *queueEntry) {
 		if p != nil {
 			// Whatever the server had already sent goes back: those
 			// deliveries never reached a handler.
-			for _, m := range p.close() {
-				putBackMsg(d, q.name, m)
-			}
+			putBackMsgs(d, q.name, p.close())
 		}
 	}()
 	fail := func(err error) {
@@ -248,11 +249,10 @@ func (f *fetcher) run(q *queueEntry) {
 		}
 		f.mu.Unlock()
 		if el := now.Sub(windowStart); el >= rateWindow {
-			lastRate = windowN
-			if el >= 2*rateWindow {
-				// Nothing for a while: the subscriptions were idle.
-				lastRate = 0
-			}
+			// Per rateWindow: this goroutine sleeps while subscriptions
+			// take from buf, so a window may have lasted longer (and
+			// idle subscriptions make it 0).
+			lastRate = int(int64(windowN) * int64(rateWindow) / int64(el))
 			windowN, windowStart = 0, now
 		}
 		if len(withdrawals) > 0 && (p == nil || p.outstanding <= 0 || !p.noWait) {
@@ -279,9 +279,7 @@ func (f *fetcher) run(q *queueEntry) {
 			}
 			cancel()
 			if p != nil {
-				for _, m := range p.close() {
-					putBackMsg(d, q.name, m)
-				}
+				putBackMsgs(d, q.name, p.close())
 				p = nil
 			}
 		}
@@ -406,23 +404,69 @@ func (f *fetcher) run(q *queueEntry) {
 // putBackMsg returns a message pulled and never handed out to the queue,
 // recording that this delivery was no attempt.
 func putBackMsg(d *driver, queue string, m *nats.Msg) {
-	meta, err := m.Metadata()
-	if err != nil {
-		_ = m.Nak()
+	putBackMsgs(d, queue, []*nats.Msg{m})
+}
+
+// putBackMsgs returns messages pulled and never handed out to the queue,
+// recording that these deliveries were no attempts: their states are
+// written all at once (asynchronously, then every ack awaited), and only
+// then are the messages nacked, as the redelivery reads the state.
+func putBackMsgs(d *driver, queue string, ms []*nats.Msg) {
+	if len(ms) == 0 {
 		return
 	}
-	var ds deliveryState
-	if meta.NumDelivered > 1 {
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		ds, _, _ = stateStore{d}.get(ctx, queue, meta.Sequence.Stream)
-		cancel()
+	type putBack struct {
+		m   *nats.Msg
+		seq uint64
+		ds  deliveryState
+		f   jetstream.PubAckFuture
 	}
-	ds.Uncounted++
-	ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, time.Now(), meta.NumDelivered, meta.Timestamp
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if err := (stateStore{d}).put(ctx, queue, meta.Sequence.Stream, ds); err != nil {
-		d.log.Warn("subscription: writing delivery state failed", "queue", queue, "error", err)
+	pbs := make([]putBack, 0, len(ms))
+	now := time.Now()
+	for _, m := range ms {
+		var meta nats.MsgMetadata
+		if err := ackMetadata(m.Reply, &meta); err != nil {
+			_ = m.Nak()
+			continue
+		}
+		var ds deliveryState
+		if meta.NumDelivered > 1 {
+			var ok bool
+			if ds, ok = d.putBacks.take(queue, meta.Sequence.Stream, meta.NumDelivered); !ok {
+				ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+				ds, _, _ = stateStore{d}.get(ctx, queue, meta.Sequence.Stream)
+				cancel()
+			}
+		}
+		ds.Uncounted++
+		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now, meta.NumDelivered, meta.Timestamp
+		pbs = append(pbs, putBack{m: m, seq: meta.Sequence.Stream, ds: ds})
 	}
-	_ = m.Nak()
+	for i := range pbs {
+		f, err := stateStore{d}.putAsync(queue, pbs[i].seq, pbs[i].ds)
+		if err != nil {
+			d.log.Warn("subscription: writing delivery state failed", "queue", queue, "error", err)
+			continue
+		}
+		pbs[i].f = f
+	}
+	timeout := time.NewTimer(settleTimeout)
+	defer timeout.Stop()
+	for _, pb := range pbs {
+		stored := false
+		if pb.f != nil {
+			select {
+			case <-pb.f.Ok():
+				stored = true
+			case err := <-pb.f.Err():
+				d.log.Warn("subscription: writing delivery state failed", "queue", queue, "error", err)
+			case <-timeout.C:
+				d.log.Warn("subscription: writing delivery state timed out", "queue", queue)
+			}
+		}
+		if stored {
+			d.putBacks.add(queue, pb.seq, pb.ds)
+		}
+		_ = pb.m.Nak()
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -85,6 +86,17 @@ func (s stateStore) put(ctx context.Context, queue string, seq uint64, ds delive
 	return nil
 }
 
+// putAsync stores the state of a queue's message; the future says when
+// JetStream has it.
+func (s stateStore) putAsync(queue string, seq uint64, ds deliveryState) (jetstream.PubAckFuture, error) {
+	b, _ := json.Marshal(ds) // plain fields always marshal
+	f, err := s.d.js.PublishAsync(s.d.names.stateSubject(queue, seq), b, jetstream.WithExpectStream(s.d.names.stateStream()))
+	if err != nil {
+		return nil, fmt.Errorf("delivery state of %s #%d: %w", queue, seq, err)
+	}
+	return f, nil
+}
+
 // remove deletes the state of a queue's message.
 func (s stateStore) remove(ctx context.Context, queue string, seq uint64) error {
 	st, err := s.stream(ctx)
@@ -123,4 +135,51 @@ func (s stateStore) list(ctx context.Context, queue string) (map[uint64]delivery
 		}
 	}
 	return out, nil
+}
+
+// putBackCache remembers the delivery state this driver wrote for the
+// messages it put back (pulled ahead, never handed out), so that when one
+// comes back to this driver, as it usually does, reading the state costs
+// no round trip. An entry is only used for the very next delivery of its
+// message (JetStream's delivery count one higher than when it was
+// written): a delivery elsewhere in between may have changed the state.
+type putBackCache struct {
+	mu sync.Mutex
+	m  map[putBackKey]deliveryState
+}
+
+type putBackKey struct {
+	queue string
+	seq   uint64
+}
+
+// putBackCacheMax bounds the cache; entries of messages that went to
+// another process are never taken, and the whole cache is dropped when
+// full (it is only a shortcut).
+const putBackCacheMax = 1 << 16
+
+func (c *putBackCache) add(queue string, seq uint64, ds deliveryState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= putBackCacheMax {
+		c.m = map[putBackKey]deliveryState{}
+	}
+	c.m[putBackKey{queue, seq}] = ds
+}
+
+// take returns and forgets the state written when the message was put
+// back, if this delivery is the next one after that.
+func (c *putBackCache) take(queue string, seq, numDelivered uint64) (deliveryState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := putBackKey{queue, seq}
+	ds, ok := c.m[k]
+	if !ok {
+		return deliveryState{}, false
+	}
+	delete(c.m, k)
+	if ds.Deliveries+1 != numDelivered {
+		return deliveryState{}, false
+	}
+	return ds, true
 }

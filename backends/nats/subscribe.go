@@ -143,6 +143,9 @@ func (sub *subscription) handle(ctx context.Context, jm *nats.Msg, lease *time.T
 	var ds deliveryState
 	hasState := false
 	if meta.NumDelivered > 1 {
+		ds, hasState = d.putBacks.take(sub.q.name, meta.Sequence.Stream, meta.NumDelivered)
+	}
+	if meta.NumDelivered > 1 && !hasState {
 		sctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 		ds, hasState, err = stateStore{d}.get(sctx, sub.q.name, meta.Sequence.Stream)
 		cancel()
