@@ -306,7 +306,7 @@ func (c *Cluster) serverSettings() []string {
 		"port=" + strconv.Itoa(c.port),
 		"listen_addresses=127.0.0.1",
 		"unix_socket_directories=" + c.dir,
-		"max_connections=200",
+		"max_connections=500", // the conformance suites open 50 backends at once, two suites in parallel
 		"fsync=on",
 		"synchronous_commit=on",
 		"full_page_writes=on",

@@ -31,7 +31,7 @@ func TestDatabaseIsFreshAndDurable(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT current_setting('fsync'), current_setting('max_connections')`).Scan(&fsync, &maxConns))
 	require.Equal(t, "on", fsync, "benchmarks and tests measure durable commits")
 	if !pgtest.Shared(t).External() {
-		require.Equal(t, "200", maxConns)
+		require.Equal(t, "500", maxConns)
 	}
 }
 
