@@ -57,13 +57,18 @@ func preload(b *testing.B, be *pubsub.Backend, queue string, n int) {
 }
 
 // BenchmarkConsume: N subscriptions, no-op handler, ack, from a preloaded
-// queue; with the default asynchronous acks and with sync_acks (equal
-// durability to the raw loop's commits).
+// queue; with the default asynchronous acks, with sync_acks (equal
+// durability to the raw loop's commits), and with claims of at most 100
+// messages, as the raw loop's.
 func BenchmarkConsume(b *testing.B) {
 	for _, c := range []struct {
 		name   string
 		params []string
-	}{{"acks=async", nil}, {"acks=sync", []string{"sync_acks", "true"}}} {
+	}{
+		{"acks=async", nil},
+		{"acks=sync", []string{"sync_acks", "true"}},
+		{"acks=async/batch=100", []string{"batch", "100"}}, // the raw loop's claim size
+	} {
 		for _, workers := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/workers=%d", c.name, workers), func(b *testing.B) {
 				benchConsume(b, workers, c.params...)

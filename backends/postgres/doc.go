@@ -22,7 +22,7 @@
 //     before others may take it (default 30s). The backend renews the
 //     lease while it holds the message, so this is how soon the messages of
 //     a consumer that died come back, not a limit on handler time.
-//   - batch=N: the most messages one claim takes (default 100).
+//   - batch=N: the most messages one claim takes (default 1000).
 //   - publish_batch=N: the most messages one publish transaction carries
 //     (default 1000).
 //   - notify_debounce=DURATION: the shortest time between two NOTIFYs of a

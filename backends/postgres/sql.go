@@ -50,19 +50,21 @@ INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTH
 	// rows other consumers are claiming right now, leased to this consumer.
 	// It walks the queue index, skipping leased rows by their status; it
 	// changes no indexed column, so that the update is heap-only (see
-	// migration 0002). Empty metadata comes back as NULL: nothing to copy
-	// or decode for most messages.
+	// migration 0002). The rows are found by seq in the primary key rather
+	// than joined: the plan is the same whatever the parameters, so it is
+	// planned once per connection (see claimSettings), where the join's
+	// plan depends on the LIMIT and was planned again for every claim.
+	// Empty metadata comes back as NULL: nothing to copy or decode for
+	// most messages.
 	q.claim = r.Replace(`
-WITH c AS (
+UPDATE {messages} m
+SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
+WHERE m.seq = ANY(ARRAY(
     SELECT seq FROM {messages}
     WHERE queue_name = $1 AND status = 'pending' AND available_at <= now()
     ORDER BY priority DESC, created_at, seq
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE {messages} m
-SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
-FROM c WHERE m.seq = c.seq
+    FOR UPDATE SKIP LOCKED))
 RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m.retry_count, m.created_at, m.first_failed_at`)
 
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
