@@ -88,8 +88,10 @@
 // last_error 'lease expired').
 //
 // Publish writes all its messages in one INSERT. Concurrent publishes on
-// one backend share transactions (group commit): each returns after the
-// commit that carries its messages, so nil means durable. A publish
+// one backend share transactions (group commit): while one is on its way,
+// the publishes that come gather for the next (several run side by side
+// only for groups of 100 messages or more); each returns after the commit
+// that carries its messages, so nil means durable. A publish
 // notifies consumers (NOTIFY in the same transaction, at most once per
 // notify_debounce per queue, with a trailing NOTIFY for the rest); they
 // also poll. PublishTx publishes inside the application's own transaction.

@@ -18,10 +18,18 @@ import (
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
-// flushers is how many publish transactions of one backend may be in
-// flight at once. While they run, the next publishes gather for the next
-// transaction (group commit).
-const flushers = 4
+// Group commit: publishes that come while a publish transaction is on
+// its way gather for the next one. A second transaction (up to
+// maxPublishTx) starts beside the one in flight only for a group of at
+// least groupRows messages: small publishes wait for the commit in flight
+// and share the next, large ones gain from writing in parallel. 64
+// concurrent single-message publishers committed 45-52k msg/s with 8
+// transactions in flight and 62k with 4, 72-78k with 1 (bench/); 4
+// publishers of 100 messages per call went best with 2-4.
+const (
+	maxPublishTx = 4
+	groupRows    = 100
+)
 
 // publishTimeout bounds one publish transaction, so that a database that
 // stopped answering fails publishes instead of hanging them.
@@ -110,7 +118,7 @@ type publisher struct {
 
 	mu     sync.RWMutex // held for reading while sending on reqs
 	closed bool
-	wg     sync.WaitGroup
+	done   chan struct{} // closed when the dispatcher has written everything
 }
 
 type pubReq struct {
@@ -119,11 +127,8 @@ type pubReq struct {
 }
 
 func newPublisher(d *Driver) *publisher {
-	p := &publisher{d: d, reqs: make(chan *pubReq, 1024)}
-	for range flushers {
-		p.wg.Add(1)
-		go p.flusher()
-	}
+	p := &publisher{d: d, reqs: make(chan *pubReq, 1024), done: make(chan struct{})}
+	go p.dispatch()
 	return p
 }
 
@@ -173,46 +178,71 @@ func (p *publisher) close() error {
 	p.closed = true
 	close(p.reqs)
 	p.mu.Unlock()
-	p.wg.Wait()
+	<-p.done
 	return nil
 }
 
-// flusher takes the next publish and every other one already waiting,
-// and writes them in one transaction.
-func (p *publisher) flusher() {
-	defer p.wg.Done()
-	for first := range p.reqs {
-		batch := []*pubReq{first}
-		n := first.rows.len()
-	gather:
-		for n < p.d.cfg.publishBatch {
-			select {
-			case r, ok := <-p.reqs:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-				n += r.rows.len()
-			default:
-				break gather
+// dispatch gathers publishes into transactions: one whenever none is in
+// flight, and more beside it for groups of groupRows messages or more.
+// Each transaction carries up to publishBatch messages, in the order the
+// publishes came.
+func (p *publisher) dispatch() {
+	defer close(p.done)
+	var pending []*pubReq
+	rows, inFlight := 0, 0
+	written := make(chan struct{}, maxPublishTx)
+	reqs := p.reqs
+	for reqs != nil || len(pending) > 0 || inFlight > 0 {
+		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || rows >= groupRows) {
+			var batch []*pubReq
+			batch, pending, rows = takeGroup(pending, rows, p.d.cfg.publishBatch)
+			inFlight++
+			go func() {
+				p.flush(batch)
+				written <- struct{}{}
+			}()
+		}
+		select {
+		case r, ok := <-reqs:
+			if !ok {
+				reqs = nil // closed: write what is pending, then end
+				continue
 			}
+			pending = append(pending, r)
+			rows += r.rows.len()
+		case <-written:
+			inFlight--
 		}
-		// One statement per queue, in the order the publishes came.
-		var groups []*rows
-		for _, r := range batch {
-			// Appending into the first request's arrays is safe: each
-			// request's arrays are its own, and nobody reads them until
-			// the write is over.
-			if i := slices.IndexFunc(groups, func(g *rows) bool { return g.queue == r.rows.queue }); i >= 0 {
-				groups[i].append(&r.rows)
-			} else {
-				groups = append(groups, &r.rows)
-			}
+	}
+}
+
+// takeGroup splits the publishes of the next transaction off pending: the
+// first one, and those after it while they fit in limit messages.
+func takeGroup(pending []*pubReq, rows, limit int) (group, rest []*pubReq, restRows int) {
+	n, i := pending[0].rows.len(), 1
+	for ; i < len(pending) && n+pending[i].rows.len() <= limit; i++ {
+		n += pending[i].rows.len()
+	}
+	return pending[:i:i], pending[i:], rows - n
+}
+
+// flush writes a group of publishes in one transaction, one statement per
+// queue, and tells each publish how it went.
+func (p *publisher) flush(batch []*pubReq) {
+	var groups []*rows
+	for _, r := range batch {
+		// Appending into the first request's arrays is safe: each
+		// request's arrays are its own, and nobody reads them until the
+		// write is over.
+		if i := slices.IndexFunc(groups, func(g *rows) bool { return g.queue == r.rows.queue }); i >= 0 {
+			groups[i].append(&r.rows)
+		} else {
+			groups = append(groups, &r.rows)
 		}
-		err := p.write(groups)
-		for _, r := range batch {
-			r.done <- err
-		}
+	}
+	err := p.write(groups)
+	for _, r := range batch {
+		r.done <- err
 	}
 }
 
