@@ -88,8 +88,10 @@ func (d *Delivery) Outcome() Outcome {
 
 type deliveryKey struct{}
 
-// AttachDelivery stores d in msg's context. Backends call it before handing
-// msg out.
+// AttachDelivery stores d in msg's context, keeping the context msg has.
+// The built-in backends give each delivered message a DeliveryContext
+// instead, which carries d too; AttachDelivery serves a message made by
+// hand (tests, a backend with a context of its own).
 func AttachDelivery(msg *message.Message, d *Delivery) {
 	msg.SetContext(context.WithValue(msg.Context(), deliveryKey{}, d))
 }

@@ -72,7 +72,7 @@ func Receive(t testing.TB, ch <-chan *message.Message) *message.Message {
 func delivery(t *testing.T, msg *message.Message, queue string) *pubsub.Delivery {
 	t.Helper()
 	d := pubsub.DeliveryOf(msg)
-	require.NotNil(t, d, "message %s carries no pubsub.Delivery: the backend must call pubsub.AttachDelivery", msg.UUID)
+	require.NotNil(t, d, "message %s carries no pubsub.Delivery: the backend must attach one (pubsub.NewDeliveryContext)", msg.UUID)
 	require.Equal(t, queue, d.Queue, "Delivery.Queue of message %s", msg.UUID)
 	return d
 }
