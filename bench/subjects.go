@@ -108,35 +108,17 @@ var subjectDefs = []*subjectDef{
 	{
 		SubjectInfo: SubjectInfo{SubjectPgx, KindBaseline, "raw pgx on a table shaped like quantum_flow_messages: INSERT 1 row/tx, COPY 100 rows/tx, SKIP LOCKED claim-100 + delete", durPostgres},
 		needs:       "postgres",
-		openRaw: func(ctx context.Context, e *env) (subject, error) {
-			u, err := e.database(ctx, SubjectPgx)
-			if err != nil {
-				return nil, err
-			}
-			return openPgxRaw(ctx, u)
-		},
+		openRaw:     withDatabase(SubjectPgx, func(ctx context.Context, u string) (subject, error) { return openPgxRaw(ctx, u) }),
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectWatermillSQL, KindBaseline, "stock watermill-sql v4.1.2 as shipped: its publisher and subscriber with the default schema and offsets adapter (1 s poll)", durPostgres},
 		needs:       "postgres",
-		openRaw: func(ctx context.Context, e *env) (subject, error) {
-			u, err := e.database(ctx, SubjectWatermillSQL)
-			if err != nil {
-				return nil, err
-			}
-			return openWatermillSQL(ctx, u, false)
-		},
+		openRaw:     withDatabase(SubjectWatermillSQL, func(ctx context.Context, u string) (subject, error) { return openWatermillSQL(ctx, u, false) }),
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectWatermillSQLQueue, KindBaseline, "watermill-sql v4.1.2 at its fastest for a queue: queue schema, DeleteOnAck (batches of 100 claimed and deleted in one transaction, 1 s poll)", durPostgres},
 		needs:       "postgres",
-		openRaw: func(ctx context.Context, e *env) (subject, error) {
-			u, err := e.database(ctx, SubjectWatermillSQLQueue)
-			if err != nil {
-				return nil, err
-			}
-			return openWatermillSQL(ctx, u, true)
-		},
+		openRaw:     withDatabase(SubjectWatermillSQLQueue, func(ctx context.Context, u string) (subject, error) { return openWatermillSQL(ctx, u, true) }),
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectJetStream, KindBaseline, "raw nats.go jetstream: sync Publish, PublishAsync batches, pull Consume + Ack", durNATS},
@@ -236,4 +218,15 @@ func withQuery(raw, key, value string) (string, error) {
 	q.Set(key, value)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
+}
+
+// withDatabase opens a PostgreSQL baseline on a database of its own.
+func withDatabase(name string, open func(ctx context.Context, dbURL string) (subject, error)) func(context.Context, *env) (subject, error) {
+	return func(ctx context.Context, e *env) (subject, error) {
+		u, err := e.database(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		return open(ctx, u)
+	}
 }

@@ -189,13 +189,13 @@ func (p *publisher) close() error {
 func (p *publisher) dispatch() {
 	defer close(p.done)
 	var pending []*pubReq
-	rows, inFlight := 0, 0
+	pendingRows, inFlight := 0, 0
 	written := make(chan struct{}, maxPublishTx)
 	reqs := p.reqs
 	for reqs != nil || len(pending) > 0 || inFlight > 0 {
-		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || rows >= groupRows) {
+		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || pendingRows >= groupRows) {
 			var batch []*pubReq
-			batch, pending, rows = takeGroup(pending, rows, p.d.cfg.publishBatch)
+			batch, pending, pendingRows = takeGroup(pending, pendingRows, p.d.cfg.publishBatch)
 			inFlight++
 			go func() {
 				p.flush(batch)
@@ -209,7 +209,7 @@ func (p *publisher) dispatch() {
 				continue
 			}
 			pending = append(pending, r)
-			rows += r.rows.len()
+			pendingRows += r.rows.len()
 		case <-written:
 			inFlight--
 		}
@@ -218,12 +218,12 @@ func (p *publisher) dispatch() {
 
 // takeGroup splits the publishes of the next transaction off pending: the
 // first one, and those after it while they fit in limit messages.
-func takeGroup(pending []*pubReq, rows, limit int) (group, rest []*pubReq, restRows int) {
+func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq, restRows int) {
 	n, i := pending[0].rows.len(), 1
 	for ; i < len(pending) && n+pending[i].rows.len() <= limit; i++ {
 		n += pending[i].rows.len()
 	}
-	return pending[:i:i], pending[i:], rows - n
+	return pending[:i:i], pending[i:], pendingRows - n
 }
 
 // flush writes a group of publishes in one transaction, one statement per
