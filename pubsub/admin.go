@@ -16,20 +16,38 @@ const (
 	PriorityHigh Priority = 10
 )
 
+// Settings of a queue that was used (published to or subscribed to)
+// without being declared. A declared queue has exactly the settings of
+// its QueueSpec: there, zero means zero.
+const (
+	DefaultMaxRetries = 3
+	DefaultRetryDelay = time.Second
+)
+
 // QueueSpec declares a queue to a backend. Backends that need storage per
 // queue (NATS streams, rows in quantum_flow_queues) create it; declaring an
-// existing queue again updates its settings.
+// existing queue again updates its settings. Every field is taken as it
+// is: MaxRetries 0 is the seed's "never retry", RetryDelay 0 retries at
+// once. A queue used without a declaration gets DefaultQueueSpec.
 type QueueSpec struct {
 	// Name is the queue name, e.g. "proposals_for_consensus_queue".
 	Name string
 	// Priority is the default priority of messages published to the queue
-	// without one of their own. Defaults to PriorityNormal.
+	// without one of their own.
 	Priority Priority
-	// MaxRetries is informational for backends (the middleware enforces
-	// it); shown in queue listings. Defaults to 3.
+	// MaxRetries is how many times a failed message is retried before it
+	// becomes a dead letter (the middleware enforces it; backends store
+	// and list it).
 	MaxRetries int
-	// RetryDelay is informational as MaxRetries. Defaults to 1s.
+	// RetryDelay is the delay before the first retry (the middleware
+	// doubles it for each further one).
 	RetryDelay time.Duration
+}
+
+// DefaultQueueSpec is the spec of a queue used without a declaration:
+// normal priority, DefaultMaxRetries, DefaultRetryDelay.
+func DefaultQueueSpec(name string) QueueSpec {
+	return QueueSpec{Name: name, Priority: PriorityNormal, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay}
 }
 
 // QueueInfo describes a known queue.

@@ -14,10 +14,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// Driver is what a backend package implements. Users never see it: they
-// get a *Backend, which wraps the driver and adds what is written once for
-// every backend (validation, capability checks, idempotent Close).
-type Driver interface {
+// LegacyDriver is the seam backends implemented before the engine: their
+// own Watermill publisher and subscriber. It goes away once every backend
+// implements Driver.
+type LegacyDriver interface {
 	Admin
 	// Publisher returns the backend's publisher. Publish with several
 	// messages should write them as one batch where the backend can.
@@ -42,15 +42,18 @@ type OpenOptions struct {
 // the URL's password in any error.
 type Opener func(ctx context.Context, u *url.URL, opts OpenOptions) (Driver, error)
 
+// LegacyOpener opens a LegacyDriver.
+type LegacyOpener func(ctx context.Context, u *url.URL, opts OpenOptions) (LegacyDriver, error)
+
 var (
 	registryMu sync.RWMutex
-	registry   = map[string]Opener{}
+	registry   = map[string]LegacyOpener{}
 )
 
 // Register makes a backend available to Open under a URL scheme. Backend
 // packages call it from init. Registering a scheme twice panics, as
 // database/sql does, because it is a programming error.
-func Register(scheme string, open Opener) {
+func RegisterLegacy(scheme string, open LegacyOpener) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[scheme]; dup {
@@ -92,7 +95,7 @@ func Require(cs ...Capability) Option {
 // plus the Admin operations. It is safe for concurrent use.
 type Backend struct {
 	Admin
-	driver    Driver
+	driver    LegacyDriver
 	scheme    string
 	redacted  string
 	closeOnce sync.Once
@@ -167,7 +170,7 @@ func (b *Backend) String() string { return b.redacted }
 
 // Driver returns the underlying driver, for backend-specific extensions
 // (such as transactional publish) reached by type assertion.
-func (b *Backend) Driver() Driver { return b.driver }
+func (b *Backend) Driver() any { return b.driver }
 
 // Close closes the backend. It is idempotent: later calls return the
 // first call's result.

@@ -23,4 +23,10 @@ var (
 	// ErrNotInitialized is returned when the backend's storage has not been
 	// created yet (run `quantumflow init`).
 	ErrNotInitialized = errors.New("pubsub: storage not initialized")
+	// ErrUnavailable is returned when the backend failed on a transient
+	// condition (connection lost, cluster leader election, server
+	// restarting) and gave up retrying; a later call may succeed.
+	ErrUnavailable = errors.New("pubsub: backend unavailable")
+	// ErrInvalidArgument is returned for an argument the backend refused.
+	ErrInvalidArgument = errors.New("pubsub: invalid argument")
 )

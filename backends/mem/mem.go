@@ -19,7 +19,7 @@ import (
 // Scheme is the URL scheme of this backend.
 const Scheme = "mem"
 
-func init() { pubsub.Register(Scheme, open) }
+func init() { pubsub.RegisterLegacy(Scheme, open) }
 
 // capabilities is what every mem backend can do.
 var capabilities = pubsub.NewCapabilities(
@@ -71,7 +71,7 @@ func release(s *store) {
 }
 
 // open is the pubsub.Opener for mem:// URLs.
-func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
+func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.LegacyDriver, error) {
 	if u.Opaque != "" {
 		return nil, fmt.Errorf("%w: write mem://NAME, not mem:%s", pubsub.ErrInvalidURL, u.Opaque)
 	}
@@ -113,7 +113,7 @@ type driver struct {
 	closed atomic.Bool
 }
 
-var _ pubsub.Driver = (*driver)(nil)
+var _ pubsub.LegacyDriver = (*driver)(nil)
 
 func (d *driver) Publisher() message.Publisher      { return d.pub }
 func (d *driver) Subscriber() message.Subscriber    { return d.sub }

@@ -19,8 +19,8 @@ import (
 )
 
 func init() {
-	pubsub.Register("nats", open)
-	pubsub.Register("tls", open)
+	pubsub.RegisterLegacy("nats", open)
+	pubsub.RegisterLegacy("tls", open)
 }
 
 // driver is the NATS JetStream pubsub.Driver.
@@ -52,7 +52,7 @@ type driver struct {
 	fetchers   map[string]*fetcher
 }
 
-func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
+func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.LegacyDriver, error) {
 	cfg, err := parseURL(u)
 	if err != nil {
 		return nil, err

@@ -22,8 +22,8 @@ import (
 )
 
 func init() {
-	pubsub.Register("postgres", open)
-	pubsub.Register("postgresql", open)
+	pubsub.RegisterLegacy("postgres", open)
+	pubsub.RegisterLegacy("postgresql", open)
 }
 
 // Driver is the PostgreSQL backend. Users get it wrapped in a
@@ -64,10 +64,10 @@ type Driver struct {
 }
 
 var (
-	_ pubsub.Driver = (*Driver)(nil)
+	_ pubsub.LegacyDriver = (*Driver)(nil)
 )
 
-func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
+func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.LegacyDriver, error) {
 	cfg, pgURL, err := parseConfig(u)
 	if err != nil {
 		return nil, err
