@@ -40,6 +40,12 @@ type Driver interface {
 	// The driver must not keep or change msgs after it returns.
 	SendBatch(ctx context.Context, queue string, msgs []*message.Message) error
 
+	// EnsureQueue makes queue known to the backend, with DefaultQueueSpec
+	// unless it was declared, so that Stats and ListPending find it. The
+	// engine calls it on Subscribe; SendBatch does the same itself for the
+	// queues it publishes to.
+	EnsureQueue(ctx context.Context, queue string) error
+
 	// ReceiveBatch takes up to max ready messages of queue, in delivery
 	// order (priority first, then oldest), leased to this backend until
 	// they are settled or given back. Each one's Attempt counts this
