@@ -47,13 +47,18 @@ type LegacyOpener func(ctx context.Context, u *url.URL, opts OpenOptions) (Legac
 
 var (
 	registryMu sync.RWMutex
-	registry   = map[string]LegacyOpener{}
+	registry   = map[string]any{} // Opener or LegacyOpener
 )
 
 // Register makes a backend available to Open under a URL scheme. Backend
 // packages call it from init. Registering a scheme twice panics, as
 // database/sql does, because it is a programming error.
-func RegisterLegacy(scheme string, open LegacyOpener) {
+func Register(scheme string, open Opener) { register(scheme, open) }
+
+// RegisterLegacy registers a LegacyDriver's opener, as Register does.
+func RegisterLegacy(scheme string, open LegacyOpener) { register(scheme, open) }
+
+func register(scheme string, open any) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[scheme]; dup {
@@ -95,7 +100,8 @@ func Require(cs ...Capability) Option {
 // plus the Admin operations. It is safe for concurrent use.
 type Backend struct {
 	Admin
-	driver    LegacyDriver
+	engine    *engine      // nil for a LegacyDriver
+	driver    LegacyDriver // nil for a Driver
 	scheme    string
 	redacted  string
 	closeOnce sync.Once
@@ -141,7 +147,18 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		q.Del("require")
 		u.RawQuery = q.Encode()
 	}
-	d, err := open(ctx, u, OpenOptions{Logger: cfg.logger})
+	if lo, ok := open.(LegacyOpener); ok {
+		d, err := lo(ctx, u, OpenOptions{Logger: cfg.logger})
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", redacted, err)
+		}
+		if missing := d.Capabilities().Missing(cfg.required); missing != 0 {
+			_ = d.Close()
+			return nil, fmt.Errorf("open %s: %w: %s (it has: %s)", redacted, ErrUnsupported, missing, d.Capabilities())
+		}
+		return &Backend{Admin: validatingAdmin{d}, driver: d, scheme: u.Scheme, redacted: redacted}, nil
+	}
+	d, err := open.(Opener)(ctx, u, OpenOptions{Logger: cfg.logger})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
@@ -149,18 +166,36 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		_ = d.Close()
 		return nil, fmt.Errorf("open %s: %w: %s (it has: %s)", redacted, ErrUnsupported, missing, d.Capabilities())
 	}
-	return &Backend{Admin: validatingAdmin{d}, driver: d, scheme: u.Scheme, redacted: redacted}, nil
+	e := newEngine(d, cfg.logger)
+	return &Backend{Admin: validatingAdmin{engineAdmin{e}}, engine: e, scheme: u.Scheme, redacted: redacted}, nil
 }
 
-// Publisher returns the backend's Watermill publisher.
-func (b *Backend) Publisher() message.Publisher { return b.driver.Publisher() }
+// Publisher returns the backend's Watermill publisher. Publish takes its
+// context from the first message (msg.SetContext): a context already done
+// stores nothing and returns its error.
+func (b *Backend) Publisher() message.Publisher {
+	if b.engine != nil {
+		return enginePublisher{b.engine}
+	}
+	return b.driver.Publisher()
+}
 
 // Subscriber returns the backend's Watermill subscriber. Subscriptions to
 // one queue compete: each message goes to one of them.
-func (b *Backend) Subscriber() message.Subscriber { return b.driver.Subscriber() }
+func (b *Backend) Subscriber() message.Subscriber {
+	if b.engine != nil {
+		return engineSubscriber{b.engine}
+	}
+	return b.driver.Subscriber()
+}
 
 // Capabilities returns what the backend can do.
-func (b *Backend) Capabilities() Capabilities { return b.driver.Capabilities() }
+func (b *Backend) Capabilities() Capabilities {
+	if b.engine != nil {
+		return b.engine.d.Capabilities()
+	}
+	return b.driver.Capabilities()
+}
 
 // Scheme returns the URL scheme the backend was opened with.
 func (b *Backend) Scheme() string { return b.scheme }
@@ -170,12 +205,23 @@ func (b *Backend) String() string { return b.redacted }
 
 // Driver returns the underlying driver, for backend-specific extensions
 // (such as transactional publish) reached by type assertion.
-func (b *Backend) Driver() any { return b.driver }
+func (b *Backend) Driver() any {
+	if b.engine != nil {
+		return b.engine.d
+	}
+	return b.driver
+}
 
 // Close closes the backend. It is idempotent: later calls return the
 // first call's result.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(func() { b.closeErr = b.driver.Close() })
+	b.closeOnce.Do(func() {
+		if b.engine != nil {
+			b.closeErr = b.engine.close()
+			return
+		}
+		b.closeErr = b.driver.Close()
+	})
 	return b.closeErr
 }
 

@@ -55,6 +55,38 @@ func RedactText(s string) string {
 	return userinfoRE.ReplaceAllString(s, "${1}:xxxxx@")
 }
 
+// RedactError returns err with every secret, and anything that looks like
+// "scheme://user:password@", replaced by "xxxxx" in its message, for
+// errors whose text a dependency formatted (a driver's connection errors
+// can repeat parts of the connection string). The result keeps err's chain
+// for errors.Is and errors.As. It returns err itself when there is nothing
+// to scrub, and nil for nil.
+func RedactError(err error, secrets ...string) error {
+	if err == nil {
+		return nil
+	}
+	msg := RedactText(err.Error())
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return &redactedError{msg: msg, err: err}
+}
+
+// redactedError is an error with a scrubbed message and the original
+// chain.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
 // URLSecrets returns the secrets in raw (its password, a NATS token, the
 // values of secret query parameters), so that a caller can scrub them from
 // text a dependency formatted, which RedactURL never sees.

@@ -1,6 +1,8 @@
 package pubsub_test
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,4 +76,16 @@ func TestURLSecrets(t *testing.T) {
 		})
 	}
 	require.Equal(t, "dial postgres://app:xxxxx@db failed", pubsub.RedactText("dial postgres://app:s3cret@db failed"))
+}
+
+func TestRedactError(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, pubsub.RedactError(nil, "s3cret"))
+	plain := errors.New("connection refused")
+	require.Same(t, plain, pubsub.RedactError(plain, "s3cret", ""), "nothing to scrub: the error itself")
+
+	cause := errors.New("password authentication failed for s3cret")
+	err := pubsub.RedactError(fmt.Errorf("connect to postgres://app:0ther@db: %w", cause), "s3cret", "")
+	require.Equal(t, "connect to postgres://app:xxxxx@db: password authentication failed for xxxxx", err.Error())
+	require.ErrorIs(t, err, cause, "the chain is kept")
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -15,18 +14,11 @@ import (
 // Init has nothing to create: the storage exists from the first Open.
 func (d *driver) Init(context.Context) error { return d.check() }
 
-// DeclareQueue creates the queue or updates its settings. Zero MaxRetries
-// and RetryDelay mean the defaults (3 and 1s). A new priority applies to
-// messages published from then on.
+// DeclareQueue creates the queue or updates its settings, as given. A new
+// priority applies to messages published from then on.
 func (d *driver) DeclareQueue(_ context.Context, spec pubsub.QueueSpec) error {
 	if err := d.check(); err != nil {
 		return err
-	}
-	if spec.MaxRetries == 0 {
-		spec.MaxRetries = defaultMaxRetries
-	}
-	if spec.RetryDelay == 0 {
-		spec.RetryDelay = defaultRetryDelay
 	}
 	q := d.st.queue(spec.Name)
 	q.mu.Lock()
@@ -65,7 +57,7 @@ func (d *driver) known(name string) (*queue, error) {
 	}
 	q := d.st.lookup(name)
 	if q == nil {
-		return nil, fmt.Errorf("queue %s: %w", name, pubsub.ErrQueueNotFound)
+		return nil, pubsub.ErrQueueNotFound
 	}
 	return q, nil
 }

@@ -11,15 +11,13 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // Scheme is the URL scheme of this backend.
 const Scheme = "mem"
 
-func init() { pubsub.RegisterLegacy(Scheme, open) }
+func init() { pubsub.Register(Scheme, open) }
 
 // capabilities is what every mem backend can do.
 var capabilities = pubsub.NewCapabilities(
@@ -71,7 +69,7 @@ func release(s *store) {
 }
 
 // open is the pubsub.Opener for mem:// URLs.
-func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.LegacyDriver, error) {
+func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
 	if u.Opaque != "" {
 		return nil, fmt.Errorf("%w: write mem://NAME, not mem:%s", pubsub.ErrInvalidURL, u.Opaque)
 	}
@@ -98,8 +96,6 @@ func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Legacy
 	}
 	st := acquire(name)
 	d := &driver{st: st, logger: opts.Logger}
-	d.pub = &publisher{d: d}
-	d.sub = &subscriber{d: d, closing: make(chan struct{})}
 	d.logger.Debug("mem backend opened", slog.String("storage", name))
 	return d, nil
 }
@@ -107,26 +103,21 @@ func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Legacy
 // driver is one open mem backend on a (possibly shared) storage.
 type driver struct {
 	st     *store
-	pub    *publisher
-	sub    *subscriber
 	logger *slog.Logger
 	closed atomic.Bool
 }
 
-var _ pubsub.LegacyDriver = (*driver)(nil)
+var _ pubsub.Driver = (*driver)(nil)
 
-func (d *driver) Publisher() message.Publisher      { return d.pub }
-func (d *driver) Subscriber() message.Subscriber    { return d.sub }
+// Capabilities returns what every mem backend can do.
 func (d *driver) Capabilities() pubsub.Capabilities { return capabilities }
 
-// Close stops publishing, ends every subscription (their held messages go
-// back to their queues) and drops this backend's reference to the storage.
+// Close drops this backend's reference to the storage. The engine calls it
+// after every subscription ended and what they held went back.
 func (d *driver) Close() error {
 	if d.closed.Swap(true) {
 		return nil
 	}
-	_ = d.pub.Close()
-	_ = d.sub.Close()
 	release(d.st)
 	d.logger.Debug("mem backend closed", slog.String("storage", d.st.name))
 	return nil

@@ -7,12 +7,6 @@ import (
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
-// Settings of a queue nobody declared, as pubsub.QueueSpec documents.
-const (
-	defaultMaxRetries = 3
-	defaultRetryDelay = time.Second
-)
-
 // entry is one message in a queue. Its payload and metadata are private
 // copies, never modified after publish: deliveries and listings copy them
 // again.
@@ -219,23 +213,27 @@ func newQueue(st *store, name string) *queue {
 		name:      name,
 		st:        st,
 		created:   time.Now(),
-		spec:      pubsub.QueueSpec{Name: name, Priority: pubsub.PriorityNormal, MaxRetries: defaultMaxRetries, RetryDelay: defaultRetryDelay},
+		spec:      pubsub.DefaultQueueSpec(name),
 		ready:     entryHeap{less: readyBefore},
 		scheduled: entryHeap{less: dueBefore},
 	}
 }
 
-// take hands out the next ready message, or registers w to be woken when
-// one may be ready and returns nil.
-func (q *queue) take(w *waiter) *entry {
+// take hands out up to n ready messages, or registers w to be woken when
+// one may be ready and returns none.
+func (q *queue) take(n int, w *waiter) []*entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.ready.len() > 0 {
-		e := q.ready.pop()
-		e.attempts++
-		q.inFlight++
-		q.count.delivered++
-		return e
+		out := make([]*entry, 0, min(n, q.ready.len()))
+		for len(out) < n && q.ready.len() > 0 {
+			e := q.ready.pop()
+			e.attempts++
+			out = append(out, e)
+		}
+		q.inFlight += int64(len(out))
+		q.count.delivered += int64(len(out))
+		return out
 	}
 	if !w.queued {
 		w.queued = true
@@ -279,8 +277,8 @@ func (q *queue) leave(w *waiter) {
 	}
 }
 
-// putBack returns a message whose subscription ended. If it never reached
-// the consumer the delivery did not happen, so its attempt is undone.
+// putBack makes a message ready again: given back (it never reached a
+// consumer, so its delivery is undone) or interrupted (delivered).
 func (q *queue) putBack(e *entry, delivered bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()

@@ -1,0 +1,408 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// receiver receives one queue's messages from the driver for the
+// backend's subscriptions of it, and hands them out. It receives ahead of
+// the subscriptions while they consume fast, and gives back what waits in
+// its buffer longer than the prefetch hold.
+type receiver struct {
+	e      *engine
+	queue  string
+	ctx    context.Context // ends when the receiver stops
+	cancel context.CancelFunc
+	wakeC  chan struct{}
+
+	mu      sync.Mutex
+	buf     []*Received // received, waiting for a subscription, in delivery order
+	waiters []chan *Received
+	subs    []*subscription
+
+	// How many messages to hold ready for the subscriptions: doubled when
+	// they emptied the previous batch quickly and had to wait, back to one
+	// when received messages waited too long. Independent of how long a
+	// receive takes, so a slow backend does not shrink the batches.
+	target    int
+	emptiedAt time.Time // when a subscription last found nothing buffered
+	handedAt  time.Time // when the last batch was handed out
+
+	// Receives in flight and finished.
+	receives   sync.WaitGroup
+	inflight   int                           // receives running or not yet taken
+	incoming   int                           // messages they asked for
+	cancels    map[uint64]context.CancelFunc // of the receives running
+	nextTicket uint64
+	nextResult uint64
+	results    map[uint64]receiveResult
+	pauses     int // admin reads in progress: no receives
+	retryAt    time.Time
+	backoff    Backoff
+}
+
+// receiveResult is a finished ReceiveBatch.
+type receiveResult struct {
+	need int
+	got  []*Received
+	err  error
+}
+
+func newReceiver(e *engine, queue string) *receiver {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &receiver{e: e, queue: queue, ctx: ctx, cancel: cancel, wakeC: make(chan struct{}, 1), target: 1,
+		cancels: map[uint64]context.CancelFunc{}, results: map[uint64]receiveResult{}}
+}
+
+// wake makes the run loop look at the receiver's state again.
+func (r *receiver) wake() {
+	select {
+	case r.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the receiver: its receives are cancelled and what it holds is
+// given back. The engine calls it, under its lock, once the last
+// subscription left.
+func (r *receiver) stop() { r.cancel() }
+
+// join adds a subscription.
+func (r *receiver) join(ctx context.Context) *subscription {
+	s := &subscription{r: r, ctx: ctx, out: make(chan *message.Message)}
+	r.mu.Lock()
+	r.subs = append(r.subs, s)
+	r.mu.Unlock()
+	return s
+}
+
+// leave removes a subscription and returns how many are left.
+func (r *receiver) leave(s *subscription) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.subs = slices.DeleteFunc(r.subs, func(x *subscription) bool { return x == s })
+	r.wake()
+	return len(r.subs)
+}
+
+// next returns the next message for s, waiting for one; false when s ends.
+func (r *receiver) next(s *subscription) (*Received, bool) {
+	r.mu.Lock()
+	for len(r.buf) > 0 {
+		m := r.buf[0]
+		r.buf[0] = nil
+		r.buf = r.buf[1:]
+		if m.Lost() {
+			continue
+		}
+		// Running low: receive more before subscriptions have to wait.
+		low := r.target > 1 && len(r.buf) < r.target
+		r.mu.Unlock()
+		if low {
+			r.wake()
+		}
+		return m, true
+	}
+	w := make(chan *Received, 1)
+	if len(r.waiters) == 0 {
+		r.emptiedAt = time.Now()
+	}
+	r.waiters = append(r.waiters, w)
+	r.mu.Unlock()
+	r.wake()
+	select {
+	case m := <-w:
+		return m, true
+	case <-s.ctx.Done():
+	case <-r.e.closing:
+	}
+	r.mu.Lock()
+	r.waiters = slices.DeleteFunc(r.waiters, func(x chan *Received) bool { return x == w })
+	select {
+	case m := <-w:
+		// Handed over while leaving: back to the front.
+		r.buf = slices.Insert(r.buf, 0, m)
+	default:
+	}
+	r.mu.Unlock()
+	r.wake()
+	return nil, false
+}
+
+// run is the receive loop: it starts receives when subscriptions wait (and
+// ahead of them while they consume fast), hands out their messages in the
+// order the receives started, and gives back what nobody took in time.
+func (r *receiver) run() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for r.ctx.Err() == nil {
+		r.takeResults()
+		stale, need, ticket, ctx := r.plan()
+		if len(stale) > 0 {
+			r.giveBack(stale)
+		}
+		if need > 0 {
+			r.startReceive(ctx, need, ticket)
+			continue
+		}
+		timer.Reset(r.waitTime())
+		select {
+		case <-r.ctx.Done():
+		case <-r.wakeC:
+		case <-timer.C:
+		}
+	}
+	r.receives.Wait()
+	r.takeResults()
+	r.mu.Lock()
+	buf := r.buf
+	r.buf = nil
+	r.mu.Unlock()
+	r.giveBack(buf)
+}
+
+func (r *receiver) startReceive(ctx context.Context, need int, ticket uint64) {
+	r.receives.Add(1)
+	go func() {
+		defer r.receives.Done()
+		got, err := r.e.d.ReceiveBatch(ctx, r.queue, need)
+		now := time.Now()
+		for _, m := range got {
+			m.receivedAt = now
+		}
+		r.mu.Lock()
+		r.cancels[ticket]()
+		delete(r.cancels, ticket)
+		r.results[ticket] = receiveResult{need: need, got: got, err: err}
+		r.mu.Unlock()
+		r.wake()
+	}()
+}
+
+// takeResults hands out the messages of finished receives in the order
+// the receives started, so a later one finishing first cannot overtake an
+// earlier one.
+func (r *receiver) takeResults() {
+	for {
+		r.mu.Lock()
+		res, ok := r.results[r.nextResult]
+		if ok {
+			delete(r.results, r.nextResult)
+			r.nextResult++
+		}
+		r.mu.Unlock()
+		if !ok {
+			return
+		}
+		r.takeResult(res)
+		// Counted out only now that its messages are handed out or
+		// buffered (paused waits for that).
+		r.mu.Lock()
+		r.inflight--
+		r.incoming -= res.need
+		r.mu.Unlock()
+	}
+}
+
+func (r *receiver) takeResult(res receiveResult) {
+	if res.err != nil && len(res.got) == 0 {
+		if errors.Is(res.err, context.Canceled) {
+			return // the engine cancelled it: stopping, pausing, or giving back
+		}
+		r.mu.Lock()
+		delay := r.backoff.Next()
+		r.retryAt = time.Now().Add(delay)
+		r.mu.Unlock()
+		r.e.log.Warn("quantumflow: receive failed; retrying", slog.String("queue", r.queue),
+			slog.Any("error", r.e.wrap("receive from", r.queue, res.err)), slog.Duration("retry_in", delay))
+		return
+	}
+	r.mu.Lock()
+	r.backoff.Reset()
+	r.mu.Unlock()
+	r.handOut(res.got, len(res.got) == res.need)
+}
+
+// plan looks at the subscriptions, the buffer and the receives in flight:
+// which buffered messages waited too long, and whether to start a receive
+// (of need messages, with the ticket that orders its hand-out).
+func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx context.Context) {
+	now := time.Now()
+	t := r.e.tuning
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// When a buffered message waited too long, give back the whole buffer:
+	// giving back only the stale ones would let newer messages overtake
+	// them. And only with no receive in flight, whose messages would
+	// overtake them too: those are cancelled, to return what they have.
+	r.buf = slices.DeleteFunc(r.buf, (*Received).Lost)
+	if slices.ContainsFunc(r.buf, func(m *Received) bool { return now.Sub(m.receivedAt) >= t.PrefetchHold }) {
+		if r.inflight > 0 {
+			for _, c := range r.cancels {
+				c()
+			}
+			return nil, 0, 0, nil
+		}
+		stale, r.buf = r.buf, nil
+		// Consumers slowed down or stopped: no receiving ahead until they
+		// show again that they are fast. (Halving would receive ahead again
+		// at once, and hold messages away from other processes again.)
+		r.target = 1
+	}
+	if r.pauses > 0 || r.inflight >= t.ReceivesInFlight || now.Before(r.retryAt) {
+		return stale, 0, 0, nil
+	}
+	waiting, avail := len(r.waiters), len(r.buf)+r.incoming
+	// Receive for subscriptions that wait and no receive in flight serves,
+	// and ahead of them while there is less than two batches' worth at hand.
+	switch {
+	case waiting > r.incoming:
+		need = min(max(r.target-avail, waiting-r.incoming), t.MaxBatch)
+	case len(r.subs) > 0 && r.target > 1 && avail < 2*r.target:
+		need = r.target
+	default:
+		return stale, 0, 0, nil
+	}
+	r.inflight++
+	r.incoming += need
+	ticket = r.nextTicket
+	r.nextTicket++
+	ctx, r.cancels[ticket] = context.WithCancel(r.ctx)
+	return stale, need, ticket, ctx
+}
+
+// waitTime is how long the run loop may sleep: until the oldest buffered
+// message's hold ends, or a failed receive may be retried.
+func (r *receiver) waitTime() time.Duration {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wait := time.Hour
+	for _, m := range r.buf {
+		wait = min(wait, max(0, m.receivedAt.Add(r.e.tuning.PrefetchHold).Sub(now)))
+	}
+	if r.retryAt.After(now) {
+		wait = min(wait, r.retryAt.Sub(now))
+	}
+	return wait
+}
+
+// handOut gives received messages to waiting subscriptions, buffering the
+// rest.
+//
+// Subscriptions waiting when a full batch arrives had emptied the buffer
+// before it came: if they did so quickly after the previous batch (fast
+// consumers, not a pause), the receiver asks for twice as many from now on.
+func (r *receiver) handOut(got []*Received, full bool) {
+	if len(got) == 0 {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if full && len(r.waiters) > 0 && r.emptiedAt.Sub(r.handedAt) < r.e.tuning.PrefetchHold/4 {
+		r.target = min(r.e.tuning.MaxBatch, 2*r.target)
+	}
+	r.handedAt = now
+	for _, m := range got {
+		if len(r.waiters) > 0 && r.pauses == 0 {
+			w := r.waiters[0]
+			r.waiters = r.waiters[1:]
+			w <- m
+			continue
+		}
+		r.buf = append(r.buf, m)
+	}
+	// A later receive may have found messages that go before buffered ones.
+	slices.SortStableFunc(r.buf, deliveryOrder)
+}
+
+// deliveryOrder is the order ReceiveBatch promises: priority first, then
+// oldest.
+func deliveryOrder(a, b *Received) int {
+	switch {
+	case a.Priority != b.Priority:
+		return int(b.Priority) - int(a.Priority)
+	case a.Seq < b.Seq:
+		return -1
+	case a.Seq > b.Seq:
+		return 1
+	}
+	return 0
+}
+
+// giveBack returns messages that reached no consumer to the queue.
+func (r *receiver) giveBack(ms []*Received) {
+	ms = slices.DeleteFunc(ms, (*Received).Lost)
+	if len(ms) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.e.d.GiveBack(ctx, r.queue, ms); err != nil {
+		// Not lost: their leases run out and they are delivered again,
+		// attempt counted.
+		r.e.log.Warn("quantumflow: give back failed; the messages return when their leases expire",
+			slog.String("queue", r.queue), slog.Int("messages", len(ms)), slog.Any("error", r.e.wrap("give back to", r.queue, err)))
+	}
+}
+
+// paused gives back the buffer and runs read while no receive runs.
+func (r *receiver) paused(ctx context.Context, read func() error) error {
+	r.mu.Lock()
+	r.pauses++
+	for _, c := range r.cancels {
+		c()
+	}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.pauses--
+		r.mu.Unlock()
+		r.wake()
+	}()
+	// Receives in flight land first: their messages come after the
+	// buffered ones, and go back with them.
+	for {
+		r.mu.Lock()
+		n := r.inflight
+		r.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		r.wake()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	r.mu.Lock()
+	buf := r.buf
+	r.buf = nil
+	r.target = 1
+	r.mu.Unlock()
+	r.giveBack(buf)
+	return read()
+}
+
+// held returns every message the receiver holds: buffered, or out with a
+// subscription.
+func (r *receiver) held() []*Received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.buf)
+	for _, s := range r.subs {
+		if m := s.current.Load(); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
