@@ -49,19 +49,12 @@ func (d *Driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error 
 	if err := d.checkOpen(); err != nil {
 		return fmt.Errorf("declare queue %s: %w", spec.Name, err)
 	}
-	maxRetries := spec.MaxRetries
-	if maxRetries == 0 {
-		maxRetries = 3
-	}
-	delay := spec.RetryDelay
-	if delay == 0 {
-		delay = time.Second
-	}
+	// Stored as given: MaxRetries 0 is "never retry", RetryDelay 0 "at once".
 	_, err := d.pool.Exec(ctx, `
 INSERT INTO `+d.q.queues+` (name, priority, max_retries, retry_delay_ms) VALUES ($1, $2, $3, $4)
 ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority, max_retries = EXCLUDED.max_retries,
     retry_delay_ms = EXCLUDED.retry_delay_ms, updated_at = now()`,
-		spec.Name, int32(spec.Priority), maxRetries, delay.Milliseconds())
+		spec.Name, int32(spec.Priority), spec.MaxRetries, spec.RetryDelay.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("declare %w", d.wrapErr(spec.Name, err))
 	}
@@ -304,8 +297,6 @@ func (d *Driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 WITH d AS (
     DELETE FROM `+d.q.dlq+` WHERE seq IN (`+sel+`)
     RETURNING seq, id, queue_name, payload, metadata, priority
-), ensure AS (
-    INSERT INTO `+d.q.queues+` (name) SELECT DISTINCT queue_name FROM d ON CONFLICT (name) DO NOTHING
 ), ins AS (
     INSERT INTO `+d.q.messages+` (id, queue_name, payload, metadata, priority)
     SELECT id, queue_name, payload, metadata, priority FROM d ORDER BY seq
@@ -330,6 +321,10 @@ SELECT queue_name, count(*) FROM ins GROUP BY queue_name`, args...)
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return 0, fmt.Errorf("retry dead letters: %w", d.wrapErr(q.Queue, err))
+	}
+	// A dead letter's queue is known, unless its row was deleted by hand.
+	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, ensureArgs(queues)...); err != nil {
+		d.log.Warn("quantumflow: postgres: retried dead letters' queues not listed", "queues", queues, "error", d.wrapErr("", err))
 	}
 	for _, name := range queues {
 		d.sub.wake(name)

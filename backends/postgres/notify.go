@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // notifier decides when publishes notify consumers. NOTIFY takes a global
@@ -121,23 +123,23 @@ func (n *notifier) run() {
 // the queue named by each notification. After a (re)connect it wakes every
 // queue: notifications sent while it was away are lost.
 func (d *Driver) listen() {
-	backoff := 100 * time.Millisecond
+	var backoff pubsub.Backoff
 	for d.ctx.Err() == nil {
 		connected, err := d.listenOnce()
 		if d.ctx.Err() != nil {
 			return
 		}
 		if connected {
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 		}
+		wait := backoff.Next()
 		d.log.Warn("quantumflow: postgres: LISTEN connection lost; consumers poll until it is back",
-			"error", redactErr(err, d.secret), "retry_in", backoff)
+			"error", pubsub.RedactError(err, d.secret), "retry_in", wait)
 		select {
 		case <-d.ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +77,8 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Lega
 	}
 	poolCfg, err := pgxpool.ParseConfig(pgURL.String())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s", pubsub.ErrInvalidURL, scrub(err.Error(), secret))
+		// %v: pgconn's ParseConfigError keeps the connection string.
+		return nil, fmt.Errorf("%w: %v", pubsub.ErrInvalidURL, pubsub.RedactError(err, secret))
 	}
 	if !u.Query().Has("pool_max_conns") {
 		poolCfg.MaxConns = cfg.maxConns
@@ -88,11 +88,11 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Lega
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect: %s", scrub(err.Error(), secret))
+		return nil, fmt.Errorf("connect: %v", pubsub.RedactError(err, secret))
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, redactErr(fmt.Errorf("connect: %w", err), secret)
+		return nil, pubsub.RedactError(fmt.Errorf("connect: %w", err), secret)
 	}
 	d := &Driver{
 		cfg:      cfg,
@@ -231,7 +231,7 @@ func (d *Driver) ensureQueue(ctx context.Context, queue string) error {
 	if len(d.unknownQueues([]string{queue})) == 0 {
 		return nil
 	}
-	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, []string{queue}); err != nil {
+	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, ensureArgs([]string{queue})...); err != nil {
 		return d.wrapErr(queue, err)
 	}
 	d.markKnown([]string{queue})
@@ -253,31 +253,5 @@ func (d *Driver) wrapErr(queue string, err error) error {
 	if queue != "" {
 		err = fmt.Errorf("queue %s: %w", queue, err)
 	}
-	return redactErr(err, d.secret)
-}
-
-// scrub removes secret from s.
-func scrub(s, secret string) string {
-	if secret == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, secret, "xxxxx")
-}
-
-// redactedError keeps an error's chain for errors.Is/As while its message
-// has the password removed. pgx's connection errors can repeat parts of the
-// connection string.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-func redactErr(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
-		return err
-	}
-	return &redactedError{msg: scrub(err.Error(), secret), err: err}
+	return pubsub.RedactError(err, d.secret)
 }

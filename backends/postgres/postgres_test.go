@@ -565,3 +565,25 @@ func TestHealthCounters(t *testing.T) {
 		return err == nil && st.Counters[postgres.CounterOldestTransactionAge] >= 1 && st.Counters[postgres.CounterOldestXminAge] >= 0
 	}, 20*time.Second, 100*time.Millisecond)
 }
+
+// TestQueueSpecs: a declared queue lists back exactly as declared (zero
+// retries and a zero delay included), and a queue used without a
+// declaration gets pubsub.DefaultQueueSpec.
+func TestQueueSpecs(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := open(t, pgtest.Database(t))
+	declared := pubsub.QueueSpec{Name: "never_retry", Priority: pubsub.PriorityHigh}
+	require.NoError(t, b.DeclareQueue(ctx, declared))
+	require.NoError(t, b.Publisher().Publish("undeclared", newMsg("x")))
+	qs, err := b.ListQueues(ctx)
+	require.NoError(t, err)
+	got := map[string]pubsub.QueueSpec{}
+	for _, q := range qs {
+		got[q.Name] = pubsub.QueueSpec{Name: q.Name, Priority: q.Priority, MaxRetries: q.MaxRetries, RetryDelay: q.RetryDelay}
+	}
+	require.Equal(t, map[string]pubsub.QueueSpec{
+		"never_retry": declared,
+		"undeclared":  pubsub.DefaultQueueSpec("undeclared"),
+	}, got)
+}

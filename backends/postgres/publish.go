@@ -262,7 +262,7 @@ func (p *publisher) write(groups []*rows) error {
 		notifyNow := d.notifier.before(queues)
 		b := &pgx.Batch{}
 		if len(unknown) > 0 {
-			b.Queue(d.q.ensureQueues, unknown)
+			b.Queue(d.q.ensureQueues, ensureArgs(unknown)...)
 		}
 		for _, g := range groups {
 			g.queueInsert(b, &d.q)
@@ -325,7 +325,7 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 	b := &pgx.Batch{}
 	// ON CONFLICT DO NOTHING takes no lock on an existing queue row, so
 	// this does not serialize the application's transactions.
-	b.Queue(d.q.ensureQueues, []string{queue})
+	b.Queue(d.q.ensureQueues, ensureArgs([]string{queue})...)
 	r.queueInsert(b, &d.q)
 	// NOTIFY inside the transaction is delivered at commit, and not at all
 	// on rollback.

@@ -354,7 +354,7 @@ func (s *settler) flushAll(ctx context.Context) error {
 func (s *settler) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	backoff := 50 * time.Millisecond
+	backoff := pubsub.Backoff{Initial: 50 * time.Millisecond}
 	for {
 		s.mu.Lock()
 		n, since := s.cur.len(), s.since
@@ -367,14 +367,13 @@ func (s *settler) run() {
 				err := s.flush(ctx)
 				cancel()
 				if err == nil {
-					backoff = 50 * time.Millisecond
+					backoff.Reset()
 					continue
 				}
+				wait = backoff.Next()
 				if s.d.ctx.Err() == nil {
-					s.d.log.Warn("quantumflow: postgres: writing acks and nacks failed; retrying", "error", s.d.wrapErr("", err))
+					s.d.log.Warn("quantumflow: postgres: writing acks and nacks failed; retrying", "error", s.d.wrapErr("", err), "retry_in", wait)
 				}
-				wait = backoff
-				backoff = min(2*backoff, 5*time.Second)
 			}
 		}
 		timer.Reset(wait)

@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // queries holds the SQL of the hot paths with the schema filled in, built
@@ -41,8 +43,12 @@ SELECT u.id, $1, u.payload, u.metadata::jsonb,
        coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0)
 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[]) AS u(id, payload, metadata, priority)`)
 
+	// Queues used without a declaration, with their defaults (see
+	// ensureArgs); a declared queue keeps its settings.
 	q.ensureQueues = r.Replace(`
-INSERT INTO {queues} (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING`)
+INSERT INTO {queues} (name, priority, max_retries, retry_delay_ms)
+SELECT * FROM unnest($1::text[], $2::int4[], $3::int4[], $4::int8[])
+ON CONFLICT (name) DO NOTHING`)
 
 	q.notify = `SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q`
 
@@ -130,4 +136,19 @@ SELECT DISTINCT queue_name FROM r`)
 SELECT min(available_at) FROM {messages}
 WHERE queue_name = $1 AND status = 'pending' AND available_at > now()`)
 	return q
+}
+
+// ensureArgs are the arguments of ensureQueues: the queues and their
+// settings from pubsub.DefaultQueueSpec, the one place that says what an
+// undeclared queue's settings are (the columns' SQL defaults, which say
+// the same, serve only hand-written inserts).
+func ensureArgs(names []string) []any {
+	prio := make([]int32, len(names))
+	retries := make([]int32, len(names))
+	delays := make([]int64, len(names))
+	for i, n := range names {
+		spec := pubsub.DefaultQueueSpec(n)
+		prio[i], retries[i], delays[i] = int32(spec.Priority), int32(spec.MaxRetries), spec.RetryDelay.Milliseconds()
+	}
+	return []any{names, prio, retries, delays}
 }
