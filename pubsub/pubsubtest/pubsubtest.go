@@ -35,6 +35,12 @@
 //     it, and ListPending lists exactly what it will receive next. (Between
 //     a settle and the next receive it may already hold the next message,
 //     counted as in flight.)
+//   - A declared QueueSpec is listed back exactly: MaxRetries 0 and
+//     RetryDelay 0 stay 0.
+//   - Publish takes its context from the first message: one already done
+//     stores nothing and returns the context's error.
+//   - Errors read "<operation> queue <name>: <sentinel>" (for example
+//     "stats of queue q: pubsub: queue not found") on every backend.
 //   - Publish and Subscribe with an invalid queue name fail with
 //     ErrInvalidQueueName; after Close, Publish and Subscribe fail with
 //     ErrClosed.
@@ -97,6 +103,9 @@ func Run(t *testing.T, h Harness) {
 		{"UnknownQueue", s.testUnknownQueue},
 		{"DeclareQueue", s.testDeclareQueue},
 		{"InvalidQueueName", s.testInvalidQueueName},
+		{"ZeroSpec", s.testZeroSpec},
+		{"PublishContext", s.testPublishContext},
+		{"ErrorShape", s.testErrorShape},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
