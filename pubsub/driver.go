@@ -57,6 +57,7 @@ type Driver interface {
 	ReceiveBatch(ctx context.Context, queue string, max int) ([]*Received, error)
 
 	// Settle carries out settlements of messages this driver received.
+	// It must not keep ss after it returns (the engine reuses it).
 	// It may return before the work is durable (the PostgreSQL backend
 	// commits acks asynchronously by default), but what it accepted must
 	// not be lost while the driver is open, and Close must finish it. A

@@ -16,6 +16,7 @@ type subscription struct {
 	r       *receiver
 	ctx     context.Context
 	out     chan *message.Message
+	handed  chan *Received           // where the receiver hands it a message while it waits
 	current atomic.Pointer[Received] // out with the consumer, for lease extension
 }
 
@@ -98,63 +99,75 @@ func settlementOf(m *Received, d *Delivery, acked bool) Settlement {
 // no Settle of its queue runs is settled at once, by the goroutine that
 // made it; those made meanwhile go together in the next call.
 type settleQueues struct {
-	e        *engine
-	mu       sync.Mutex
-	pending  map[string][]Settlement
-	flushing map[string]bool
-	running  sync.WaitGroup
+	e       *engine
+	mu      sync.Mutex
+	queues  map[string]*settleQueue
+	running sync.WaitGroup
+}
+
+// settleQueue is one queue's settlements: pending ones, and the slice of
+// the last batch, reused for the next (a driver must not keep the slice
+// Settle was given).
+type settleQueue struct {
+	pending, spare []Settlement
+	flushing       bool
 }
 
 func (q *settleQueues) init(e *engine) {
 	q.e = e
-	q.pending = map[string][]Settlement{}
-	q.flushing = map[string]bool{}
+	q.queues = map[string]*settleQueue{}
 }
 
 func (q *settleQueues) add(queue string, s Settlement) {
 	q.mu.Lock()
-	q.pending[queue] = append(q.pending[queue], s)
-	if q.flushing[queue] {
+	sq := q.queues[queue]
+	if sq == nil {
+		sq = &settleQueue{}
+		q.queues[queue] = sq
+	}
+	sq.pending = append(sq.pending, s)
+	if sq.flushing {
 		q.mu.Unlock()
 		return
 	}
-	q.flushing[queue] = true
+	sq.flushing = true
 	q.running.Add(1)
 	q.mu.Unlock()
 	// One round here; if more came meanwhile, a goroutine of its own goes
 	// on, so that this subscription is not kept settling for others.
-	if q.flushOnce(queue) {
-		go q.flush(queue)
+	if q.flushOnce(queue, sq) {
+		go q.flush(queue, sq)
 	}
 }
 
 // flush settles queue's settlements until none is left.
-func (q *settleQueues) flush(queue string) {
-	for q.flushOnce(queue) {
+func (q *settleQueues) flush(queue string, sq *settleQueue) {
+	for q.flushOnce(queue, sq) {
 	}
 }
 
 // flushOnce settles what is pending for queue and reports whether more
 // came meanwhile; when not, the flush is over.
-func (q *settleQueues) flushOnce(queue string) bool {
+func (q *settleQueues) flushOnce(queue string, sq *settleQueue) bool {
 	q.mu.Lock()
-	batch := q.pending[queue]
-	q.pending[queue] = nil
+	batch := sq.pending
+	sq.pending, sq.spare = sq.spare[:0], nil
 	q.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err := q.e.d.Settle(ctx, queue, batch)
-	cancel()
-	if err != nil {
+	// No deadline of its own: the driver bounds its own calls, and a
+	// context per settle cost as much as the rest of the settle.
+	if err := q.e.d.Settle(context.Background(), queue, batch); err != nil {
 		// Not lost: their leases run out and they are delivered again.
 		q.e.log.Warn("quantumflow: settle failed; the messages are delivered again when their leases expire",
 			slog.String("queue", queue), slog.Int("messages", len(batch)), slog.Any("error", q.e.wrap("settle in", queue, err)))
 	}
+	clear(batch)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.pending[queue]) > 0 {
+	sq.spare = batch[:0]
+	if len(sq.pending) > 0 {
 		return true
 	}
-	q.flushing[queue] = false
+	sq.flushing = false
 	q.running.Done()
 	return false
 }

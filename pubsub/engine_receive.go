@@ -76,7 +76,7 @@ func (r *receiver) stop() { r.cancel() }
 
 // join adds a subscription.
 func (r *receiver) join(ctx context.Context) *subscription {
-	s := &subscription{r: r, ctx: ctx, out: make(chan *message.Message)}
+	s := &subscription{r: r, ctx: ctx, out: make(chan *message.Message), handed: make(chan *Received, 1)}
 	r.mu.Lock()
 	r.subs = append(r.subs, s)
 	r.mu.Unlock()
@@ -110,7 +110,7 @@ func (r *receiver) next(s *subscription) (*Received, bool) {
 		}
 		return m, true
 	}
-	w := make(chan *Received, 1)
+	w := s.handed
 	if len(r.waiters) == 0 {
 		r.emptiedAt = time.Now()
 	}

@@ -24,13 +24,11 @@
 //
 // Each queue is a priority heap ordered by priority (higher first: the
 // message's quantumflow_priority metadata, else the queue's declared
-// priority), then publish order. Every Subscribe call starts one
-// subscription that competes with all others on the queue, in this backend
-// and in every other backend sharing the storage: it takes the next
-// message, hands it out on its channel and waits for its Ack or Nack (or
-// for its context or the subscriber to end) before taking another. A
-// message waiting on a subscription's channel for its consumer counts as
-// in flight.
+// priority), then publish order. The engine (package pubsub) receives
+// from it for the backend's subscriptions of a queue, which compete with
+// all others on the queue, in this backend and in every other backend
+// sharing the storage. A message received and not yet settled or given
+// back counts as in flight.
 //
 // Ack removes the message. Nack makes it available again at once, or after
 // the delay asked for with pubsub.Delivery.RetryAfter: delayed messages
@@ -38,10 +36,9 @@
 // never hold up the others. Either way the attempt count grows by one and
 // the first failure time is kept. A delivery marked with MarkDeadLetter
 // moves to the dead letters when settled, in one step under the queue's
-// lock. When a subscription ends (its context is cancelled, or the
-// subscriber or backend is closed) the message it held goes back to the
-// queue at once; an Ack or Nack that came first is honoured, a later one
-// is ignored. Publish with several messages adds them all at once, or none.
+// lock. A message given back, or held by a subscription that ended, is
+// ready again at once. Publish with several messages adds them all at
+// once, or none.
 //
 // Delivery is at least once: a message handed out and not acked before
 // its subscription ended is delivered again.

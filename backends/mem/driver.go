@@ -106,7 +106,7 @@ func (d *driver) Settle(_ context.Context, queue string, ss []pubsub.Settlement)
 		case pubsub.SettleDeadLetter:
 			q.deadLetter(e, *s.DeadLetter, s.Error)
 		case pubsub.SettleInterrupted:
-			q.putBack(e, true)
+			q.interrupted(e)
 		}
 	}
 	return nil
@@ -117,7 +117,7 @@ func (d *driver) Settle(_ context.Context, queue string, ss []pubsub.Settlement)
 func (d *driver) GiveBack(_ context.Context, queue string, ms []*pubsub.Received) error {
 	q := d.st.queue(queue)
 	for _, m := range ms {
-		q.putBack(m.AckID.(*entry), false)
+		q.giveBack(m.AckID.(*entry))
 	}
 	return nil
 }

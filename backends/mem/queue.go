@@ -277,16 +277,26 @@ func (q *queue) leave(w *waiter) {
 	}
 }
 
-// putBack makes a message ready again: given back (it never reached a
-// consumer, so its delivery is undone) or interrupted (delivered).
-func (q *queue) putBack(e *entry, delivered bool) {
+// giveBack makes a message that reached no consumer ready again, its
+// delivery undone.
+func (q *queue) giveBack(e *entry) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	e.attempts--
+	q.count.delivered--
+	q.readyAgainLocked(e)
+}
+
+// interrupted makes a message whose consumer's subscription ended before
+// it settled it ready again, its attempt counted.
+func (q *queue) interrupted(e *entry) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.readyAgainLocked(e)
+}
+
+func (q *queue) readyAgainLocked(e *entry) {
 	q.inFlight--
-	if !delivered {
-		e.attempts--
-		q.count.delivered--
-	}
 	q.ready.push(e)
 	q.wakeLocked(1)
 }
