@@ -26,6 +26,8 @@ type store struct {
 	dead      map[string]*deadLetter
 	deadCount map[string]int64
 	dlSeq     uint64
+
+	reg registry
 }
 
 // deadLetter is a stored dead letter.

@@ -106,6 +106,11 @@ func Run(t *testing.T, h Harness) {
 		{"ZeroSpec", s.testZeroSpec},
 		{"PublishContext", s.testPublishContext},
 		{"ErrorShape", s.testErrorShape},
+		{"Addressed", s.testAddressed},
+		{"Broadcast", s.testBroadcast},
+		{"InstanceDeadLetters", s.testInstanceDeadLetters},
+		{"InstanceGone", s.testInstanceGone},
+		{"InstanceRegistry", s.testInstanceRegistry},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
