@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"os"
 	"time"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -58,6 +59,36 @@ func (p Priority) Backend() pubsub.Priority {
 	return pubsub.PriorityNormal
 }
 
+// Delivery is how a queue's messages reach the consuming service's
+// instances.
+type Delivery string
+
+// Delivery modes.
+const (
+	// DeliveryWork: competing consumers; any instance takes any message.
+	DeliveryWork Delivery = "work"
+	// DeliveryAddressed: each message names the instance it is for (or
+	// all of them); only that instance receives it.
+	DeliveryAddressed Delivery = "addressed"
+	// DeliveryBroadcast: every instance of the consuming service gets its
+	// own durable copy; instances that join later get the latest message.
+	DeliveryBroadcast Delivery = "broadcast"
+)
+
+// DefaultDelivery is the seed's delivery mode of a queue of the topology:
+// CentralCloud's answers are for one instance (the consensus result for
+// the proposer, a rollback for the instance it names), its safety
+// profiles for all; the rest are work queues.
+func DefaultDelivery(queue string) Delivery {
+	switch queue {
+	case ConsensusQueue, RollbackQueue:
+		return DeliveryAddressed
+	case SafetyProfilesQueue:
+		return DeliveryBroadcast
+	}
+	return DeliveryWork
+}
+
 // Producer is one queue a service publishes to.
 type Producer struct {
 	// Key is the seed's name for the entry, e.g. "proposals_for_consensus".
@@ -74,6 +105,8 @@ type Producer struct {
 	RetryDelay time.Duration `yaml:"-" json:"-"`
 	// Priority is the default priority of the queue's messages.
 	Priority Priority `yaml:"priority" json:"priority"`
+	// Delivery is how the queue's messages reach the consumer's instances.
+	Delivery Delivery `yaml:"delivery" json:"delivery"`
 }
 
 // Consumer is one queue a service consumes, with its handler.
@@ -95,6 +128,8 @@ type Consumer struct {
 	RetryDelay time.Duration `yaml:"-" json:"-"`
 	// Priority is the queue's priority.
 	Priority Priority `yaml:"priority" json:"priority"`
+	// Delivery is how the queue's messages reach this service's instances.
+	Delivery Delivery `yaml:"delivery" json:"delivery"`
 }
 
 // Spec returns the pubsub declaration of the consumer's queue.
@@ -110,10 +145,13 @@ func (p Producer) Spec() pubsub.QueueSpec {
 // ServiceConfig is one service's configuration: the seed's
 // `config :singularity, :quantum_flow_queues, ...` block.
 type ServiceConfig struct {
-	Name        string     `json:"name"`
-	DatabaseURL string     `json:"database_url"`
-	Producers   []Producer `json:"producers"`
-	Consumers   []Consumer `json:"consumers"`
+	Name        string `json:"name"`
+	DatabaseURL string `json:"database_url"`
+	// InstanceID names this process among the service's instances; it
+	// defaults to DefaultInstanceID().
+	InstanceID string     `json:"instance_id"`
+	Producers  []Producer `json:"producers"`
+	Consumers  []Consumer `json:"consumers"`
 }
 
 // Producer returns the producer entry for a queue name.
@@ -150,6 +188,7 @@ func Default(service string) (ServiceConfig, bool) {
 		return ServiceConfig{
 			Name:        Singularity,
 			DatabaseURL: DefaultSingularityURL,
+			InstanceID:  DefaultInstanceID(),
 			Producers: []Producer{
 				producer("proposals_for_consensus", ProposalsQueue, 2, PriorityNormal),
 				producer("metrics_to_guardian", MetricsQueue, 2, PriorityNormal),
@@ -165,6 +204,7 @@ func Default(service string) (ServiceConfig, bool) {
 		return ServiceConfig{
 			Name:        CentralCloud,
 			DatabaseURL: DefaultCentralCloudURL,
+			InstanceID:  DefaultInstanceID(),
 			Producers: []Producer{
 				producer("consensus_results", ConsensusQueue, 2, PriorityNormal),
 				producer("rollback_triggers", RollbackQueue, 1, PriorityHigh),
@@ -197,9 +237,29 @@ func Queues() []pubsub.QueueSpec {
 }
 
 func producer(key, queue string, workers int, p Priority) Producer {
-	return Producer{Key: key, Queue: queue, Workers: workers, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, Priority: p}
+	return Producer{Key: key, Queue: queue, Workers: workers, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, Priority: p, Delivery: DefaultDelivery(queue)}
 }
 
 func consumer(key, queue, handler string, workers int, p Priority) Consumer {
-	return Consumer{Key: key, Queue: queue, Handler: handler, Workers: workers, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, Priority: p}
+	return Consumer{Key: key, Queue: queue, Handler: handler, Workers: workers, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, Priority: p, Delivery: DefaultDelivery(queue)}
+}
+
+// DefaultInstanceID is the instance id of a process that sets none: the
+// host name, with characters an instance id cannot hold replaced by '-'
+// (one instance per host).
+func DefaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		return "instance"
+	}
+	id := []byte(host)
+	for i, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			id[i] = '-'
+		}
+	}
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return string(id)
 }
