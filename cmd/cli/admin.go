@@ -26,7 +26,7 @@ idempotent and safe to run from several processes at once: the seed's
 				return err
 			}
 			defer b.Close()
-			specs, err := initBackend(ctx, b, cfg)
+			specs, err := topology.Init(ctx, b, cfg)
 			if err != nil {
 				return err
 			}
@@ -49,23 +49,6 @@ idempotent and safe to run from several processes at once: the seed's
 			return err
 		}),
 	}
-}
-
-// initBackend initialises storage and declares the six queues, with the
-// retry settings of cfg for the queues cfg has.
-func initBackend(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConfig) ([]pubsub.QueueSpec, error) {
-	if err := b.Init(ctx); err != nil {
-		return nil, fmt.Errorf("init %s: %w", b, err)
-	}
-	var specs []pubsub.QueueSpec
-	for _, q := range topology.Queues() {
-		spec, _ := topologyQueue(cfg, q.Name)
-		if err := b.DeclareQueue(ctx, spec); err != nil {
-			return nil, fmt.Errorf("declare queue %s: %w", spec.Name, err)
-		}
-		specs = append(specs, spec)
-	}
-	return specs, nil
 }
 
 // queueRow is one line of `queues`: the queue's declaration and its stats.

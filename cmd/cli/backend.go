@@ -49,23 +49,6 @@ func (a *app) open(ctx context.Context) (topology.ServiceConfig, *pubsub.Backend
 	return cfg, b, nil
 }
 
-// topologyQueue returns the topology's declaration of a queue with the
-// retry settings of cfg where cfg has the queue.
-func topologyQueue(cfg topology.ServiceConfig, queue string) (pubsub.QueueSpec, bool) {
-	if c, ok := cfg.Consumer(queue); ok {
-		return c.Spec(), true
-	}
-	if p, ok := cfg.Producer(queue); ok {
-		return p.Spec(), true
-	}
-	for _, q := range topology.Queues() {
-		if q.Name == queue {
-			return q, true
-		}
-	}
-	return pubsub.QueueSpec{}, false
-}
-
 // checkQueue accepts a queue of the topology or one the backend knows, and
 // otherwise fails with a usage error listing the known queues, so that a
 // typo does not quietly create a new queue.
@@ -73,7 +56,7 @@ func checkQueue(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConf
 	if err := pubsub.ValidateQueueName(queue); err != nil {
 		return err
 	}
-	if _, ok := topologyQueue(cfg, queue); ok {
+	if _, ok := cfg.Spec(queue); ok {
 		return nil
 	}
 	infos, err := b.ListQueues(ctx)

@@ -262,23 +262,20 @@ func (a *app) noteSecret(raw string) {
 	}
 }
 
-func (a *app) scrub(s string) string {
-	s = pubsub.RedactText(s)
-	for _, sec := range a.secrets {
-		s = strings.ReplaceAll(s, sec, "xxxxx")
-	}
-	return s
+// scrub returns err's message without the secrets noted and without
+// anything that looks like a URL's password.
+func (a *app) scrub(err error) string {
+	return pubsub.RedactError(err, a.secrets...).Error()
 }
 
 func (a *app) printError(cmd *cobra.Command, err error, code int) {
-	msg := err.Error()
+	msg := a.scrub(err)
 	switch {
 	case errors.Is(err, pubsub.ErrNotInitialized):
 		msg += " (run `quantumflow init` first)"
 	case errors.Is(err, pubsub.ErrQueueNotFound):
 		msg += " (`quantumflow queues` lists the queues; `quantumflow init` declares the topology's)"
 	}
-	msg = a.scrub(msg)
 	if a.jsonOut {
 		line, _ := json.Marshal(map[string]any{"error": msg, "exit": code})
 		fmt.Fprintf(a.env.Stderr, "%s\n", line)

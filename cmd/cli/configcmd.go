@@ -99,7 +99,7 @@ value; the exit status is 2 when any is found.`,
 				if a.jsonOut {
 					row := map[string]any{"service": svc, "ok": err == nil}
 					if err != nil {
-						row["error"] = a.scrub(err.Error())
+						row["error"] = a.scrub(err)
 					} else {
 						row["database_url"] = pubsub.RedactURL(cfg.DatabaseURL)
 					}

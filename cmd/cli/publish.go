@@ -125,7 +125,7 @@ func parsePriority(s string) (pubsub.Priority, error) {
 // so that it gets its priority (rollback_triggers_queue is high) rather
 // than the defaults of an auto-created queue.
 func ensureDeclared(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConfig, queue string) error {
-	spec, ok := topologyQueue(cfg, queue)
+	spec, ok := cfg.Spec(queue)
 	if !ok {
 		return nil
 	}

@@ -1,0 +1,552 @@
+// Package demo runs the whole QuantumFlow topology in one process —
+// CentralCloud and several Singularity instances, each with its own router
+// and its own connection to a shared backend — drives the example handlers
+// of examples/handlers through all six queues, and reports by message id
+// what happened to every message: published, consumed, retried,
+// dead-lettered, still pending, lost. `quantumflow demo` is a few lines
+// over Run.
+//
+// What runs:
+//
+//   - each instance proposes changes; CentralCloud votes and answers every
+//     proposal on consensus_results_queue (consensus_approved or
+//     consensus_rejected);
+//   - instances report execution metrics; a high error rate makes
+//     CentralCloud send a high-priority rollback trigger;
+//   - instances report patterns; unsafe ones make CentralCloud send a
+//     safety profile update;
+//   - some messages fail on purpose: flaky ones fail once and succeed on
+//     retry, poison proposals fail every attempt and end as dead letters,
+//     a malformed pattern is dead-lettered at once.
+//
+// The backend is an embedded NATS JetStream server in a temporary
+// directory, nothing to install; Options.DataDir keeps its data, so that
+// messages an interrupted run left are picked up by the next one (counted
+// as recovered). Options.URL runs the demo on another backend instead:
+// mem:// and nats:// are registered by this package, postgres:// needs
+// backends/postgres imported.
+//
+// Lost is counted from the backend's own listing after every router has
+// stopped, not from telemetry alone, and must be 0: Run returns an error
+// otherwise.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
+	"github.com/quantumflow/quantumflow/telemetry"
+	"github.com/quantumflow/quantumflow/topology"
+
+	// The demo's own backends: mem for Options.URL = "mem://...", nats
+	// for the embedded server.
+	_ "github.com/quantumflow/quantumflow/backends/mem"
+	_ "github.com/quantumflow/quantumflow/backends/nats"
+)
+
+// ErrInvalidOptions is wrapped by the errors Run returns for Options it
+// refuses, before anything runs.
+var ErrInvalidOptions = errors.New("demo: invalid options")
+
+// Defaults of Options.
+const (
+	DefaultInstances     = 3
+	DefaultRounds        = 20
+	DefaultRetryDelay    = 50 * time.Millisecond
+	DefaultTimeout       = 45 * time.Second
+	DefaultProgressEvery = 250 * time.Millisecond
+)
+
+// Options configure Run. The zero value runs three Singularity instances
+// for 20 rounds each on an embedded NATS JetStream server.
+type Options struct {
+	// URL is the backend every service of the run opens. Defaults to an
+	// embedded NATS JetStream server started for the run and stopped after.
+	URL string
+	// DataDir keeps the embedded server's data in this directory, so that
+	// the next run on it delivers what this one left. Defaults to a
+	// temporary directory removed at the end. Only without URL.
+	DataDir string
+	// Instances is how many Singularity instances run. Defaults to 3.
+	Instances int
+	// Rounds is how many rounds of work each instance does: a proposal,
+	// metrics and, every other round, a pattern. Defaults to 20.
+	Rounds int
+	// Interval is the pause between an instance's rounds; zero means none.
+	Interval time.Duration
+	// RetryDelay is the delay before a failed message's first retry; it
+	// doubles each retry. Nil means 50ms, so that the demo finishes in
+	// seconds; zero retries at once.
+	RetryDelay *time.Duration
+	// MaxRetries is how many retries a failing message gets before it is
+	// dead-lettered. Nil means 3 (topology.DefaultMaxRetries); zero
+	// dead-letters a message at its first failure.
+	MaxRetries *int
+	// Timeout bounds the wait for every message to settle. Defaults to 45s.
+	Timeout time.Duration
+	// ProgressEvery is how often a progress line is written. Defaults to
+	// 250ms.
+	ProgressEvery time.Duration
+	// Config is where each service's configuration (worker counts) comes
+	// from: a file, the environment, a profile. Run sets its Service and
+	// the DatabaseURL, MaxRetries and RetryDelay of its Overrides. The zero
+	// value is the seed's configuration read with the process environment.
+	Config topology.LoadOptions
+	// Logger receives the logs of the routers and the embedded server. Nil
+	// discards them: the demo's failures are on purpose and reported as
+	// progress.
+	Logger *slog.Logger
+}
+
+// withDefaults returns o with its defaults filled in, or what is wrong
+// with it.
+func (o Options) withDefaults() (Options, error) {
+	var problems []string
+	check := func(bad bool, format string, args ...any) {
+		if bad {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	check(o.Instances < 0, "Instances must not be negative, got %d", o.Instances)
+	check(o.Rounds < 0, "Rounds must not be negative, got %d", o.Rounds)
+	check(o.Interval < 0, "Interval must not be negative, got %s", o.Interval)
+	check(o.Timeout < 0, "Timeout must not be negative, got %s", o.Timeout)
+	check(o.ProgressEvery < 0, "ProgressEvery must not be negative, got %s", o.ProgressEvery)
+	check(o.RetryDelay != nil && *o.RetryDelay < 0, "RetryDelay must not be negative")
+	check(o.MaxRetries != nil && *o.MaxRetries < 0, "MaxRetries must not be negative")
+	check(o.DataDir != "" && o.URL != "", "DataDir is for the embedded NATS server; it cannot be combined with URL")
+	if len(problems) > 0 {
+		return o, fmt.Errorf("%w: %s", ErrInvalidOptions, strings.Join(problems, "; "))
+	}
+	if o.Instances == 0 {
+		o.Instances = DefaultInstances
+	}
+	if o.Rounds == 0 {
+		o.Rounds = DefaultRounds
+	}
+	if o.RetryDelay == nil {
+		d := DefaultRetryDelay
+		o.RetryDelay = &d
+	}
+	if o.MaxRetries == nil {
+		n := topology.DefaultMaxRetries
+		o.MaxRetries = &n
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.ProgressEvery == 0 {
+		o.ProgressEvery = DefaultProgressEvery
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Summary is what a run did, queue by queue.
+type Summary struct {
+	// Backend is the backend's URL, secrets redacted.
+	Backend string `json:"backend"`
+	// Embedded is whether the backend was the embedded NATS server.
+	Embedded bool `json:"embedded"`
+	// Durable is whether the backend keeps messages across restarts.
+	Durable bool `json:"durable"`
+	// DataDir is Options.DataDir.
+	DataDir    string `json:"data_dir,omitempty"`
+	Instances  int    `json:"instances"`
+	Rounds     int    `json:"rounds"`
+	DurationMS int64  `json:"duration_ms"`
+	// Settled is whether every message was consumed or dead-lettered and
+	// the backend was left idle; false after an interrupt or a timeout.
+	Settled bool `json:"settled"`
+	// Queues has a row per queue, the six of the topology in its order.
+	Queues []QueueSummary `json:"queues"`
+	// Total sums Queues; its Queue is "total".
+	Total QueueSummary `json:"total"`
+	// Lost is Total.Lost. It must be 0.
+	Lost int `json:"lost"`
+	// Events counts each of the seed's 14 telemetry events by name.
+	Events map[string]int64 `json:"events"`
+	// Error is the error Run returned with this summary, secrets
+	// redacted.
+	Error string `json:"error,omitempty"`
+}
+
+// QueueSummary is one row of the summary.
+type QueueSummary struct {
+	Queue string `json:"queue"`
+	// Published counts messages published during the run.
+	Published int `json:"published"`
+	// Consumed counts those handled successfully (each once, however often
+	// it was delivered).
+	Consumed int `json:"consumed"`
+	// Retried counts retries scheduled after failed attempts.
+	Retried int `json:"retried"`
+	// DeadLettered counts those in the backend's dead-letter queue.
+	DeadLettered int `json:"dead_lettered"`
+	// Pending counts those still in the queue, listed by id (interrupted
+	// or timed-out run).
+	Pending int `json:"pending"`
+	// InFlight counts those the backend still holds as delivered and not
+	// settled after every router stopped (their ids cannot be listed; they
+	// come back when their lease runs out). Only an unsettled run has any:
+	// a settled run ends with the backend idle.
+	InFlight int `json:"in_flight"`
+	// Lost is Published - Consumed - DeadLettered - Pending - InFlight,
+	// by message id. It must be 0.
+	Lost int `json:"lost"`
+	// Redelivered counts extra successful deliveries of messages already
+	// consumed (delivery is at least once).
+	Redelivered int `json:"redelivered"`
+	// LostIDs are up to 10 ids among which the lost messages are (when
+	// some are held in flight, which ids those are is unknown).
+	LostIDs []string `json:"lost_ids,omitempty"`
+	// Recovered counts messages an earlier run published that this run
+	// consumed or dead-lettered (they survived a restart of the demo).
+	Recovered int `json:"recovered"`
+}
+
+// node is one service instance: its own backend connection and router.
+type node struct {
+	name    string
+	backend *pubsub.Backend
+	router  *router.Router
+	done    chan error
+}
+
+// Run runs the demo until every message has settled (consumed or
+// dead-lettered, the backend idle), ctx is cancelled or Options.Timeout
+// passes, and returns the summary. Progress lines ("demo: ...") go to w.
+//
+// Once the run has started, the summary comes back with any error: an
+// interrupted or timed-out run still says where every message is, and
+// lost messages are an error. When the run could not start (bad Options
+// or configuration, an unreachable backend), the summary has no Queues.
+func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) {
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return Summary{}, err
+	}
+	if w == nil {
+		w = io.Discard
+	}
+	start := time.Now()
+	log := opts.Logger
+	progressf := func(format string, args ...any) {
+		fmt.Fprintf(w, "demo: "+format+"\n", args...)
+	}
+
+	sum := Summary{Instances: opts.Instances, Rounds: opts.Rounds}
+	url := opts.URL
+	if url == "" {
+		srv, err := startServer(ctx, opts.DataDir, log)
+		if err != nil {
+			return Summary{}, err
+		}
+		defer func() {
+			if cerr := srv.Close(); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+		url = srv.URL()
+		sum.Embedded = true
+		sum.DataDir = opts.DataDir
+		progressf("%s", srv.Describe())
+	}
+	sum.Backend = pubsub.RedactURL(url)
+
+	load := func(service string) (topology.ServiceConfig, error) {
+		lo := opts.Config
+		lo.Service = service
+		lo.Overrides.DatabaseURL = url
+		lo.Overrides.RetryDelay = opts.RetryDelay
+		lo.Overrides.MaxRetries = opts.MaxRetries
+		return topology.Load(lo)
+	}
+	ccCfg, err := load(topology.CentralCloud)
+	if err != nil {
+		return Summary{}, err
+	}
+	sgCfg, err := load(topology.Singularity)
+	if err != nil {
+		return Summary{}, err
+	}
+
+	admin, err := pubsub.Open(ctx, url, pubsub.WithLogger(log))
+	if err != nil {
+		return Summary{}, err
+	}
+	defer admin.Close()
+	if _, err := topology.Init(ctx, admin, sgCfg); err != nil {
+		return Summary{}, err
+	}
+	sum.Durable = admin.Capabilities().Has(pubsub.CapDurable)
+	progressf("backend %s ready (capabilities: %s)", admin, admin.Capabilities())
+
+	bus := telemetry.NewBus()
+	bus.SetLogger(log)
+	track := newTracker()
+	if err := bus.Attach("quantumflow-demo", telemetry.Prefix, track.handle); err != nil {
+		return Summary{}, err
+	}
+
+	runCtx, stopRouters := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRouters()
+	var nodes []*node
+	var stopOnce sync.Once
+	var stopErr error
+	// stopAll shuts the routers down gracefully (in-flight handlers finish,
+	// or their messages go back to the backend) and closes their backends.
+	stopAll := func() error {
+		stopOnce.Do(func() {
+			stopRouters()
+			for _, n := range nodes {
+				if rerr := <-n.done; rerr != nil {
+					stopErr = errors.Join(stopErr, fmt.Errorf("%s: %w", n.name, rerr))
+				}
+				_ = n.backend.Close()
+			}
+		})
+		return stopErr
+	}
+	defer stopAll()
+	startNode := func(name string, cfg topology.ServiceConfig, h map[string]router.Handler, bind func(*router.Router) error) error {
+		b, err := pubsub.Open(ctx, url, pubsub.WithLogger(log))
+		if err != nil {
+			return err
+		}
+		r, err := router.New(router.Config{
+			Service: cfg, Backend: b, Handlers: h, Telemetry: bus,
+			Logger:          log.With("node", name),
+			HandlerTimeout:  10 * time.Second,
+			ShutdownTimeout: 10 * time.Second,
+		})
+		if err == nil {
+			err = bind(r)
+		}
+		if err != nil {
+			_ = b.Close()
+			return err
+		}
+		n := &node{name: name, backend: b, router: r, done: make(chan error, 1)}
+		go func() { n.done <- r.Run(runCtx) }()
+		select {
+		case <-r.Running():
+			nodes = append(nodes, n)
+			return nil
+		case err := <-n.done:
+			_ = b.Close()
+			return fmt.Errorf("%s: %w", name, err)
+		case <-ctx.Done():
+			stopRouters()
+			<-n.done
+			_ = b.Close()
+			return ctx.Err()
+		}
+	}
+
+	cc := &handlers.CentralCloud{Logger: log.With("node", topology.CentralCloud)}
+	if err := startNode(topology.CentralCloud, ccCfg, cc.Handlers(), cc.Bind); err != nil {
+		return Summary{}, err
+	}
+	instances := make([]*handlers.Singularity, opts.Instances)
+	for i := range instances {
+		name := fmt.Sprintf("singularity-%d", i+1)
+		s := &handlers.Singularity{Instance: name, Telemetry: bus, Logger: log.With("node", name)}
+		if err := startNode(name, sgCfg, s.Handlers(), s.Bind); err != nil {
+			return Summary{}, err
+		}
+		instances[i] = s
+	}
+	progressf("running centralcloud and %d singularity instances, %d rounds each (retry delay %s, max retries %d)",
+		opts.Instances, opts.Rounds, *opts.RetryDelay, *opts.MaxRetries)
+
+	// The instances' work, concurrently.
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	var work sync.WaitGroup
+	workErr := make(chan error, len(instances))
+	for _, s := range instances {
+		work.Go(func() {
+			for n := range opts.Rounds {
+				if _, err := s.Send(workCtx, handlers.PlanRound(s.Instance, n)); err != nil {
+					if workCtx.Err() == nil {
+						workErr <- fmt.Errorf("%s round %d: %w", s.Instance, n, err)
+					}
+					return
+				}
+				select {
+				case <-workCtx.Done():
+					return
+				case <-time.After(opts.Interval):
+				}
+			}
+		})
+	}
+	workDone := make(chan struct{})
+	go func() { work.Wait(); close(workDone) }()
+
+	// Wait until the work is done and every message settled, printing
+	// progress; give up on interrupt, timeout or a failed publish.
+	deadline := time.NewTimer(opts.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(opts.ProgressEvery)
+	defer tick.Stop()
+	check := time.NewTicker(20 * time.Millisecond)
+	defer check.Stop()
+	var runErr error
+	report := func() {
+		for _, n := range track.takeNotes() {
+			progressf("%5.1fs %s", time.Since(start).Seconds(), n)
+		}
+		p := track.progress()
+		progressf("%5.1fs published %d, consumed %d, retries %d, dead-lettered %d, unsettled %d",
+			time.Since(start).Seconds(), p.published, p.consumed, p.retried, p.deadLettered, p.open)
+	}
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			runErr = errors.New("interrupted")
+			break wait
+		case <-deadline.C:
+			runErr = fmt.Errorf("messages did not settle within %s", opts.Timeout)
+			break wait
+		case err := <-workErr:
+			runErr = err
+			break wait
+		case <-tick.C:
+			report()
+		case <-check.C:
+			select {
+			case <-workDone:
+				// Settled: every message of this run consumed or
+				// dead-lettered, and nothing left in the queues (messages
+				// an earlier run left in a kept DataDir included).
+				if track.settled() && backendIdle(ctx, admin) {
+					sum.Settled = true
+					break wait
+				}
+			default:
+			}
+		}
+	}
+	report()
+	stopWork()
+	<-workDone
+
+	// Then ask the backend what is still there.
+	runErr = errors.Join(runErr, stopAll())
+	bus.Detach("quantumflow-demo")
+	listCtx := context.WithoutCancel(ctx)
+	waitInFlight(listCtx, admin, 3*time.Second)
+	pending, dead, inFlight, err := backendIDs(listCtx, admin)
+	if err != nil {
+		return Summary{}, errors.Join(runErr, err)
+	}
+	sum.Queues = track.summarize(pending, dead, inFlight)
+	for _, q := range sum.Queues {
+		sum.Total.Published += q.Published
+		sum.Total.Consumed += q.Consumed
+		sum.Total.Retried += q.Retried
+		sum.Total.DeadLettered += q.DeadLettered
+		sum.Total.Pending += q.Pending
+		sum.Total.InFlight += q.InFlight
+		sum.Total.Lost += q.Lost
+		sum.Total.Redelivered += q.Redelivered
+		sum.Total.Recovered += q.Recovered
+	}
+	sum.Total.Queue = "total"
+	sum.Lost = sum.Total.Lost
+	sum.Events = track.eventCounts()
+	sum.DurationMS = time.Since(start).Milliseconds()
+	if sum.Lost > 0 {
+		runErr = errors.Join(runErr, fmt.Errorf("%d message(s) lost", sum.Lost))
+	}
+	if runErr != nil {
+		// Errors a driver formatted may repeat parts of the URL.
+		runErr = pubsub.RedactError(runErr, pubsub.URLSecrets(url)...)
+		sum.Error = runErr.Error()
+	}
+	return sum, runErr
+}
+
+// backendIdle reports whether no queue of the topology holds a message
+// (pending, in flight or waiting for a retry).
+func backendIdle(ctx context.Context, b *pubsub.Backend) bool {
+	for _, q := range topology.QueueNames() {
+		st, err := b.Stats(ctx, q)
+		if err != nil || st.Pending+st.InFlight+st.Scheduled > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// waitInFlight waits, up to limit, until the backend holds no message as
+// in flight: the routers have stopped, and a message a worker had taken
+// may take a moment to be given back.
+func waitInFlight(ctx context.Context, b *pubsub.Backend, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for {
+		var n int64
+		for _, q := range topology.QueueNames() {
+			if st, err := b.Stats(ctx, q); err == nil {
+				n += st.InFlight
+			}
+		}
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// backendIDs lists, per queue of the topology, the ids of the messages
+// still pending and of the dead letters, and how many messages the backend
+// still holds as in flight (delivered, neither acked nor given back; their
+// ids cannot be listed).
+func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[string]map[string]struct{}, inFlight map[string]int, err error) {
+	const limit = 100_000
+	pending = map[string]map[string]struct{}{}
+	dead = map[string]map[string]struct{}{}
+	inFlight = map[string]int{}
+	for _, q := range topology.QueueNames() {
+		pending[q] = map[string]struct{}{}
+		dead[q] = map[string]struct{}{}
+		msgs, err := b.ListPending(ctx, q, limit)
+		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
+			return nil, nil, nil, fmt.Errorf("pending of queue %s: %w", q, err)
+		}
+		for _, m := range msgs {
+			pending[q][m.ID] = struct{}{}
+		}
+		dls, err := b.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: q, Limit: limit})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dead letters of queue %s: %w", q, err)
+		}
+		for _, d := range dls {
+			dead[q][d.ID] = struct{}{}
+		}
+		st, err := b.Stats(ctx, q)
+		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
+			return nil, nil, nil, fmt.Errorf("stats of queue %s: %w", q, err)
+		}
+		inFlight[q] = int(st.InFlight)
+	}
+	return pending, dead, inFlight, nil
+}
