@@ -44,12 +44,12 @@ func PoisonQueue(c Consumer, bus *telemetry.Bus, logger *slog.Logger) message.Ha
 				"service", c.Service, "handler", c.Handler, "queue", d.Queue,
 				"message_id", msg.UUID, "attempt", d.Attempt, "permanent", IsPermanent(err), "error", err)
 			if bus.Listening(telemetry.MessageDeadLettered) {
+				md := withQueue(telemetry.Metadata{
+					telemetry.MetaService: c.Service, telemetry.MetaHandler: c.Handler,
+					telemetry.MetaMessageID: msg.UUID, telemetry.MetaError: err.Error(),
+				}, d.Queue)
 				bus.Execute(telemetry.MessageDeadLettered,
-					telemetry.Measurements{telemetry.MeasureCount: 1, telemetry.MeasureAttempt: float64(d.Attempt)},
-					telemetry.Metadata{
-						telemetry.MetaQueue: d.Queue, telemetry.MetaService: c.Service, telemetry.MetaHandler: c.Handler,
-						telemetry.MetaMessageID: msg.UUID, telemetry.MetaError: err.Error(),
-					})
+					telemetry.Measurements{telemetry.MeasureCount: 1, telemetry.MeasureAttempt: float64(d.Attempt)}, md)
 			}
 			// Nil so the router acks: the backend moves an acked message
 			// marked dead-lettered instead of deleting it.

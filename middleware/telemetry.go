@@ -54,10 +54,9 @@ func Telemetry(c Consumer, bus *telemetry.Bus) message.HandlerMiddleware {
 			if at, ok := publishedAt(msg); ok {
 				m[telemetry.MeasureLatency] = ms(start.Sub(at))
 			}
-			md := telemetry.Metadata{
-				telemetry.MetaQueue: queue, telemetry.MetaService: c.Service,
-				telemetry.MetaHandler: c.Handler, telemetry.MetaMessageID: msg.UUID,
-			}
+			md := withQueue(telemetry.Metadata{
+				telemetry.MetaService: c.Service, telemetry.MetaHandler: c.Handler, telemetry.MetaMessageID: msg.UUID,
+			}, queue)
 
 			if err == nil && outcome.DeadLetter == nil {
 				if handled != nil {
@@ -99,4 +98,16 @@ func publishedAt(msg *message.Message) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, n), true
+}
+
+// withQueue sets md's queue from the queue a message was delivered from:
+// an instance's queue (addressed and broadcast delivery) is reported as
+// its queue and the instance, so that events keep the topology's names.
+func withQueue(md telemetry.Metadata, delivered string) telemetry.Metadata {
+	queue, instance := pubsub.SplitInstanceQueue(delivered)
+	md[telemetry.MetaQueue] = queue
+	if instance != "" {
+		md[telemetry.MetaInstance] = instance
+	}
+	return md
 }

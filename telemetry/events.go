@@ -146,7 +146,10 @@ const (
 	MetaService   = "service"
 	MetaHandler   = "handler"
 	MetaMessageID = "message_id"
-	MetaError     = "error"
+	// MetaInstance is the instance a message was delivered to, on
+	// addressed and broadcast queues.
+	MetaInstance = "instance"
+	MetaError    = "error"
 	// MetaPriority is the priority a message was published with.
 	MetaPriority = "priority"
 )
