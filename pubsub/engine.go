@@ -154,21 +154,27 @@ func (e *engine) Subscribe(ctx context.Context, queue string) (<-chan *message.M
 	go func() {
 		defer e.subs.Done()
 		defer close(s.out)
-		defer e.leave(r, s)
 		s.serve()
+		// The channel closes once what the subscription held and, after
+		// the last one, what its receiver held is back in the queue.
+		if e.leave(r, s) {
+			<-r.done
+		}
 	}()
 	return s.out, nil
 }
 
 // leave ends a subscription; the receiver of a queue left with none stops
-// and gives back what it holds.
-func (e *engine) leave(r *receiver, s *subscription) {
+// and gives back what it holds. It reports whether it stopped it.
+func (e *engine) leave(r *receiver, s *subscription) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if r.leave(s) == 0 && e.receivers[r.queue] == r {
 		delete(e.receivers, r.queue)
 		r.stop()
+		return true
 	}
+	return false
 }
 
 // giveBackBuffered gives back the messages received ahead for queue and

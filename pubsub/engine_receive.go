@@ -21,6 +21,7 @@ type receiver struct {
 	ctx    context.Context // ends when the receiver stops
 	cancel context.CancelFunc
 	wakeC  chan struct{}
+	done   chan struct{} // closed when run returns
 
 	mu      sync.Mutex
 	buf     []*Received // received, waiting for a subscription, in delivery order
@@ -57,7 +58,7 @@ type receiveResult struct {
 
 func newReceiver(e *engine, queue string) *receiver {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &receiver{e: e, queue: queue, ctx: ctx, cancel: cancel, wakeC: make(chan struct{}, 1), target: 1,
+	return &receiver{e: e, queue: queue, ctx: ctx, cancel: cancel, wakeC: make(chan struct{}, 1), done: make(chan struct{}), target: 1,
 		cancels: map[uint64]context.CancelFunc{}, results: map[uint64]receiveResult{}}
 }
 
@@ -140,6 +141,7 @@ func (r *receiver) next(s *subscription) (*Received, bool) {
 // ahead of them while they consume fast), hands out their messages in the
 // order the receives started, and gives back what nobody took in time.
 func (r *receiver) run() {
+	defer close(r.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for r.ctx.Err() == nil {

@@ -116,26 +116,38 @@ func (b *Backend) Broadcast(ctx context.Context, queue, service string, ttl time
 		return nil, err
 	}
 	if keepLatest && len(msgs) > 0 {
-		st, err := b.instanceStore("broadcast to queue " + queue)
-		if err != nil {
+		if err := b.KeepLatest(ctx, queue, msgs[len(msgs)-1]); err != nil {
 			return nil, err
-		}
-		last := msgs[len(msgs)-1]
-		latest := LatestMessage{ID: last.UUID, Payload: last.Payload, Metadata: maps.Clone(map[string]string(last.Metadata)), PublishedAt: time.Now()}
-		if err := st.PutLatest(ctx, queue, latest); err != nil {
-			return nil, b.engine.wrap("broadcast to", queue, err)
 		}
 	}
 	for _, id := range ids {
-		copies := make([]*message.Message, len(msgs))
-		for i, m := range msgs {
-			copies[i] = copyMessage(ctx, m)
-		}
-		if err := b.PublishTo(queue, id, copies...); err != nil {
+		if err := b.PublishTo(queue, id, CopyMessages(ctx, msgs)...); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
+}
+
+// KeepLatest keeps msg as queue's latest broadcast message, which
+// ReplayLatest gives instances that join later.
+func (b *Backend) KeepLatest(ctx context.Context, queue string, msg *message.Message) error {
+	st, err := b.instanceStore("keep latest of queue " + queue)
+	if err != nil {
+		return err
+	}
+	latest := LatestMessage{ID: msg.UUID, Payload: msg.Payload, Metadata: maps.Clone(map[string]string(msg.Metadata)), PublishedAt: time.Now()}
+	return b.engine.wrap("keep latest of", queue, st.PutLatest(ctx, queue, latest))
+}
+
+// CopyMessages returns copies of msgs (same ids, payloads and metadata)
+// with ctx as their context: one instance's copies of a fanned-out
+// message.
+func CopyMessages(ctx context.Context, msgs []*message.Message) []*message.Message {
+	out := make([]*message.Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = copyMessage(ctx, m)
+	}
+	return out
 }
 
 func copyMessage(ctx context.Context, m *message.Message) *message.Message {

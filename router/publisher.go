@@ -16,15 +16,18 @@ import (
 
 // Publisher publishes to one of the service's producer queues and emits
 // the queue's telemetry. It is safe for concurrent use, and usable whether
-// or not the Router runs. It does not limit concurrency: the producer's
-// workers setting is the number of goroutines a service is expected to
-// publish from, and PublishMessages batches for throughput.
+// or not the Router runs. The producer's workers setting (the seed's
+// publisher concurrency) bounds how many publish calls of the queue run at
+// once in this process; more wait for a turn (or their context).
+// PublishMessages batches for throughput.
 type Publisher struct {
+	r         *Router
 	service   string
 	producer  topology.Producer
 	pub       message.Publisher
 	bus       *telemetry.Bus
 	published telemetry.Event
+	turns     chan struct{} // one token per publish call running
 }
 
 // Publisher returns the publisher for queue, which must be one of the
@@ -49,11 +52,13 @@ func (r *Router) Publisher(queue string) (*Publisher, error) {
 		bp = r.cfg.WrapPublisher(bp)
 	}
 	pub := &Publisher{
+		r:         r,
 		service:   r.Service(),
 		producer:  p,
 		pub:       bp,
 		bus:       r.cfg.Telemetry,
 		published: telemetry.PublishedEvent(queue),
+		turns:     make(chan struct{}, max(p.Workers, 1)),
 	}
 	r.pubs[queue] = pub
 	return pub, nil
@@ -76,6 +81,13 @@ func WithMetadata(key, value string) PublishOption {
 	return func(m *message.Message) { m.Metadata.Set(key, value) }
 }
 
+// To addresses the message to an instance, on a queue with addressed
+// delivery; pubsub.InstanceAll addresses it to every instance of the
+// consuming service.
+func To(instance string) PublishOption {
+	return func(m *message.Message) { m.Metadata.Set(pubsub.MetadataTo, instance) }
+}
+
 // WithID sets the message's id instead of a new random UUID; useful to make
 // a publish idempotent on the caller's side.
 func WithID(id string) PublishOption {
@@ -94,12 +106,26 @@ func (p *Publisher) Publish(ctx context.Context, payload []byte, opts ...Publish
 	return msg.UUID, nil
 }
 
+// Reply publishes payload to the instance that published to: the answer
+// to a message, on a queue with addressed delivery (a consensus result
+// for the instance whose proposal it answers).
+func (p *Publisher) Reply(ctx context.Context, to *message.Message, payload []byte, opts ...PublishOption) (string, error) {
+	origin := OriginOf(to)
+	if origin == "" {
+		return "", fmt.Errorf("reply on %s to message %s: %w: it carries no origin instance (%s)", p.producer.Queue, to.UUID, pubsub.ErrInvalidArgument, pubsub.MetadataOrigin)
+	}
+	return p.Publish(ctx, payload, append(opts, To(origin))...)
+}
+
 // PublishMessages publishes msgs in one call, which backends write as one
 // batch where they can. Messages without a UUID get one; messages without a
 // priority get the producer's when it is not normal; every message gets
-// telemetry.MetadataPublishedAt and ctx as its context. For each message it
-// emits the queue's published event (e.g. proposal_published) and
-// message_published, or publish_failed on error.
+// telemetry.MetadataPublishedAt, this instance as its origin
+// (pubsub.MetadataOrigin) and ctx as its context. On a queue with
+// addressed delivery every message must name its instance (To, Reply); on
+// one with broadcast delivery every instance of the consuming service gets
+// a copy. For each message it emits the queue's published event (e.g.
+// proposal_published) and message_published, or publish_failed on error.
 func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -122,9 +148,17 @@ func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Messag
 		if _, has, _ := pubsub.PriorityOf(m); !has && p.producer.Priority != "" && p.producer.Priority != topology.PriorityNormal {
 			pubsub.SetPriority(m, p.producer.Priority.Backend())
 		}
+		m.Metadata.Set(pubsub.MetadataOrigin, p.r.cfg.Service.InstanceID)
 		m.SetContext(ctx)
 	}
-	err := p.pub.Publish(p.producer.Queue, msgs...)
+	var err error
+	select {
+	case p.turns <- struct{}{}:
+		err = p.route(ctx, msgs)
+		<-p.turns
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	if err != nil {
 		err = fmt.Errorf("publish %d message(s) to %s: %w", len(msgs), p.producer.Queue, err)
 	}
@@ -158,4 +192,66 @@ func (p *Publisher) emit(msgs []*message.Message, elapsed time.Duration, err err
 		}
 		p.bus.Execute(telemetry.MessagePublished, meas, md)
 	}
+}
+
+// route publishes msgs as the queue's delivery says.
+func (p *Publisher) route(ctx context.Context, msgs []*message.Message) error {
+	queue := p.producer.Queue
+	switch p.producer.Delivery {
+	case topology.DeliveryBroadcast:
+		if err := p.r.cfg.Backend.KeepLatest(ctx, queue, msgs[len(msgs)-1]); err != nil {
+			return err
+		}
+		return p.fanOut(ctx, msgs)
+	case topology.DeliveryAddressed:
+		byTarget := map[string][]*message.Message{}
+		var order []string
+		for _, m := range msgs {
+			to := m.Metadata.Get(pubsub.MetadataTo)
+			if to == "" {
+				return fmt.Errorf("%w: queue %s has addressed delivery: name the instance each message is for (router.To, Publisher.Reply)", pubsub.ErrInvalidArgument, queue)
+			}
+			if to != pubsub.InstanceAll {
+				if err := pubsub.ValidateInstanceID(to); err != nil {
+					return err
+				}
+			}
+			if _, seen := byTarget[to]; !seen {
+				order = append(order, to)
+			}
+			byTarget[to] = append(byTarget[to], m)
+		}
+		for _, to := range order {
+			var err error
+			if to == pubsub.InstanceAll {
+				err = p.fanOut(ctx, byTarget[to])
+			} else {
+				err = p.pub.Publish(pubsub.InstanceQueue(queue, to), byTarget[to]...)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return p.pub.Publish(queue, msgs...)
+}
+
+// fanOut publishes a copy of msgs to every instance of the consuming
+// service that is not gone.
+func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message) error {
+	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.producer.Queue), p.r.cfg.InstanceTTL)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		copies := pubsub.CopyMessages(ctx, msgs)
+		for _, c := range copies {
+			c.Metadata.Set(pubsub.MetadataTo, id)
+		}
+		if err := p.pub.Publish(pubsub.InstanceQueue(p.producer.Queue, id), copies...); err != nil {
+			return err
+		}
+	}
+	return nil
 }

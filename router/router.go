@@ -24,6 +24,30 @@
 // own subscriptions, so a high-priority queue (rollback_triggers_queue)
 // never waits behind a backlog elsewhere.
 //
+// # Instances
+//
+// Each router is one instance of its service (ServiceConfig.InstanceID).
+// Run registers it in the backend's instance registry, refreshes the
+// record every Heartbeat and removes it on shutdown; a second live process
+// under the same service and id fails to start (pubsub.ErrInstanceTaken).
+// How a queue's messages reach the instances follows its delivery mode
+// (topology.Delivery):
+//   - work: the instances' workers compete for every message;
+//   - addressed: each message names its instance (To, or Reply to answer
+//     a message: the router marks every message it publishes with its
+//     instance, OriginOf), and only that instance's workers receive it;
+//     To(pubsub.InstanceAll) sends a copy to every instance;
+//   - broadcast: every instance of the consuming service not gone gets a
+//     copy, kept for it while it is down; an instance that registers for
+//     the first time gets the latest message.
+//
+// Retries and dead letters are per copy: a dead letter's queue names its
+// instance ("QUEUE@INSTANCE"), and retrying it goes back to that instance.
+// A router that produces to addressed or broadcast queues dead-letters,
+// with the reason "instance gone", what waits for instances without a
+// heartbeat for InstanceTTL; a message is never handed to another
+// instance.
+//
 // # Handler results
 //
 // A handler returns nil to ack. An error schedules a retry: the backend
@@ -125,6 +149,16 @@ type Config struct {
 	// router's Publishers publish through, e.g.
 	// monitoring/tracing.WrapPublisher. Optional.
 	WrapPublisher func(message.Publisher) message.Publisher
+	// Heartbeat is how often the router refreshes its instance's record
+	// in the instance registry. Defaults to DefaultHeartbeat.
+	Heartbeat time.Duration
+	// InstanceTTL is how long an instance may go without a heartbeat
+	// before messages waiting for it are dead-lettered ("instance gone").
+	// Defaults to DefaultInstanceTTL.
+	InstanceTTL time.Duration
+	// Version is the service's version, shown in the instance registry.
+	// Optional.
+	Version string
 }
 
 // Router runs one service's consumers and hands out its publishers.
@@ -144,6 +178,10 @@ type Router struct {
 
 	pubMu sync.Mutex
 	pubs  map[string]*Publisher
+
+	nonce      string    // this process's mark in the instance registry
+	startedAt  time.Time // when New made the router
+	registered bool      // Run registered the instance
 }
 
 // New checks cfg and returns a Router. Errors name the missing field,
@@ -171,6 +209,15 @@ func New(cfg Config) (*Router, error) {
 	if cfg.MaxRetryDelay == 0 {
 		cfg.MaxRetryDelay = middleware.DefaultMaxRetryDelay
 	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.InstanceTTL == 0 {
+		cfg.InstanceTTL = DefaultInstanceTTL
+	}
+	if cfg.Service.InstanceID == "" {
+		cfg.Service.InstanceID = topology.DefaultInstanceID()
+	}
 	name := cfg.Service.Name
 	switch {
 	case cfg.HandlerTimeout < 0:
@@ -179,6 +226,11 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("router %s: Config.ShutdownTimeout must not be negative, got %s", name, cfg.ShutdownTimeout)
 	case cfg.MaxRetryDelay < 0:
 		return nil, fmt.Errorf("router %s: Config.MaxRetryDelay must not be negative, got %s", name, cfg.MaxRetryDelay)
+	case cfg.Heartbeat < 0 || cfg.InstanceTTL < 0:
+		return nil, fmt.Errorf("router %s: Config.Heartbeat and Config.InstanceTTL must not be negative, got %s and %s", name, cfg.Heartbeat, cfg.InstanceTTL)
+	}
+	if err := pubsub.ValidateInstanceID(cfg.Service.InstanceID); err != nil {
+		return nil, fmt.Errorf("router %s: %w: %w", name, topology.ErrInvalidConfig, err)
 	}
 
 	consumers, err := selectConsumers(cfg.Service, cfg.Queues)
@@ -216,6 +268,8 @@ func New(cfg Config) (*Router, error) {
 		closing:   make(chan struct{}),
 		done:      make(chan struct{}),
 		pubs:      map[string]*Publisher{},
+		nonce:     watermill.NewUUID(),
+		startedAt: time.Now(),
 	}, nil
 }
 
@@ -285,6 +339,19 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	if err := r.declareQueues(ctx); err != nil {
 		return err
 	}
+	if err := r.register(ctx); err != nil {
+		return err
+	}
+	regCtx, stopRegistering := context.WithCancel(context.WithoutCancel(ctx))
+	registering := make(chan struct{})
+	go func() {
+		defer close(registering)
+		r.keepRegistered(regCtx)
+	}()
+	defer func() {
+		stopRegistering()
+		<-registering
+	}()
 
 	// Watermill's Close waits for its handlers with CloseTimeout, but a
 	// message already on its way into the router when that wait starts is
@@ -328,7 +395,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 		})
 		for i := 1; i <= c.Workers; i++ {
 			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
-			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), c.Queue, sub, r.cfg.Handlers[c.Handler])
+			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), r.subscribedQueue(c), sub, r.cfg.Handlers[c.Handler])
 			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
 			n++
 		}
@@ -405,7 +472,9 @@ func (r *Router) declareQueues(ctx context.Context) error {
 		return nil
 	}
 	for _, c := range r.consumers {
-		if err := declare(c.Spec()); err != nil {
+		spec := c.Spec()
+		spec.Name = r.subscribedQueue(c)
+		if err := declare(spec); err != nil {
 			return err
 		}
 	}

@@ -381,9 +381,11 @@ func TestPanicIsRetriedThenDeadLettered(t *testing.T) {
 	})
 	require.NoError(t, err)
 	stop := start(t, r)
-	publish(t, b, topology.SafetyProfilesQueue, 1, func(int) string { return "{}" })
-	require.Eventually(t, func() bool { return len(deadLetters(t, b, topology.SafetyProfilesQueue)) == 1 }, waitFor, 5*time.Millisecond)
-	dl := deadLetters(t, b, topology.SafetyProfilesQueue)[0]
+	// Safety profiles are broadcast: each instance has its own queue.
+	mine := pubsub.InstanceQueue(topology.SafetyProfilesQueue, cfg.InstanceID)
+	publish(t, b, mine, 1, func(int) string { return "{}" })
+	require.Eventually(t, func() bool { return len(deadLetters(t, b, mine)) == 1 }, waitFor, 5*time.Millisecond)
+	dl := deadLetters(t, b, mine)[0]
 	require.Equal(t, "panic: nil profile", dl.Error)
 	require.Equal(t, 2, dl.Attempts)
 	require.Equal(t, topology.Singularity, dl.Service)
@@ -428,7 +430,7 @@ func TestTelemetryEndToEnd(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		_, err = pub.Publish(msg.Context(), []byte(`{"rollback":true}`))
+		_, err = pub.Reply(msg.Context(), msg, []byte(`{"rollback":true}`))
 		return err
 	}
 	rolledBack := make(chan struct{})
@@ -498,8 +500,9 @@ func TestHighPriorityQueueHasItsOwnWorkers(t *testing.T) {
 	defer close(block)
 	var consensus atomic.Int32
 	rolledBack := make(chan struct{})
+	cfg := service(t, topology.Singularity, nil)
 	r, err := router.New(router.Config{
-		Service: service(t, topology.Singularity, nil), Backend: b,
+		Service: cfg, Backend: b,
 		HandlerTimeout: time.Minute, ShutdownTimeout: 50 * time.Millisecond,
 		Handlers: map[string]router.Handler{
 			topology.HandleConsensusResult: func(*message.Message) error {
@@ -513,9 +516,9 @@ func TestHighPriorityQueueHasItsOwnWorkers(t *testing.T) {
 	})
 	require.NoError(t, err)
 	stop := start(t, r)
-	publish(t, b, topology.ConsensusQueue, 50, func(int) string { return "{}" })
+	publish(t, b, pubsub.InstanceQueue(topology.ConsensusQueue, cfg.InstanceID), 50, func(int) string { return "{}" })
 	require.Eventually(t, func() bool { return consensus.Load() == 2 }, waitFor, time.Millisecond)
-	publish(t, b, topology.RollbackQueue, 1, func(int) string { return "{}" })
+	publish(t, b, pubsub.InstanceQueue(topology.RollbackQueue, cfg.InstanceID), 1, func(int) string { return "{}" })
 	select {
 	case <-rolledBack:
 	case <-time.After(waitFor):

@@ -1,0 +1,169 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
+)
+
+// Instance defaults.
+const (
+	// DefaultHeartbeat is how often a router refreshes its instance's
+	// record in the registry.
+	DefaultHeartbeat = 5 * time.Second
+	// DefaultInstanceTTL is how long an instance may go without a
+	// heartbeat before what waits for it is dead-lettered.
+	DefaultInstanceTTL = 24 * time.Hour
+)
+
+// staleAfter is how long without a heartbeat makes an instance stale: a
+// process that restarts under its id after that is not refused.
+func (r *Router) staleAfter() time.Duration { return 3 * r.cfg.Heartbeat }
+
+// OriginOf returns the instance that published msg, the one a reply to it
+// goes to; "" when it came from outside a router.
+func OriginOf(msg *message.Message) string { return msg.Metadata.Get(pubsub.MetadataOrigin) }
+
+// InstanceOf returns the instance msg was delivered to on an addressed or
+// broadcast queue; "" on a work queue.
+func InstanceOf(msg *message.Message) string {
+	if d := pubsub.DeliveryOf(msg); d != nil {
+		_, inst := pubsub.SplitInstanceQueue(d.Queue)
+		return inst
+	}
+	return ""
+}
+
+// consumingService returns the service that consumes queue in the
+// topology.
+func consumingService(queue string) string {
+	for _, s := range topology.Services() {
+		cfg, _ := topology.Default(s)
+		if _, ok := cfg.Consumer(queue); ok {
+			return s
+		}
+	}
+	return ""
+}
+
+// subscribedQueue is the queue a consumer's workers subscribe to: the
+// queue itself for work delivery, this instance's queue of it otherwise.
+func (r *Router) subscribedQueue(c topology.Consumer) string {
+	if c.Delivery == topology.DeliveryAddressed || c.Delivery == topology.DeliveryBroadcast {
+		return pubsub.InstanceQueue(c.Queue, r.cfg.Service.InstanceID)
+	}
+	return c.Queue
+}
+
+// instance is this router's record in the instance registry.
+func (r *Router) instance() *pubsub.Instance {
+	host, _ := os.Hostname()
+	inst := &pubsub.Instance{
+		Service: r.Service(), ID: r.cfg.Service.InstanceID, Host: host, PID: os.Getpid(),
+		Version: r.cfg.Version, Nonce: r.nonce, StartedAt: r.startedAt,
+	}
+	for _, c := range r.consumers {
+		inst.Consumers = append(inst.Consumers, pubsub.InstanceConsumer{Queue: c.Queue, Workers: c.Workers})
+	}
+	return inst
+}
+
+// register records the instance in the registry; a new instance (no
+// record yet) gets the latest message of each broadcast queue it
+// consumes. A backend without a registry (ErrUnsupported) runs without
+// one, warned about: addressed and broadcast delivery then need the
+// publisher to name live instances itself.
+func (r *Router) register(ctx context.Context) error {
+	b := r.cfg.Backend
+	known, err := b.InstancesOf(ctx, r.Service(), r.cfg.InstanceTTL)
+	if errors.Is(err, pubsub.ErrUnsupported) {
+		r.logger.Warn("backend has no instance registry: running without one", "error", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("router %s: %w", r.Service(), err)
+	}
+	if err := b.RegisterInstance(ctx, r.instance(), r.staleAfter()); err != nil {
+		return fmt.Errorf("router %s: %w", r.Service(), err)
+	}
+	r.registered = true
+	if slices.Contains(known, r.cfg.Service.InstanceID) {
+		return nil
+	}
+	for _, c := range r.consumers {
+		if c.Delivery != topology.DeliveryBroadcast {
+			continue
+		}
+		if _, err := b.ReplayLatest(ctx, c.Queue, r.cfg.Service.InstanceID); err != nil {
+			return fmt.Errorf("router %s: %w", r.Service(), err)
+		}
+	}
+	return nil
+}
+
+// keepRegistered refreshes the instance's record every Heartbeat and,
+// for the addressed and broadcast queues the service produces to,
+// dead-letters what waits for instances gone longer than InstanceTTL,
+// until ctx ends; then it removes the record.
+func (r *Router) keepRegistered(ctx context.Context) {
+	if !r.registered {
+		return
+	}
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	var lastSweep time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			if err := r.cfg.Backend.DeregisterInstance(dctx, r.Service(), r.cfg.Service.InstanceID); err != nil {
+				r.logger.Warn("deregistering the instance failed", "error", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+		if err := r.cfg.Backend.RegisterInstance(ctx, r.instance(), r.staleAfter()); err != nil && ctx.Err() == nil {
+			r.logger.Error("instance heartbeat failed", "instance", r.cfg.Service.InstanceID, "error", err)
+		}
+		if time.Since(lastSweep) >= r.sweepEvery() {
+			lastSweep = time.Now()
+			r.sweepGone(ctx)
+		}
+	}
+}
+
+// sweepEvery is how often gone instances are swept: often enough that a
+// message waits little past InstanceTTL, never more than once a minute.
+func (r *Router) sweepEvery() time.Duration { return min(time.Minute, max(r.cfg.Heartbeat, r.cfg.InstanceTTL/10)) }
+
+// sweepGone dead-letters what waits for gone instances in the addressed
+// and broadcast queues this service produces to.
+func (r *Router) sweepGone(ctx context.Context) {
+	byService := map[string][]string{}
+	for _, p := range r.cfg.Service.Producers {
+		if p.Delivery == topology.DeliveryWork {
+			continue
+		}
+		if svc := consumingService(p.Queue); svc != "" {
+			byService[svc] = append(byService[svc], p.Queue)
+		}
+	}
+	for svc, queues := range byService {
+		n, err := r.cfg.Backend.ExpireInstances(ctx, svc, queues, r.cfg.InstanceTTL)
+		if err != nil && ctx.Err() == nil {
+			r.logger.Warn("dead-lettering messages of gone instances failed", "service", svc, "error", err)
+		}
+		if n > 0 {
+			r.logger.Warn("dead-lettered messages of gone instances", "service", svc, "messages", n, "reason", pubsub.ReasonInstanceGone)
+		}
+	}
+}
