@@ -143,7 +143,9 @@ func (r *Router) keepRegistered(ctx context.Context) {
 
 // sweepEvery is how often gone instances are swept: often enough that a
 // message waits little past InstanceTTL, never more than once a minute.
-func (r *Router) sweepEvery() time.Duration { return min(time.Minute, max(r.cfg.Heartbeat, r.cfg.InstanceTTL/10)) }
+func (r *Router) sweepEvery() time.Duration {
+	return min(time.Minute, max(r.cfg.Heartbeat, r.cfg.InstanceTTL/10))
+}
 
 // sweepGone dead-letters what waits for gone instances in the addressed
 // and broadcast queues this service produces to.
