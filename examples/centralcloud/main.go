@@ -8,7 +8,7 @@
 // QUANTUM_FLOW_RETRY_DELAY_MS, or a YAML file with -config; -url overrides
 // the database URL. SIGINT or SIGTERM shuts it down gracefully.
 //
-//	go run ./examples/centralcloud -url postgres://localhost/central_services
+//	go run ./examples/centralcloud -url postgres://localhost/quantumflow
 package main
 
 import (

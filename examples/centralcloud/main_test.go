@@ -37,13 +37,18 @@ func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
 		done <- run(runCtx, nil, testutil.Env(map[string]string{"QUANTUM_FLOW_DATABASE_URL": url}), &logs)
 	}()
 
+	// As a Singularity instance's router publishes it: marked with its
+	// instance, which the result goes back to.
 	payload, _ := json.Marshal(handlers.Proposal{ID: "p1", Instance: "test", Risk: 0.1})
-	require.NoError(t, admin.Publisher().Publish(topology.ProposalsQueue, message.NewMessage(watermill.NewUUID(), payload)))
+	proposal := message.NewMessage(watermill.NewUUID(), payload)
+	proposal.Metadata.Set(pubsub.MetadataOrigin, "test")
+	require.NoError(t, admin.Publisher().Publish(topology.ProposalsQueue, proposal))
+	results := pubsub.InstanceQueue(topology.ConsensusQueue, "test")
 	require.Eventually(t, func() bool {
-		msgs, err := admin.ListPending(ctx, topology.ConsensusQueue, 10)
+		msgs, err := admin.ListPending(ctx, results, 10)
 		return err == nil && len(msgs) == 1
-	}, 10*time.Second, 10*time.Millisecond, "a consensus result is published")
-	msgs, err := admin.ListPending(ctx, topology.ConsensusQueue, 10)
+	}, 10*time.Second, 10*time.Millisecond, "a consensus result is published for the proposer")
+	msgs, err := admin.ListPending(ctx, results, 10)
 	require.NoError(t, err)
 	var res handlers.ConsensusResult
 	require.NoError(t, json.Unmarshal(msgs[0].Payload, &res))

@@ -92,7 +92,8 @@ func (c *CentralCloud) HandleProposal(msg *message.Message) error {
 	}
 	res := Vote(p)
 	payload, _ := json.Marshal(res)
-	if _, err := c.results.Publish(msg.Context(), payload, router.WithMetadata("proposal_id", p.ID)); err != nil {
+	// The result goes back to the instance that proposed.
+	if _, err := c.results.Reply(msg.Context(), msg, payload, router.WithMetadata("proposal_id", p.ID)); err != nil {
 		return fmt.Errorf("proposal %s: publish consensus result: %w", p.ID, err)
 	}
 	c.Proposals.Add(1)
@@ -137,7 +138,8 @@ func (c *CentralCloud) HandleMetrics(msg *message.Message) error {
 		t := RollbackTrigger{Instance: m.Instance, ProposalID: m.ProposalID, ErrorRate: m.ErrorRate,
 			Reason: fmt.Sprintf("error rate %.2f above %.2f", m.ErrorRate, RollbackThreshold)}
 		payload, _ := json.Marshal(t)
-		if _, err := c.rollbacks.Publish(msg.Context(), payload, router.WithPriority(pubsub.PriorityHigh)); err != nil {
+		// The rollback is for the instance that reported the metrics.
+		if _, err := c.rollbacks.Reply(msg.Context(), msg, payload, router.WithPriority(pubsub.PriorityHigh)); err != nil {
 			return fmt.Errorf("metrics from %s: publish rollback trigger: %w", m.Instance, err)
 		}
 		c.RollbacksSent.Add(1)
@@ -148,7 +150,7 @@ func (c *CentralCloud) HandleMetrics(msg *message.Message) error {
 }
 
 // HandlePattern is handle_pattern_discovered: an unsafe pattern tightens
-// the safety profile, which is sent to every instance.
+// the safety profile, which is broadcast to every instance.
 func (c *CentralCloud) HandlePattern(msg *message.Message) error {
 	var p Pattern
 	if err := decode(msg, &p); err != nil {

@@ -35,8 +35,8 @@ const (
 // (consensus_results_queue).
 type ConsensusResult struct {
 	ProposalID string `json:"proposal_id"`
-	// Instance is the instance that proposed; any instance may handle the
-	// result, since all of them compete on the queue.
+	// Instance is the instance that proposed, the one the result is
+	// addressed to (consensus_results_queue has addressed delivery).
 	Instance string `json:"instance"`
 	Decision string `json:"decision"`
 	For      int    `json:"votes_for"`

@@ -38,6 +38,10 @@ type Singularity struct {
 
 	// Counters of handled messages, for examples and tests.
 	Approved, Rejected, Rollbacks, ProfileUpdates atomic.Int64
+	// Misrouted counts consensus results for another instance's proposal
+	// and rollbacks naming another instance: with addressed delivery it
+	// stays 0.
+	Misrouted atomic.Int64
 
 	mu      sync.Mutex
 	profile SafetyProfile // the newest seen
@@ -144,6 +148,9 @@ func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
 	if err := decode(msg, &r); err != nil {
 		return err
 	}
+	if r.Instance != s.Instance {
+		s.Misrouted.Add(1)
+	}
 	ev := telemetry.ConsensusRejected
 	if r.Decision == Approved {
 		ev = telemetry.ConsensusApproved
@@ -167,6 +174,9 @@ func (s *Singularity) HandleRollbackTrigger(msg *message.Message) error {
 	var t RollbackTrigger
 	if err := decode(msg, &t); err != nil {
 		return err
+	}
+	if t.Instance != s.Instance && t.Instance != pubsub.InstanceAll {
+		s.Misrouted.Add(1)
 	}
 	s.Rollbacks.Add(1)
 	s.log().Debug("rollback", "instance", s.Instance, "for", t.Instance, "reason", t.Reason)

@@ -3,15 +3,17 @@
 // CentralCloud every -interval (a proposal, its execution metrics and,
 // every other round, a pattern) and handles what CentralCloud sends back:
 // consensus results, rollback triggers and safety profile updates. Run as
-// many as you like against one backend: they compete for CentralCloud's
-// answers, as the seed's instances do.
+// many as you like against the backend CentralCloud uses, each under its
+// own -instance: each gets the results of its own proposals and the
+// rollbacks meant for it, and every one gets every safety profile.
 //
 // Configuration is the seed's: QUANTUM_FLOW_DATABASE_URL,
 // QUANTUM_FLOW_*_WORKERS, QUANTUM_FLOW_MAX_RETRIES,
-// QUANTUM_FLOW_RETRY_DELAY_MS, or a YAML file with -config; -url overrides
-// the database URL. SIGINT or SIGTERM shuts it down gracefully.
+// QUANTUM_FLOW_RETRY_DELAY_MS, QUANTUM_FLOW_INSTANCE_ID, or a YAML file
+// with -config; -url overrides the backend URL and -instance the instance
+// id. SIGINT or SIGTERM shuts it down gracefully.
 //
-//	go run ./examples/singularity -url postgres://localhost/singularity -rounds 10
+//	go run ./examples/singularity -url postgres://localhost/quantumflow -instance s1 -rounds 10
 package main
 
 import (
@@ -49,12 +51,11 @@ func main() {
 
 // run runs the instance until ctx is cancelled.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stderr io.Writer) error {
-	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("singularity", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file")
 	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_DATABASE_URL and the file)")
-	instance := fs.String("instance", fmt.Sprintf("%s-%d", host, os.Getpid()), "instance name")
+	instance := fs.String("instance", "", "instance id (default: QUANTUM_FLOW_INSTANCE_ID, the file, the host name)")
 	interval := fs.Duration("interval", 2*time.Second, "time between rounds of work")
 	rounds := fs.Int("rounds", 0, "rounds of work to send, then only handle messages (0: no limit)")
 	verbose := fs.Bool("v", false, "log every message handled")
@@ -68,8 +69,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if *verbose {
 		level = slog.LevelDebug
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", *instance)
-
 	cfg, err := topology.Load(topology.LoadOptions{
 		Service: topology.Singularity, Path: *configPath, LookupEnv: lookupEnv,
 		Overrides: topology.Overrides{DatabaseURL: *url},
@@ -77,13 +76,20 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		return err
 	}
+	if *instance != "" {
+		if err := pubsub.ValidateInstanceID(*instance); err != nil {
+			return usageError{fmt.Errorf("-instance: %w", err)}
+		}
+		cfg.InstanceID = *instance
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", cfg.InstanceID)
 	backend, err := pubsub.Open(ctx, cfg.DatabaseURL, pubsub.WithLogger(logger))
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
 
-	s := &handlers.Singularity{Instance: *instance, Logger: logger}
+	s := &handlers.Singularity{Instance: cfg.InstanceID, Logger: logger}
 	r, err := router.New(router.Config{Service: cfg, Backend: backend, Handlers: s.Handlers(), Logger: logger})
 	if err != nil {
 		return err
@@ -105,7 +111,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
 	for n := 0; (*rounds == 0 || n < *rounds) && ctx.Err() == nil; n++ {
-		if _, err := s.Send(ctx, handlers.PlanRound(*instance, n)); err != nil && ctx.Err() == nil {
+		if _, err := s.Send(ctx, handlers.PlanRound(cfg.InstanceID, n)); err != nil && ctx.Err() == nil {
 			logger.Error("sending a round failed", "round", n, "error", err)
 		}
 		select {
@@ -116,7 +122,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	err = <-runErr
 	p := s.SafetyProfile()
 	logger.Info("singularity stopped", "approved", s.Approved.Load(), "rejected", s.Rejected.Load(),
-		"rollbacks", s.Rollbacks.Load(), "profile_updates", s.ProfileUpdates.Load(), "profile_version", p.Version)
+		"rollbacks", s.Rollbacks.Load(), "profile_updates", s.ProfileUpdates.Load(), "profile_version", p.Version,
+		"misrouted", s.Misrouted.Load())
 	return err
 }
 
