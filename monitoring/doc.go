@@ -11,7 +11,8 @@
 //     (Middlewares, WrapPublisher). tracing.Setup reads the OTEL_
 //     environment variables and exports nothing unless asked.
 //   - monitoring/httpapi: the http.Handler with /metrics, /healthz, /readyz,
-//     the JSON admin API and the web dashboard, run by `quantumflow serve`.
+//     the JSON admin API and the web dashboard, which a service mounts
+//     under a prefix of its own mux and `quantumflow serve` runs.
 //
 // deploy/prometheus/alerts.yml and deploy/grafana/quantumflow.json use the
 // metric names of monitoring/metrics; tests check that they do.
@@ -37,7 +38,7 @@
 //		WrapPublisher: topts.Wrap,
 //	})
 //
-//	mux.Handle("/", httpapi.New(httpapi.Options{
+//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", httpapi.New(httpapi.Options{
 //		Backend: backend, Registry: reg, AdminToken: os.Getenv(httpapi.TokenEnv), Logger: logger,
-//	}))
+//	})))
 package monitoring

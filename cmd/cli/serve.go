@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +42,9 @@ func (a *app) serveCommand() *cobra.Command {
 It listens on 127.0.0.1 unless --http names another host; an address without
 a host (":8470") also means 127.0.0.1. Use 0.0.0.0:PORT to listen on every
 interface.
+
+A service can mount the same handler under a prefix of its own mux instead:
+see the package github.com/quantumflow/quantumflow/monitoring/httpapi.
 
 Mutating requests need "Authorization: Bearer $QUANTUM_FLOW_ADMIN_TOKEN". The
 token is read from the environment only (never a flag, which other users could
@@ -95,23 +96,6 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			if err != nil {
 				return fmt.Errorf("serve: listen on %s: %w", listenAddr, err)
 			}
-			srv := &http.Server{
-				Handler: httpapi.New(httpapi.Options{
-					Backend: b, Registry: reg, AdminToken: token, DLQAlertThreshold: threshold, Logger: log,
-				}),
-				ReadHeaderTimeout: 10 * time.Second,
-				ReadTimeout:       30 * time.Second,
-				WriteTimeout:      60 * time.Second,
-				IdleTimeout:       2 * time.Minute,
-			}
-
-			runCtx, stop := context.WithCancel(ctx)
-			defer stop()
-			var wg sync.WaitGroup
-			wg.Go(func() { _ = poller.Run(runCtx) })
-			serveErr := make(chan error, 1)
-			wg.Go(func() { serveErr <- srv.Serve(ln) })
-
 			url := "http://" + ln.Addr().String() + "/"
 			out := cmd.OutOrStdout()
 			if a.jsonOut {
@@ -120,24 +104,19 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 				err = writeFlush(out, []byte(fmt.Sprintf("serving %s on %s (dashboard /, metrics /metrics; admin %s)\n",
 					b.String(), url, map[bool]string{true: "enabled", false: "disabled: no " + httpapi.TokenEnv}[token != ""])))
 			}
+			if err != nil {
+				_ = ln.Close()
+				return err
+			}
 
-			if err == nil {
-				select {
-				case <-ctx.Done():
-				case err = <-serveErr:
-					err = fmt.Errorf("serve: %w", err)
-				}
-			}
+			runCtx, stop := context.WithCancel(ctx)
+			var polling sync.WaitGroup
+			polling.Go(func() { _ = poller.Run(runCtx) })
+			err = httpapi.Serve(ctx, ln, httpapi.New(httpapi.Options{
+				Backend: b, Registry: reg, AdminToken: token, DLQAlertThreshold: threshold, Logger: log,
+			}))
 			stop()
-			shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if sErr := srv.Shutdown(shutCtx); sErr != nil && err == nil {
-				err = fmt.Errorf("serve: shutdown: %w", sErr)
-			}
-			wg.Wait()
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
+			polling.Wait()
 			return err
 		}),
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,24 +66,7 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 	id := ids[0]
 	row := `#dead-letters tr[data-id="` + id + `"]`
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1400, 1000),
-	)...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
-	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
-	defer cancel()
+	bctx := newBrowser(t, browser)
 
 	art := artifactDir(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -168,6 +152,72 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 	hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.querySelector("#alert").hidden`))
 	require.NoError(t, err)
 	require.True(t, hidden, "1 dead letter is not above the threshold of 1: no longer degraded")
+}
+
+// newBrowser starts a headless Chromium for the test and returns its
+// context, bounded to 90 seconds; the browser stops when the test ends.
+func newBrowser(t *testing.T, browser string) context.Context {
+	t.Helper()
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1400, 1000),
+	)...)
+	bctx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return bctx
+}
+
+// TestDashboardUnderPrefix drives the dashboard mounted under a prefix of
+// a service's own mux, entered by the mount point without its slash: the
+// page loads its script, its fetches reach the API under the prefix (the
+// queues and dead letters show), and a retry posts there too. Nothing
+// reaches the service outside the prefix.
+func TestDashboardUnderPrefix(t *testing.T) {
+	t.Parallel()
+	browser := chromiumPath(t)
+	svc, b := mountService(t, func(mux *http.ServeMux, h http.Handler) {
+		mux.Handle("/ops/quantumflow/", http.StripPrefix("/ops/quantumflow", h))
+	}, httpapi.Options{AdminToken: token})
+	ids := deadLetter(t, b, "consensus_results_queue", `{"proposal":"p-7"}`)
+	publish(t, b, "proposals_for_consensus_queue", `{"proposal":"p-8"}`)
+	row := `#dead-letters tr[data-id="` + ids[0] + `"]`
+	bctx := newBrowser(t, browser)
+
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Navigate(svc.server.URL+"/ops/quantumflow"),
+		chromedp.WaitVisible(chromedp.CSS(row)),
+		chromedp.WaitVisible(chromedp.CSS(`#queues tr[data-queue="proposals_for_consensus_queue"]`)),
+	))
+	loc, err := chromedp.Run(bctx, chromedp.Location())
+	require.NoError(t, err)
+	require.Equal(t, svc.server.URL+"/ops/quantumflow/", loc)
+
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.SendKeys(chromedp.CSS(`#token`), token),
+		chromedp.Click(chromedp.CSS(`#save-token`)),
+		chromedp.Click(chromedp.CSS(row+` button.retry`)),
+		waitText(`#message`, "Retried 1 dead letter."),
+		chromedp.WaitNotPresent(chromedp.CSS(row)),
+	))
+	st, err := b.Stats(context.Background(), "consensus_results_queue")
+	require.NoError(t, err)
+	require.Equal(t, int64(0), st.DeadLetters)
+	require.Equal(t, int64(1), st.Pending)
+	require.Empty(t, svc.stray(), "the dashboard left its prefix")
 }
 
 // waitText waits until the text of the element sel contains want.

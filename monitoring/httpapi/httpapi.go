@@ -1,5 +1,7 @@
 // Package httpapi is QuantumFlow's operator HTTP surface: an http.Handler a
-// service can mount (and `quantumflow serve` runs) with
+// service mounts in its own http.ServeMux (and `quantumflow serve` runs at
+// the root of a server of its own, with Serve) with these paths, relative
+// to where it is mounted:
 //
 //	GET  /metrics                      Prometheus exposition of Options.Registry
 //	GET  /healthz                      alive
@@ -26,6 +28,26 @@
 // When the dead letters of all queues exceed DLQAlertThreshold (default
 // 100, the seed's production alert) the API and dashboard report the
 // backend as degraded.
+//
+// # Mounting
+//
+// Every link and fetch of the dashboard is relative to the page, so the
+// handler works under any prefix of a service's own mux, as River UI and
+// Oban Web are mounted, with http.StripPrefix:
+//
+//	mux := http.NewServeMux()
+//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", httpapi.New(httpapi.Options{
+//		Backend: backend, Registry: reg, AdminToken: os.Getenv(httpapi.TokenEnv), Logger: logger,
+//	})))
+//
+// The dashboard is then /quantumflow/ (the mux redirects /quantumflow
+// there), the API /quantumflow/api/..., and the metrics and health checks
+// /quantumflow/metrics, /quantumflow/healthz and /quantumflow/readyz. The
+// prefix may be stripped with or without its trailing slash. Whoever can
+// reach the prefix can read queues, pending payloads and dead letters:
+// expose it as the rest of the service's admin surface, not publicly. The
+// dashboard refuses to be framed (X-Frame-Options, CSP frame-ancestors), so
+// it is a page of its own, not a panel inside the service's pages.
 package httpapi
 
 import (
@@ -40,6 +62,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +171,49 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, static, "index.html")
 	})
-	return securityHeaders(mux)
+	return mountPoint(securityHeaders(mux))
+}
+
+// mountPoint adapts the paths http.StripPrefix leaves to the handler's
+// own, which begin with "/". StripPrefix("/quantumflow/", ...) leaves
+// "api/queues", and the mount point itself becomes "": "/quantumflow"
+// under StripPrefix("/quantumflow", ...) with the handler registered for
+// that exact path, or "/quantumflow/" under StripPrefix("/quantumflow/",
+// ...). The dashboard's links and fetches are relative ("static/app.js",
+// "api/queues"), so the page must be at a URL ending in "/": a mount point
+// without one is redirected there, by a relative Location that stays right
+// behind any further prefix a proxy strips. A ServeMux left alone would
+// redirect both cases to absolute paths, out of the mount.
+func mountPoint(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.URL.Path == "" {
+			// RequestURI is the path the client asked for, before any
+			// StripPrefix; empty for a request made in process.
+			asked, _, _ := strings.Cut(r.RequestURI, "?")
+			if asked != "" && !strings.HasSuffix(asked, "/") {
+				loc := path.Base(asked) + "/"
+				if r.URL.RawQuery != "" {
+					loc += "?" + r.URL.RawQuery
+				}
+				w.Header().Set("Location", loc)
+				w.WriteHeader(http.StatusMovedPermanently)
+				return
+			}
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		u := *r.URL
+		u.Path = "/" + u.Path
+		if u.RawPath != "" {
+			u.RawPath = "/" + u.RawPath
+		}
+		r2.URL = &u
+		next.ServeHTTP(w, r2)
+	})
 }
 
 func securityHeaders(next http.Handler) http.Handler {
