@@ -12,8 +12,8 @@
 //
 // The harness starts the servers it needs (a throwaway PostgreSQL cluster
 // with fsync on, embedded NATS servers with and without SyncAlways) and
-// stops them. Run it with `quantumflow bench`; Quick runs every scenario in
-// a smoke-test size.
+// stops them. Run it with `go run ./cmd/quantumflow-bench`; Quick runs
+// every scenario in a smoke-test size.
 //
 // Scenarios:
 //   - publish: one message per call, 1, 8 and 64 concurrent publishers;

@@ -37,7 +37,7 @@ func TestQuickRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rep, err := bench.Run(ctx, bench.Config{Quick: true, Progress: testLog{t}, Command: "go run ./cmd/quantumflow bench --quick"})
+	rep, err := bench.Run(ctx, bench.Config{Quick: true, Progress: testLog{t}, Command: "go run ./cmd/quantumflow-bench --quick"})
 	require.NoError(t, err)
 
 	if rep.Machine.PostgreSQL == "" {

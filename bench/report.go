@@ -305,7 +305,7 @@ func figure(r *Result) string {
 	if r.Error != "" {
 		return "error: " + mdEscape(r.Error)
 	}
-	return fmt.Sprintf("%s", fmtRate(r.Throughput))
+	return fmtRate(r.Throughput)
 }
 
 func latCells(r *Result) []string {

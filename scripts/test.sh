@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of QuantumFlow: formatting, vet, the race-enabled test
-# suite against a throwaway PostgreSQL and embedded NATS servers the tests
-# start themselves, and a quick smoke run of the benchmark harness.
+# Runs every test of QuantumFlow: formatting, vet, staticcheck, the
+# race-enabled test suite against a throwaway PostgreSQL and embedded NATS
+# servers the tests start themselves, and a quick smoke run of the benchmark
+# harness (bench's TestQuickRun, the same run as quantumflow-bench --quick).
 #
 # Set CI=true to turn every "service unavailable" skip into a failure.
 set -euo pipefail
@@ -17,6 +18,13 @@ fi
 
 echo "== go vet"
 go vet ./...
+
+# staticcheck, pinned. `go run pkg@version` builds it from the module proxy
+# with its own go.mod, so a fresh machine needs nothing installed and the
+# project's module graph is not touched by the linter's dependencies (a
+# `tool` directive in go.mod would add them to it).
+echo "== staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 30m ./...
