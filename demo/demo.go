@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -177,6 +178,12 @@ type Summary struct {
 	Lost int `json:"lost"`
 	// Events counts each of the seed's 14 telemetry events by name.
 	Events map[string]int64 `json:"events"`
+	// Routing says, per Singularity instance, what CentralCloud's answers
+	// reached it.
+	Routing []InstanceRouting `json:"routing"`
+	// Misrouted sums the messages that reached an instance they were not
+	// for. It must be 0.
+	Misrouted int64 `json:"misrouted"`
 	// Error is the error Run returned with this summary, secrets
 	// redacted.
 	Error string `json:"error,omitempty"`
@@ -214,6 +221,23 @@ type QueueSummary struct {
 	// Recovered counts messages an earlier run published that this run
 	// consumed or dead-lettered (they survived a restart of the demo).
 	Recovered int `json:"recovered"`
+}
+
+// InstanceRouting is what reached one Singularity instance.
+type InstanceRouting struct {
+	Instance string `json:"instance"`
+	// Results counts consensus results for its own proposals,
+	// ResultsForOthers those for another instance's (must be 0).
+	Results          int64 `json:"results"`
+	ResultsForOthers int64 `json:"results_for_others"`
+	// Rollbacks counts rollback triggers for it (or for all),
+	// RollbacksForOthers those naming another instance (must be 0).
+	Rollbacks          int64 `json:"rollbacks"`
+	RollbacksForOthers int64 `json:"rollbacks_for_others"`
+	// ProfilesReceived counts the distinct safety profiles it received;
+	// it must equal ProfilesPublished.
+	ProfilesReceived  int `json:"profiles_received"`
+	ProfilesPublished int `json:"profiles_published"`
 }
 
 // node is one service instance: its own backend connection and router.
@@ -277,6 +301,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 	if err != nil {
 		return Summary{}, err
 	}
+	ccCfg.InstanceID = topology.CentralCloud
 	sgCfg, err := load(topology.Singularity)
 	if err != nil {
 		return Summary{}, err
@@ -363,7 +388,9 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 	for i := range instances {
 		name := fmt.Sprintf("singularity-%d", i+1)
 		s := &handlers.Singularity{Instance: name, Telemetry: bus, Logger: log.With("node", name)}
-		if err := startNode(name, sgCfg, s.Handlers(), s.Bind); err != nil {
+		cfg := sgCfg
+		cfg.InstanceID = name
+		if err := startNode(name, cfg, s.Handlers(), s.Bind); err != nil {
 			return Summary{}, err
 		}
 		instances[i] = s
@@ -469,9 +496,19 @@ wait:
 	sum.Total.Queue = "total"
 	sum.Lost = sum.Total.Lost
 	sum.Events = track.eventCounts()
+	sum.Routing = routing(instances, track)
+	for _, r := range sum.Routing {
+		sum.Misrouted += r.ResultsForOthers + r.RollbacksForOthers
+		if sum.Settled && r.ProfilesReceived != r.ProfilesPublished {
+			runErr = errors.Join(runErr, fmt.Errorf("%s received %d of %d safety profiles", r.Instance, r.ProfilesReceived, r.ProfilesPublished))
+		}
+	}
 	sum.DurationMS = time.Since(start).Milliseconds()
 	if sum.Lost > 0 {
 		runErr = errors.Join(runErr, fmt.Errorf("%d message(s) lost", sum.Lost))
+	}
+	if sum.Misrouted > 0 {
+		runErr = errors.Join(runErr, fmt.Errorf("%d message(s) reached an instance they were not for", sum.Misrouted))
 	}
 	if runErr != nil {
 		// Errors a driver formatted may repeat parts of the URL.
@@ -481,10 +518,47 @@ wait:
 	return sum, runErr
 }
 
+// routing says what reached each instance.
+func routing(instances []*handlers.Singularity, track *tracker) []InstanceRouting {
+	profiles := track.received(topology.SafetyProfilesQueue)
+	published := track.publishedOnce(topology.SafetyProfilesQueue)
+	out := make([]InstanceRouting, len(instances))
+	for i, s := range instances {
+		others := s.ResultsForOthers.Load()
+		out[i] = InstanceRouting{
+			Instance: s.Instance, Results: s.Approved.Load() + s.Rejected.Load() - others, ResultsForOthers: others,
+			Rollbacks: s.Rollbacks.Load() - s.RollbacksForOthers.Load(), RollbacksForOthers: s.RollbacksForOthers.Load(),
+			ProfilesReceived: profiles[s.Instance], ProfilesPublished: published,
+		}
+	}
+	return out
+}
+
+// topologyQueues lists the queues of the topology the backend has: the
+// six, and the instance queues of the addressed and broadcast ones.
+func topologyQueues(ctx context.Context, b *pubsub.Backend) ([]string, error) {
+	infos, err := b.ListQueues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := topology.QueueNames()
+	var out []string
+	for _, qi := range infos {
+		if q, _ := pubsub.SplitInstanceQueue(qi.Name); slices.Contains(names, q) {
+			out = append(out, qi.Name)
+		}
+	}
+	return out, nil
+}
+
 // backendIdle reports whether no queue of the topology holds a message
 // (pending, in flight or waiting for a retry).
 func backendIdle(ctx context.Context, b *pubsub.Backend) bool {
-	for _, q := range topology.QueueNames() {
+	queues, err := topologyQueues(ctx, b)
+	if err != nil {
+		return false
+	}
+	for _, q := range queues {
 		st, err := b.Stats(ctx, q)
 		if err != nil || st.Pending+st.InFlight+st.Scheduled > 0 {
 			return false
@@ -500,7 +574,8 @@ func waitInFlight(ctx context.Context, b *pubsub.Backend, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
 		var n int64
-		for _, q := range topology.QueueNames() {
+		queues, _ := topologyQueues(ctx, b)
+		for _, q := range queues {
 			if st, err := b.Stats(ctx, q); err == nil {
 				n += st.InFlight
 			}
@@ -516,10 +591,10 @@ func waitInFlight(ctx context.Context, b *pubsub.Backend, limit time.Duration) {
 	}
 }
 
-// backendIDs lists, per queue of the topology, the ids of the messages
-// still pending and of the dead letters, and how many messages the backend
-// still holds as in flight (delivered, neither acked nor given back; their
-// ids cannot be listed).
+// backendIDs lists, per queue of the topology, the copies (copyKey) still
+// pending and dead-lettered, and how many messages the backend still holds
+// as in flight (delivered, neither acked nor given back; their ids cannot
+// be listed).
 func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[string]map[string]struct{}, inFlight map[string]int, err error) {
 	const limit = 100_000
 	pending = map[string]map[string]struct{}{}
@@ -528,25 +603,32 @@ func backendIDs(ctx context.Context, b *pubsub.Backend) (pending, dead map[strin
 	for _, q := range topology.QueueNames() {
 		pending[q] = map[string]struct{}{}
 		dead[q] = map[string]struct{}{}
-		msgs, err := b.ListPending(ctx, q, limit)
-		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
-			return nil, nil, nil, fmt.Errorf("pending of queue %s: %w", q, err)
+	}
+	queues, err := topologyQueues(ctx, b)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for _, name := range queues {
+		q, instance := pubsub.SplitInstanceQueue(name)
+		msgs, err := b.ListPending(ctx, name, limit)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("pending of queue %s: %w", name, err)
 		}
 		for _, m := range msgs {
-			pending[q][m.ID] = struct{}{}
+			pending[q][copyKey(m.ID, instance)] = struct{}{}
 		}
-		dls, err := b.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: q, Limit: limit})
+		dls, err := b.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: name, Limit: limit})
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("dead letters of queue %s: %w", q, err)
+			return nil, nil, nil, fmt.Errorf("dead letters of queue %s: %w", name, err)
 		}
 		for _, d := range dls {
-			dead[q][d.ID] = struct{}{}
+			dead[q][copyKey(d.ID, instance)] = struct{}{}
 		}
-		st, err := b.Stats(ctx, q)
-		if err != nil && !errors.Is(err, pubsub.ErrQueueNotFound) {
-			return nil, nil, nil, fmt.Errorf("stats of queue %s: %w", q, err)
+		st, err := b.Stats(ctx, name)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("stats of queue %s: %w", name, err)
 		}
-		inFlight[q] = int(st.InFlight)
+		inFlight[q] += int(st.InFlight)
 	}
 	return pending, dead, inFlight, nil
 }

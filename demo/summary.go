@@ -25,6 +25,19 @@ func (s Summary) WriteText(w io.Writer) error {
 			strconv.Itoa(q.DeadLettered), strconv.Itoa(q.Pending + q.InFlight), strconv.Itoa(q.Lost)}, "\t"))
 	}
 	_ = tw.Flush() // a strings.Builder does not fail
+	if len(s.Routing) > 0 {
+		b.WriteString("\n")
+		tw = tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INSTANCE\tRESULTS\tRESULTS FOR OTHERS\tROLLBACKS\tROLLBACKS FOR OTHERS\tPROFILES")
+		for _, r := range s.Routing {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d of %d\n", r.Instance, r.Results, r.ResultsForOthers, r.Rollbacks, r.RollbacksForOthers,
+				r.ProfilesReceived, r.ProfilesPublished)
+		}
+		_ = tw.Flush()
+		if s.Misrouted > 0 {
+			fmt.Fprintf(&b, "MISROUTED: %d message(s) reached an instance they were not for\n", s.Misrouted)
+		}
+	}
 	e := s.Events
 	fmt.Fprintf(&b, "\nconsensus: %d approved, %d rejected; rollbacks completed: %d; safety profile updates: %d\n",
 		e[telemetry.NameConsensusApproved], e[telemetry.NameConsensusRejected], e[telemetry.NameRollbackCompleted], e[telemetry.NameProfileUpdated])

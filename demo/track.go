@@ -3,6 +3,7 @@ package demo
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/quantumflow/quantumflow/telemetry"
@@ -48,10 +49,21 @@ func (t *tracker) queue(name string) *queueTrack {
 	return q
 }
 
+// copyKey names one copy of a message: its id, and on addressed and
+// broadcast queues the instance the copy is for.
+func copyKey(id, instance string) string {
+	if instance == "" {
+		return id
+	}
+	return id + "@" + instance
+}
+
 // handle is the telemetry handler; it is quick and does not block.
 func (t *tracker) handle(ev telemetry.Event, m telemetry.Measurements, md telemetry.Metadata) {
 	queue, _ := md[telemetry.MetaQueue].(string)
 	id, _ := md[telemetry.MetaMessageID].(string)
+	instance, _ := md[telemetry.MetaInstance].(string)
+	id = copyKey(id, instance)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	name := ev.Name()
@@ -122,6 +134,33 @@ func (t *tracker) progress() progress {
 // once everything published is settled nothing more is on its way.
 func (t *tracker) settled() bool {
 	return t.progress().open == 0
+}
+
+// received returns how many distinct copies of queue's messages each
+// instance consumed.
+func (t *tracker) received(queue string) map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]int{}
+	for key := range t.queue(queue).consumed {
+		if _, inst, ok := strings.Cut(key, "@"); ok {
+			out[inst]++
+		}
+	}
+	return out
+}
+
+// published returns how many messages of queue were published, copies
+// not counted.
+func (t *tracker) publishedOnce(queue string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ids := map[string]struct{}{}
+	for key := range t.queue(queue).published {
+		id, _, _ := strings.Cut(key, "@")
+		ids[id] = struct{}{}
+	}
+	return len(ids)
 }
 
 // eventCounts returns how often each of the seed's 14 events fired.

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -78,16 +77,10 @@ func (r *Router) instance() *pubsub.Instance {
 
 // register records the instance in the registry; a new instance (no
 // record yet) gets the latest message of each broadcast queue it
-// consumes. A backend without a registry (ErrUnsupported) runs without
-// one, warned about: addressed and broadcast delivery then need the
-// publisher to name live instances itself.
+// consumes.
 func (r *Router) register(ctx context.Context) error {
 	b := r.cfg.Backend
 	known, err := b.InstancesOf(ctx, r.Service(), r.cfg.InstanceTTL)
-	if errors.Is(err, pubsub.ErrUnsupported) {
-		r.logger.Warn("backend has no instance registry: running without one", "error", err)
-		return nil
-	}
 	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}

@@ -152,20 +152,24 @@ func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Messag
 		m.SetContext(ctx)
 	}
 	var err error
+	var sent []*message.Message
 	select {
 	case p.turns <- struct{}{}:
-		err = p.route(ctx, msgs)
+		sent, err = p.route(ctx, msgs)
 		<-p.turns
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	if err != nil {
 		err = fmt.Errorf("publish %d message(s) to %s: %w", len(msgs), p.producer.Queue, err)
+		sent = msgs
 	}
-	p.emit(msgs, time.Since(start), err)
+	p.emit(sent, time.Since(start), err)
 	return err
 }
 
+// emit emits the events of msgs: for addressed and broadcast queues, of
+// each instance's copy, with the instance named.
 func (p *Publisher) emit(msgs []*message.Message, elapsed time.Duration, err error) {
 	if !p.bus.ListeningUnder(telemetry.Prefix) {
 		return
@@ -182,6 +186,9 @@ func (p *Publisher) emit(msgs []*message.Message, elapsed time.Duration, err err
 		if prio, has, _ := pubsub.PriorityOf(m); has {
 			md[telemetry.MetaPriority] = int(prio)
 		}
+		if to := m.Metadata.Get(pubsub.MetadataTo); to != "" && p.producer.Delivery != topology.DeliveryWork {
+			md[telemetry.MetaInstance] = to
+		}
 		if err != nil {
 			md[telemetry.MetaError] = err.Error()
 			p.bus.Execute(telemetry.PublishFailed, meas, md)
@@ -194,13 +201,14 @@ func (p *Publisher) emit(msgs []*message.Message, elapsed time.Duration, err err
 	}
 }
 
-// route publishes msgs as the queue's delivery says.
-func (p *Publisher) route(ctx context.Context, msgs []*message.Message) error {
+// route publishes msgs as the queue's delivery says, and returns what it
+// published: msgs, or each instance's copies of them.
+func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*message.Message, error) {
 	queue := p.producer.Queue
 	switch p.producer.Delivery {
 	case topology.DeliveryBroadcast:
 		if err := p.r.cfg.Backend.KeepLatest(ctx, queue, msgs[len(msgs)-1]); err != nil {
-			return err
+			return nil, err
 		}
 		return p.fanOut(ctx, msgs)
 	case topology.DeliveryAddressed:
@@ -209,11 +217,11 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) error {
 		for _, m := range msgs {
 			to := m.Metadata.Get(pubsub.MetadataTo)
 			if to == "" {
-				return fmt.Errorf("%w: queue %s has addressed delivery: name the instance each message is for (router.To, Publisher.Reply)", pubsub.ErrInvalidArgument, queue)
+				return nil, fmt.Errorf("%w: queue %s has addressed delivery: name the instance each message is for (router.To, Publisher.Reply)", pubsub.ErrInvalidArgument, queue)
 			}
 			if to != pubsub.InstanceAll {
 				if err := pubsub.ValidateInstanceID(to); err != nil {
-					return err
+					return nil, err
 				}
 			}
 			if _, seen := byTarget[to]; !seen {
@@ -221,37 +229,43 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) error {
 			}
 			byTarget[to] = append(byTarget[to], m)
 		}
+		var sent []*message.Message
 		for _, to := range order {
-			var err error
-			if to == pubsub.InstanceAll {
-				err = p.fanOut(ctx, byTarget[to])
-			} else {
-				err = p.pub.Publish(pubsub.InstanceQueue(queue, to), byTarget[to]...)
+			if to != pubsub.InstanceAll {
+				if err := p.pub.Publish(pubsub.InstanceQueue(queue, to), byTarget[to]...); err != nil {
+					return nil, err
+				}
+				sent = append(sent, byTarget[to]...)
+				continue
 			}
+			copies, err := p.fanOut(ctx, byTarget[to])
 			if err != nil {
-				return err
+				return nil, err
 			}
+			sent = append(sent, copies...)
 		}
-		return nil
+		return sent, nil
 	}
-	return p.pub.Publish(queue, msgs...)
+	return msgs, p.pub.Publish(queue, msgs...)
 }
 
 // fanOut publishes a copy of msgs to every instance of the consuming
-// service that is not gone.
-func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message) error {
+// service that is not gone, and returns the copies.
+func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message) ([]*message.Message, error) {
 	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.producer.Queue), p.r.cfg.InstanceTTL)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var sent []*message.Message
 	for _, id := range ids {
 		copies := pubsub.CopyMessages(ctx, msgs)
 		for _, c := range copies {
 			c.Metadata.Set(pubsub.MetadataTo, id)
 		}
 		if err := p.pub.Publish(pubsub.InstanceQueue(p.producer.Queue, id), copies...); err != nil {
-			return err
+			return nil, err
 		}
+		sent = append(sent, copies...)
 	}
-	return nil
+	return sent, nil
 }

@@ -38,10 +38,10 @@ type Singularity struct {
 
 	// Counters of handled messages, for examples and tests.
 	Approved, Rejected, Rollbacks, ProfileUpdates atomic.Int64
-	// Misrouted counts consensus results for another instance's proposal
-	// and rollbacks naming another instance: with addressed delivery it
-	// stays 0.
-	Misrouted atomic.Int64
+	// ResultsForOthers counts consensus results for another instance's
+	// proposal, RollbacksForOthers rollbacks naming another instance: with
+	// addressed delivery both stay 0.
+	ResultsForOthers, RollbacksForOthers atomic.Int64
 
 	mu      sync.Mutex
 	profile SafetyProfile // the newest seen
@@ -149,7 +149,7 @@ func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
 		return err
 	}
 	if r.Instance != s.Instance {
-		s.Misrouted.Add(1)
+		s.ResultsForOthers.Add(1)
 	}
 	ev := telemetry.ConsensusRejected
 	if r.Decision == Approved {
@@ -176,7 +176,7 @@ func (s *Singularity) HandleRollbackTrigger(msg *message.Message) error {
 		return err
 	}
 	if t.Instance != s.Instance && t.Instance != pubsub.InstanceAll {
-		s.Misrouted.Add(1)
+		s.RollbacksForOthers.Add(1)
 	}
 	s.Rollbacks.Add(1)
 	s.log().Debug("rollback", "instance", s.Instance, "for", t.Instance, "reason", t.Reason)

@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	p := s.SafetyProfile()
 	logger.Info("singularity stopped", "approved", s.Approved.Load(), "rejected", s.Rejected.Load(),
 		"rollbacks", s.Rollbacks.Load(), "profile_updates", s.ProfileUpdates.Load(), "profile_version", p.Version,
-		"misrouted", s.Misrouted.Load())
+		"results_for_others", s.ResultsForOthers.Load(), "rollbacks_for_others", s.RollbacksForOthers.Load())
 	return err
 }
 
