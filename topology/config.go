@@ -3,7 +3,6 @@ package topology
 import (
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"slices"
@@ -78,10 +77,19 @@ type LoadOptions struct {
 
 // Overrides are settings from command-line flags. A zero field is not set.
 // Problems with them are reported under the CLI's flag names (--url,
-// --profile, --workers QUEUE=N, --max-retries, --retry-delay).
+// --database-url, --instance, --profile, --workers QUEUE=N, --max-retries,
+// --retry-delay).
 type Overrides struct {
-	// DatabaseURL replaces database_url; "" = not set.
+	// MessagingURL replaces messaging_url, the backend the service's
+	// queues are on (the CLI's --url); "" = not set.
+	MessagingURL string
+	// DatabaseURL replaces database_url (--database-url), which is only
+	// the fallback of a messaging_url no level sets; "" = not set. A caller
+	// whose flag names the backend to open sets MessagingURL instead.
 	DatabaseURL string
+	// InstanceID replaces instance_id (the CLI's --instance); "" = not
+	// set.
+	InstanceID string
 	// Profile is a scaling profile (small, medium, large); "" = not set.
 	Profile string
 	// Workers sets the workers of the service's entry for each queue name.
@@ -110,7 +118,7 @@ func Load(opts LoadOptions) (ServiceConfig, error) {
 	cfg, ok := Default(opts.Service)
 	if !ok {
 		return ServiceConfig{}, &ConfigError{Problems: []string{
-			fmt.Sprintf("service %q: unknown service (known: %s)", opts.Service, strings.Join(Services(), ", ")),
+			fmt.Sprintf("service %s: unknown service (known: %s)", quote(opts.Service), strings.Join(Services(), ", ")),
 		}}
 	}
 	lookup := opts.LookupEnv
@@ -141,14 +149,14 @@ func Load(opts LoadOptions) (ServiceConfig, error) {
 	}
 	if v, ok := env(EnvProfile); ok {
 		if msg := checkProfile(v); msg != "" {
-			ps.add("%s=%q: %s", EnvProfile, v, msg)
+			ps.add("%s=%s: %s", EnvProfile, quote(v), msg)
 		} else {
 			level, profile = levelEnv, v
 		}
 	}
 	if v := opts.Overrides.Profile; v != "" {
 		if msg := checkProfile(v); msg != "" {
-			ps.add("--profile=%q: %s", v, msg)
+			ps.add("--profile=%s: %s", quote(v), msg)
 		} else {
 			level, profile = levelFlags, v
 		}
@@ -159,11 +167,15 @@ func Load(opts LoadOptions) (ServiceConfig, error) {
 	}
 	if file != nil {
 		file.apply(&cfg, ps)
-		// The other service's section is checked too: one file serves both.
+		// The other service's section is checked too: one file serves both,
+		// and when it holds both sections their deliveries must agree.
 		for _, other := range Services() {
 			if other != cfg.Name {
 				o, _ := Default(other)
 				file.apply(&o, ps)
+				if file.data.Singularity != nil && file.data.CentralCloud != nil {
+					file.checkDeliveries(cfg, o, ps)
+				}
 			}
 		}
 	}
@@ -186,11 +198,17 @@ func Load(opts LoadOptions) (ServiceConfig, error) {
 }
 
 func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems) {
-	if v, ok := env(EnvDatabaseURL); ok {
-		if msg := checkURL(v); msg != "" {
-			ps.add("%s=%q: %s", EnvDatabaseURL, pubsub.RedactURL(v), msg)
+	if v, ok := env(EnvDatabaseURL); ok && checkURL(EnvDatabaseURL, v, ps) {
+		cfg.DatabaseURL = v
+	}
+	if v, ok := env(EnvMessagingURL); ok && checkURL(EnvMessagingURL, v, ps) {
+		cfg.MessagingURL = v
+	}
+	if v, ok := env(EnvInstanceID); ok {
+		if msg := checkInstanceID(v); msg != "" {
+			ps.add("%s=%s: %s", EnvInstanceID, quote(v), msg)
 		} else {
-			cfg.DatabaseURL = v
+			cfg.InstanceID = v
 		}
 	}
 	for _, w := range envWorkers {
@@ -201,9 +219,9 @@ func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems)
 		if !ok {
 			continue
 		}
-		n, msg := parseInt(v, 1)
+		n, msg := parseInt(v, 1, MaxWorkers)
 		if msg != "" {
-			ps.add("%s=%q: %s", w.name, v, msg)
+			ps.add("%s=%s: %s", w.name, quote(v), msg)
 			continue
 		}
 		if e, ok := cfg.entry(w.side, w.key); ok {
@@ -211,8 +229,8 @@ func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems)
 		}
 	}
 	if v, ok := env(EnvMaxRetries); ok {
-		if n, msg := parseInt(v, 0); msg != "" {
-			ps.add("%s=%q: %s", EnvMaxRetries, v, msg)
+		if n, msg := parseInt(v, 0, MaxRetriesLimit); msg != "" {
+			ps.add("%s=%s: %s", EnvMaxRetries, quote(v), msg)
 		} else {
 			for _, e := range cfg.entries() {
 				*e.maxRetries = n
@@ -221,7 +239,7 @@ func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems)
 	}
 	if v, ok := env(EnvRetryDelayMS); ok {
 		if d, msg := parseMillis(v); msg != "" {
-			ps.add("%s=%q: %s", EnvRetryDelayMS, v, msg)
+			ps.add("%s=%s: %s", EnvRetryDelayMS, quote(v), msg)
 		} else {
 			for _, e := range cfg.entries() {
 				*e.retryDelay = d
@@ -231,11 +249,17 @@ func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems)
 }
 
 func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
-	if o.DatabaseURL != "" {
-		if msg := checkURL(o.DatabaseURL); msg != "" {
-			ps.add("--url=%q: %s", pubsub.RedactURL(o.DatabaseURL), msg)
+	if o.DatabaseURL != "" && checkURL("--database-url", o.DatabaseURL, ps) {
+		cfg.DatabaseURL = o.DatabaseURL
+	}
+	if o.MessagingURL != "" && checkURL("--url", o.MessagingURL, ps) {
+		cfg.MessagingURL = o.MessagingURL
+	}
+	if o.InstanceID != "" {
+		if msg := checkInstanceID(o.InstanceID); msg != "" {
+			ps.add("--instance=%s: %s", quote(o.InstanceID), msg)
 		} else {
-			cfg.DatabaseURL = o.DatabaseURL
+			cfg.InstanceID = o.InstanceID
 		}
 	}
 	queues := make([]string, 0, len(o.Workers))
@@ -245,13 +269,13 @@ func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
 	sort.Strings(queues)
 	for _, q := range queues {
 		n := o.Workers[q]
-		flag := fmt.Sprintf("--workers=%q", fmt.Sprintf("%s=%d", q, n))
+		flag := "--workers=" + quote(fmt.Sprintf("%s=%d", q, n))
 		var found bool
 		for _, e := range cfg.entries() {
 			if *e.queue == q {
 				found = true
-				if n < 1 {
-					ps.add("%s: must be at least 1", flag)
+				if msg := checkRange(n, 1, MaxWorkers); msg != "" {
+					ps.add("%s: %s", flag, msg)
 				} else {
 					*e.workers = n
 				}
@@ -262,8 +286,8 @@ func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
 		}
 	}
 	if o.MaxRetries != nil {
-		if *o.MaxRetries < 0 {
-			ps.add("--max-retries=%d: must not be negative", *o.MaxRetries)
+		if msg := checkRange(*o.MaxRetries, 0, MaxRetriesLimit); msg != "" {
+			ps.add("--max-retries=%d: %s", *o.MaxRetries, msg)
 		} else {
 			for _, e := range cfg.entries() {
 				*e.maxRetries = *o.MaxRetries
@@ -271,51 +295,64 @@ func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
 		}
 	}
 	if o.RetryDelay != nil {
-		if *o.RetryDelay < 0 {
-			ps.add("--retry-delay=%s: must not be negative", *o.RetryDelay)
-		} else {
+		switch d := *o.RetryDelay; {
+		case d < 0:
+			ps.add("--retry-delay=%s: must not be negative", d)
+		case d > RetryDelayLimit:
+			ps.add("--retry-delay=%s: must be at most %s", d, RetryDelayLimit)
+		default:
 			for _, e := range cfg.entries() {
-				*e.retryDelay = *o.RetryDelay
+				*e.retryDelay = d
 			}
 		}
 	}
 }
 
 // Validate checks a configuration however it was built: a known service,
-// a usable database URL, known and distinct queue names, positive workers,
-// non-negative retries and delays, known priorities, consumers with a
-// handler name. Load calls it; so may code that builds a ServiceConfig by
-// hand.
+// usable database and messaging URLs, a valid instance id, known and
+// distinct queue names, workers, retries and delays within their bounds,
+// known priorities and delivery modes, consumers with a handler name. Load
+// calls it; so may code that builds a ServiceConfig by hand. It checks one
+// service; CheckPair checks the two together.
 func (s ServiceConfig) Validate() error {
 	ps := &problems{}
 	known := slices.Contains(Services(), s.Name)
 	if !known {
-		ps.add("name=%q: unknown service (known: %s)", s.Name, strings.Join(Services(), ", "))
+		ps.add("name=%s: unknown service (known: %s)", quote(s.Name), strings.Join(Services(), ", "))
 	}
-	if msg := checkURL(s.DatabaseURL); msg != "" {
-		ps.add("%s.database_url=%q: %s", s.Name, pubsub.RedactURL(s.DatabaseURL), msg)
+	checkURL(s.Name+".database_url", s.DatabaseURL, ps)
+	if s.MessagingURL != "" {
+		checkURL(s.Name+".messaging_url", s.MessagingURL, ps)
+	}
+	if msg := checkInstanceID(s.InstanceID); msg != "" {
+		ps.add("%s.instance_id=%s: %s", s.Name, quote(s.InstanceID), msg)
 	}
 	seen := map[string]string{}
 	for _, e := range s.entries() {
 		name := s.Name + "." + e.path()
 		if msg := checkQueue(s.Name, e.side, *e.queue); msg != "" {
-			ps.add("%s.queue_name=%q: %s", name, *e.queue, msg)
+			ps.add("%s.queue_name=%s: %s", name, quote(*e.queue), msg)
 		} else if prev, dup := seen[*e.queue]; dup {
-			ps.add("%s.queue_name and %s.queue_name are both %q: duplicate queue", prev, name, *e.queue)
+			ps.add("%s.queue_name and %s.queue_name are both %s: duplicate queue", prev, name, quote(*e.queue))
 		} else {
 			seen[*e.queue] = name
 		}
-		if *e.workers < 1 {
-			ps.add("%s.workers=%d: must be at least 1", name, *e.workers)
+		if msg := checkRange(*e.workers, 1, MaxWorkers); msg != "" {
+			ps.add("%s.workers=%d: %s", name, *e.workers, msg)
 		}
-		if *e.maxRetries < 0 {
-			ps.add("%s.max_retries=%d: must not be negative", name, *e.maxRetries)
+		if msg := checkRange(*e.maxRetries, 0, MaxRetriesLimit); msg != "" {
+			ps.add("%s.max_retries=%d: %s", name, *e.maxRetries, msg)
 		}
-		if *e.retryDelay < 0 {
-			ps.add("%s.retry_delay_ms=%d: must not be negative", name, e.retryDelay.Milliseconds())
+		if d := *e.retryDelay; d < 0 {
+			ps.add("%s.retry_delay_ms=%d: must not be negative", name, d.Milliseconds())
+		} else if d > RetryDelayLimit {
+			ps.add("%s.retry_delay_ms=%d: must be at most %d", name, d.Milliseconds(), RetryDelayLimit.Milliseconds())
 		}
 		if msg := checkPriority(string(*e.priority)); msg != "" {
-			ps.add("%s.priority=%q: %s", name, *e.priority, msg)
+			ps.add("%s.priority=%s: %s", name, quote(string(*e.priority)), msg)
+		}
+		if msg := checkDelivery(string(*e.delivery)); msg != "" {
+			ps.add("%s.delivery=%s: %s", name, quote(string(*e.delivery)), msg)
 		}
 		if e.handler != nil && *e.handler == "" {
 			ps.add("%s.handler=\"\": must not be empty", name)
@@ -346,7 +383,7 @@ func ValidateHandlers(cfg ServiceConfig, registered []string) error {
 			sort.Strings(r)
 			have = "registered: " + strings.Join(r, ", ")
 		}
-		ps.add("%s.consumers.%s (queue %s): handler %q is not registered (%s)", cfg.Name, c.Key, c.Queue, c.Handler, have)
+		ps.add("%s.consumers.%s (queue %s): handler %s is not registered (%s)", cfg.Name, c.Key, c.Queue, quote(c.Handler), have)
 	}
 	if len(ps.list) > 0 {
 		return &ConfigError{Service: cfg.Name, Problems: ps.list}
@@ -366,22 +403,51 @@ func QueueNames() []string {
 // links none of the backends.
 var allowedSchemes = []string{"mem", "nats", "postgres", "postgresql", "tls"}
 
-// checkURL returns what is wrong with a database URL, or "". The message
-// never includes the URL, which the caller prints redacted.
-func checkURL(raw string) string {
+// checkURL checks a database or messaging URL, adding a problem under
+// where (a key, variable or flag) when it is unusable. The URL is shown
+// with its secrets redacted, and not at all when it does not parse: then
+// no one can tell which part is the password.
+func checkURL(where, raw string, ps *problems) bool {
 	if raw == "" {
-		return "must not be empty"
+		ps.add("%s=\"\": must not be empty", where)
+		return false
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Error quotes the URL, password included: say no more.
-		return "not a valid URL"
+		ps.add("%s: not a valid URL (not shown, as it may hold a password)", where)
+		return false
 	}
+	if u.Opaque != "" {
+		// "postgres:user:pw@host/db": no "//", so the password is not in
+		// User and RedactURL cannot find it.
+		ps.add("%s: not a valid URL: no \"//\" after the scheme (not shown, as it may hold a password)", where)
+		return false
+	}
+	if _, err := url.ParseQuery(u.RawQuery); err != nil {
+		// Query() would drop the bad pair, and RedactURL with it, unredacted.
+		ps.add("%s: not a valid URL: a query parameter does not parse (a ';' or a bad %%-escape; not shown, as it may hold a password)", where)
+		return false
+	}
+	shown := quote(pubsub.RedactURL(raw))
 	if u.Scheme == "" {
-		return fmt.Sprintf("no scheme (known: %s)", strings.Join(allowedSchemes, ", "))
+		ps.add("%s=%s: no scheme (known: %s)", where, shown, strings.Join(allowedSchemes, ", "))
+		return false
 	}
 	if !slices.Contains(allowedSchemes, u.Scheme) {
-		return fmt.Sprintf("unknown scheme %q (known: %s)", u.Scheme, strings.Join(allowedSchemes, ", "))
+		ps.add("%s=%s: unknown scheme %s (known: %s)", where, shown, quote(u.Scheme), strings.Join(allowedSchemes, ", "))
+		return false
+	}
+	return true
+}
+
+// checkInstanceID returns what is wrong with an instance id, or "".
+func checkInstanceID(id string) string {
+	if id == "" {
+		return "must not be empty"
+	}
+	if pubsub.ValidateInstanceID(id) != nil {
+		return fmt.Sprintf("not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not %q)", pubsub.InstanceAll)
 	}
 	return ""
 }
@@ -425,35 +491,71 @@ func checkPriority(p string) string {
 	return fmt.Sprintf("unknown priority (known: %s, %s)", PriorityNormal, PriorityHigh)
 }
 
-// parseInt parses a decimal integer of at least min.
-func parseInt(s string, min int) (int, string) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		var ne *strconv.NumError
-		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
-			return 0, "out of range"
-		}
-		return 0, "not an integer"
+func checkDelivery(d string) string {
+	if slices.Contains(Deliveries(), Delivery(d)) {
+		return ""
 	}
-	if n < min {
-		if min == 0 {
-			return 0, "must not be negative"
-		}
-		return 0, fmt.Sprintf("must be at least %d", min)
+	known := make([]string, 0, 3)
+	for _, m := range Deliveries() {
+		known = append(known, string(m))
 	}
-	return n, ""
+	return "unknown delivery (known: " + strings.Join(known, ", ") + ")"
 }
 
-// parseMillis parses a non-negative number of milliseconds.
+// parseInt parses a decimal integer from min to max. Text too long for
+// any integer is out of bounds like any other, not a different error.
+func parseInt(s string, min, max int) (int, string) {
+	s = strings.TrimSpace(s)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if !errors.As(err, &ne) || !errors.Is(ne.Err, strconv.ErrRange) {
+			return 0, "not an integer"
+		}
+		if strings.HasPrefix(s, "-") {
+			return 0, checkRange(min-1, min, max)
+		}
+		return 0, checkRange(max+1, min, max)
+	}
+	if n < int64(min) {
+		return 0, checkRange(min-1, min, max)
+	}
+	if n > int64(max) {
+		return 0, checkRange(max+1, min, max)
+	}
+	return int(n), ""
+}
+
+// checkRange says how n is outside min..max, or "".
+func checkRange(n, min, max int) string {
+	switch {
+	case n < min && min == 0:
+		return "must not be negative"
+	case n < min:
+		return fmt.Sprintf("must be at least %d", min)
+	case n > max:
+		return fmt.Sprintf("must be at most %d", max)
+	}
+	return ""
+}
+
+// parseMillis parses a number of milliseconds from 0 to RetryDelayLimit.
 func parseMillis(s string) (time.Duration, string) {
-	n, msg := parseInt(s, 0)
+	n, msg := parseInt(s, 0, int(RetryDelayLimit/time.Millisecond))
 	if msg != "" {
 		return 0, msg
 	}
-	if int64(n) > math.MaxInt64/int64(time.Millisecond) {
-		return 0, "out of range"
-	}
 	return time.Duration(n) * time.Millisecond, ""
+}
+
+// quote shows a value from the configuration in a problem: quoted, and
+// cut short when long, so that a stray megabyte is not printed back.
+func quote(v string) string {
+	const show = 80
+	if len(v) <= show {
+		return strconv.Quote(v)
+	}
+	return fmt.Sprintf("%s... (%d bytes)", strconv.Quote(v[:show]), len(v))
 }
 
 // problems collects findings.
@@ -472,6 +574,7 @@ type entryRef struct {
 	maxRetries *int
 	retryDelay *time.Duration
 	priority   *Priority
+	delivery   *Delivery
 	handler    *string // nil for a producer
 }
 
@@ -482,11 +585,11 @@ func (s *ServiceConfig) entries() []entryRef {
 	out := make([]entryRef, 0, len(s.Producers)+len(s.Consumers))
 	for i := range s.Producers {
 		p := &s.Producers[i]
-		out = append(out, entryRef{SideProducer, p.Key, &p.Queue, &p.Workers, &p.MaxRetries, &p.RetryDelay, &p.Priority, nil})
+		out = append(out, entryRef{SideProducer, p.Key, &p.Queue, &p.Workers, &p.MaxRetries, &p.RetryDelay, &p.Priority, &p.Delivery, nil})
 	}
 	for i := range s.Consumers {
 		c := &s.Consumers[i]
-		out = append(out, entryRef{SideConsumer, c.Key, &c.Queue, &c.Workers, &c.MaxRetries, &c.RetryDelay, &c.Priority, &c.Handler})
+		out = append(out, entryRef{SideConsumer, c.Key, &c.Queue, &c.Workers, &c.MaxRetries, &c.RetryDelay, &c.Priority, &c.Delivery, &c.Handler})
 	}
 	return out
 }

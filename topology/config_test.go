@@ -172,7 +172,7 @@ singularity:
 	require.NoError(t, err)
 	require.Equal(t, "postgres://file/db", fileOnly.DatabaseURL)
 	p, _ := fileOnly.Producer(ProposalsQueue)
-	require.Equal(t, Producer{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 1, RetryDelay: 100 * time.Millisecond, Priority: PriorityNormal}, p)
+	require.Equal(t, Producer{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 1, RetryDelay: 100 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork}, p)
 	c, _ := fileOnly.Consumer(ConsensusQueue)
 	require.Equal(t, mustDefault(t, Singularity).Consumers[0], c, "entries the file leaves out keep the seed's values")
 
@@ -194,9 +194,9 @@ singularity:
 	require.NoError(t, err)
 	require.Equal(t, "mem://", withFlags.DatabaseURL)
 	p, _ = withFlags.Producer(ProposalsQueue)
-	require.Equal(t, Producer{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 8, MaxRetries: 7, RetryDelay: 1500 * time.Millisecond, Priority: PriorityNormal}, p)
+	require.Equal(t, Producer{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 8, MaxRetries: 7, RetryDelay: 1500 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork}, p)
 	c, _ = withFlags.Consumer(RollbackQueue)
-	require.Equal(t, Consumer{Key: "rollback_triggers", Queue: RollbackQueue, Handler: HandleRollbackTrigger, Workers: 3, MaxRetries: 7, RetryDelay: 1500 * time.Millisecond, Priority: PriorityHigh}, c)
+	require.Equal(t, Consumer{Key: "rollback_triggers", Queue: RollbackQueue, Handler: HandleRollbackTrigger, Workers: 3, MaxRetries: 7, RetryDelay: 1500 * time.Millisecond, Priority: PriorityHigh, Delivery: DeliveryAddressed}, c)
 }
 
 // TestLoadProfile checks where a profile sits: at the level that sets it,
@@ -332,7 +332,9 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "EnvWorkersNegative", service: CentralCloud, env: map[string]string{EnvProfileWorkers: "-2"},
 			want: `invalid centralcloud configuration: QUANTUM_FLOW_PROFILE_WORKERS="-2": must be at least 1`},
 		{name: "EnvWorkersOutOfRange", env: map[string]string{EnvSafetyWorkers: "99999999999999999999"},
-			want: `invalid singularity configuration: QUANTUM_FLOW_SAFETY_WORKERS="99999999999999999999": out of range`},
+			want: `invalid singularity configuration: QUANTUM_FLOW_SAFETY_WORKERS="99999999999999999999": must be at most 1024`},
+		{name: "EnvWorkersNegativeOutOfRange", env: map[string]string{EnvSafetyWorkers: "-99999999999999999999"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_SAFETY_WORKERS="-99999999999999999999": must be at least 1`},
 		{name: "EnvMaxRetriesNegative", env: map[string]string{EnvMaxRetries: "-1"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_MAX_RETRIES="-1": must not be negative`},
 		{name: "EnvMaxRetriesNotInteger", env: map[string]string{EnvMaxRetries: "three"},
@@ -342,13 +344,41 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "EnvRetryDelayWithUnit", env: map[string]string{EnvRetryDelayMS: "1s"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_RETRY_DELAY_MS="1s": not an integer`},
 		{name: "EnvRetryDelayOutOfRange", env: map[string]string{EnvRetryDelayMS: "9223372036854775"},
-			want: `invalid singularity configuration: QUANTUM_FLOW_RETRY_DELAY_MS="9223372036854775": out of range`},
+			want: `invalid singularity configuration: QUANTUM_FLOW_RETRY_DELAY_MS="9223372036854775": must be at most 3600000`},
 		{name: "EnvDatabaseURLUnknownScheme", env: map[string]string{EnvDatabaseURL: "mysql://app:s3cret@localhost/db"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL="mysql://app:xxxxx@localhost/db": unknown scheme "mysql" (known: mem, nats, postgres, postgresql, tls)`},
 		{name: "EnvDatabaseURLNoScheme", env: map[string]string{EnvDatabaseURL: "localhost/singularity"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL="localhost/singularity": no scheme (known: mem, nats, postgres, postgresql, tls)`},
 		{name: "EnvDatabaseURLUnparseable", env: map[string]string{EnvDatabaseURL: "postgres://app:s3cret@localhost:port/db"},
-			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL="postgres://app:xxxxx@localhost:port/db": not a valid URL`},
+			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL: not a valid URL (not shown, as it may hold a password)`},
+		{name: "EnvDatabaseURLSpaceInUser", env: map[string]string{EnvDatabaseURL: "postgres://us er:S3CRET@127.0.0.1/db"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL: not a valid URL (not shown, as it may hold a password)`},
+		{name: "EnvDatabaseURLSemicolonInQuery", env: map[string]string{EnvDatabaseURL: "postgres://app@localhost/db?password=s3cret;x"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_DATABASE_URL: not a valid URL: a query parameter does not parse (a ';' or a bad %-escape; not shown, as it may hold a password)`},
+		{name: "EnvMessagingURLUnknownScheme", service: CentralCloud, env: map[string]string{EnvMessagingURL: "amqp://guest:s3cret@rabbit/"},
+			want: `invalid centralcloud configuration: QUANTUM_FLOW_MESSAGING_URL="amqp://guest:xxxxx@rabbit/": unknown scheme "amqp" (known: mem, nats, postgres, postgresql, tls)`},
+		{name: "EnvMessagingURLUnparseable", env: map[string]string{EnvMessagingURL: "nats://S3CRET@[::1"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_MESSAGING_URL: not a valid URL (not shown, as it may hold a password)`},
+		{name: "EnvInstanceIDSpace", env: map[string]string{EnvInstanceID: "web 1"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_ID="web 1": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "EnvInstanceIDAll", service: CentralCloud, env: map[string]string{EnvInstanceID: "all"},
+			want: `invalid centralcloud configuration: QUANTUM_FLOW_INSTANCE_ID="all": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "EnvInstanceIDSeparator", env: map[string]string{EnvInstanceID: "node@2"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_ID="node@2": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "EnvInstanceID65", env: map[string]string{EnvInstanceID: strings.Repeat("a", 65)},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_ID="` + strings.Repeat("a", 65) + `": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "EnvInstanceIDHuge", env: map[string]string{EnvInstanceID: strings.Repeat("x", 1<<20)},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_ID="` + strings.Repeat("x", 80) + `"... (1048576 bytes): not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "EnvWorkersAboveMax", env: map[string]string{EnvProposalsWorkers: "99999999999"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_PROPOSALS_WORKERS="99999999999": must be at most 1024`},
+		{name: "EnvWorkersJustAboveMax", service: CentralCloud, env: map[string]string{EnvProposalsWorkers: "1025"},
+			want: `invalid centralcloud configuration: QUANTUM_FLOW_PROPOSALS_WORKERS="1025": must be at most 1024`},
+		{name: "EnvMaxRetriesAboveMax", env: map[string]string{EnvMaxRetries: "1001"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_MAX_RETRIES="1001": must be at most 1000`},
+		{name: "EnvMaxRetriesOutOfRange", env: map[string]string{EnvMaxRetries: "9223372036854775808"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_MAX_RETRIES="9223372036854775808": must be at most 1000`},
+		{name: "EnvRetryDelayAboveMax", env: map[string]string{EnvRetryDelayMS: "3600001"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_RETRY_DELAY_MS="3600001": must be at most 3600000`},
 		{name: "EnvProfileUnknown", env: map[string]string{EnvProfile: "huge"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_PROFILE="huge": unknown profile (known: small, medium, large)`},
 
@@ -361,8 +391,20 @@ func TestLoadInvalid(t *testing.T) {
 			want: `invalid singularity configuration: --max-retries=-3: must not be negative`},
 		{name: "FlagRetryDelayNegative", overrides: Overrides{RetryDelay: durPtr(-time.Second)},
 			want: `invalid singularity configuration: --retry-delay=-1s: must not be negative`},
-		{name: "FlagURLUnknownScheme", overrides: Overrides{DatabaseURL: "redis://:hunter2@cache:6379"},
+		{name: "FlagURLUnknownScheme", overrides: Overrides{MessagingURL: "redis://:hunter2@cache:6379"},
 			want: `invalid singularity configuration: --url="redis://:xxxxx@cache:6379": unknown scheme "redis" (known: mem, nats, postgres, postgresql, tls)`},
+		{name: "FlagURLUnparseable", overrides: Overrides{MessagingURL: "postgres:hunter2@host/db"},
+			want: `invalid singularity configuration: --url: not a valid URL: no "//" after the scheme (not shown, as it may hold a password)`},
+		{name: "FlagDatabaseURLUnknownScheme", overrides: Overrides{DatabaseURL: "redis://:hunter2@cache:6379"},
+			want: `invalid singularity configuration: --database-url="redis://:xxxxx@cache:6379": unknown scheme "redis" (known: mem, nats, postgres, postgresql, tls)`},
+		{name: "FlagInstanceInvalid", overrides: Overrides{InstanceID: "singularity/2"},
+			want: `invalid singularity configuration: --instance="singularity/2": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "FlagWorkersAboveMax", overrides: Overrides{Workers: map[string]int{ProposalsQueue: 100000000}},
+			want: `invalid singularity configuration: --workers="proposals_for_consensus_queue=100000000": must be at most 1024`},
+		{name: "FlagMaxRetriesAboveMax", overrides: Overrides{MaxRetries: intPtr(5000)},
+			want: `invalid singularity configuration: --max-retries=5000: must be at most 1000`},
+		{name: "FlagRetryDelayAboveMax", overrides: Overrides{RetryDelay: durPtr(2 * time.Hour)},
+			want: `invalid singularity configuration: --retry-delay=2h0m0s: must be at most 1h0m0s`},
 		{name: "FlagProfileUnknown", overrides: Overrides{Profile: "Medium"},
 			want: `invalid singularity configuration: --profile="Medium": unknown profile (known: small, medium, large)`},
 
@@ -393,6 +435,40 @@ func TestLoadInvalid(t *testing.T) {
 			want: `invalid singularity configuration: config.yaml:3: singularity.consumers.rollback_triggers.handler="": must not be empty`},
 		{name: "FileDatabaseURLUnknownScheme", file: "singularity:\n  database_url: mysql://root:topsecret@db/app\n",
 			want: `invalid singularity configuration: config.yaml:2: singularity.database_url="mysql://root:xxxxx@db/app": unknown scheme "mysql" (known: mem, nats, postgres, postgresql, tls)`},
+		{name: "FileWorkersAboveMax", file: "singularity:\n  producers:\n    proposals_for_consensus: {workers: 99999999999}\n",
+			want: `invalid singularity configuration: config.yaml:3: singularity.producers.proposals_for_consensus.workers="99999999999": must be at most 1024`},
+		{name: "FileMaxRetriesAboveMax", file: "singularity:\n  consumers:\n    consensus_results: {max_retries: 1001}\n",
+			want: `invalid singularity configuration: config.yaml:3: singularity.consumers.consensus_results.max_retries="1001": must be at most 1000`},
+		{name: "FileRetryDelayAboveMax", file: "singularity:\n  consumers:\n    consensus_results: {retry_delay_ms: 86400000}\n",
+			want: `invalid singularity configuration: config.yaml:3: singularity.consumers.consensus_results.retry_delay_ms="86400000": must be at most 3600000`},
+		{name: "FileDeliveryUnknown", file: "singularity:\n  consumers:\n    safety_profiles:\n      delivery: fanout\n",
+			want: `invalid singularity configuration: config.yaml:4: singularity.consumers.safety_profiles.delivery="fanout": unknown delivery (known: work, addressed, broadcast)`},
+		{name: "FileDeliveryUnknownProducer", service: CentralCloud, file: "centralcloud:\n  producers:\n    safety_profiles: {delivery: Broadcast}\n",
+			want: `invalid centralcloud configuration: config.yaml:3: centralcloud.producers.safety_profiles.delivery="Broadcast": unknown delivery (known: work, addressed, broadcast)`},
+		{name: "FileDeliveryNoValue", file: "singularity:\n  producers:\n    proposals_for_consensus:\n      delivery:\n",
+			want: `invalid singularity configuration: config.yaml:4: singularity.producers.proposals_for_consensus.delivery: no value`},
+		{name: "FileDeliveryPairDisagrees", service: CentralCloud,
+			file: "singularity:\n  consumers:\n    rollback_triggers: {delivery: work}\ncentralcloud:\n  instance_id: central\n",
+			want: `invalid centralcloud configuration: rollback_triggers_queue: centralcloud.producers.rollback_triggers.delivery="addressed" (seed default) and singularity.consumers.rollback_triggers.delivery="work" (config.yaml:3) differ: the producer and the consumer of a queue must agree on its delivery`},
+		{name: "FileDeliveryPairDisagreesBothSet",
+			file: "singularity:\n  producers:\n    metrics_to_guardian: {delivery: work}\ncentralcloud:\n  consumers:\n    metrics: {delivery: broadcast}\n",
+			want: `invalid singularity configuration: metrics_to_guardian_queue: singularity.producers.metrics_to_guardian.delivery="work" (config.yaml:3) and centralcloud.consumers.metrics.delivery="broadcast" (config.yaml:6) differ: the producer and the consumer of a queue must agree on its delivery`},
+		{name: "FileHandlerMethodEmpty", file: "singularity:\n  consumers:\n    consensus_results:\n      handler: Singularity.Consumers\n      handler_method: \"\"\n",
+			want: `invalid singularity configuration: config.yaml:5: singularity.consumers.consensus_results.handler_method="": must not be empty`},
+		{name: "FileHandlerMethodList", file: "singularity:\n  consumers:\n    consensus_results:\n      handler_method: [a, b]\n",
+			want: `invalid singularity configuration: config.yaml:4: singularity.consumers.consensus_results.handler_method: expected a single value, got a list`},
+		{name: "FileHandlerModuleMapping", file: "singularity:\n  consumers:\n    consensus_results:\n      handler: {module: X}\n      handler_method: handle_consensus_result\n",
+			want: `invalid singularity configuration: config.yaml:4: singularity.consumers.consensus_results.handler: expected a single value, got a mapping`},
+		{name: "FileInstanceIDInvalid", file: "singularity:\n  instance_id: \"eu west\"\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.instance_id="eu west": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "FileInstanceIDEmpty", file: "singularity:\n  instance_id: \"\"\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.instance_id="": must not be empty`},
+		{name: "FileInstanceIDOtherServiceChecked", file: "centralcloud:\n  instance_id: all\n",
+			want: `invalid singularity configuration: config.yaml:2: centralcloud.instance_id="all": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`},
+		{name: "FileMessagingURLUnknownScheme", file: "singularity:\n  messaging_url: kafka://u:topsecret@broker:9092\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.messaging_url="kafka://u:xxxxx@broker:9092": unknown scheme "kafka" (known: mem, nats, postgres, postgresql, tls)`},
+		{name: "FileMessagingURLUnparseable", file: "singularity:\n  messaging_url: \"postgres://u:top/secret@db/app\"\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.messaging_url: not a valid URL (not shown, as it may hold a password)`},
 		{name: "FileDatabaseURLEmpty", file: "singularity:\n  database_url: \"\"\n",
 			want: `invalid singularity configuration: config.yaml:2: singularity.database_url="": must not be empty`},
 		{name: "FileProfileUnknown", file: "profile: tiny\n",
@@ -402,13 +478,19 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "FileUnknownTopLevelKey", file: "profile: small\nguardian:\n  workers: 2\n",
 			want: `invalid singularity configuration: config.yaml:2: guardian: unknown key in the top level (known: profile, singularity, centralcloud)`},
 		{name: "FileUnknownServiceKey", file: "singularity:\n  databse_url: mem://\n",
-			want: `invalid singularity configuration: config.yaml:2: singularity.databse_url: unknown key in a service section (known: database_url, producers, consumers)`},
+			want: `invalid singularity configuration: config.yaml:2: singularity.databse_url: unknown key in a service section (known: database_url, messaging_url, instance_id, producers, consumers)`},
 		{name: "FileUnknownEntryKey", file: "singularity:\n  producers:\n    proposals_for_consensus:\n      wrkers: 2\n",
-			want: `invalid singularity configuration: config.yaml:4: singularity.producers.proposals_for_consensus.wrkers: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority)`},
+			want: `invalid singularity configuration: config.yaml:4: singularity.producers.proposals_for_consensus.wrkers: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority, delivery)`},
 		{name: "FileHandlerOnProducer", file: "centralcloud:\n  producers:\n    rollback_triggers:\n      handler: handle_rollback_trigger\n",
-			want: `invalid singularity configuration: config.yaml:4: centralcloud.producers.rollback_triggers.handler: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority)`},
-		{name: "FileHandlerMethodKey", file: "singularity:\n  consumers:\n    consensus_results:\n      handler_method: handle_consensus_result\n",
-			want: `invalid singularity configuration: config.yaml:4: singularity.consumers.consensus_results.handler_method: unknown key in a consumer entry (known: queue_name, workers, handler, max_retries, retry_delay_ms, priority)`},
+			want: `invalid singularity configuration: config.yaml:4: centralcloud.producers.rollback_triggers.handler: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority, delivery)`},
+		{name: "FileHandlerMethodOnProducer", file: "singularity:\n  producers:\n    metrics_to_guardian:\n      handler_method: handle_execution_metrics\n",
+			want: `invalid singularity configuration: config.yaml:4: singularity.producers.metrics_to_guardian.handler_method: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority, delivery)`},
+		{name: "FileUnknownTopLevelKeyHoldingAnAnchor", file: "base: &b {wrkers: 2}\n",
+			want: `invalid singularity configuration: config.yaml:1: base: unknown key in the top level (known: profile, singularity, centralcloud)`},
+		{name: "FileUnknownKeyThroughMerge", file: "singularity:\n  consumers:\n    patterns: &p {workrs: 2}\n    consensus_results:\n      <<: *p\n",
+			want: "invalid singularity configuration:\n" +
+				`  config.yaml:3: singularity.consumers.patterns.workrs: unknown key in a consumer entry (known: queue_name, workers, handler, handler_method, max_retries, retry_delay_ms, priority, delivery)` + "\n" +
+				`  config.yaml:3: singularity.consumers.consensus_results.workrs: unknown key in a consumer entry (known: queue_name, workers, handler, handler_method, max_retries, retry_delay_ms, priority, delivery)`},
 		{name: "FileUnknownProducer", file: "singularity:\n  producers:\n    proposals: {workers: 2}\n",
 			want: `invalid singularity configuration: config.yaml:3: singularity.producers.proposals: unknown producer of singularity (known: proposals_for_consensus, metrics_to_guardian, patterns_for_aggregator)`},
 		{name: "FileConsumerUnderProducers", file: "singularity:\n  producers:\n    consensus_results: {workers: 2}\n",
@@ -418,11 +500,15 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "FileEntriesAsList", file: "singularity:\n  producers:\n    - proposals_for_consensus\n",
 			want: `invalid singularity configuration: config.yaml:3: singularity.producers: expected the producer entries, got a list`},
 		{name: "FileEntryAsNumber", file: "singularity:\n  consumers:\n    rollback_triggers: 2\n",
-			want: "invalid singularity configuration: config.yaml:3: singularity.consumers.rollback_triggers: expected a consumer entry (queue_name, workers, handler, max_retries, retry_delay_ms, priority), got \"2\""},
+			want: "invalid singularity configuration: config.yaml:3: singularity.consumers.rollback_triggers: expected a consumer entry (queue_name, workers, handler, handler_method, max_retries, retry_delay_ms, priority, delivery), got \"2\""},
+		{name: "FileServiceAsList", file: "centralcloud:\n  - proposals\n",
+			want: `invalid singularity configuration: config.yaml:2: centralcloud: expected a service section (database_url, messaging_url, instance_id, producers, consumers), got a list`},
+		{name: "FileTopLevelScalar", file: "just text\n",
+			want: `invalid singularity configuration: config.yaml:1: expected the top level (profile, singularity, centralcloud), got "just text"`},
 		{name: "FileNotYAML", file: "singularity:\n  database_url: mem://\n    producers: {}\n",
 			want: `invalid singularity configuration: config.yaml:3: mapping values are not allowed in this context`},
 		{name: "FileDuplicateKey", file: "singularity:\n  database_url: mem://\n  database_url: mem://\n",
-			want: `invalid singularity configuration: config.yaml:3: mapping key "database_url" already defined at line 2`},
+			want: `invalid singularity configuration: config.yaml:3: singularity.database_url: duplicate key (first at line 2)`},
 		{name: "FileTwoDocuments", file: "profile: small\n---\nprofile: large\n",
 			want: `invalid singularity configuration: config.yaml: more than one YAML document`},
 
@@ -458,7 +544,7 @@ func TestLoadInvalid(t *testing.T) {
 				msg = strings.ReplaceAll(msg, opts.Path, "config.yaml")
 			}
 			require.Equal(t, tt.want, msg)
-			for _, secret := range []string{"s3cret", "hunter2", "topsecret"} {
+			for _, secret := range []string{"s3cret", "S3CRET", "hunter2", "topsecret", "top/secret"} {
 				require.NotContains(t, msg, secret)
 			}
 		})
@@ -523,23 +609,40 @@ func TestValidate(t *testing.T) {
 	}
 	bad := mustDefault(t, Singularity)
 	bad.DatabaseURL = "ftp://user:pw123@host/x"
+	bad.MessagingURL = "nats://tok:pw456@[::1"
+	bad.InstanceID = "a b"
 	bad.Producers[0].Workers = 0
 	bad.Producers[1].MaxRetries = -1
 	bad.Producers[2].RetryDelay = -time.Second
+	bad.Producers[2].Delivery = "fanout"
 	bad.Consumers[0].Priority = "low"
+	bad.Consumers[0].Workers = MaxWorkers + 1
 	bad.Consumers[1].Handler = ""
+	bad.Consumers[1].MaxRetries = MaxRetriesLimit + 1
+	bad.Consumers[1].RetryDelay = RetryDelayLimit + time.Millisecond
 	bad.Consumers[2].Queue = "nope"
+	bad.Consumers[2].Delivery = ""
 	err := bad.Validate()
 	require.ErrorIs(t, err, ErrInvalidConfig)
 	require.EqualError(t, err, "invalid singularity configuration:\n"+
 		`  singularity.database_url="ftp://user:xxxxx@host/x": unknown scheme "ftp" (known: mem, nats, postgres, postgresql, tls)`+"\n"+
+		`  singularity.messaging_url: not a valid URL (not shown, as it may hold a password)`+"\n"+
+		`  singularity.instance_id="a b": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`+"\n"+
 		`  singularity.producers.proposals_for_consensus.workers=0: must be at least 1`+"\n"+
 		`  singularity.producers.metrics_to_guardian.max_retries=-1: must not be negative`+"\n"+
 		`  singularity.producers.patterns_for_aggregator.retry_delay_ms=-1000: must not be negative`+"\n"+
+		`  singularity.producers.patterns_for_aggregator.delivery="fanout": unknown delivery (known: work, addressed, broadcast)`+"\n"+
+		`  singularity.consumers.consensus_results.workers=1025: must be at most 1024`+"\n"+
 		`  singularity.consumers.consensus_results.priority="low": unknown priority (known: normal, high)`+"\n"+
+		`  singularity.consumers.rollback_triggers.max_retries=1001: must be at most 1000`+"\n"+
+		`  singularity.consumers.rollback_triggers.retry_delay_ms=3600001: must be at most 3600000`+"\n"+
 		`  singularity.consumers.rollback_triggers.handler="": must not be empty`+"\n"+
-		`  singularity.consumers.safety_profiles.queue_name="nope": unknown queue (known: proposals_for_consensus_queue, consensus_results_queue, metrics_to_guardian_queue, patterns_for_aggregator_queue, rollback_triggers_queue, guardian_safety_profiles_queue)`)
+		`  singularity.consumers.safety_profiles.queue_name="nope": unknown queue (known: proposals_for_consensus_queue, consensus_results_queue, metrics_to_guardian_queue, patterns_for_aggregator_queue, rollback_triggers_queue, guardian_safety_profiles_queue)`+"\n"+
+		`  singularity.consumers.safety_profiles.delivery="": unknown delivery (known: work, addressed, broadcast)`)
+	for _, secret := range []string{"pw123", "pw456", "tok"} {
+		require.NotContains(t, err.Error(), secret)
+	}
 
-	err = ServiceConfig{Name: "guardian", DatabaseURL: "mem://"}.Validate()
+	err = ServiceConfig{Name: "guardian", DatabaseURL: "mem://", InstanceID: "g1"}.Validate()
 	require.EqualError(t, err, `invalid configuration: name="guardian": unknown service (known: singularity, centralcloud)`)
 }

@@ -10,6 +10,40 @@
 // Every entry defaults to max_retries 3 and retry_delay_ms 1000;
 // rollback_triggers_queue is high priority.
 //
+// A consumer's workers are how many of the queue's messages the service
+// handles at once; a producer's workers (the seed's publisher
+// concurrency) are the most publishes of the queue the service runs at
+// once, which the router enforces by holding further publishes until one
+// finishes.
+//
+// Each queue has a delivery mode (`delivery:` on its entries), which the
+// producer's and the consumer's entries must agree on:
+//
+//   - work: competing consumers, any instance takes any message. The three
+//     Singularity → CentralCloud queues.
+//   - addressed: a message names the instance it is for (or all of them);
+//     only that instance gets it. consensus_results_queue (a result goes
+//     back to the proposer) and rollback_triggers_queue.
+//   - broadcast: every instance of the consuming service gets its own
+//     durable copy. guardian_safety_profiles_queue.
+//
+// Each process has an instance id (`instance_id`, QUANTUM_FLOW_INSTANCE_ID,
+// the CLI's --instance): 1-64 letters, digits, '_', '.' or '-', and not
+// "all"; by default the host name (DefaultInstanceID), which suits one
+// instance per host.
+//
+// # One messaging backend
+//
+// The seed gives each service its own database_url, where the two would
+// never meet. messaging_url (QUANTUM_FLOW_MESSAGING_URL, the CLI's --url)
+// names the backend the queues are on, the same for both services;
+// database_url is only its fallback when no level sets messaging_url, so
+// a messaging_url in the file wins over a QUANTUM_FLOW_DATABASE_URL in the
+// environment. Open the backend with ServiceConfig.BackendURL. CheckPair
+// takes both services' configurations and fails when the producer and the
+// consumer of a queue would be on different backends or disagree on its
+// delivery mode; `quantumflow config check --service all` runs it.
+//
 // # Where configuration comes from
 //
 // Load builds a service's configuration from four levels, each overriding
@@ -30,18 +64,28 @@
 // whichever service it loads. Entries are keyed by the seed's entry names
 // and override the seed's entry of the same key field by field; a key the
 // service does not have, or any unknown key anywhere, is an error naming
-// the key and its line. testdata/seed.yaml is the seed's configuration in
-// this format and testdata/example.yaml a commented example.
+// the key and its line. A file holding both sections is also checked as a
+// pair for delivery modes (backends depend on each process's environment:
+// CheckPair). testdata/seed.yaml is the seed's own configuration written
+// as YAML, and testdata/example.yaml a commented example of every key.
+//
+// A consumer entry names its handler with handler, or as the seed does,
+// with handler (the Elixir module) and handler_method (the function): when
+// handler_method is given it names the handler the service registers, and
+// handler is read and set aside.
 //
 //	profile: medium                      # optional: small, medium or large
 //	singularity:
 //	  database_url: postgresql://localhost/singularity
+//	  messaging_url: postgresql://db.internal/quantumflow   # both services
+//	  instance_id: singularity-1
 //	  producers:
 //	    proposals_for_consensus: {queue_name: proposals_for_consensus_queue, workers: 2, max_retries: 3, retry_delay_ms: 1000}
 //	  consumers:
-//	    consensus_results: {queue_name: consensus_results_queue, workers: 2, handler: handle_consensus_result}
+//	    consensus_results: {queue_name: consensus_results_queue, workers: 2, handler_method: handle_consensus_result, delivery: addressed}
 //	    rollback_triggers: {workers: 2, priority: high}
 //	centralcloud:
+//	  messaging_url: postgresql://db.internal/quantumflow
 //	  consumers:
 //	    proposals: {workers: 4}
 //
@@ -57,11 +101,14 @@
 // safety-profile producer, despite its name) by CentralCloud only.
 // QUANTUM_FLOW_MAX_RETRIES and _RETRY_DELAY_MS, listed by the seed but
 // never wired into its config, set every entry of the service.
-// QUANTUM_FLOW_PROFILE, ours, selects a scaling profile. EnvTable returns
-// this table:
+// QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_INSTANCE_ID and
+// QUANTUM_FLOW_PROFILE are ours: the shared backend, the instance id and a
+// scaling profile. EnvTable returns this table:
 //
 //	VARIABLE                                SERVICE       SETS                                                DEFAULT
 //	QUANTUM_FLOW_DATABASE_URL               singularity   database_url                                        postgresql://localhost/singularity
+//	QUANTUM_FLOW_MESSAGING_URL              singularity   messaging_url                                       (database_url)
+//	QUANTUM_FLOW_INSTANCE_ID                singularity   instance_id                                         (host name)
 //	QUANTUM_FLOW_PROPOSALS_WORKERS          singularity   workers of producer proposals_for_consensus_queue   2
 //	QUANTUM_FLOW_METRICS_WORKERS            singularity   workers of producer metrics_to_guardian_queue       2
 //	QUANTUM_FLOW_PATTERNS_WORKERS           singularity   workers of producer patterns_for_aggregator_queue   1
@@ -72,6 +119,8 @@
 //	QUANTUM_FLOW_RETRY_DELAY_MS             singularity   retry_delay_ms of every entry                       1000
 //	QUANTUM_FLOW_PROFILE                    singularity   profile                                             -
 //	QUANTUM_FLOW_DATABASE_URL               centralcloud  database_url                                        postgresql://localhost/central_services
+//	QUANTUM_FLOW_MESSAGING_URL              centralcloud  messaging_url                                       (database_url)
+//	QUANTUM_FLOW_INSTANCE_ID                centralcloud  instance_id                                         (host name)
 //	QUANTUM_FLOW_CONSENSUS_RESULTS_WORKERS  centralcloud  workers of producer consensus_results_queue         2
 //	QUANTUM_FLOW_ROLLBACK_WORKERS           centralcloud  workers of producer rollback_triggers_queue         1
 //	QUANTUM_FLOW_PROFILE_WORKERS            centralcloud  workers of producer guardian_safety_profiles_queue  1
@@ -114,18 +163,24 @@
 //
 // Load reports every problem at once in a *ConfigError wrapping
 // ErrInvalidConfig, each naming where the value came from (file:line and
-// key, variable, or flag) and the value, with URL passwords redacted:
-// non-integer or non-positive workers, negative max_retries or
-// retry_delay_ms, an unknown entry, a queue_name that is not one of the
-// six or not one the service is on that side of, duplicate queue names, a
-// database URL that does not parse or whose scheme is not one of mem,
-// nats, postgres, postgresql, tls, unknown YAML keys, an unknown service
-// or profile. ValidateHandlers checks, once the service has registered its
-// handlers, that every consumer's handler is among them.
+// key, variable, or flag) and the value: workers that are not an integer
+// from 1 to MaxWorkers (1024), max_retries outside 0..MaxRetriesLimit
+// (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour), an
+// unknown entry, a queue_name that is not one of the six or not one the
+// service is on that side of, duplicate queue names, an unknown priority
+// or delivery mode, an invalid instance id, a database or messaging URL
+// whose scheme is not one of mem, nats, postgres, postgresql, tls, unknown
+// YAML keys, an unknown service or profile. URLs are shown with passwords
+// and tokens redacted, and not at all when they do not parse (then no one
+// can tell the password from the rest); long values are cut short.
+// ValidateHandlers checks, once the service has registered its handlers,
+// that every consumer's handler is among them; CheckPair checks the two
+// services together.
 //
 // # Showing a configuration
 //
 // ServiceConfig marshals to JSON with retry_delay_ms in milliseconds, and
-// MarshalFile writes services back in the file format, which Load reads
-// to the same configuration.
+// MarshalFile writes services back in the file format (with a comment
+// saying what each side's workers count), which Load reads to the same
+// configuration. Redacted returns a copy fit to print.
 package topology

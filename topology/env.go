@@ -20,6 +20,12 @@ const (
 	EnvProfileWorkers          = "QUANTUM_FLOW_PROFILE_WORKERS"
 	EnvMaxRetries              = "QUANTUM_FLOW_MAX_RETRIES"
 	EnvRetryDelayMS            = "QUANTUM_FLOW_RETRY_DELAY_MS"
+	// EnvMessagingURL sets messaging_url, the backend both services'
+	// queues are on. Ours, not the seed's.
+	EnvMessagingURL = "QUANTUM_FLOW_MESSAGING_URL"
+	// EnvInstanceID sets instance_id, this process's id among its
+	// service's instances. Ours, not the seed's.
+	EnvInstanceID = "QUANTUM_FLOW_INSTANCE_ID"
 	// EnvProfile selects a scaling profile. It is ours, not the seed's;
 	// not to be confused with EnvProfileWorkers, the seed's worker count of
 	// CentralCloud's safety-profile producer.
@@ -35,6 +41,8 @@ const (
 // Settings an environment variable sets.
 const (
 	SettingDatabaseURL  = "database_url"
+	SettingMessagingURL = "messaging_url"
+	SettingInstanceID   = "instance_id"
 	SettingWorkers      = "workers"
 	SettingMaxRetries   = "max_retries"
 	SettingRetryDelayMS = "retry_delay_ms"
@@ -48,8 +56,8 @@ type EnvVar struct {
 	Name string `json:"name"`
 	// Service is the service that reads it.
 	Service string `json:"service"`
-	// Setting is what it sets: database_url, workers, max_retries,
-	// retry_delay_ms or profile.
+	// Setting is what it sets: database_url, messaging_url, instance_id,
+	// workers, max_retries, retry_delay_ms or profile.
 	Setting string `json:"setting"`
 	// Side is "producer" or "consumer" for a workers variable, "" for a
 	// service-wide one.
@@ -59,7 +67,9 @@ type EnvVar struct {
 	Entry string `json:"entry,omitempty"`
 	// Queue is the queue of that entry; "" for a service-wide one.
 	Queue string `json:"queue,omitempty"`
-	// Default is the seed's value, as text; "" when there is none.
+	// Default is the seed's value, as text; "" when there is none, and in
+	// parentheses where the default is not a fixed value:
+	// "(database_url)" for messaging_url, "(host name)" for instance_id.
 	Default string `json:"default"`
 }
 
@@ -91,7 +101,11 @@ func EnvTable() []EnvVar {
 	var out []EnvVar
 	for _, svc := range Services() {
 		cfg, _ := Default(svc)
-		out = append(out, EnvVar{Name: EnvDatabaseURL, Service: svc, Setting: SettingDatabaseURL, Default: cfg.DatabaseURL})
+		out = append(out,
+			EnvVar{Name: EnvDatabaseURL, Service: svc, Setting: SettingDatabaseURL, Default: cfg.DatabaseURL},
+			EnvVar{Name: EnvMessagingURL, Service: svc, Setting: SettingMessagingURL, Default: "(" + SettingDatabaseURL + ")"},
+			EnvVar{Name: EnvInstanceID, Service: svc, Setting: SettingInstanceID, Default: "(host name)"},
+		)
 		for _, w := range envWorkers {
 			if w.service != svc {
 				continue
@@ -122,7 +136,7 @@ func EnvTableMarkdown() string {
 		switch v.Setting {
 		case SettingWorkers:
 			entry = fmt.Sprintf("%s (%s)", v.Entry, v.Queue)
-		case SettingDatabaseURL, SettingProfile:
+		case SettingDatabaseURL, SettingMessagingURL, SettingInstanceID, SettingProfile:
 			entry = "-"
 		}
 		if side == "" {

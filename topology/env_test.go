@@ -11,9 +11,11 @@ import (
 func TestEnvTable(t *testing.T) {
 	t.Parallel()
 	rows := EnvTable()
-	require.Len(t, rows, 20)
+	require.Len(t, rows, 24)
 	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_DATABASE_URL", Service: Singularity, Setting: "database_url", Default: "postgresql://localhost/singularity"}, rows[0])
-	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: Singularity, Setting: "workers", Side: "producer", Entry: "proposals_for_consensus", Queue: ProposalsQueue, Default: "2"}, rows[1])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_MESSAGING_URL", Service: Singularity, Setting: "messaging_url", Default: "(database_url)"}, rows[1])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_INSTANCE_ID", Service: Singularity, Setting: "instance_id", Default: "(host name)"}, rows[2])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: Singularity, Setting: "workers", Side: "producer", Entry: "proposals_for_consensus", Queue: ProposalsQueue, Default: "2"}, rows[3])
 
 	byKey := map[string]EnvVar{}
 	for _, r := range rows {
@@ -28,7 +30,9 @@ func TestEnvTable(t *testing.T) {
 	require.False(t, ok)
 
 	md := EnvTableMarkdown()
-	require.Len(t, strings.Split(strings.TrimSpace(md), "\n"), 22)
+	require.Len(t, strings.Split(strings.TrimSpace(md), "\n"), 26)
+	require.Contains(t, md, "| QUANTUM_FLOW_INSTANCE_ID | centralcloud | instance_id | - | - | (host name) |\n")
+	require.Contains(t, md, "| QUANTUM_FLOW_MESSAGING_URL | centralcloud | messaging_url | - | - | (database_url) |\n")
 	require.Contains(t, md, "| QUANTUM_FLOW_SAFETY_WORKERS | singularity | workers | consumer | safety_profiles (guardian_safety_profiles_queue) | 1 |\n")
 }
 

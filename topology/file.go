@@ -10,17 +10,15 @@ import (
 	"os"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // The file's shape. Scalars are kept as nodes so that a bad value is
 // reported with its key, its text and its line, in our words rather than
-// a Go type error.
+// a Go type error. fileShape below lists the same keys for the walk that
+// finds unknown keys and wrong shapes before anything is decoded.
 type fileYAML struct {
 	Profile      yaml.Node    `yaml:"profile"`
 	Singularity  *serviceYAML `yaml:"singularity"`
@@ -28,9 +26,11 @@ type fileYAML struct {
 }
 
 type serviceYAML struct {
-	DatabaseURL yaml.Node                `yaml:"database_url"`
-	Producers   map[string]*producerYAML `yaml:"producers"`
-	Consumers   map[string]*consumerYAML `yaml:"consumers"`
+	DatabaseURL  yaml.Node                `yaml:"database_url"`
+	MessagingURL yaml.Node                `yaml:"messaging_url"`
+	InstanceID   yaml.Node                `yaml:"instance_id"`
+	Producers    map[string]*producerYAML `yaml:"producers"`
+	Consumers    map[string]*consumerYAML `yaml:"consumers"`
 }
 
 type entryYAML struct {
@@ -39,6 +39,7 @@ type entryYAML struct {
 	MaxRetries   yaml.Node `yaml:"max_retries"`
 	RetryDelayMS yaml.Node `yaml:"retry_delay_ms"`
 	Priority     yaml.Node `yaml:"priority"`
+	Delivery     yaml.Node `yaml:"delivery"`
 }
 
 type producerYAML struct {
@@ -47,25 +48,43 @@ type producerYAML struct {
 
 type consumerYAML struct {
 	entryYAML `yaml:",inline"`
-	Handler   yaml.Node `yaml:"handler"`
+	// Handler names the handler, unless HandlerMethod is given: then it is
+	// the seed's Elixir module of the handler, which a Go service has no
+	// use for, and is read and set aside.
+	Handler       yaml.Node `yaml:"handler"`
+	HandlerMethod yaml.Node `yaml:"handler_method"`
 }
 
-// yamlTypes names the file's Go types the way the file's reader knows
-// them, with the keys each allows, for rewriting yaml's type errors.
-var yamlTypes = map[string]struct{ what, keys string }{
-	"topology.fileYAML":                 {"the top level", "profile, singularity, centralcloud"},
-	"topology.serviceYAML":              {"a service section", "database_url, producers, consumers"},
-	"topology.producerYAML":             {"a producer entry", "queue_name, workers, max_retries, retry_delay_ms, priority"},
-	"topology.consumerYAML":             {"a consumer entry", "queue_name, workers, handler, max_retries, retry_delay_ms, priority"},
-	"map[string]*topology.producerYAML": {"the producer entries", ""},
-	"map[string]*topology.consumerYAML": {"the consumer entries", ""},
+// shape is what one place of the file may hold: a mapping with the keys
+// listed (with the shape under each key that is not a single value), or
+// with entries keyed by any name, each of the shape entries.
+type shape struct {
+	what    string
+	keys    []string
+	sub     map[string]*shape
+	entries *shape
 }
 
 var (
-	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.+) not found in type (\S+)$`)
-	cannotRE       = regexp.MustCompile("^line (\\d+): cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
-	yamlLineRE     = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	producerShape = &shape{what: "a producer entry",
+		keys: []string{"queue_name", "workers", "max_retries", "retry_delay_ms", "priority", "delivery"}}
+	consumerShape = &shape{what: "a consumer entry",
+		keys: []string{"queue_name", "workers", "handler", "handler_method", "max_retries", "retry_delay_ms", "priority", "delivery"}}
+	serviceShape = &shape{what: "a service section",
+		keys: []string{"database_url", "messaging_url", "instance_id", "producers", "consumers"},
+		sub: map[string]*shape{
+			"producers": {what: "the producer entries", entries: producerShape},
+			"consumers": {what: "the consumer entries", entries: consumerShape},
+		}}
+	fileShape = &shape{what: "the top level",
+		keys: []string{"profile", Singularity, CentralCloud},
+		sub:  map[string]*shape{Singularity: serviceShape, CentralCloud: serviceShape}}
 )
+
+// yamlLineRE reads the line out of yaml's syntax errors, which are text
+// only (the decoder's type errors are avoided by walking the document
+// first, see checkShape).
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // fileConfig is a parsed configuration file.
 type fileConfig struct {
@@ -82,22 +101,10 @@ func readFile(path string) (*fileConfig, []string, error) {
 		return nil, []string{fmt.Sprintf("config file: %v", err)}, err
 	}
 	f := &fileConfig{path: path}
-	if err := yaml.Unmarshal(raw, &f.doc); err != nil {
-		return nil, []string{f.syntaxError(err)}, nil
-	}
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
-	dec.KnownFields(true)
-	err = dec.Decode(&f.data)
+	err = dec.Decode(&f.doc)
 	if errors.Is(err, io.EOF) {
 		return f, nil, nil // an empty file sets nothing
-	}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		out := make([]string, 0, len(te.Errors))
-		for _, e := range te.Errors {
-			out = append(out, f.typeError(e))
-		}
-		return nil, out, nil
 	}
 	if err != nil {
 		return nil, []string{f.syntaxError(err)}, nil
@@ -105,6 +112,17 @@ func readFile(path string) (*fileConfig, []string, error) {
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, []string{fmt.Sprintf("%s: more than one YAML document", path)}, nil
+	}
+	ps := &problems{}
+	if len(f.doc.Content) > 0 {
+		f.checkShape(f.doc.Content[0], fileShape, nil, ps)
+	}
+	if len(ps.list) > 0 {
+		return nil, ps.list, nil
+	}
+	// The walk has refused anything the decoder could not take.
+	if err := f.doc.Decode(&f.data); err != nil {
+		return nil, []string{fmt.Sprintf("%s: %v", path, err)}, nil
 	}
 	return f, nil, nil
 }
@@ -116,98 +134,60 @@ func (f *fileConfig) syntaxError(err error) string {
 	return fmt.Sprintf("%s: %s", f.path, strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-// typeError rewrites one of yaml's decoding errors to name the key path
-// and what is allowed there.
-func (f *fileConfig) typeError(e string) string {
-	if m := unknownFieldRE.FindStringSubmatch(e); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		key := m[2]
-		if p := findKey(&f.doc, line, key, nil); p != nil {
-			key = strings.Join(p, ".")
-		}
-		msg := fmt.Sprintf("%s:%d: %s: unknown key", f.path, line, key)
-		if t, ok := yamlTypes[m[3]]; ok {
-			msg += fmt.Sprintf(" in %s (known: %s)", t.what, t.keys)
-		}
-		return msg
+// checkShape walks the node at path against what may be there: unknown
+// keys, and a single value, list or mapping where another is expected,
+// are problems naming the key path and line. Single values are checked
+// where they are read (scalar). A key with no value is absent.
+func (f *fileConfig) checkShape(n *yaml.Node, sh *shape, path []string, ps *problems) {
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
 	}
-	if m := cannotRE.FindStringSubmatch(e); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		got := map[string]string{"seq": "a list", "map": "a mapping"}[m[2]]
-		if got == "" {
-			got = fmt.Sprintf("%q", m[3])
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		want := sh.what
+		if len(sh.keys) > 0 {
+			want += " (" + strings.Join(sh.keys, ", ") + ")"
 		}
-		want := m[4]
-		if t, ok := yamlTypes[want]; ok {
-			want = t.what
-			if t.keys != "" {
-				want += " (" + t.keys + ")"
-			}
+		got := map[yaml.Kind]string{yaml.SequenceNode: "a list", yaml.MappingNode: "a mapping"}[n.Kind]
+		if got == "" {
+			got = quote(n.Value)
 		}
 		where := ""
-		if p := findValue(&f.doc, line, nil); p != nil {
-			where = " " + strings.Join(p, ".") + ":"
+		if len(path) > 0 {
+			where = " " + strings.Join(path, ".") + ":"
 		}
-		return fmt.Sprintf("%s:%d:%s expected %s, got %s", f.path, line, where, want, got)
+		ps.add("%s:%d:%s expected %s, got %s", f.path, n.Line, where, want, got)
+		return
 	}
-	if m := regexp.MustCompile(`^line (\d+): (.*)$`).FindStringSubmatch(e); m != nil {
-		return fmt.Sprintf("%s:%s: %s", f.path, m[1], m[2])
-	}
-	return fmt.Sprintf("%s: %s", f.path, e)
-}
-
-// findKey returns the path of the mapping key named name on line.
-func findKey(n *yaml.Node, line int, name string, path []string) []string {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if p := findKey(c, line, name, path); p != nil {
-				return p
-			}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := append(slices.Clone(path), k.Value)
+		if first, dup := seen[k.Value]; dup {
+			ps.add("%s:%d: %s: duplicate key (first at line %d)", f.path, k.Line, strings.Join(p, "."), first)
+			continue
 		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := append(slices.Clone(path), k.Value)
-			if k.Line == line && k.Value == name {
-				return p
-			}
-			if q := findKey(v, line, name, p); q != nil {
-				return q
-			}
-		}
-	}
-	return nil
-}
-
-// findValue returns the path of the mapping value that starts on line.
-func findValue(n *yaml.Node, line int, path []string) []string {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if p := findValue(c, line, path); p != nil {
-				return p
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, v := n.Content[i], n.Content[i+1]
-			p := append(slices.Clone(path), k.Value)
-			if v.Line == line && v.Kind != yaml.ScalarNode {
-				if q := findValue(v, line, p); q != nil {
-					return q
+		seen[k.Value] = k.Line
+		switch {
+		case k.ShortTag() == "!!merge":
+			// "<<: *anchor" brings the anchor's keys here: check them here.
+			if v.Kind == yaml.SequenceNode {
+				for _, m := range v.Content {
+					f.checkShape(m, sh, path, ps)
 				}
-				return p
+			} else {
+				f.checkShape(v, sh, path, ps)
 			}
-			if v.Line == line && v.Kind == yaml.ScalarNode {
-				return p
-			}
-			if q := findValue(v, line, p); q != nil {
-				return q
-			}
+		case sh.entries != nil:
+			f.checkShape(v, sh.entries, p, ps)
+		case !slices.Contains(sh.keys, k.Value):
+			ps.add("%s:%d: %s: unknown key in %s (known: %s)", f.path, k.Line, strings.Join(p, "."), sh.what, strings.Join(sh.keys, ", "))
+		case sh.sub[k.Value] != nil:
+			f.checkShape(v, sh.sub[k.Value], p, ps)
 		}
 	}
-	return nil
 }
 
 // scalar returns a value node's text; ok is false when the key is absent.
@@ -256,39 +236,51 @@ func (f *fileConfig) profile(ps *problems) (string, bool) {
 // apply overrides cfg with the file's section for cfg's service, field by
 // field: what the file leaves out keeps its value.
 func (f *fileConfig) apply(cfg *ServiceConfig, ps *problems) {
-	sec := f.data.Singularity
-	if cfg.Name == CentralCloud {
-		sec = f.data.CentralCloud
-	}
+	sec := f.section(cfg.Name)
 	if sec == nil {
 		return
 	}
-	if v, ok := f.scalar(&sec.DatabaseURL, cfg.Name+".database_url", ps); ok {
-		if msg := checkURL(v); msg != "" {
-			ps.add("%s:%d: %s.database_url=%q: %s", f.path, sec.DatabaseURL.Line, cfg.Name, pubsub.RedactURL(v), msg)
+	if v, ok := f.scalar(&sec.DatabaseURL, cfg.Name+".database_url", ps); ok &&
+		checkURL(fmt.Sprintf("%s:%d: %s.database_url", f.path, sec.DatabaseURL.Line, cfg.Name), v, ps) {
+		cfg.DatabaseURL = v
+	}
+	if v, ok := f.scalar(&sec.MessagingURL, cfg.Name+".messaging_url", ps); ok &&
+		checkURL(fmt.Sprintf("%s:%d: %s.messaging_url", f.path, sec.MessagingURL.Line, cfg.Name), v, ps) {
+		cfg.MessagingURL = v
+	}
+	if v, ok := f.scalar(&sec.InstanceID, cfg.Name+".instance_id", ps); ok {
+		if msg := checkInstanceID(v); msg != "" {
+			ps.add("%s:%d: %s.instance_id=%s: %s", f.path, sec.InstanceID.Line, cfg.Name, quote(v), msg)
 		} else {
-			cfg.DatabaseURL = v
+			cfg.InstanceID = v
 		}
 	}
 	for _, key := range f.keysInFileOrder(slices.Collect(maps.Keys(sec.Producers)), cfg.Name, "producers") {
-		var handler *yaml.Node
 		var e *entryYAML
 		if p := sec.Producers[key]; p != nil {
 			e = &p.entryYAML
 		}
-		f.applyEntry(cfg, SideProducer, key, e, handler, ps)
+		f.applyEntry(cfg, SideProducer, key, e, nil, ps)
 	}
 	for _, key := range f.keysInFileOrder(slices.Collect(maps.Keys(sec.Consumers)), cfg.Name, "consumers") {
-		var handler *yaml.Node
+		c := sec.Consumers[key]
 		var e *entryYAML
-		if c := sec.Consumers[key]; c != nil {
-			e, handler = &c.entryYAML, &c.Handler
+		if c != nil {
+			e = &c.entryYAML
 		}
-		f.applyEntry(cfg, SideConsumer, key, e, handler, ps)
+		f.applyEntry(cfg, SideConsumer, key, e, c, ps)
 	}
 }
 
-func (f *fileConfig) applyEntry(cfg *ServiceConfig, side, key string, y *entryYAML, handler *yaml.Node, ps *problems) {
+// section returns the file's section of a service, nil when it has none.
+func (f *fileConfig) section(service string) *serviceYAML {
+	if service == CentralCloud {
+		return f.data.CentralCloud
+	}
+	return f.data.Singularity
+}
+
+func (f *fileConfig) applyEntry(cfg *ServiceConfig, side, key string, y *entryYAML, c *consumerYAML, ps *problems) {
 	name := cfg.Name + "." + side + "s." + key
 	ref, ok := cfg.entry(side, key)
 	if !ok {
@@ -301,47 +293,79 @@ func (f *fileConfig) applyEntry(cfg *ServiceConfig, side, key string, y *entryYA
 	}
 	if v, ok := f.scalar(&y.QueueName, name+".queue_name", ps); ok {
 		if msg := checkQueue(cfg.Name, side, v); msg != "" {
-			ps.add("%s:%d: %s.queue_name=%q: %s", f.path, y.QueueName.Line, name, v, msg)
+			ps.add("%s:%d: %s.queue_name=%s: %s", f.path, y.QueueName.Line, name, quote(v), msg)
 		} else {
 			*ref.queue = v
 		}
 	}
 	if v, ok := f.scalar(&y.Workers, name+".workers", ps); ok {
-		if n, msg := parseInt(v, 1); msg != "" {
-			ps.add("%s:%d: %s.workers=%q: %s", f.path, y.Workers.Line, name, v, msg)
+		if n, msg := parseInt(v, 1, MaxWorkers); msg != "" {
+			ps.add("%s:%d: %s.workers=%s: %s", f.path, y.Workers.Line, name, quote(v), msg)
 		} else {
 			*ref.workers = n
 		}
 	}
 	if v, ok := f.scalar(&y.MaxRetries, name+".max_retries", ps); ok {
-		if n, msg := parseInt(v, 0); msg != "" {
-			ps.add("%s:%d: %s.max_retries=%q: %s", f.path, y.MaxRetries.Line, name, v, msg)
+		if n, msg := parseInt(v, 0, MaxRetriesLimit); msg != "" {
+			ps.add("%s:%d: %s.max_retries=%s: %s", f.path, y.MaxRetries.Line, name, quote(v), msg)
 		} else {
 			*ref.maxRetries = n
 		}
 	}
 	if v, ok := f.scalar(&y.RetryDelayMS, name+".retry_delay_ms", ps); ok {
 		if d, msg := parseMillis(v); msg != "" {
-			ps.add("%s:%d: %s.retry_delay_ms=%q: %s", f.path, y.RetryDelayMS.Line, name, v, msg)
+			ps.add("%s:%d: %s.retry_delay_ms=%s: %s", f.path, y.RetryDelayMS.Line, name, quote(v), msg)
 		} else {
 			*ref.retryDelay = d
 		}
 	}
 	if v, ok := f.scalar(&y.Priority, name+".priority", ps); ok {
 		if msg := checkPriority(v); msg != "" {
-			ps.add("%s:%d: %s.priority=%q: %s", f.path, y.Priority.Line, name, v, msg)
+			ps.add("%s:%d: %s.priority=%s: %s", f.path, y.Priority.Line, name, quote(v), msg)
 		} else {
 			*ref.priority = Priority(v)
 		}
 	}
-	if handler != nil {
-		if v, ok := f.scalar(handler, name+".handler", ps); ok {
-			if v == "" {
-				ps.add("%s:%d: %s.handler=\"\": must not be empty", f.path, handler.Line, name)
-			} else {
-				*ref.handler = v
-			}
+	if v, ok := f.scalar(&y.Delivery, name+".delivery", ps); ok {
+		if msg := checkDelivery(v); msg != "" {
+			ps.add("%s:%d: %s.delivery=%s: %s", f.path, y.Delivery.Line, name, quote(v), msg)
+		} else {
+			*ref.delivery = Delivery(v)
 		}
+	}
+	if c == nil {
+		return
+	}
+	// The seed names a handler by module (handler) and function
+	// (handler_method); a Go service registers functions by name, so
+	// handler_method is the name when given, and handler otherwise.
+	handler, hkey := &c.Handler, "handler"
+	if c.HandlerMethod.Kind != 0 {
+		_, _ = f.scalar(&c.Handler, name+".handler", ps) // the module: only its shape is checked
+		handler, hkey = &c.HandlerMethod, "handler_method"
+	}
+	if v, ok := f.scalar(handler, name+"."+hkey, ps); ok {
+		if v == "" {
+			ps.add("%s:%d: %s.%s=\"\": must not be empty", f.path, handler.Line, name, hkey)
+		} else {
+			*ref.handler = v
+		}
+	}
+}
+
+// checkDeliveries checks that cfg and other, the two services as a file
+// holding both their sections configures them, agree on the delivery of
+// each queue (as CheckPair does), saying where each side's value came from.
+func (f *fileConfig) checkDeliveries(cfg, other ServiceConfig, ps *problems) {
+	source := func(e pairEntry) string {
+		if line := keyNodeLine(&f.doc, e.service, e.side+"s", e.key, "delivery"); line > 0 {
+			return fmt.Sprintf("%s:%d", f.path, line)
+		}
+		return "seed default"
+	}
+	for _, m := range deliveryMismatches(cfg, other) {
+		m.producerNote, m.consumerNote = source(m.producer), source(m.consumer)
+		ps.add("%s", m)
 	}
 }
 

@@ -17,6 +17,7 @@ type producerView struct {
 	MaxRetries   int      `json:"max_retries" yaml:"max_retries"`
 	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
 	Priority     Priority `json:"priority" yaml:"priority"`
+	Delivery     Delivery `json:"delivery" yaml:"delivery"`
 }
 
 // consumerView is a Consumer as JSON and YAML show it.
@@ -28,14 +29,15 @@ type consumerView struct {
 	MaxRetries   int      `json:"max_retries" yaml:"max_retries"`
 	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
 	Priority     Priority `json:"priority" yaml:"priority"`
+	Delivery     Delivery `json:"delivery" yaml:"delivery"`
 }
 
 func (p Producer) view() producerView {
-	return producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority}
+	return producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority, p.Delivery}
 }
 
 func (c Consumer) view() consumerView {
-	return consumerView{c.Key, c.Queue, c.Workers, c.Handler, c.MaxRetries, c.RetryDelay.Milliseconds(), c.Priority}
+	return consumerView{c.Key, c.Queue, c.Workers, c.Handler, c.MaxRetries, c.RetryDelay.Milliseconds(), c.Priority, c.Delivery}
 }
 
 // MarshalJSON shows the retry delay as retry_delay_ms, a number.
@@ -48,7 +50,7 @@ func (p *Producer) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*p = Producer{Key: v.Key, Queue: v.Queue, Workers: v.Workers, MaxRetries: v.MaxRetries,
-		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority}
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery}
 	return nil
 }
 
@@ -62,7 +64,7 @@ func (c *Consumer) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	*c = Consumer{Key: v.Key, Queue: v.Queue, Handler: v.Handler, Workers: v.Workers, MaxRetries: v.MaxRetries,
-		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority}
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery}
 	return nil
 }
 
@@ -73,12 +75,32 @@ func (p Producer) MarshalYAML() (any, error) { return p.view(), nil }
 // MarshalYAML writes the entry as the configuration file has it.
 func (c Consumer) MarshalYAML() (any, error) { return c.view(), nil }
 
+// Comments MarshalYAML puts on the producers and consumers keys, so that
+// `quantumflow config show` says what each side's workers count.
+const (
+	producersComment = "workers: the most publishes of the queue this service runs at once"
+	consumersComment = "workers: the most messages of the queue this service handles at once"
+)
+
 // MarshalYAML writes the service's section of a configuration file:
-// database_url, then producers and consumers keyed by entry key, in the
-// seed's order. Load reads it back to the same configuration.
-func (s ServiceConfig) MarshalYAML() (any, error) {
+// database_url, messaging_url when set, instance_id, then producers and
+// consumers keyed by entry key, in the seed's order. Load reads it back
+// to the same configuration.
+func (s ServiceConfig) MarshalYAML() (any, error) { return s.node() }
+
+// node is MarshalYAML's node, which MarshalFile puts in its document as it
+// is: encoding a node into another drops its comments.
+func (s ServiceConfig) node() (*yaml.Node, error) {
 	n := &yaml.Node{Kind: yaml.MappingNode}
 	if err := addPair(n, "database_url", s.DatabaseURL); err != nil {
+		return nil, err
+	}
+	if s.MessagingURL != "" {
+		if err := addPair(n, "messaging_url", s.MessagingURL); err != nil {
+			return nil, err
+		}
+	}
+	if err := addPair(n, "instance_id", s.InstanceID); err != nil {
 		return nil, err
 	}
 	prod := &yaml.Node{Kind: yaml.MappingNode}
@@ -93,7 +115,9 @@ func (s ServiceConfig) MarshalYAML() (any, error) {
 			return nil, err
 		}
 	}
-	n.Content = append(n.Content, scalarNode("producers"), prod, scalarNode("consumers"), cons)
+	pk, ck := scalarNode("producers"), scalarNode("consumers")
+	pk.HeadComment, ck.HeadComment = producersComment, consumersComment
+	n.Content = append(n.Content, pk, prod, ck, cons)
 	return n, nil
 }
 
@@ -103,9 +127,11 @@ func (s ServiceConfig) MarshalYAML() (any, error) {
 func MarshalFile(cfgs ...ServiceConfig) ([]byte, error) {
 	root := &yaml.Node{Kind: yaml.MappingNode}
 	for _, c := range cfgs {
-		if err := addPair(root, c.Name, c); err != nil {
+		n, err := c.node()
+		if err != nil {
 			return nil, err
 		}
+		root.Content = append(root.Content, scalarNode(c.Name), n)
 	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"os"
+	"slices"
 	"time"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -41,6 +42,24 @@ const (
 	DefaultRetryDelay = 1000 * time.Millisecond
 )
 
+// Upper bounds of what a configuration may set, refused at validation
+// from every level (file, environment, flags) by name and limit, so that
+// a stray digit is a configuration error rather than a process that runs
+// out of memory or a value a backend's column cannot hold.
+const (
+	// MaxWorkers bounds every workers count, producer or consumer: each
+	// consumer worker is a goroutine with a message in hand, and 1024 per
+	// queue is far past what one process's backend connections serve.
+	MaxWorkers = 1024
+	// MaxRetriesLimit bounds max_retries. With the retry policy's default
+	// cap of 5 minutes a delay, 1000 retries keep a message for about three
+	// and a half days.
+	MaxRetriesLimit = 1000
+	// RetryDelayLimit bounds retry_delay_ms, the first retry's delay (the
+	// retry policy caps every delay at 5 minutes by default anyway).
+	RetryDelayLimit = time.Hour
+)
+
 // Priority of a queue: "normal" or "high".
 type Priority string
 
@@ -75,6 +94,10 @@ const (
 	DeliveryBroadcast Delivery = "broadcast"
 )
 
+// Deliveries returns the delivery modes, in the order they are listed in
+// errors and documentation.
+func Deliveries() []Delivery { return []Delivery{DeliveryWork, DeliveryAddressed, DeliveryBroadcast} }
+
 // DefaultDelivery is the seed's delivery mode of a queue of the topology:
 // CentralCloud's answers are for one instance (the consensus result for
 // the proposer, a rollback for the instance it names), its safety
@@ -95,13 +118,17 @@ type Producer struct {
 	Key string `yaml:"-" json:"key"`
 	// Queue is the queue name, e.g. "proposals_for_consensus_queue".
 	Queue string `yaml:"queue_name" json:"queue_name"`
-	// Workers is the publisher concurrency.
+	// Workers is the seed's publisher concurrency: the most publishes of
+	// the queue the service runs at once. The router holds further
+	// publishes of the queue until one finishes, so a burst of publishers
+	// cannot open more than Workers calls on the backend. At most
+	// MaxWorkers.
 	Workers int `yaml:"workers" json:"workers"`
 	// MaxRetries is how many times a failed message is retried before it
-	// becomes a dead letter.
+	// becomes a dead letter. At most MaxRetriesLimit.
 	MaxRetries int `yaml:"max_retries" json:"max_retries"`
-	// RetryDelay is the first retry's delay; JSON and YAML show it as
-	// retry_delay_ms (see marshal.go).
+	// RetryDelay is the first retry's delay, at most RetryDelayLimit; JSON
+	// and YAML show it as retry_delay_ms (see marshal.go).
 	RetryDelay time.Duration `yaml:"-" json:"-"`
 	// Priority is the default priority of the queue's messages.
 	Priority Priority `yaml:"priority" json:"priority"`
@@ -117,14 +144,18 @@ type Consumer struct {
 	Queue string `yaml:"queue_name" json:"queue_name"`
 	// Handler is the name of the handler function, e.g.
 	// "handle_consensus_result"; the service registers a function under it.
+	// In the file it is handler_method (the seed's key, with handler then
+	// naming the seed's Elixir module, which a Go service has no use for),
+	// or handler alone.
 	Handler string `yaml:"handler" json:"handler"`
-	// Workers is how many messages of the queue the service handles at once.
+	// Workers is how many messages of the queue the service handles at
+	// once. At most MaxWorkers.
 	Workers int `yaml:"workers" json:"workers"`
 	// MaxRetries is how many times a failed message is retried before it
-	// becomes a dead letter.
+	// becomes a dead letter. At most MaxRetriesLimit.
 	MaxRetries int `yaml:"max_retries" json:"max_retries"`
-	// RetryDelay is the first retry's delay; JSON and YAML show it as
-	// retry_delay_ms (see marshal.go).
+	// RetryDelay is the first retry's delay, at most RetryDelayLimit; JSON
+	// and YAML show it as retry_delay_ms (see marshal.go).
 	RetryDelay time.Duration `yaml:"-" json:"-"`
 	// Priority is the queue's priority.
 	Priority Priority `yaml:"priority" json:"priority"`
@@ -145,13 +176,45 @@ func (p Producer) Spec() pubsub.QueueSpec {
 // ServiceConfig is one service's configuration: the seed's
 // `config :singularity, :quantum_flow_queues, ...` block.
 type ServiceConfig struct {
-	Name        string `json:"name"`
+	// Name is the service: Singularity or CentralCloud.
+	Name string `json:"name"`
+	// DatabaseURL is the seed's database_url. It is where the service's
+	// queues are unless MessagingURL is set; open the backend with
+	// BackendURL, not with this.
 	DatabaseURL string `json:"database_url"`
-	// InstanceID names this process among the service's instances; it
-	// defaults to DefaultInstanceID().
+	// MessagingURL is messaging_url: the one backend both services'
+	// queues are on, which overrides DatabaseURL for messaging at whatever
+	// level either is set. "" means DatabaseURL. The seed gives the two
+	// services different databases, where they would never meet; setting
+	// this alike for both is how they share one backend (see CheckPair).
+	MessagingURL string `json:"messaging_url,omitempty"`
+	// InstanceID names this process among the service's instances: 1-64
+	// letters, digits, '_', '.' or '-' (pubsub.ValidateInstanceID).
+	// Defaults to DefaultInstanceID().
 	InstanceID string     `json:"instance_id"`
 	Producers  []Producer `json:"producers"`
 	Consumers  []Consumer `json:"consumers"`
+}
+
+// BackendURL is the URL the service opens its messaging backend with:
+// MessagingURL, else DatabaseURL.
+func (s *ServiceConfig) BackendURL() string {
+	if s.MessagingURL != "" {
+		return s.MessagingURL
+	}
+	return s.DatabaseURL
+}
+
+// Redacted returns a copy of the configuration fit to print: passwords
+// and tokens in its URLs replaced by "xxxxx" (pubsub.RedactURL).
+func (s ServiceConfig) Redacted() ServiceConfig {
+	s.DatabaseURL = pubsub.RedactURL(s.DatabaseURL)
+	if s.MessagingURL != "" {
+		s.MessagingURL = pubsub.RedactURL(s.MessagingURL)
+	}
+	s.Producers = slices.Clone(s.Producers)
+	s.Consumers = slices.Clone(s.Consumers)
+	return s
 }
 
 // Producer returns the producer entry for a queue name.
