@@ -646,3 +646,214 @@ func TestValidate(t *testing.T) {
 	err = ServiceConfig{Name: "guardian", DatabaseURL: "mem://", InstanceID: "g1"}.Validate()
 	require.EqualError(t, err, `invalid configuration: name="guardian": unknown service (known: singularity, centralcloud)`)
 }
+
+// TestLoadInstanceID checks instance_id at every level: the host name by
+// default, then the file, the environment, the --instance flag.
+func TestLoadInstanceID(t *testing.T) {
+	t.Parallel()
+	file := "singularity:\n  instance_id: from-file\ncentralcloud:\n  instance_id: central.1\n"
+	tests := []struct {
+		name      string
+		service   string
+		file      string
+		env       map[string]string
+		overrides Overrides
+		want      string
+	}{
+		{name: "Default", service: Singularity, want: DefaultInstanceID()},
+		{name: "File", service: Singularity, file: file, want: "from-file"},
+		{name: "FileOtherSection", service: CentralCloud, file: file, want: "central.1"},
+		{name: "EnvOverFile", service: Singularity, file: file, env: map[string]string{EnvInstanceID: "from_env"}, want: "from_env"},
+		{name: "EnvBothServices", service: CentralCloud, env: map[string]string{EnvInstanceID: "cc-2"}, want: "cc-2"},
+		{name: "FlagOverEnv", service: Singularity, file: file, env: map[string]string{EnvInstanceID: "from_env"},
+			overrides: Overrides{InstanceID: "S-3"}, want: "S-3"},
+		{name: "SixtyFourCharacters", service: Singularity, env: map[string]string{EnvInstanceID: strings.Repeat("i", 64)},
+			want: strings.Repeat("i", 64)},
+		{name: "NumberInFile", service: Singularity, file: "singularity:\n  instance_id: 7\n", want: "7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := LoadOptions{Service: tt.service, LookupEnv: envOf(tt.env), Overrides: tt.overrides}
+			if tt.file != "" {
+				opts.Path = writeConfig(t, tt.file)
+			}
+			cfg, err := Load(opts)
+			require.NoError(t, err)
+			require.Equal(t, tt.want, cfg.InstanceID)
+			want := mustDefault(t, tt.service)
+			want.InstanceID = tt.want
+			require.Equal(t, want, cfg, "nothing else changes")
+		})
+	}
+}
+
+func TestDefaultInstanceIDIsValid(t *testing.T) {
+	t.Parallel()
+	id := DefaultInstanceID()
+	require.Empty(t, checkInstanceID(id), id)
+	host, err := os.Hostname()
+	if err == nil && checkInstanceID(host) == "" {
+		require.Equal(t, host, id, "a valid host name is the id as it is")
+	}
+}
+
+// TestLoadMessagingURL checks where the backend URL comes from:
+// messaging_url at any level over database_url at any level, each the
+// highest level that sets it.
+func TestLoadMessagingURL(t *testing.T) {
+	t.Parallel()
+	const (
+		fileDB  = "postgres://file/db"
+		fileMsg = "postgres://file/queues"
+		envDB   = "postgres://env/db"
+		envMsg  = "nats://env:4222"
+		flagDB  = "postgres://flag/db"
+		flagMsg = "mem://flag"
+	)
+	withDB := "singularity:\n  database_url: " + fileDB + "\n"
+	withBoth := withDB + "  messaging_url: " + fileMsg + "\n"
+	tests := []struct {
+		name            string
+		file            string
+		env             map[string]string
+		overrides       Overrides
+		wantDB, wantMsg string
+		wantBackend     string
+	}{
+		{name: "Seed", wantDB: DefaultSingularityURL, wantBackend: DefaultSingularityURL},
+		{name: "FileDatabaseURL", file: withDB, wantDB: fileDB, wantBackend: fileDB},
+		{name: "FileMessagingURL", file: withBoth, wantDB: fileDB, wantMsg: fileMsg, wantBackend: fileMsg},
+		{name: "FileMessagingURLOverEnvDatabaseURL", file: withBoth, env: map[string]string{EnvDatabaseURL: envDB},
+			wantDB: envDB, wantMsg: fileMsg, wantBackend: fileMsg},
+		{name: "EnvMessagingURLOverFile", file: withBoth, env: map[string]string{EnvMessagingURL: envMsg},
+			wantDB: fileDB, wantMsg: envMsg, wantBackend: envMsg},
+		{name: "FlagURLOverEnv", env: map[string]string{EnvMessagingURL: envMsg, EnvDatabaseURL: envDB},
+			overrides: Overrides{MessagingURL: flagMsg}, wantDB: envDB, wantMsg: flagMsg, wantBackend: flagMsg},
+		{name: "FlagDatabaseURLIsOnlyTheFallback", env: map[string]string{EnvMessagingURL: envMsg},
+			overrides: Overrides{DatabaseURL: flagDB}, wantDB: flagDB, wantMsg: envMsg, wantBackend: envMsg},
+		{name: "FlagDatabaseURLWithoutMessagingURL", file: withDB,
+			overrides: Overrides{DatabaseURL: flagDB}, wantDB: flagDB, wantBackend: flagDB},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := LoadOptions{Service: Singularity, LookupEnv: envOf(tt.env), Overrides: tt.overrides}
+			if tt.file != "" {
+				opts.Path = writeConfig(t, tt.file)
+			}
+			cfg, err := Load(opts)
+			require.NoError(t, err)
+			require.Equal(t, tt.wantDB, cfg.DatabaseURL)
+			require.Equal(t, tt.wantMsg, cfg.MessagingURL)
+			require.Equal(t, tt.wantBackend, cfg.BackendURL())
+		})
+	}
+}
+
+// TestLoadHandlerMethod checks the rule for the seed's two handler keys:
+// handler_method, when given, names the handler; else handler does.
+func TestLoadHandlerMethod(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		entry string
+		want  string
+	}{
+		{name: "Seed", entry: "handler: Singularity.Evolution.QuantumFlow.Consumers\n      handler_method: handle_consensus_result",
+			want: HandleConsensusResult},
+		{name: "MethodFirst", entry: "handler_method: on_result\n      handler: Singularity.Evolution.QuantumFlow.Consumers",
+			want: "on_result"},
+		{name: "MethodOnly", entry: "handler_method: on_result", want: "on_result"},
+		{name: "HandlerOnly", entry: "handler: on_result", want: "on_result"},
+		{name: "MethodWinsOverAName", entry: "handler: on_result\n      handler_method: on_consensus", want: "on_consensus"},
+		{name: "Neither", entry: "workers: 2", want: HandleConsensusResult},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := writeConfig(t, "singularity:\n  consumers:\n    consensus_results:\n      "+tt.entry+"\n")
+			cfg, err := Load(LoadOptions{Service: Singularity, Path: path, LookupEnv: envOf(nil)})
+			require.NoError(t, err)
+			c, ok := cfg.Consumer(ConsensusQueue)
+			require.True(t, ok)
+			require.Equal(t, tt.want, c.Handler)
+		})
+	}
+}
+
+// TestLoadDelivery checks delivery: from the file, on either side; a file
+// with one service's section is not checked against the other's seed
+// defaults, since that service may load a file of its own.
+func TestLoadDelivery(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		service string
+		file    string
+		queue   string
+		want    Delivery
+	}{
+		{name: "SeedConsumer", service: Singularity, queue: SafetyProfilesQueue, want: DeliveryBroadcast},
+		{name: "SeedProducer", service: CentralCloud, queue: ConsensusQueue, want: DeliveryAddressed},
+		{name: "BothSidesInOneFile", service: Singularity, queue: ConsensusQueue, want: DeliveryWork,
+			file: "singularity:\n  consumers:\n    consensus_results: {delivery: work}\ncentralcloud:\n  producers:\n    consensus_results: {delivery: work}\n"},
+		{name: "BothSidesInOneFileOtherService", service: CentralCloud, queue: ConsensusQueue, want: DeliveryWork,
+			file: "singularity:\n  consumers:\n    consensus_results: {delivery: work}\ncentralcloud:\n  producers:\n    consensus_results: {delivery: work}\n"},
+		{name: "OneSectionIsNotPaired", service: Singularity, queue: MetricsQueue, want: DeliveryBroadcast,
+			file: "singularity:\n  producers:\n    metrics_to_guardian: {delivery: broadcast}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := LoadOptions{Service: tt.service, LookupEnv: envOf(nil)}
+			if tt.file != "" {
+				opts.Path = writeConfig(t, tt.file)
+			}
+			cfg, err := Load(opts)
+			require.NoError(t, err)
+			c, ok := cfg.Consumer(tt.queue)
+			got := c.Delivery
+			if !ok {
+				p, ok := cfg.Producer(tt.queue)
+				require.True(t, ok)
+				got = p.Delivery
+			}
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// TestLoadLimits checks that each bound is a value accepted at every
+// level (one past it is refused: TestLoadInvalid).
+func TestLoadLimits(t *testing.T) {
+	t.Parallel()
+	max := strconv.Itoa(MaxWorkers)
+	tests := []struct {
+		name      string
+		file      string
+		env       map[string]string
+		overrides Overrides
+	}{
+		{name: "File", file: "singularity:\n  producers:\n    proposals_for_consensus: {workers: " + max +
+			", max_retries: 1000, retry_delay_ms: 3600000}\n"},
+		{name: "Env", env: map[string]string{EnvProposalsWorkers: max, EnvMaxRetries: "1000", EnvRetryDelayMS: "3600000"}},
+		{name: "Flags", overrides: Overrides{Workers: map[string]int{ProposalsQueue: MaxWorkers},
+			MaxRetries: intPtr(MaxRetriesLimit), RetryDelay: durPtr(RetryDelayLimit)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := LoadOptions{Service: Singularity, LookupEnv: envOf(tt.env), Overrides: tt.overrides}
+			if tt.file != "" {
+				opts.Path = writeConfig(t, tt.file)
+			}
+			cfg, err := Load(opts)
+			require.NoError(t, err)
+			p, _ := cfg.Producer(ProposalsQueue)
+			require.Equal(t, MaxWorkers, p.Workers)
+			require.Equal(t, MaxRetriesLimit, p.MaxRetries)
+			require.Equal(t, RetryDelayLimit, p.RetryDelay)
+		})
+	}
+}

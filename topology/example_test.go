@@ -3,6 +3,7 @@ package topology_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/quantumflow/quantumflow/topology"
 )
@@ -40,4 +41,29 @@ func ExampleLoad_invalid() {
 	// Output:
 	// invalid singularity configuration: QUANTUM_FLOW_PROPOSALS_WORKERS="abc": not an integer
 	// true
+}
+
+func ExampleCheckPair() {
+	load := func(service string, env map[string]string) topology.ServiceConfig {
+		cfg, err := topology.Load(topology.LoadOptions{
+			Service:   service,
+			LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+		})
+		if err != nil {
+			panic(err)
+		}
+		return cfg
+	}
+	// The seed's defaults: each service its own database.
+	err := topology.CheckPair(load(topology.Singularity, nil), load(topology.CentralCloud, nil))
+	fmt.Println(errors.Is(err, topology.ErrInvalidConfig))
+	fmt.Println(strings.Split(err.Error(), "\n")[1])
+
+	// One messaging backend for both.
+	env := map[string]string{"QUANTUM_FLOW_MESSAGING_URL": "postgres://queues:secret@db.internal/quantumflow"}
+	fmt.Println(topology.CheckPair(load(topology.Singularity, env), load(topology.CentralCloud, env)))
+	// Output:
+	// true
+	//   proposals_for_consensus_queue: singularity publishes to "postgresql://localhost/singularity" and centralcloud consumes from "postgresql://localhost/central_services": not one messaging backend (set messaging_url or QUANTUM_FLOW_MESSAGING_URL alike for both services)
+	// <nil>
 }
