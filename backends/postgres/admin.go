@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,12 +14,9 @@ import (
 
 // Init creates or upgrades the tables in the configured schema.
 func (d *Driver) Init(ctx context.Context) error {
-	if err := d.checkOpen(); err != nil {
-		return fmt.Errorf("init: %w", err)
-	}
 	applied, err := migrate(ctx, d.pool, d.cfg.schema, migrationFiles)
 	if err != nil {
-		return fmt.Errorf("init schema %s: %w", d.cfg.schema, d.wrapErr("", err))
+		return fmt.Errorf("schema %s: %w", d.cfg.schema, d.wrapErr(err))
 	}
 	if len(applied) > 0 {
 		d.log.Info("quantumflow: postgres: schema migrated", "schema", d.cfg.schema, "applied", applied)
@@ -28,27 +24,8 @@ func (d *Driver) Init(ctx context.Context) error {
 	return nil
 }
 
-// adminStart checks the backend is open, returns what it claimed ahead of
-// queue's subscriptions (see withdraw) and writes waiting acks and nacks,
-// so that what admin operations read includes every settle that happened
-// before them.
-func (d *Driver) adminStart(ctx context.Context, queue string) error {
-	if err := d.checkOpen(); err != nil {
-		return err
-	}
-	if queue != "" {
-		if qc := d.sub.consumer(queue); qc != nil {
-			qc.withdraw(ctx)
-		}
-	}
-	return d.settler.flush(ctx)
-}
-
 // DeclareQueue creates or updates a queue in quantum_flow_queues.
 func (d *Driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error {
-	if err := d.checkOpen(); err != nil {
-		return fmt.Errorf("declare queue %s: %w", spec.Name, err)
-	}
 	// Stored as given: MaxRetries 0 is "never retry", RetryDelay 0 "at once".
 	_, err := d.pool.Exec(ctx, `
 INSERT INTO `+d.q.queues+` (name, priority, max_retries, retry_delay_ms) VALUES ($1, $2, $3, $4)
@@ -56,7 +33,7 @@ ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority, max_retries = EXC
     retry_delay_ms = EXCLUDED.retry_delay_ms, updated_at = now()`,
 		spec.Name, int32(spec.Priority), spec.MaxRetries, spec.RetryDelay.Milliseconds())
 	if err != nil {
-		return fmt.Errorf("declare %w", d.wrapErr(spec.Name, err))
+		return d.wrapErr(err)
 	}
 	d.markKnown([]string{spec.Name})
 	return nil
@@ -64,12 +41,9 @@ ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority, max_retries = EXC
 
 // ListQueues lists the queues of quantum_flow_queues by name.
 func (d *Driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
-	if err := d.checkOpen(); err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
-	}
 	rows, err := d.pool.Query(ctx, `SELECT name, priority, max_retries, retry_delay_ms, created_at FROM `+d.q.queues+` ORDER BY name`)
 	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", d.wrapErr("", err))
+		return nil, d.wrapErr(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pubsub.QueueInfo, error) {
 		var qi pubsub.QueueInfo
@@ -81,7 +55,7 @@ func (d *Driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
 		return qi, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", d.wrapErr("", err))
+		return nil, d.wrapErr(err)
 	}
 	return out, nil
 }
@@ -90,10 +64,10 @@ func (d *Driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
 func (d *Driver) queueExists(ctx context.Context, queue string) error {
 	var ok bool
 	if err := d.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+d.q.queues+` WHERE name = $1)`, queue).Scan(&ok); err != nil {
-		return d.wrapErr(queue, err)
+		return d.wrapErr(err)
 	}
 	if !ok {
-		return fmt.Errorf("queue %s: %w", queue, pubsub.ErrQueueNotFound)
+		return pubsub.ErrQueueNotFound
 	}
 	return nil
 }
@@ -121,11 +95,11 @@ const (
 // messages table.
 func (d *Driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, error) {
 	st := pubsub.QueueStats{Queue: queue}
-	if err := d.adminStart(ctx, queue); err != nil {
-		return st, fmt.Errorf("stats of %w", d.wrapErr(queue, err))
+	if err := d.settler.flush(ctx); err != nil {
+		return st, d.wrapErr(err)
 	}
 	if err := d.queueExists(ctx, queue); err != nil {
-		return st, fmt.Errorf("stats of %w", err)
+		return st, err
 	}
 	var oldestUS *int64
 	// One pass over the queue's rows through the queue index.
@@ -138,7 +112,7 @@ FROM (SELECT count(*) FILTER (WHERE status = 'pending' AND available_at <= now()
              count(*) FILTER (WHERE status = 'processing') AS leased
       FROM `+d.q.messages+` WHERE queue_name = $1) w`, queue).Scan(&st.Pending, &st.Scheduled, &oldestUS, &st.InFlight, &st.DeadLetters)
 	if err != nil {
-		return st, fmt.Errorf("stats of %w", d.wrapErr(queue, err))
+		return st, d.wrapErr(err)
 	}
 	if oldestUS != nil {
 		// Never zero while something is pending, even within the same
@@ -156,7 +130,7 @@ SELECT coalesce(t.n_dead_tup, 0), coalesce(t.n_live_tup, 0),
 FROM (SELECT 1) one
 LEFT JOIN pg_stat_user_tables t ON t.relid = $1::regclass`, d.q.messages).Scan(&dead, &live, &sinceVacuum, &xactAge, &xminAge)
 	if err != nil {
-		return st, fmt.Errorf("stats of %w", d.wrapErr(queue, err))
+		return st, d.wrapErr(err)
 	}
 	st.Counters = map[string]int64{
 		CounterDeadTuples:             dead,
@@ -171,11 +145,11 @@ LEFT JOIN pg_stat_user_tables t ON t.relid = $1::regclass`, d.q.messages).Scan(&
 // ListPending lists a queue's waiting messages: those ready now in
 // delivery order, then those scheduled for a retry by when they are due.
 func (d *Driver) ListPending(ctx context.Context, queue string, limit int) ([]pubsub.PendingMessage, error) {
-	if err := d.adminStart(ctx, queue); err != nil {
-		return nil, fmt.Errorf("list pending of %w", d.wrapErr(queue, err))
+	if err := d.settler.flush(ctx); err != nil {
+		return nil, d.wrapErr(err)
 	}
 	if err := d.queueExists(ctx, queue); err != nil {
-		return nil, fmt.Errorf("list pending of %w", err)
+		return nil, err
 	}
 	rows, err := d.pool.Query(ctx, `
 SELECT id, queue_name, created_at, retry_count, priority, payload, metadata,
@@ -186,7 +160,7 @@ ORDER BY available_at > now(), CASE WHEN available_at > now() THEN available_at 
          priority DESC, created_at, seq
 LIMIT $2`, queue, limit)
 	if err != nil {
-		return nil, fmt.Errorf("list pending of %w", d.wrapErr(queue, err))
+		return nil, d.wrapErr(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pubsub.PendingMessage, error) {
 		var p pubsub.PendingMessage
@@ -203,7 +177,7 @@ LIMIT $2`, queue, limit)
 		return p, unmarshalMetadata(md, &p.Metadata)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list pending of %w", d.wrapErr(queue, err))
+		return nil, d.wrapErr(err)
 	}
 	return out, nil
 }
@@ -236,8 +210,8 @@ func dlqWhere(q pubsub.DeadLetterQuery) (string, []any) {
 
 // ListDeadLetters lists dead letters, newest first.
 func (d *Driver) ListDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) ([]pubsub.DeadLetter, error) {
-	if err := d.adminStart(ctx, ""); err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", d.wrapErr(q.Queue, err))
+	if err := d.settler.flush(ctx); err != nil {
+		return nil, d.wrapErr(err)
 	}
 	where, args := dlqWhere(q)
 	sql := `SELECT id, queue_name, payload, metadata, error, attempts, coalesce(handler, ''), coalesce(service, ''),
@@ -249,7 +223,7 @@ FROM ` + d.q.dlq + ` WHERE ` + where + ` ORDER BY created_at DESC, seq DESC`
 	}
 	rows, err := d.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", d.wrapErr(q.Queue, err))
+		return nil, d.wrapErr(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pubsub.DeadLetter, error) {
 		var dl pubsub.DeadLetter
@@ -267,7 +241,7 @@ FROM ` + d.q.dlq + ` WHERE ` + where + ` ORDER BY created_at DESC, seq DESC`
 		return dl, unmarshalMetadata(md, &dl.Metadata)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list dead letters: %w", d.wrapErr(q.Queue, err))
+		return nil, d.wrapErr(err)
 	}
 	return out, nil
 }
@@ -289,9 +263,6 @@ func dlqSelect(dlq string, q pubsub.DeadLetterQuery) (string, []any) {
 // messages (attempts and failure times reset; id, payload, metadata and
 // priority kept), in one transaction.
 func (d *Driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) (int, error) {
-	if err := d.checkOpen(); err != nil {
-		return 0, fmt.Errorf("retry dead letters: %w", err)
-	}
 	sel, args := dlqSelect(d.q.dlq, q)
 	rows, err := d.pool.Query(ctx, `
 WITH d AS (
@@ -304,7 +275,7 @@ WITH d AS (
 )
 SELECT queue_name, count(*) FROM ins GROUP BY queue_name`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("retry dead letters: %w", d.wrapErr(q.Queue, err))
+		return 0, d.wrapErr(err)
 	}
 	var total int
 	var queues []string
@@ -313,21 +284,21 @@ SELECT queue_name, count(*) FROM ins GROUP BY queue_name`, args...)
 		var n int
 		if err := rows.Scan(&name, &n); err != nil {
 			rows.Close()
-			return 0, fmt.Errorf("retry dead letters: %w", d.wrapErr(q.Queue, err))
+			return 0, d.wrapErr(err)
 		}
 		queues = append(queues, name)
 		total += n
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("retry dead letters: %w", d.wrapErr(q.Queue, err))
+		return 0, d.wrapErr(err)
 	}
 	// A dead letter's queue is known, unless its row was deleted by hand.
 	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, ensureArgs(queues)...); err != nil {
-		d.log.Warn("quantumflow: postgres: retried dead letters' queues not listed", "queues", queues, "error", d.wrapErr("", err))
+		d.log.Warn("quantumflow: postgres: retried dead letters' queues not listed", "queues", queues, "error", d.wrapErr(err))
 	}
 	for _, name := range queues {
-		d.sub.wake(name)
+		d.wake(name)
 	}
 	d.notifier.after(queues)
 	return total, nil
@@ -335,20 +306,10 @@ SELECT queue_name, count(*) FROM ins GROUP BY queue_name`, args...)
 
 // PurgeDeadLetters deletes dead letters.
 func (d *Driver) PurgeDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) (int, error) {
-	if err := d.checkOpen(); err != nil {
-		return 0, fmt.Errorf("purge dead letters: %w", err)
-	}
 	sel, args := dlqSelect(d.q.dlq, q)
 	tag, err := d.pool.Exec(ctx, `DELETE FROM `+d.q.dlq+` WHERE seq IN (`+sel+`)`, args...)
 	if err != nil {
-		return 0, fmt.Errorf("purge dead letters: %w", d.wrapErr(q.Queue, err))
+		return 0, d.wrapErr(err)
 	}
 	return int(tag.RowsAffected()), nil
-}
-
-// isConnectionError reports whether err is about the connection rather
-// than a statement the server rejected.
-func isConnectionError(err error) bool {
-	var pgErr interface{ SQLState() string }
-	return !errors.As(err, &pgErr)
 }

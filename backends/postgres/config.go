@@ -23,7 +23,7 @@ type config struct {
 	// Defaults to 1s with listen, 100ms without.
 	pollInterval time.Duration
 	// lease is how long a claimed message stays with its consumer before
-	// another one may take it, renewed while the consumer holds it.
+	// another one may take it, extended while the backend holds it.
 	// Defaults to 30s.
 	lease time.Duration
 	// batch is the most messages one claim takes. Defaults to 1000: a

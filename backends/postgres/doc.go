@@ -19,7 +19,7 @@
 //   - poll_interval=DURATION: how often an idle consumer looks for
 //     messages (default 1s with LISTEN, 100ms without).
 //   - lease=DURATION: how long a claimed message stays with a consumer
-//     before others may take it (default 30s). The backend renews the
+//     before others may take it (default 30s). The backend extends the
 //     lease while it holds the message, so this is how soon the messages of
 //     a consumer that died come back, not a limit on handler time.
 //   - batch=N: the most messages one claim takes (default 1000).
@@ -42,22 +42,21 @@
 // # Delivery semantics
 //
 // At least once, with competing consumers across any number of processes.
-// Each queue a backend consumes has one fetcher, which claims the next
-// messages of the queue in one statement (FOR UPDATE SKIP LOCKED, priority
-// DESC, created_at, seq) for the backend's subscriptions of it: claimed
-// rows turn status 'processing' with a lease (locked_until, locked_by). No
-// transaction is open while a handler runs. A fetcher claims what waiting
-// subscriptions need and, once they show they consume fast (they emptied
-// the last claim within 50ms and waited), up to batch messages ahead, with
-// up to two claims in flight (four with sync_acks, whose claims each wait
-// for a flush to disk). Messages are handed out in delivery order;
-// with a single subscription, strictly (a second claim starts only once
-// the first holds its rows).
-// What it claimed ahead and nobody took within 200ms goes back to the
-// queue (all of it, so that nothing is overtaken), and so does it when an
-// admin read (Stats, ListPending) of the queue comes through this backend:
-// a backend with slow consumers does not hoard messages, and what the admin
-// operations report is what consumers then receive.
+// The engine (package pubsub) receives a queue's messages for the
+// backend's subscriptions of it, hands them out one at a time per
+// subscription, and gives back what it received ahead and nobody took
+// within 200ms, or when an admin read (Stats, ListPending) of the queue
+// comes through this backend; see pubsub.Tuning. This package does the
+// SQL. A receive is a claim: the next messages of the queue in one
+// statement (FOR UPDATE SKIP LOCKED, priority DESC, created_at, seq), up
+// to batch of them, turn status 'processing' with a lease (locked_until,
+// locked_by), and the claim commits; no transaction is open while a
+// handler runs. One claim of a queue runs at a time per backend, so that
+// what the engine receives comes in delivery order. When nothing is ready
+// a receive waits, up to poll_interval, for a notification, a publish or
+// a requeue by this backend, or the next scheduled message, and claims
+// again. A message given back goes back to 'pending' with its attempt not
+// counted.
 //
 // Ack deletes the row. Nack puts it back ('pending') with retry_count + 1,
 // available_at = now() + the delay asked for through pubsub.Delivery, and
@@ -66,8 +65,10 @@
 // quantum_flow_dlq in one statement (DELETE ... RETURNING into INSERT): a
 // message is in exactly one of the two tables at any time. Acks, nacks and
 // moves are written in batches, within ack_delay (with sync_acks, in the
-// fetcher's next claim's transaction when that comes first); Close and the
-// admin operations write them first.
+// queue's next claim's transaction when that comes first); Close and the
+// admin operations write them first. A delivery whose subscription ended
+// before it was settled goes back to 'pending' with its attempt counted
+// and no failure recorded.
 //
 // # Durability
 //
@@ -83,9 +84,10 @@
 // attempt count as it was: at least once, as always. The dead-letter move
 // stays atomic either way.
 //
-// When a consumer dies its leases run out and any backend consuming from
-// the database returns the messages to their queues (counted as an attempt,
-// last_error 'lease expired').
+// The engine extends the leases of the messages a backend holds every
+// third of the lease. When a consumer dies its leases run out and any
+// backend consuming from the database returns the messages to their
+// queues (counted as an attempt, last_error 'lease expired').
 //
 // Publish writes all its messages in one INSERT. Concurrent publishes on
 // one backend share transactions (group commit): while one is on its way,
@@ -94,11 +96,14 @@
 // that carries its messages, so nil means durable. A publish
 // notifies consumers (NOTIFY in the same transaction, at most once per
 // notify_debounce per queue, with a trailing NOTIFY for the rest); they
-// also poll. PublishTx publishes inside the application's own transaction.
+// also poll. A Publish whose context (its first message's) is done stores
+// nothing; cancelled while it waits for a transaction, it is dropped;
+// cancelled later, its transaction completes and only the wait ends.
+// PublishTx publishes inside the application's own transaction.
 //
 // After a database restart the pool reconnects, the LISTEN connection is
 // re-established (and every queue re-checked, since notifications were
-// lost), and fetchers and the settle writer retry with backoff. A Publish
+// lost), and receives and the settle writer retry with backoff. A Publish
 // that failed during the outage returned an error and may be retried.
 //
 // # Capabilities
@@ -115,7 +120,10 @@
 // last_failed_at); quantum_flow_dlq (seq, id, queue_name, payload,
 // metadata, priority, error, attempts, handler, service, first_failed_at,
 // last_failed_at, message_created_at, created_at); and
-// quantum_flow_schema_migrations. id is the message id (Watermill's UUID),
+// quantum_flow_schema_migrations. A declared queue's row holds its spec
+// as given (max_retries 0 is "never retry"); a queue published or
+// subscribed to without a declaration gets pubsub.DefaultQueueSpec. id is
+// the message id (Watermill's UUID),
 // the id the admin operations and the CLI use; seq orders and keys rows.
 // In quantum_flow_messages, status 'pending' means waiting: ready, or
 // scheduled for a retry (available_at in the future); 'processing' means

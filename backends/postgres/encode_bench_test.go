@@ -3,9 +3,12 @@ package postgres
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // benchMessages returns n messages shaped like the topology's: a 256-byte
@@ -49,23 +52,15 @@ func BenchmarkAckBatching(b *testing.B) {
 	for b.Loop() {
 		var sb settleBatch
 		for i := range 100 {
-			seq := int64((i * 7919) % 100) // shuffled, as settlements arrive
+			l := &lease{seq: int64((i * 7919) % 100), owner: "owner"} // shuffled, as settlements arrive
 			switch {
 			case i%50 == 0:
-				sb.dlSeq = append(sb.dlSeq, seq)
-				sb.dlError = append(sb.dlError, errText)
-				sb.dlHandler = append(sb.dlHandler, "handle_proposal_for_consensus")
-				sb.dlService = append(sb.dlService, "centralcloud")
+				sb.addDeadLetter(l, pubsub.Settlement{Action: pubsub.SettleDeadLetter, Error: errText,
+					DeadLetter: &pubsub.DeadLetterReason{Error: errText, Handler: "handle_proposal_for_consensus", Service: "centralcloud"}})
 			case i%12 == 0:
-				sb.rqSeq = append(sb.rqSeq, seq)
-				sb.rqOwner = append(sb.rqOwner, "owner")
-				sb.rqDelayMS = append(sb.rqDelayMS, 1000)
-				sb.rqCounted = append(sb.rqCounted, 1)
-				sb.rqError = append(sb.rqError, &errText)
-				sb.rqFailed = append(sb.rqFailed, true)
-				sb.rqQueue = append(sb.rqQueue, "proposals_for_consensus_queue")
+				sb.addRequeue("proposals_for_consensus_queue", l, time.Second, true, true, errText)
 			default:
-				sb.acks = append(sb.acks, seq)
+				sb.acks = append(sb.acks, l.seq)
 			}
 		}
 		var pb pgx.Batch

@@ -155,12 +155,12 @@ func (d *Driver) listenOnce() (connected bool, err error) {
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{d.channel}.Sanitize()); err != nil {
 		return false, err
 	}
-	d.sub.wakeAll()
+	d.wakeAll()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return true, err
 		}
-		d.sub.wake(n.Payload)
+		d.wake(n.Payload)
 	}
 }

@@ -6,14 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -21,13 +23,13 @@ import (
 )
 
 func init() {
-	pubsub.RegisterLegacy("postgres", open)
-	pubsub.RegisterLegacy("postgresql", open)
+	pubsub.Register("postgres", open)
+	pubsub.Register("postgresql", open)
 }
 
-// Driver is the PostgreSQL backend. Users get it wrapped in a
-// *pubsub.Backend; reach it with backend.Driver().(*postgres.Driver) for
-// PublishTx and TxPublisher.
+// Driver is the PostgreSQL backend's pubsub.Driver. Users get it wrapped in
+// a *pubsub.Backend; reach it with backend.Driver().(*postgres.Driver) for
+// PublishTx, TxPublisher and Pool.
 type Driver struct {
 	cfg      config
 	log      *slog.Logger
@@ -41,32 +43,33 @@ type Driver struct {
 	cancel context.CancelFunc
 	bg     sync.WaitGroup
 	// workCtx bounds the database work Close waits for (publishes and
-	// claims in flight, the last settles): cancelled closeGrace after
+	// claims in flight, the last settlements): cancelled closeGrace after
 	// Close starts, so that a database that stopped answering cannot hold
 	// Close up for long.
 	workCtx    context.Context
 	workCancel context.CancelFunc
 
-	pub      *publisher
-	sub      *subscriber
+	pub      *dispatcher
 	settler  *settler
 	notifier *notifier
-	leases   *leases
 
 	closed atomic.Bool
 
 	knownMu sync.Mutex
 	known   map[string]bool // queues known to exist in quantum_flow_queues
 
-	listenStart sync.Once
-	leaseStart  sync.Once
+	queuesMu sync.Mutex
+	queues   map[string]*queueState // queues received from
+
+	consumeStart sync.Once
 }
 
 var (
-	_ pubsub.LegacyDriver = (*Driver)(nil)
+	_ pubsub.Driver        = (*Driver)(nil)
+	_ pubsub.LeaseExtender = (*Driver)(nil)
 )
 
-func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.LegacyDriver, error) {
+func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
 	cfg, pgURL, err := parseConfig(u)
 	if err != nil {
 		return nil, err
@@ -103,14 +106,13 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Lega
 		instance: instanceID(),
 		secret:   secret,
 		known:    map[string]bool{},
+		queues:   map[string]*queueState{},
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.workCtx, d.workCancel = context.WithCancel(context.Background())
 	d.notifier = newNotifier(d)
 	d.settler = newSettler(d)
-	d.leases = newLeases(d)
-	d.pub = newPublisher(d)
-	d.sub = newSubscriber(d)
+	d.pub = newDispatcher(d)
 	d.goBackground(d.settler.run)
 	return d, nil
 }
@@ -136,19 +138,15 @@ func (d *Driver) goBackground(f func()) {
 }
 
 // startConsuming starts what only consumers need: the listener and the
-// lease keeper.
+// reaper of expired leases.
 func (d *Driver) startConsuming() {
-	if d.cfg.listen {
-		d.listenStart.Do(func() { d.goBackground(d.listen) })
-	}
-	d.leaseStart.Do(func() { d.goBackground(d.leases.run) })
+	d.consumeStart.Do(func() {
+		if d.cfg.listen {
+			d.goBackground(d.listen)
+		}
+		d.goBackground(d.reap)
+	})
 }
-
-// Publisher returns the backend's publisher.
-func (d *Driver) Publisher() message.Publisher { return d.pub }
-
-// Subscriber returns the backend's subscriber.
-func (d *Driver) Subscriber() message.Subscriber { return d.sub }
 
 // Capabilities returns what the backend can do: everything QuantumFlow
 // knows of.
@@ -156,6 +154,28 @@ func (d *Driver) Capabilities() pubsub.Capabilities {
 	return pubsub.NewCapabilities(pubsub.CapDurable, pubsub.CapDelayedRedelivery, pubsub.CapPriorityOrder,
 		pubsub.CapDeadLetters, pubsub.CapTransactionalPublish, pubsub.CapCrossProcess)
 }
+
+// Tuning returns how the engine drives ReceiveBatch: claims of up to
+// batch messages, one at a time (see claimsInFlight), and claimed
+// messages nobody took within 200ms go back to the queue.
+func (d *Driver) Tuning() pubsub.Tuning {
+	return pubsub.Tuning{MaxBatch: d.cfg.batch, ReceivesInFlight: claimsInFlight, PrefetchHold: 200 * time.Millisecond}
+}
+
+// claimsInFlight is how many claims of one queue the engine may have in
+// flight. One: the engine hands out the results of concurrent receives in
+// the order it started them, but concurrent ReceiveBatch calls reach the
+// claim lock in any order (the goroutine started last often runs first),
+// so a later call could claim the earlier messages; and a call that found
+// the queue empty waits for a wake-up, holding up the results of the
+// calls started after it (a single message took a poll interval to come
+// through). The engine still claims ahead while subscriptions consume,
+// which keeps the next claim on its way while they work (the old
+// consumer's two or, with sync_acks, four claims in flight measured the
+// same on BenchmarkConsume within this machine's noise). claimMu keeps
+// concurrent claims of a queue apart for the day the engine can start
+// the next receive once the previous one holds its rows.
+const claimsInFlight = 1
 
 // Pool returns the backend's connection pool, for applications that share
 // the database (begin the transactions given to PublishTx with it).
@@ -167,9 +187,9 @@ func (d *Driver) Schema() string { return d.cfg.schema }
 // closeGrace is how long Close lets database work in flight finish.
 const closeGrace = 10 * time.Second
 
-// Close stops publishing and consuming, returns every message a consumer
-// held unacknowledged to its queue, writes pending acknowledgements and
-// closes the connections. Publishes in progress finish first.
+// Close writes the settlements it accepted and closes the connections.
+// The engine calls it once nothing is published, received or held any
+// more.
 func (d *Driver) Close() error {
 	if d.closed.Swap(true) {
 		return nil
@@ -177,23 +197,22 @@ func (d *Driver) Close() error {
 	grace := time.AfterFunc(closeGrace, d.workCancel)
 	defer grace.Stop()
 	defer d.workCancel()
-	var errs []error
-	errs = append(errs, d.pub.close())
-	errs = append(errs, d.sub.close())
-	// Everything settled or released by now is written before the pool
-	// goes; the settler retries for a while if the database is away.
-	ctx, cancel := context.WithTimeout(d.workCtx, 10*time.Second)
-	if err := d.settler.flushAll(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("close: acks and nacks not written (their messages will be delivered again): %w", err))
+	d.pub.close()
+	// The settler retries for a while if the database is away.
+	var err error
+	ctx, cancel := context.WithTimeout(d.workCtx, closeGrace)
+	if ferr := d.settler.flushAll(ctx); ferr != nil {
+		err = fmt.Errorf("close: acks and nacks not written (their messages will be delivered again): %w", ferr)
 	}
 	cancel()
 	d.cancel()
 	d.bg.Wait()
 	d.pool.Close()
-	return errors.Join(errs...)
+	return err
 }
 
-// checkOpen returns ErrClosed once the backend is closed.
+// checkOpen returns ErrClosed once the backend is closed, for the calls
+// that do not come through the engine (PublishTx).
 func (d *Driver) checkOpen() error {
 	if d.closed.Load() {
 		return pubsub.ErrClosed
@@ -202,7 +221,7 @@ func (d *Driver) checkOpen() error {
 }
 
 // unknownQueues returns the queues this backend has not yet made sure
-// quantum_flow_queues lists (see ensureQueue, markKnown).
+// quantum_flow_queues lists (see EnsureQueue, markKnown).
 func (d *Driver) unknownQueues(queues []string) []string {
 	d.knownMu.Lock()
 	defer d.knownMu.Unlock()
@@ -224,34 +243,86 @@ func (d *Driver) markKnown(queues []string) {
 	}
 }
 
-// ensureQueue makes sure quantum_flow_queues lists queue, once per queue
-// per backend: publishing or subscribing to a queue declares it with the
-// defaults.
-func (d *Driver) ensureQueue(ctx context.Context, queue string) error {
+// EnsureQueue makes sure quantum_flow_queues lists queue (with
+// pubsub.DefaultQueueSpec unless declared), once per queue per backend.
+func (d *Driver) EnsureQueue(ctx context.Context, queue string) error {
+	d.startConsuming() // the engine calls it on Subscribe
 	if len(d.unknownQueues([]string{queue})) == 0 {
 		return nil
 	}
 	if _, err := d.pool.Exec(ctx, d.q.ensureQueues, ensureArgs([]string{queue})...); err != nil {
-		return d.wrapErr(queue, err)
+		return d.wrapErr(err)
 	}
 	d.markKnown([]string{queue})
 	return nil
 }
 
-// wrapErr maps a database error to the pubsub sentinels, names the queue
-// and scrubs the password.
-func (d *Driver) wrapErr(queue string, err error) error {
+// wrapErr says what to do about missing tables and scrubs the password.
+// The engine adds the operation, the queue and the sentinel (ErrorCode).
+func (d *Driver) wrapErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "3F000") {
+	if code, ok := sqlState(err); ok && (code == "42P01" || code == "3F000") {
 		err = fmt.Errorf("%w (schema %s; run `quantumflow init`): %w", pubsub.ErrNotInitialized, d.cfg.schema, err)
-	} else if d.closed.Load() && !errors.Is(err, pubsub.ErrClosed) {
-		err = fmt.Errorf("%w: %w", pubsub.ErrClosed, err)
-	}
-	if queue != "" {
-		err = fmt.Errorf("queue %s: %w", queue, err)
 	}
 	return pubsub.RedactError(err, d.secret)
+}
+
+// ErrorCode classifies the errors the driver returns.
+func (d *Driver) ErrorCode(err error) pubsub.ErrorCode {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return pubsub.CodeCanceled
+	case errors.Is(err, pubsub.ErrQueueNotFound):
+		return pubsub.CodeNotFound
+	case errors.Is(err, pubsub.ErrInvalidArgument):
+		return pubsub.CodeInvalidArgument
+	case errors.Is(err, pubsub.ErrNotInitialized):
+		return pubsub.CodeNotInitialized
+	case errors.Is(err, pubsub.ErrClosed), d.closed.Load():
+		return pubsub.CodeClosed
+	}
+	if code, ok := sqlState(err); ok {
+		return sqlStateCode(code)
+	}
+	var connect *pgconn.ConnectError
+	var netErr net.Error
+	if errors.As(err, &connect) || errors.As(err, &netErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err) {
+		return pubsub.CodeUnavailable
+	}
+	return pubsub.CodeUnknown
+}
+
+// sqlStateCode classifies a server error by its SQLSTATE.
+func sqlStateCode(code string) pubsub.ErrorCode {
+	switch {
+	case code == "42P01" || code == "3F000": // undefined table, invalid schema name
+		return pubsub.CodeNotInitialized
+	case strings.HasPrefix(code, "08"), // connection exception
+		strings.HasPrefix(code, "53"),                     // insufficient resources (too many connections)
+		strings.HasPrefix(code, "57P"),                    // server shutting down or starting up
+		code == "40001", code == "40P01", code == "55P03": // serialization failure, deadlock, lock not available
+		return pubsub.CodeUnavailable
+	case strings.HasPrefix(code, "22"): // data exception
+		return pubsub.CodeInvalidArgument
+	}
+	return pubsub.CodeUnknown
+}
+
+// sqlState returns the SQLSTATE of a server error in err's chain.
+func sqlState(err error) (string, bool) {
+	var pgErr interface{ SQLState() string }
+	if errors.As(err, &pgErr) {
+		return pgErr.SQLState(), true
+	}
+	return "", false
+}
+
+// isConnectionError reports whether err is about the connection rather
+// than a statement the server rejected.
+func isConnectionError(err error) bool {
+	_, ok := sqlState(err)
+	return !ok
 }

@@ -57,25 +57,25 @@ func (r *rows) add(msgs []*message.Message) error {
 		// Checked here, per Publish: a value the server rejects would fail
 		// every publish sharing its transaction.
 		if !validText(m.UUID) {
-			return fmt.Errorf("queue %s: message id %q: not valid UTF-8 text without NUL characters", r.queue, m.UUID)
+			return fmt.Errorf("%w: message id %q: not valid UTF-8 text without NUL characters", pubsub.ErrInvalidArgument, m.UUID)
 		}
 		md := "{}"
 		if len(m.Metadata) > 0 {
 			for k, v := range m.Metadata {
 				if !validText(k) || !validText(v) {
-					return fmt.Errorf("queue %s: message %s: metadata %q: not valid UTF-8 text without NUL characters", r.queue, m.UUID, k)
+					return fmt.Errorf("%w: message %s: metadata %q: not valid UTF-8 text without NUL characters", pubsub.ErrInvalidArgument, m.UUID, k)
 				}
 			}
 			b, err := json.Marshal(m.Metadata)
 			if err != nil {
-				return fmt.Errorf("queue %s: message %s: metadata: %w", r.queue, m.UUID, err)
+				return fmt.Errorf("%w: message %s: metadata: %w", pubsub.ErrInvalidArgument, m.UUID, err)
 			}
 			md = string(b)
 		}
 		prio := int32(noPriority)
 		p, ok, err := pubsub.PriorityOf(m)
 		if err != nil {
-			return fmt.Errorf("queue %s: %w", r.queue, err)
+			return fmt.Errorf("%w: %w", pubsub.ErrInvalidArgument, err)
 		}
 		if ok {
 			prio = int32(max(min(p, math.MaxInt32), noPriority+1))
@@ -109,10 +109,10 @@ func (r *rows) queueInsert(b *pgx.Batch, q *queries) {
 	b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
 }
 
-// publisher writes messages. Every Publish call waits for the commit of
-// the transaction carrying its messages; concurrent calls share
+// dispatcher writes published messages. Every SendBatch waits for the
+// commit of the transaction carrying its messages; concurrent calls share
 // transactions.
-type publisher struct {
+type dispatcher struct {
 	d    *Driver
 	reqs chan *pubReq
 
@@ -122,77 +122,72 @@ type publisher struct {
 }
 
 type pubReq struct {
+	ctx  context.Context // a request whose ctx ends before its transaction starts is dropped
 	rows rows
 	done chan error
 }
 
-func newPublisher(d *Driver) *publisher {
-	p := &publisher{d: d, reqs: make(chan *pubReq, 1024), done: make(chan struct{})}
+func newDispatcher(d *Driver) *dispatcher {
+	p := &dispatcher{d: d, reqs: make(chan *pubReq, 1024), done: make(chan struct{})}
 	go p.dispatch()
 	return p
 }
 
-// Publish writes msgs to queue in one transaction, shared with concurrent
-// publishes, and returns after it committed: a nil error means the
-// messages are durable. Cancelling the first message's context stops the
-// wait, not the write.
-func (p *publisher) Publish(queue string, msgs ...*message.Message) error {
-	if err := pubsub.ValidateQueueName(queue); err != nil {
-		return err
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	req := &pubReq{rows: rows{queue: queue}, done: make(chan error, 1)}
+// SendBatch writes msgs to queue in one transaction, shared with
+// concurrent publishes, and returns after it committed: a nil error means
+// the messages are durable. When ctx ends before the transaction carrying
+// them starts, nothing is written; later, the write goes on and only the
+// wait ends.
+func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Message) error {
+	req := &pubReq{ctx: ctx, rows: rows{queue: queue}, done: make(chan error, 1)}
 	if err := req.rows.add(msgs); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	p := d.pub
 	p.mu.RLock()
-	if p.closed || p.d.closed.Load() {
+	if p.closed {
 		p.mu.RUnlock()
-		return fmt.Errorf("publish to queue %s: %w", queue, pubsub.ErrClosed)
+		return pubsub.ErrClosed
 	}
 	p.reqs <- req
 	p.mu.RUnlock()
 	select {
 	case err := <-req.done:
-		if err != nil {
-			return fmt.Errorf("publish to %w", p.d.wrapErr(queue, err))
-		}
-		return nil
-	case <-msgs[0].Context().Done():
-		return fmt.Errorf("publish to queue %s: %w", queue, msgs[0].Context().Err())
+		return d.wrapErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-// Close stops publishing: publishes already accepted are written, later
-// ones fail with ErrClosed. The backend's Close closes it too.
-func (p *publisher) Close() error { return p.close() }
-
-func (p *publisher) close() error {
+// close stops publishing: publishes already accepted are written, later
+// ones fail with ErrClosed.
+func (p *dispatcher) close() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil
+		return
 	}
 	p.closed = true
 	close(p.reqs)
 	p.mu.Unlock()
 	<-p.done
-	return nil
 }
 
 // dispatch gathers publishes into transactions: one whenever none is in
 // flight, and more beside it for groups of groupRows messages or more.
 // Each transaction carries up to publishBatch messages, in the order the
 // publishes came.
-func (p *publisher) dispatch() {
+func (p *dispatcher) dispatch() {
 	defer close(p.done)
 	var pending []*pubReq
 	pendingRows, inFlight := 0, 0
 	written := make(chan struct{}, maxPublishTx)
 	reqs := p.reqs
 	for reqs != nil || len(pending) > 0 || inFlight > 0 {
+		pending, pendingRows = dropCancelled(pending, pendingRows)
 		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || pendingRows >= groupRows) {
 			var batch []*pubReq
 			batch, pending, pendingRows = takeGroup(pending, pendingRows, p.d.cfg.publishBatch)
@@ -216,6 +211,22 @@ func (p *publisher) dispatch() {
 	}
 }
 
+// dropCancelled answers the publishes whose context ended while they
+// waited for a transaction, and returns the others.
+func dropCancelled(pending []*pubReq, pendingRows int) ([]*pubReq, int) {
+	keep := pending[:0]
+	for _, r := range pending {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			pendingRows -= r.rows.len()
+			continue
+		}
+		keep = append(keep, r)
+	}
+	clear(pending[len(keep):])
+	return keep, pendingRows
+}
+
 // takeGroup splits the publishes of the next transaction off pending: the
 // first one, and those after it while they fit in limit messages.
 func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq, restRows int) {
@@ -228,7 +239,7 @@ func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq
 
 // flush writes a group of publishes in one transaction, one statement per
 // queue, and tells each publish how it went.
-func (p *publisher) flush(batch []*pubReq) {
+func (p *dispatcher) flush(batch []*pubReq) {
 	var groups []*rows
 	for _, r := range batch {
 		// Appending into the first request's arrays is safe: each
@@ -249,13 +260,14 @@ func (p *publisher) flush(batch []*pubReq) {
 // write inserts rows in one transaction with the wake-up notifications,
 // retrying when the connection failed before anything was sent (a pooled
 // connection broken by a server restart).
-func (p *publisher) write(groups []*rows) error {
+func (p *dispatcher) write(groups []*rows) error {
 	d := p.d
 	queues := make([]string, len(groups))
 	for i, g := range groups {
 		queues[i] = g.queue
 	}
 	var err error
+	backoff := pubsub.Backoff{Initial: 50 * time.Millisecond}
 	for try := 0; try < 3; try++ {
 		ctx, cancel := context.WithTimeout(d.workCtx, publishTimeout)
 		unknown := d.unknownQueues(queues)
@@ -276,15 +288,14 @@ func (p *publisher) write(groups []*rows) error {
 			d.markKnown(unknown)
 			d.notifier.after(without(queues, notifyNow))
 			for _, q := range queues {
-				d.sub.wake(q)
+				d.wake(q)
 			}
 			return nil
 		}
 		d.notifier.forget(notifyNow)
-		if !pgconn.SafeToRetry(err) {
+		if !pgconn.SafeToRetry(err) || backoff.Wait(d.workCtx) != nil {
 			return err
 		}
-		time.Sleep(time.Duration(try+1) * 50 * time.Millisecond)
 	}
 	return err
 }
@@ -320,7 +331,7 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 	}
 	r := rows{queue: queue}
 	if err := r.add(msgs); err != nil {
-		return err
+		return fmt.Errorf("publish to queue %s: %w", queue, err)
 	}
 	b := &pgx.Batch{}
 	// ON CONFLICT DO NOTHING takes no lock on an existing queue row, so
@@ -331,7 +342,7 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 	// on rollback.
 	b.Queue(d.q.notify, d.channel, []string{queue})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("publish to %w", d.wrapErr(queue, err))
+		return fmt.Errorf("publish to queue %s: %w", queue, d.wrapErr(err))
 	}
 	return nil
 }

@@ -14,40 +14,38 @@ import (
 )
 
 // settleBatch is settlements waiting to be written: acks (delete),
-// requeues (nack, release) and moves to the dead-letter queue, as the
-// statements' arrays.
+// requeues (retries, interrupted deliveries, give-backs) and moves to the
+// dead-letter queue.
 type settleBatch struct {
-	acks []int64
-
-	rqSeq     []int64
-	rqOwner   []string
-	rqDelayMS []int64
-	rqCounted []int32
-	rqError   []*string
-	rqFailed  []bool
-	rqQueue   []string // not written: who to wake afterwards
-
-	dlSeq     []int64
-	dlError   []string
-	dlHandler []string
-	dlService []string
+	acks        []int64
+	requeues    []requeue
+	deadLetters []deadLetter
 }
 
-func (b *settleBatch) len() int { return len(b.acks) + len(b.rqSeq) + len(b.dlSeq) }
+// requeue puts a message back in its queue, visible after delayMS.
+// counted (0 or 1) is added to its retry_count; failed records a failure
+// (first/last failure times, err as last error).
+type requeue struct {
+	seq     int64
+	owner   string
+	delayMS int64
+	counted int32
+	err     *string
+	failed  bool
+	queue   string // not written: who to wake afterwards
+}
+
+type deadLetter struct {
+	seq                   int64
+	err, handler, service string
+}
+
+func (b *settleBatch) len() int { return len(b.acks) + len(b.requeues) + len(b.deadLetters) }
 
 func (b *settleBatch) merge(o *settleBatch) {
 	b.acks = append(b.acks, o.acks...)
-	b.rqSeq = append(b.rqSeq, o.rqSeq...)
-	b.rqOwner = append(b.rqOwner, o.rqOwner...)
-	b.rqDelayMS = append(b.rqDelayMS, o.rqDelayMS...)
-	b.rqCounted = append(b.rqCounted, o.rqCounted...)
-	b.rqError = append(b.rqError, o.rqError...)
-	b.rqFailed = append(b.rqFailed, o.rqFailed...)
-	b.rqQueue = append(b.rqQueue, o.rqQueue...)
-	b.dlSeq = append(b.dlSeq, o.dlSeq...)
-	b.dlError = append(b.dlError, o.dlError...)
-	b.dlHandler = append(b.dlHandler, o.dlHandler...)
-	b.dlService = append(b.dlService, o.dlService...)
+	b.requeues = append(b.requeues, o.requeues...)
+	b.deadLetters = append(b.deadLetters, o.deadLetters...)
 }
 
 // pgText makes s storable as PostgreSQL text, which must be valid UTF-8
@@ -61,58 +59,36 @@ func pgText(s string) string {
 	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
-// sortBySeq orders the batch's rows by seq, so that concurrent
-// transactions lock shared rows in the same order and cannot deadlock.
-func (b *settleBatch) sortBySeq() {
-	slices.Sort(b.acks)
-	if !slices.IsSorted(b.rqSeq) {
-		idx := make([]int, len(b.rqSeq))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(b.rqSeq[x], b.rqSeq[y]) })
-		b.rqSeq = permute(b.rqSeq, idx)
-		b.rqOwner = permute(b.rqOwner, idx)
-		b.rqDelayMS = permute(b.rqDelayMS, idx)
-		b.rqCounted = permute(b.rqCounted, idx)
-		b.rqError = permute(b.rqError, idx)
-		b.rqFailed = permute(b.rqFailed, idx)
-		b.rqQueue = permute(b.rqQueue, idx)
-	}
-	if !slices.IsSorted(b.dlSeq) {
-		idx := make([]int, len(b.dlSeq))
-		for i := range idx {
-			idx[i] = i
-		}
-		slices.SortFunc(idx, func(x, y int) int { return cmp.Compare(b.dlSeq[x], b.dlSeq[y]) })
-		b.dlSeq = permute(b.dlSeq, idx)
-		b.dlError = permute(b.dlError, idx)
-		b.dlHandler = permute(b.dlHandler, idx)
-		b.dlService = permute(b.dlService, idx)
-	}
-}
-
-func permute[T any](s []T, idx []int) []T {
-	out := make([]T, len(s))
-	for i, j := range idx {
-		out[i] = s[j]
-	}
-	return out
-}
-
 // queue adds the batch's statements to pb and returns how many it added.
+// Rows go in seq order, so that concurrent transactions lock shared rows
+// in the same order and cannot deadlock.
 func (b *settleBatch) queue(pb *pgx.Batch, q *queries) int {
-	b.sortBySeq()
 	n := 0
-	if len(b.dlSeq) > 0 {
-		pb.Queue(q.deadLetter, b.dlSeq, b.dlError, b.dlHandler, b.dlService)
+	if len(b.deadLetters) > 0 {
+		slices.SortFunc(b.deadLetters, func(x, y deadLetter) int { return cmp.Compare(x.seq, y.seq) })
+		seqs, errs, handlers, services := make([]int64, 0, len(b.deadLetters)), make([]string, 0, len(b.deadLetters)),
+			make([]string, 0, len(b.deadLetters)), make([]string, 0, len(b.deadLetters))
+		for _, dl := range b.deadLetters {
+			seqs, errs = append(seqs, dl.seq), append(errs, dl.err)
+			handlers, services = append(handlers, dl.handler), append(services, dl.service)
+		}
+		pb.Queue(q.deadLetter, seqs, errs, handlers, services)
 		n++
 	}
-	if len(b.rqSeq) > 0 {
-		pb.Queue(q.requeue, b.rqSeq, b.rqOwner, b.rqDelayMS, b.rqCounted, b.rqError, b.rqFailed)
+	if len(b.requeues) > 0 {
+		slices.SortFunc(b.requeues, func(x, y requeue) int { return cmp.Compare(x.seq, y.seq) })
+		k := len(b.requeues)
+		seqs, owners, delays := make([]int64, 0, k), make([]string, 0, k), make([]int64, 0, k)
+		counted, errs, failed := make([]int32, 0, k), make([]*string, 0, k), make([]bool, 0, k)
+		for _, r := range b.requeues {
+			seqs, owners, delays = append(seqs, r.seq), append(owners, r.owner), append(delays, r.delayMS)
+			counted, errs, failed = append(counted, r.counted), append(errs, r.err), append(failed, r.failed)
+		}
+		pb.Queue(q.requeue, seqs, owners, delays, counted, errs, failed)
 		n++
 	}
 	if len(b.acks) > 0 {
+		slices.Sort(b.acks)
 		pb.Queue(q.ack, b.acks)
 		n++
 	}
@@ -121,8 +97,8 @@ func (b *settleBatch) queue(pb *pgx.Batch, q *queries) int {
 
 // settler collects settlements and writes them in batches: when ackDelay
 // has passed since the oldest one, when a batch is full, piggybacked on
-// the next claim of a fetcher, or on demand (Stats, Close). Writing late is
-// safe: until then the messages stay leased to this backend, and every
+// the next claim of the queue (with sync_acks), or on demand (Stats,
+// Close). Writing late is safe: until then the messages stay leased to this backend, and every
 // statement is idempotent, so a batch whose commit outcome is unknown is
 // simply written again.
 type settler struct {
@@ -163,46 +139,80 @@ func (s *settler) add(f func(b *settleBatch)) {
 	}
 }
 
-// ack deletes a message.
-func (s *settler) ack(c *claimed) {
-	s.add(func(b *settleBatch) { b.acks = append(b.acks, c.seq) })
+// Settle hands settlements to the settle writer, which writes them
+// within ack_delay (see settler). A settlement of a lost message does
+// nothing.
+func (d *Driver) Settle(_ context.Context, queue string, ss []pubsub.Settlement) error {
+	d.settler.add(func(b *settleBatch) {
+		for _, s := range ss {
+			if s.Msg.Lost() {
+				continue
+			}
+			l := s.Msg.AckID.(*lease)
+			l.settled.Store(true)
+			switch s.Action {
+			case pubsub.SettleAck:
+				b.acks = append(b.acks, l.seq)
+			case pubsub.SettleRetry:
+				b.addRequeue(queue, l, s.Delay, true, true, s.Error)
+			case pubsub.SettleDeadLetter:
+				b.addDeadLetter(l, s)
+			case pubsub.SettleInterrupted:
+				b.addRequeue(queue, l, 0, true, false, "")
+			}
+		}
+	})
+	return nil
 }
 
-// requeue puts a message back in its queue, visible after delay. counted
-// says whether this delivery counts as an attempt (it does for every
-// message that was handed out); failed records a failure (first/last
-// failure times, errText as last error).
-func (s *settler) requeue(c *claimed, delay time.Duration, counted bool, failed bool, errText string) {
-	s.add(func(b *settleBatch) { b.addRequeue(c, delay, counted, failed, errText) })
+// GiveBack returns messages to their queue now, in one transaction with
+// their delivery undone, so that the next claim finds them again in
+// order. If the database cannot be reached the settle writer keeps
+// trying.
+func (d *Driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Received) error {
+	b := &settleBatch{}
+	for _, m := range ms {
+		if !m.Lost() {
+			l := m.AckID.(*lease)
+			l.settled.Store(true)
+			b.addRequeue(queue, l, 0, false, false, "")
+		}
+	}
+	if b.len() == 0 {
+		return nil
+	}
+	if err := d.settler.write(ctx, b); err != nil {
+		d.settler.retryLater(b, isConnectionError(err))
+		return nil
+	}
+	d.settler.committed(b)
+	return nil
 }
 
-func (b *settleBatch) addRequeue(c *claimed, delay time.Duration, counted bool, failed bool, errText string) {
-	var errp *string
+// addRequeue puts a message back in its queue, visible after delay.
+// counted says whether this delivery counts as an attempt (it does for
+// every message that reached a consumer); failed records a failure
+// (first/last failure times, errText as last error).
+func (b *settleBatch) addRequeue(queue string, l *lease, delay time.Duration, counted bool, failed bool, errText string) {
+	r := requeue{seq: l.seq, owner: l.owner, delayMS: delay.Milliseconds(), failed: failed, queue: queue}
 	if errText != "" {
 		errText = pgText(errText)
-		errp = &errText
+		r.err = &errText
 	}
-	var n int32
 	if counted {
-		n = 1
+		r.counted = 1
 	}
-	b.rqSeq = append(b.rqSeq, c.seq)
-	b.rqOwner = append(b.rqOwner, c.owner)
-	b.rqDelayMS = append(b.rqDelayMS, delay.Milliseconds())
-	b.rqCounted = append(b.rqCounted, n)
-	b.rqError = append(b.rqError, errp)
-	b.rqFailed = append(b.rqFailed, failed)
-	b.rqQueue = append(b.rqQueue, c.queue)
+	b.requeues = append(b.requeues, r)
 }
 
-// deadLetter moves a message to the dead-letter queue.
-func (s *settler) deadLetter(c *claimed, r *pubsub.DeadLetterReason) {
-	s.add(func(b *settleBatch) {
-		b.dlSeq = append(b.dlSeq, c.seq)
-		b.dlError = append(b.dlError, pgText(r.Error))
-		b.dlHandler = append(b.dlHandler, pgText(r.Handler))
-		b.dlService = append(b.dlService, pgText(r.Service))
-	})
+// addDeadLetter moves a message to the dead-letter queue.
+func (b *settleBatch) addDeadLetter(l *lease, s pubsub.Settlement) {
+	r := pubsub.DeadLetterReason{Error: s.Error}
+	if s.DeadLetter != nil {
+		r = *s.DeadLetter
+		r.Error = cmp.Or(r.Error, s.Error)
+	}
+	b.deadLetters = append(b.deadLetters, deadLetter{seq: l.seq, err: pgText(r.Error), handler: pgText(r.Handler), service: pgText(r.Service)})
 }
 
 // take removes and returns the waiting settlements, or nil.
@@ -217,7 +227,7 @@ func (s *settler) take() *settleBatch {
 	return &b
 }
 
-// takeForClaim is take for a fetcher about to claim: the settlements ride
+// takeForClaim is take for a claim about to start: the settlements ride
 // in the claim's transaction, saving a commit, when commits wait for the
 // disk (sync_acks). Otherwise commits are cheap and the settle writer does
 // them in parallel with the claims, on another connection. Nil while
@@ -235,8 +245,9 @@ func (s *settler) takeForClaim() *settleBatch {
 	return s.take()
 }
 
-// putBack returns a batch that could not be written.
-func (s *settler) putBack(b *settleBatch, connectionTrouble bool) {
+// retryLater takes back a batch that could not be written, for the next
+// write.
+func (s *settler) retryLater(b *settleBatch, connectionTrouble bool) {
 	s.mu.Lock()
 	if s.cur.len() == 0 {
 		s.since = time.Now()
@@ -256,22 +267,22 @@ func (s *settler) putBack(b *settleBatch, connectionTrouble bool) {
 // committed is called after b was written: consumers of messages that are
 // back in their queue are woken, here and (through NOTIFY) elsewhere.
 func (s *settler) committed(b *settleBatch) {
-	if len(b.rqSeq) == 0 {
+	if len(b.requeues) == 0 {
 		return
 	}
 	now := time.Now()
 	var ready []string
-	for i, q := range b.rqQueue {
-		if b.rqDelayMS[i] <= 0 {
-			ready = append(ready, q)
+	for _, r := range b.requeues {
+		if r.delayMS <= 0 {
+			ready = append(ready, r.queue)
 		} else {
-			s.d.sub.wakeAt(q, now.Add(time.Duration(b.rqDelayMS[i])*time.Millisecond))
+			s.d.wakeAt(r.queue, now.Add(time.Duration(r.delayMS)*time.Millisecond))
 		}
 	}
 	slices.Sort(ready)
 	ready = slices.Compact(ready)
 	for _, q := range ready {
-		s.d.sub.wake(q)
+		s.d.wake(q)
 	}
 	s.d.notifier.after(ready)
 }
@@ -325,7 +336,7 @@ func (s *settler) flush(ctx context.Context) error {
 		return nil
 	}
 	if err := s.write(ctx, b); err != nil {
-		s.putBack(b, isConnectionError(err))
+		s.retryLater(b, isConnectionError(err))
 		return err
 	}
 	s.mu.Lock()
@@ -344,7 +355,7 @@ func (s *settler) flushAll(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return s.d.wrapErr("", err)
+			return s.d.wrapErr(err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -372,7 +383,7 @@ func (s *settler) run() {
 				}
 				wait = backoff.Next()
 				if s.d.ctx.Err() == nil {
-					s.d.log.Warn("quantumflow: postgres: writing acks and nacks failed; retrying", "error", s.d.wrapErr("", err), "retry_in", wait)
+					s.d.log.Warn("quantumflow: postgres: writing acks and nacks failed; retrying", "error", s.d.wrapErr(err), "retry_in", wait)
 				}
 			}
 		}

@@ -76,8 +76,8 @@ RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
 
 	// Back to the queue: a nack (attempt counted, maybe delayed, error
-	// kept) or a release of a message never handed out (nothing counted).
-	// Only the holder of the lease may do it.
+	// kept), an interrupted delivery (counted) or a give-back (nothing
+	// counted). Only the holder of the lease may do it.
 	q.requeue = r.Replace(`
 UPDATE {messages} m
 SET status = 'pending', locked_until = NULL, locked_by = NULL,
