@@ -119,17 +119,16 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 	}
 	redacted := RedactURL(rawURL)
 	u, err := url.Parse(rawURL)
-	if err != nil {
-		// url.Error repeats the URL, password included: say what is wrong
-		// without it.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("%w %q: %v", ErrInvalidURL, redacted, err)
+	if err != nil || u.Opaque != "" {
+		// The parser's message can repeat any part of the URL, password
+		// included: say only that it is not a URL.
+		return nil, fmt.Errorf("%w %s: does not parse as scheme://[user[:password]@]host[:port][/path][?query]", ErrInvalidURL, redacted)
 	}
 	if u.Scheme == "" {
-		return nil, fmt.Errorf("%w %q: no scheme (known: %s)", ErrUnknownScheme, redacted, strings.Join(Schemes(), ", "))
+		return nil, fmt.Errorf("%w %s: no scheme (known: %s)", ErrUnknownScheme, redacted, strings.Join(Schemes(), ", "))
+	}
+	if err := checkQuery(u.RawQuery); err != nil {
+		return nil, fmt.Errorf("%w %s: %v", ErrInvalidURL, redacted, err)
 	}
 	registryMu.RLock()
 	open, ok := registry[u.Scheme]
@@ -168,6 +167,27 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 	}
 	e := newEngine(d, cfg.logger)
 	return &Backend{Admin: validatingAdmin{engineAdmin{e}}, engine: e, scheme: u.Scheme, redacted: redacted}, nil
+}
+
+// checkQuery refuses a query whose pairs Go's url.Query would drop
+// silently (a ';' in a pair, bad escapes), naming the parameter and never
+// its value.
+func checkQuery(raw string) error {
+	if _, err := url.ParseQuery(raw); err == nil {
+		return nil
+	}
+	for _, pair := range strings.Split(raw, "&") {
+		key, value, _ := strings.Cut(pair, "=")
+		_, kerr := url.QueryUnescape(key)
+		_, verr := url.QueryUnescape(value)
+		if strings.Contains(pair, ";") || kerr != nil || verr != nil {
+			if kerr != nil || strings.Contains(key, ";") {
+				return errors.New("a query parameter name is malformed (';' or a bad %-escape)")
+			}
+			return fmt.Errorf("query parameter %q: its value has a ';' or a bad %%-escape", key)
+		}
+	}
+	return errors.New("the query is malformed")
 }
 
 // Publisher returns the backend's Watermill publisher. Publish takes its

@@ -37,6 +37,37 @@ func TestOpen(t *testing.T) {
 		require.NotContains(t, err.Error(), "s3cret")
 	})
 
+	t.Run("HostileURLsNeverEchoSecrets", func(t *testing.T) {
+		t.Parallel()
+		for _, raw := range []string{
+			"postgres://us er:S3CRET@127.0.0.1/db",
+			"postgres://app:S3/CRET@127.0.0.1/db",
+			"nats://S3CRET@[::1",
+			"host=127.0.0.1 user=app password=S3CRET dbname=db",
+			"postgres:S3CRET@127.0.0.1/db",
+			"postgres://127.0.0.1/db?password=S3CRET;x",
+		} {
+			_, err := pubsub.Open(ctx, raw)
+			require.Error(t, err, raw)
+			require.NotContains(t, err.Error(), "S3CRET", raw)
+		}
+	})
+
+	t.Run("SemicolonInQueryRefused", func(t *testing.T) {
+		t.Parallel()
+		// Go's url.Query drops such pairs: the URL would open with the
+		// parameter silently unset.
+		for raw, param := range map[string]string{
+			"mem://x?bogus=1;2": "bogus",
+			"postgres://db/x?sslmode=disable&schema=other;x": "schema",
+			"nats://127.0.0.1:4222?prefix=a;b":               "prefix",
+		} {
+			_, err := pubsub.Open(ctx, raw)
+			require.ErrorIs(t, err, pubsub.ErrInvalidURL, raw)
+			require.ErrorContains(t, err, `"`+param+`"`, raw)
+		}
+	})
+
 	t.Run("RequireMissingCapabilityFailsAtOpen", func(t *testing.T) {
 		t.Parallel()
 		_, err := pubsub.Open(ctx, "mem://?require=durable,dead_letters")

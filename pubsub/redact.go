@@ -9,17 +9,32 @@ import (
 // secretParams are query parameters whose values are secrets.
 var secretParams = []string{"password", "pass", "token", "secret", "nkey", "sslpassword", "auth_token"}
 
+// schemeRE is what a URL scheme may look like (RFC 3986).
+var schemeRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]{0,31}$`)
+
 // userinfoRE finds "user:secret@" in strings that do not parse as URLs.
 var userinfoRE = regexp.MustCompile(`(//[^/@:\s]*):[^@/\s]*@`)
 
+// unparseable stands for a URL that cannot be shown: one that does not
+// parse may hold a secret anywhere.
+const unparseable = "(not a valid URL: not shown)"
+
 // RedactURL returns raw with its password and secret query parameters
 // replaced by "xxxxx", for use in errors, logs and output. A string that
-// does not parse as a URL is scrubbed of anything that looks like
-// "user:password@".
+// does not parse as a URL with a scheme and a host part, a keyword/value
+// DSN ("host=... password=...") or an opaque URL ("postgres:PASS@host")
+// is treated as secret as a whole: only its scheme is shown, if it has
+// one.
 func RedactURL(raw string) string {
+	if raw == "" {
+		return raw
+	}
 	u, err := url.Parse(raw)
-	if err != nil {
-		return RedactText(raw)
+	if err != nil || u.Scheme == "" || u.Opaque != "" || strings.ContainsAny(raw, " \t\n") {
+		if scheme, _, ok := strings.Cut(raw, ":"); ok && schemeRE.MatchString(scheme) {
+			return scheme + "://" + unparseable
+		}
+		return unparseable
 	}
 	changed := false
 	if u.User != nil {
@@ -31,7 +46,12 @@ func RedactURL(raw string) string {
 		}
 	}
 	if u.RawQuery != "" {
-		q := u.Query()
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			// Pairs it cannot split may hold secrets.
+			u.RawQuery = ""
+			return u.String() + "?" + unparseable
+		}
 		for k := range q {
 			if isSecretParam(k) {
 				q.Set(k, "xxxxx")

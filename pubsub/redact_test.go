@@ -21,7 +21,15 @@ func TestRedactURL(t *testing.T) {
 		{"PasswordParam", "postgres://db/x?sslmode=disable&password=s3cret", "postgres://db/x?password=xxxxx&sslmode=disable"},
 		{"NatsToken", "nats://s3cret@127.0.0.1:4222", "nats://xxxxx@127.0.0.1:4222"},
 		{"NatsUserPass", "nats://u:s3cret@127.0.0.1:4222", "nats://u:xxxxx@127.0.0.1:4222"},
-		{"Unparseable", "postgres://app:s3cret@db:badport/x", "postgres://app:xxxxx@db:badport/x"},
+		{"Unparseable", "postgres://app:s3cret@db:badport/x", "postgres://(not a valid URL: not shown)"},
+		// The hostile-input battery's cases: none may echo the secret.
+		{"SpaceInUser", "postgres://us er:s3cret@127.0.0.1/db", "postgres://(not a valid URL: not shown)"},
+		{"SlashInPassword", "postgres://app:s3/cret@127.0.0.1/db", "postgres://(not a valid URL: not shown)"},
+		{"NatsTokenBadHost", "nats://s3cret@[::1", "nats://(not a valid URL: not shown)"},
+		{"KeywordValueDSN", "host=db user=app password=s3cret dbname=x", "(not a valid URL: not shown)"},
+		{"Opaque", "postgres:s3cret@db/x", "postgres://(not a valid URL: not shown)"},
+		{"SemicolonQuery", "postgres://db/x?password=s3cret;x", "postgres://db/x?(not a valid URL: not shown)"},
+		{"Empty", "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
