@@ -292,7 +292,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 	load := func(service string) (topology.ServiceConfig, error) {
 		lo := opts.Config
 		lo.Service = service
-		lo.Overrides.DatabaseURL = url
+		lo.Overrides.MessagingURL = url
 		lo.Overrides.RetryDelay = opts.RetryDelay
 		lo.Overrides.MaxRetries = opts.MaxRetries
 		return topology.Load(lo)

@@ -19,7 +19,7 @@
 //
 // A service wires all of it like this:
 //
-//	backend, _ := pubsub.Open(ctx, cfg.DatabaseURL)
+//	backend, _ := pubsub.Open(ctx, cfg.BackendURL())
 //	bus := telemetry.NewBus()
 //
 //	reg := prometheus.NewRegistry()

@@ -3,7 +3,7 @@
 // stack (telemetry, dead-lettering, retry, timeout, panic recovery), and
 // hands out publishers for the service's producer queues.
 //
-//	backend, _ := pubsub.Open(ctx, cfg.DatabaseURL)
+//	backend, _ := pubsub.Open(ctx, cfg.BackendURL())
 //	r, err := router.New(router.Config{
 //		Service: cfg,
 //		Backend: backend,

@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	fs := flag.NewFlagSet("centralcloud", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file")
-	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_DATABASE_URL and the file)")
+	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_DATABASE_URL and the file)")
 	verbose := fs.Bool("v", false, "log every message handled")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
@@ -61,12 +61,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	cfg, err := topology.Load(topology.LoadOptions{
 		Service: topology.CentralCloud, Path: *configPath, LookupEnv: lookupEnv,
-		Overrides: topology.Overrides{DatabaseURL: *url},
+		Overrides: topology.Overrides{MessagingURL: *url},
 	})
 	if err != nil {
 		return err
 	}
-	backend, err := pubsub.Open(ctx, cfg.DatabaseURL, pubsub.WithLogger(logger))
+	backend, err := pubsub.Open(ctx, cfg.BackendURL(), pubsub.WithLogger(logger))
 	if err != nil {
 		return err
 	}

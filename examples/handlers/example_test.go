@@ -59,7 +59,7 @@ func Example() {
 	delay := 5 * time.Millisecond // retry_delay_ms, short for the example
 	load := func(service string) topology.ServiceConfig {
 		cfg, err := topology.Load(topology.LoadOptions{Service: service, LookupEnv: noEnv,
-			Overrides: topology.Overrides{DatabaseURL: url, RetryDelay: &delay}})
+			Overrides: topology.Overrides{MessagingURL: url, RetryDelay: &delay}})
 		if err != nil {
 			panic(err)
 		}

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	fs := flag.NewFlagSet("singularity", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "YAML configuration file")
-	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_DATABASE_URL and the file)")
+	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_DATABASE_URL and the file)")
 	instance := fs.String("instance", "", "instance id (default: QUANTUM_FLOW_INSTANCE_ID, the file, the host name)")
 	interval := fs.Duration("interval", 2*time.Second, "time between rounds of work")
 	rounds := fs.Int("rounds", 0, "rounds of work to send, then only handle messages (0: no limit)")
@@ -71,19 +71,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	cfg, err := topology.Load(topology.LoadOptions{
 		Service: topology.Singularity, Path: *configPath, LookupEnv: lookupEnv,
-		Overrides: topology.Overrides{DatabaseURL: *url},
+		Overrides: topology.Overrides{MessagingURL: *url, InstanceID: *instance},
 	})
 	if err != nil {
 		return err
 	}
-	if *instance != "" {
-		if err := pubsub.ValidateInstanceID(*instance); err != nil {
-			return usageError{fmt.Errorf("-instance: %w", err)}
-		}
-		cfg.InstanceID = *instance
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).With("instance", cfg.InstanceID)
-	backend, err := pubsub.Open(ctx, cfg.DatabaseURL, pubsub.WithLogger(logger))
+	backend, err := pubsub.Open(ctx, cfg.BackendURL(), pubsub.WithLogger(logger))
 	if err != nil {
 		return err
 	}
