@@ -587,3 +587,27 @@ func TestQueueSpecs(t *testing.T) {
 		"undeclared":  pubsub.DefaultQueueSpec("undeclared"),
 	}, got)
 }
+
+// TestLeaseExtended: a message held longer than its lease stays with its
+// consumer (the engine extends the lease), while another backend consumes
+// the same queue and reaps expired leases.
+func TestLeaseExtended(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := withParams(pgtest.Database(t), "lease", "300ms")
+	a, b := open(t, db), open(t, db)
+	sent := newMsg("slow")
+	require.NoError(t, a.Publisher().Publish("q", sent))
+	m := pubsubtest.Receive(t, subscribe(t, a, "q"))
+	other := subscribe(t, b, "q")
+	select {
+	case m2 := <-other:
+		t.Fatalf("another consumer received %s (%s) while the first held it", m2.UUID, m2.Payload)
+	case <-time.After(1500 * time.Millisecond): // five leases
+	}
+	m.Ack()
+	require.Eventually(t, func() bool {
+		st, err := a.Stats(ctx, "q")
+		return err == nil && st.Pending+st.InFlight+st.Scheduled+st.DeadLetters == 0
+	}, 10*time.Second, 10*time.Millisecond)
+}

@@ -187,7 +187,6 @@ func (p *dispatcher) dispatch() {
 	written := make(chan struct{}, maxPublishTx)
 	reqs := p.reqs
 	for reqs != nil || len(pending) > 0 || inFlight > 0 {
-		pending, pendingRows = dropCancelled(pending, pendingRows)
 		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || pendingRows >= groupRows) {
 			var batch []*pubReq
 			batch, pending, pendingRows = takeGroup(pending, pendingRows, p.d.cfg.publishBatch)
@@ -211,22 +210,6 @@ func (p *dispatcher) dispatch() {
 	}
 }
 
-// dropCancelled answers the publishes whose context ended while they
-// waited for a transaction, and returns the others.
-func dropCancelled(pending []*pubReq, pendingRows int) ([]*pubReq, int) {
-	keep := pending[:0]
-	for _, r := range pending {
-		if err := r.ctx.Err(); err != nil {
-			r.done <- err
-			pendingRows -= r.rows.len()
-			continue
-		}
-		keep = append(keep, r)
-	}
-	clear(pending[len(keep):])
-	return keep, pendingRows
-}
-
 // takeGroup splits the publishes of the next transaction off pending: the
 // first one, and those after it while they fit in limit messages.
 func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq, restRows int) {
@@ -241,7 +224,13 @@ func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq
 // queue, and tells each publish how it went.
 func (p *dispatcher) flush(batch []*pubReq) {
 	var groups []*rows
+	write := batch[:0]
 	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err // ended while it waited: not written
+			continue
+		}
+		write = append(write, r)
 		// Appending into the first request's arrays is safe: each
 		// request's arrays are its own, and nobody reads them until the
 		// write is over.
@@ -251,8 +240,11 @@ func (p *dispatcher) flush(batch []*pubReq) {
 			groups = append(groups, &r.rows)
 		}
 	}
+	if len(write) == 0 {
+		return
+	}
 	err := p.write(groups)
-	for _, r := range batch {
+	for _, r := range write {
 		r.done <- err
 	}
 }

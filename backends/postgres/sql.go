@@ -73,6 +73,13 @@ WHERE m.seq = ANY(ARRAY(
     FOR UPDATE SKIP LOCKED))
 RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m.retry_count, m.created_at, m.first_failed_at`)
 
+	q.settleQueries(r)
+	q.leaseQueries(r)
+	return q
+}
+
+// settleQueries fills in the settlements' statements.
+func (q *queries) settleQueries(r *strings.Replacer) {
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
 
 	// Back to the queue: a nack (attempt counted, maybe delayed, error
@@ -106,6 +113,10 @@ SELECT id, queue_name, payload, metadata, priority, error, retry_count + 1, hand
        coalesce(first_failed_at, now()), now(), created_at
 FROM d`)
 
+}
+
+// leaseQueries fills in the statements about leases and due times.
+func (q *queries) leaseQueries(r *strings.Replacer) {
 	q.extend = r.Replace(`
 UPDATE {messages} m SET locked_until = now() + $3 * interval '1 millisecond'
 FROM unnest($1::int8[], $2::text[]) AS u(seq, locked_by)
@@ -135,7 +146,6 @@ SELECT DISTINCT queue_name FROM r`)
 	q.nextDue = r.Replace(`
 SELECT min(available_at) FROM {messages}
 WHERE queue_name = $1 AND status = 'pending' AND available_at > now()`)
-	return q
 }
 
 // ensureArgs are the arguments of ensureQueues: the queues and their
