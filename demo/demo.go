@@ -42,6 +42,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/quantumflow/quantumflow/examples/handlers"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
@@ -92,6 +94,14 @@ type Options struct {
 	// dead-lettered. Nil means 3 (topology.DefaultMaxRetries); zero
 	// dead-letters a message at its first failure.
 	MaxRetries *int
+	// Namespace is the namespace the run opens the backend in
+	// (pubsub.WithNamespace), apart from the backend's own queues.
+	// Defaults to "qfdemo_" and a random suffix; with DataDir, "qfdemo",
+	// so that a later run finds what this one left.
+	Namespace string
+	// Keep keeps the namespace at the end; otherwise it is removed
+	// (with DataDir it is always kept).
+	Keep bool
 	// Timeout bounds the wait for every message to settle. Defaults to 45s.
 	Timeout time.Duration
 	// ProgressEvery is how often a progress line is written. Defaults to
@@ -145,6 +155,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.Namespace == "" {
+		o.Namespace = "qfdemo_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+		if o.DataDir != "" {
+			o.Namespace = "qfdemo"
+		}
+	}
 	if o.ProgressEvery == 0 {
 		o.ProgressEvery = DefaultProgressEvery
 	}
@@ -162,6 +178,10 @@ type Summary struct {
 	Embedded bool `json:"embedded"`
 	// Durable is whether the backend keeps messages across restarts.
 	Durable bool `json:"durable"`
+	// Namespace is the namespace the run used; Kept says whether it is
+	// still there.
+	Namespace string `json:"namespace"`
+	Kept      bool   `json:"kept"`
 	// DataDir is Options.DataDir.
 	DataDir    string `json:"data_dir,omitempty"`
 	Instances  int    `json:"instances"`
@@ -270,7 +290,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 		fmt.Fprintf(w, "demo: "+format+"\n", args...)
 	}
 
-	sum := Summary{Instances: opts.Instances, Rounds: opts.Rounds}
+	sum := Summary{Instances: opts.Instances, Rounds: opts.Rounds, Namespace: opts.Namespace, Kept: opts.Keep || opts.DataDir != ""}
 	url := opts.URL
 	if url == "" {
 		srv, err := startServer(ctx, opts.DataDir, log)
@@ -307,11 +327,24 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 		return Summary{}, err
 	}
 
-	admin, err := pubsub.Open(ctx, url, pubsub.WithLogger(log))
+	open := func() (*pubsub.Backend, error) {
+		return pubsub.Open(ctx, url, pubsub.WithLogger(log), pubsub.WithNamespace(opts.Namespace))
+	}
+	admin, err := open()
 	if err != nil {
 		return Summary{}, err
 	}
-	defer admin.Close()
+	defer func() {
+		if sum.Kept {
+			_ = admin.Close()
+			return
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if derr := admin.DropNamespace(dctx); derr != nil {
+			err = errors.Join(err, fmt.Errorf("remove the demo's namespace %s: %w", opts.Namespace, derr))
+		}
+	}()
 	if _, err := topology.Init(ctx, admin, sgCfg); err != nil {
 		return Summary{}, err
 	}
@@ -346,7 +379,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 	}
 	defer stopAll()
 	startNode := func(name string, cfg topology.ServiceConfig, h map[string]router.Handler, bind func(*router.Router) error) error {
-		b, err := pubsub.Open(ctx, url, pubsub.WithLogger(log))
+		b, err := open()
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/quantumflow/quantumflow/demo"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/internal/testutil"
+	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
@@ -285,4 +287,54 @@ func TestDataDirSurvivesRestart(t *testing.T) {
 	require.Zero(t, second.Lost)
 	require.Equal(t, dir, second.DataDir)
 	require.Equal(t, first.Total.Pending+first.Total.InFlight, second.Total.Recovered, "what the first run left, the second delivered")
+}
+
+// checkNamespace runs the demo on url, where an application's queue
+// already holds a message, and checks that the demo neither consumed nor
+// re-declared it, and removed what it made (or kept it with Keep).
+func checkNamespace(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	app, err := pubsub.Open(ctx, url)
+	require.NoError(t, err)
+	defer app.Close()
+	mine := pubsub.QueueSpec{Name: topology.ProposalsQueue, MaxRetries: 5, RetryDelay: 7 * time.Second}
+	require.NoError(t, app.DeclareQueue(ctx, mine))
+	require.NoError(t, app.Publisher().Publish(topology.ProposalsQueue, message.NewMessage("app-message", []byte(`{}`))))
+
+	s, _ := run(t, demo.Options{URL: url, Rounds: 14}) // every kind of message and failure at least once
+	checkDemo(t, s)
+	require.NotEmpty(t, s.Namespace)
+	require.False(t, s.Kept)
+
+	queues, err := app.ListQueues(ctx)
+	require.NoError(t, err)
+	require.Len(t, queues, 1, "the demo made nothing outside its namespace: %v", queues)
+	require.Equal(t, mine.MaxRetries, queues[0].MaxRetries, "not re-declared")
+	require.Equal(t, mine.RetryDelay, queues[0].RetryDelay, "not re-declared")
+	st, err := app.Stats(ctx, topology.ProposalsQueue)
+	require.NoError(t, err)
+	require.Equal(t, int64(1), st.Pending, "the application's message is untouched")
+
+	if !app.Capabilities().Has(pubsub.CapDurable) {
+		return // an in-memory storage goes with its last backend: nothing to keep
+	}
+	kept, _ := run(t, demo.Options{URL: url, Rounds: 2, Keep: true})
+	require.True(t, kept.Kept)
+	ns, err := pubsub.Open(ctx, url, pubsub.WithNamespace(kept.Namespace))
+	require.NoError(t, err)
+	queues, err = ns.ListQueues(ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, queues, "kept")
+	require.NoError(t, ns.DropNamespace(ctx))
+}
+
+func TestNamespaceOnMem(t *testing.T) {
+	t.Parallel()
+	checkNamespace(t, "mem://namespace-test")
+}
+
+func TestNamespaceOnPostgres(t *testing.T) {
+	t.Parallel()
+	checkNamespace(t, postgresURL(t))
 }

@@ -63,6 +63,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	case s.DataDir != "":
 		fmt.Fprintf(&b, "the dead letters stay in %s (run the demo again with --data-dir to add to them)\n", s.DataDir)
 	}
+	if s.Kept && s.Namespace != "" {
+		fmt.Fprintf(&b, "the demo's queues are kept in namespace %s\n", s.Namespace)
+	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("write summary: %w", err)
 	}

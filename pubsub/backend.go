@@ -35,7 +35,20 @@ type LegacyDriver interface {
 type OpenOptions struct {
 	// Logger is never nil (a discarding logger when the caller gave none).
 	Logger *slog.Logger
+	// Namespace, when not empty, keeps everything the backend stores apart
+	// from what it stores without one (its own PostgreSQL schema, NATS
+	// stream prefix, mem storage): letters, digits and '_', 1-32. A driver
+	// with a namespace implements NamespaceDropper.
+	Namespace string
 }
+
+// NamespaceDropper is implemented by a driver opened with a namespace: it
+// removes everything stored in the namespace.
+type NamespaceDropper interface {
+	DropNamespace(ctx context.Context) error
+}
+
+var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
 
 // Opener opens a driver for a parsed URL. It must reject query parameters
 // it does not know with an error wrapping ErrInvalidURL, and must not put
@@ -83,12 +96,19 @@ func Schemes() []string {
 type Option func(*openConfig)
 
 type openConfig struct {
-	logger   *slog.Logger
-	required Capabilities
+	logger    *slog.Logger
+	required  Capabilities
+	namespace string
 }
 
 // WithLogger sets the logger the backend logs through. Nil discards.
 func WithLogger(l *slog.Logger) Option { return func(c *openConfig) { c.logger = l } }
+
+// WithNamespace opens the backend in a namespace of its own, apart from
+// the queues, dead letters and instances stored without one (the demo
+// runs in one, so that it never touches an application's queues).
+// DropNamespace removes it.
+func WithNamespace(ns string) Option { return func(c *openConfig) { c.namespace = ns } }
 
 // Require makes Open fail with ErrUnsupported unless the backend has every
 // capability in cs. The URL parameter require=name,... does the same.
@@ -103,6 +123,7 @@ type Backend struct {
 	engine    *engine      // nil for a LegacyDriver
 	driver    LegacyDriver // nil for a Driver
 	scheme    string
+	namespace string
 	redacted  string
 	closeOnce sync.Once
 	closeErr  error
@@ -116,6 +137,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.namespace != "" && !namespaceRE.MatchString(cfg.namespace) {
+		return nil, fmt.Errorf("%w: namespace %q: use 1-32 letters, digits or '_'", ErrInvalidArgument, cfg.namespace)
 	}
 	redacted := RedactURL(rawURL)
 	u, err := url.Parse(rawURL)
@@ -147,6 +171,9 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		u.RawQuery = q.Encode()
 	}
 	if lo, ok := open.(LegacyOpener); ok {
+		if cfg.namespace != "" {
+			return nil, fmt.Errorf("open %s: %w: namespaces", redacted, ErrUnsupported)
+		}
 		d, err := lo(ctx, u, OpenOptions{Logger: cfg.logger})
 		if err != nil {
 			return nil, fmt.Errorf("open %s: %w", redacted, err)
@@ -157,7 +184,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		}
 		return &Backend{Admin: validatingAdmin{d}, driver: d, scheme: u.Scheme, redacted: redacted}, nil
 	}
-	d, err := open.(Opener)(ctx, u, OpenOptions{Logger: cfg.logger})
+	d, err := open.(Opener)(ctx, u, OpenOptions{Logger: cfg.logger, Namespace: cfg.namespace})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
@@ -165,8 +192,12 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		_ = d.Close()
 		return nil, fmt.Errorf("open %s: %w: %s (it has: %s)", redacted, ErrUnsupported, missing, d.Capabilities())
 	}
+	if _, ok := d.(NamespaceDropper); cfg.namespace != "" && !ok {
+		_ = d.Close()
+		return nil, fmt.Errorf("open %s: %w: namespaces", redacted, ErrUnsupported)
+	}
 	e := newEngine(d, cfg.logger)
-	return &Backend{Admin: validatingAdmin{engineAdmin{e}}, engine: e, scheme: u.Scheme, redacted: redacted}, nil
+	return &Backend{Admin: validatingAdmin{engineAdmin{e}}, engine: e, scheme: u.Scheme, namespace: cfg.namespace, redacted: redacted}, nil
 }
 
 // checkQuery refuses a query whose pairs Go's url.Query would drop
@@ -230,6 +261,24 @@ func (b *Backend) Driver() any {
 		return b.engine.d
 	}
 	return b.driver
+}
+
+// DropNamespace removes everything the backend stored in the namespace it
+// was opened with (WithNamespace), then closes it.
+func (b *Backend) DropNamespace(ctx context.Context) error {
+	if b.engine == nil {
+		return fmt.Errorf("drop namespace: %w", ErrUnsupported)
+	}
+	nd, ok := b.engine.d.(NamespaceDropper)
+	if !ok || b.namespace == "" {
+		return fmt.Errorf("drop namespace: %w: the backend was opened without one", ErrInvalidArgument)
+	}
+	b.engine.closePublisher()
+	b.engine.closeSubscriber()
+	if err := nd.DropNamespace(ctx); err != nil {
+		return b.engine.wrap("drop namespace", "", err)
+	}
+	return b.Close()
 }
 
 // Close closes the backend. It is idempotent: later calls return the

@@ -94,6 +94,11 @@ func open(_ context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver
 	if !nameRE.MatchString(name) {
 		return nil, fmt.Errorf("%w: storage name %q: use letters, digits, '_', '.' or '-'", pubsub.ErrInvalidURL, name)
 	}
+	if opts.Namespace != "" && name != "" {
+		// '/' cannot be in a name: no storage opened without a namespace
+		// can be this one.
+		name = opts.Namespace + "/" + name
+	}
 	st := acquire(name)
 	d := &driver{st: st, logger: opts.Logger}
 	d.logger.Debug("mem backend opened", slog.String("storage", name))
@@ -111,6 +116,25 @@ var _ pubsub.Driver = (*driver)(nil)
 
 // Capabilities returns what every mem backend can do.
 func (d *driver) Capabilities() pubsub.Capabilities { return capabilities }
+
+// DropNamespace empties the storage: queues, dead letters, instances.
+// Backends that share it see it empty from then on.
+func (d *driver) DropNamespace(context.Context) error {
+	d.st.queues.Range(func(k, q any) bool {
+		q.(*queue).stop()
+		d.st.queues.Delete(k)
+		return true
+	})
+	d.st.dlMu.Lock()
+	clear(d.st.dead)
+	clear(d.st.deadCount)
+	d.st.dlMu.Unlock()
+	d.st.reg.mu.Lock()
+	clear(d.st.reg.instances)
+	clear(d.st.reg.latest)
+	d.st.reg.mu.Unlock()
+	return nil
+}
 
 // Close drops this backend's reference to the storage. The engine calls it
 // after every subscription ended and what they held went back.

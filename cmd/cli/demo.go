@@ -41,7 +41,9 @@ The backend is an embedded NATS JetStream server in a temporary directory,
 nothing to install; --data-dir keeps its data, so messages left by an
 interrupted run are picked up by the next one (counted as "recovered").
 --url runs the demo on another backend instead (mem://demo, a postgres://
-URL). Worker counts come from the configuration as usual (--profile, the
+URL), in a namespace of its own (a PostgreSQL schema, a NATS stream prefix):
+it never reads, alters or re-declares the backend's own queues, and removes
+what it made at the end unless --keep. Worker counts come from the configuration as usual (--profile, the
 QUANTUM_FLOW_*_WORKERS variables, --config); retries use --retry-delay and
 --max-retries so that the demo finishes in seconds.
 
@@ -94,6 +96,7 @@ The demo is the package github.com/quantumflow/quantumflow/demo (demo.Run).`,
 	f.IntVar(&maxRetries, "max-retries", topology.DefaultMaxRetries, "retries before a failing message is dead-lettered")
 	f.DurationVar(&o.Timeout, "timeout", demo.DefaultTimeout, "give up waiting for messages to settle after this long")
 	f.StringVar(&o.DataDir, "data-dir", "", "keep the embedded NATS server's data here (default: a temporary directory, removed at exit)")
+	f.BoolVar(&o.Keep, "keep", false, "keep the demo's namespace (queues, dead letters) at the end; its name is printed")
 	f.DurationVar(&o.ProgressEvery, "progress", demo.DefaultProgressEvery, "how often to print progress on stderr")
 	return c
 }
