@@ -47,13 +47,28 @@ func (b *Backend) RegisterInstance(ctx context.Context, inst *Instance, stale ti
 	other, err := st.PutInstance(ctx, *inst, now.Add(-stale))
 	if err != nil {
 		if other.ID != "" {
-			return fmt.Errorf("register instance %s of %s: %w (host %s, pid %d, heartbeat %s ago)", inst.ID, inst.Service, err,
-				other.Host, other.PID, now.Sub(other.HeartbeatAt).Round(time.Millisecond))
+			return &InstanceTakenError{Other: other, age: now.Sub(other.HeartbeatAt)}
 		}
 		return b.engine.wrap("register instance", "", err)
 	}
 	return nil
 }
+
+// InstanceTakenError is RegisterInstance's error when another live process
+// holds the instance id. It wraps ErrInstanceTaken.
+type InstanceTakenError struct {
+	// Other is the other process's record.
+	Other Instance
+	age   time.Duration
+}
+
+func (e *InstanceTakenError) Error() string {
+	return fmt.Sprintf("register instance %s of %s: %s (host %s, pid %d, heartbeat %s ago)", e.Other.ID, e.Other.Service,
+		ErrInstanceTaken, e.Other.Host, e.Other.PID, e.age.Round(time.Millisecond))
+}
+
+// Unwrap makes errors.Is(err, ErrInstanceTaken) true.
+func (e *InstanceTakenError) Unwrap() error { return ErrInstanceTaken }
 
 // DeregisterInstance removes an instance's record, as a process that
 // stops for good does.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -84,7 +85,14 @@ func (r *Router) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}
-	if err := b.RegisterInstance(ctx, r.instance(), r.staleAfter()); err != nil {
+	err = b.RegisterInstance(ctx, r.instance(), r.staleAfter())
+	if other := deadOnThisHost(err); other != nil {
+		// A process of this host that was killed (its record still
+		// fresh) and is restarted under its id: take the id over.
+		r.logger.Warn("taking over the instance id of a process that is gone", "instance", other.ID, "pid", other.PID)
+		err = b.RegisterInstance(ctx, r.instance(), 0)
+	}
+	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}
 	r.registered = true
@@ -100,6 +108,20 @@ func (r *Router) register(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// deadOnThisHost returns the record a RegisterInstance error names when
+// it is that of a process of this host that no longer runs, else nil.
+func deadOnThisHost(err error) *pubsub.Instance {
+	var taken *pubsub.InstanceTakenError
+	if !errors.As(err, &taken) {
+		return nil
+	}
+	host, _ := os.Hostname()
+	if taken.Other.Host != host || taken.Other.PID <= 0 || processAlive(taken.Other.PID) {
+		return nil
+	}
+	return &taken.Other
 }
 
 // keepRegistered refreshes the instance's record every Heartbeat and,

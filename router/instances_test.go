@@ -3,6 +3,8 @@ package router_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -175,4 +177,28 @@ func TestLateInstanceGetsLatestProfile(t *testing.T) {
 	require.Eventually(t, func() bool { return len(got.get("late", "profile")) == 1 }, waitFor, 5*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	require.Equal(t, []string{"v2"}, got.get("late", "profile"), "the latest only")
+}
+
+// TestRestartAfterKillTakesTheIDOver checks that a process restarted on
+// the same host after being killed (its record still fresh, its pid gone)
+// gets its instance id back, while a live one keeps it.
+func TestRestartAfterKillTakesTheIDOver(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t)
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	host, _ := os.Hostname()
+	killed := &pubsub.Instance{Service: topology.Singularity, ID: "phoenix", Host: host, PID: dead.ProcessState.Pid(), Nonce: "killed"}
+	require.NoError(t, b.RegisterInstance(context.Background(), killed, time.Hour))
+
+	cfg := service(t, topology.Singularity, func(c *topology.ServiceConfig) { c.InstanceID = "phoenix" })
+	r, err := router.New(router.Config{Service: cfg, Backend: b, Handlers: map[string]router.Handler{
+		topology.HandleConsensusResult: ok, topology.HandleRollbackTrigger: ok, topology.HandleSafetyProfileUpdate: ok,
+	}})
+	require.NoError(t, err)
+	start(t, r)
+	insts, err := b.Instances(context.Background())
+	require.NoError(t, err)
+	require.Len(t, insts, 1)
+	require.Equal(t, os.Getpid(), insts[0].PID, "the restarted process holds the id")
 }
