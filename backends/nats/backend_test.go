@@ -143,10 +143,10 @@ func TestLeaseExtendedWhileHandling(t *testing.T) {
 	requireNothing(t, slow, 1500*time.Millisecond)
 }
 
-// TestPrefetchPutBackKeepsAttempts checks that messages a subscription
-// pulled ahead (prefetch) and never handed out come back, when it closes,
-// without counting an attempt.
-func TestPrefetchPutBackKeepsAttempts(t *testing.T) {
+// TestPrefetchGiveBackKeepsAttempts checks that messages received ahead
+// of a subscription (prefetch) and never handed out come back, when it
+// closes, without counting an attempt.
+func TestPrefetchGiveBackKeepsAttempts(t *testing.T) {
 	t.Parallel()
 	url := server(t).ClientURL()
 	b := openBackend(t, url+"?prefetch=10")

@@ -144,13 +144,9 @@ func (d *driver) selectDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery
 
 // ListDeadLetters lists dead letters, newest first.
 func (d *driver) ListDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) ([]pubsub.DeadLetter, error) {
-	if err := d.begin(); err != nil {
-		return nil, err
-	}
-	defer d.end()
 	entries, err := d.selectDeadLetters(ctx, q)
 	if err != nil {
-		return nil, d.closedErr(err)
+		return nil, err
 	}
 	out := make([]pubsub.DeadLetter, len(entries))
 	for i, e := range entries {
@@ -165,20 +161,16 @@ func (d *driver) ListDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) 
 // dead-letter stream once its queue has it. A crash in between leaves it
 // in both places; retrying it again is then deduplicated in the queue.
 func (d *driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) (int, error) {
-	if err := d.begin(); err != nil {
-		return 0, err
-	}
-	defer d.end()
 	entries, err := d.selectDeadLetters(ctx, q)
 	if err != nil {
-		return 0, d.closedErr(err)
+		return 0, err
 	}
 	slices.Reverse(entries)
 	moved := 0
 	for _, e := range entries {
 		qe, err := d.queue(ctx, e.Queue)
 		if err != nil {
-			return moved, d.closedErr(fmt.Errorf("retry dead letter %s: %w", e.ID, err))
+			return moved, fmt.Errorf("retry dead letter %s: %w", e.ID, err)
 		}
 		msg := message.NewMessage(e.ID, e.Payload)
 		msg.Metadata = e.Metadata
@@ -186,11 +178,11 @@ func (d *driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 		// queue's dedup window, and a retry must not be dropped as a
 		// duplicate of the failed delivery.
 		m := natsMessage(qe.subject, msg, e.ID+"@dlq:"+strconv.FormatUint(e.seq, 10))
-		if err := d.publishAll(ctx, qe.stream, []*nats.Msg{m}, nil, nil); err != nil {
-			return moved, d.closedErr(fmt.Errorf("retry dead letter %s to %s: %w", e.ID, e.Queue, err))
+		if err := d.publishAll(ctx, []*nats.Msg{m}, nil, nil); err != nil {
+			return moved, fmt.Errorf("retry dead letter %s to %s: %w", e.ID, e.Queue, err)
 		}
 		if err := d.dlqStream.DeleteMsg(ctx, e.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return moved, d.closedErr(fmt.Errorf("retry dead letter %s: remove from dead letters: %w", e.ID, err))
+			return moved, fmt.Errorf("retry dead letter %s: remove from dead letters: %w", e.ID, err)
 		}
 		moved++
 	}
@@ -199,10 +191,6 @@ func (d *driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 
 // PurgeDeadLetters deletes the selected dead letters.
 func (d *driver) PurgeDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) (int, error) {
-	if err := d.begin(); err != nil {
-		return 0, err
-	}
-	defer d.end()
 	if len(q.IDs) == 0 && q.Limit == 0 {
 		// A whole queue, or everything: one purge by subject.
 		filter := d.names.dlqSubjects()
@@ -210,11 +198,11 @@ func (d *driver) PurgeDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 			filter = d.names.dlqSubject(q.Queue)
 		}
 		n, err := d.purgeSubject(ctx, d.names.dlqStream(), filter)
-		return n, d.closedErr(err)
+		return n, err
 	}
 	entries, err := d.selectDeadLetters(ctx, q)
 	if err != nil {
-		return 0, d.closedErr(err)
+		return 0, err
 	}
 	purged := 0
 	for _, e := range entries {
@@ -222,7 +210,7 @@ func (d *driver) PurgeDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				continue
 			}
-			return purged, d.closedErr(fmt.Errorf("purge dead letter %s: %w", e.ID, err))
+			return purged, fmt.Errorf("purge dead letter %s: %w", e.ID, err)
 		}
 		purged++
 	}
@@ -252,4 +240,19 @@ func (d *driver) purgeSubject(ctx context.Context, stream, subject string) (int,
 		return 0, fmt.Errorf("purge %s: %s (%d)", subject, r.Error.Description, r.Error.Code)
 	}
 	return r.Purged, nil
+}
+
+// deadLetterMessage builds the dead-letter stream's copy of a message.
+func deadLetterMessage(subject, id string, payload []byte, info deadLetterInfo) *nats.Msg {
+	b, _ := json.Marshal(info) // plain fields always marshal
+	return &nats.Msg{
+		Subject: subject,
+		Data:    payload,
+		Header: nats.Header{
+			hdrMsgID:      {id + "@" + info.Queue + ":" + strconv.FormatUint(info.SourceSeq, 10)},
+			hdrID:         {id},
+			hdrQueue:      {info.Queue},
+			hdrDeadLetter: {string(b)},
+		},
+	}
 }

@@ -2,8 +2,6 @@ package nats
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -106,53 +104,3 @@ type deadLetterInfo struct {
 	SourceSeq      uint64            `json:"source_seq"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
 }
-
-// ackMetadata fills meta from a delivered message's reply subject, as
-// nats.Msg.Metadata does but into the caller's struct (a delivery's
-// metadata lives as long as its handling: one allocation less each):
-//
-//	$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>
-//	$JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<tm>.<pending>[.<token>...]
-func ackMetadata(reply string, meta *nats.MsgMetadata) error {
-	*meta = nats.MsgMetadata{}
-	rest, ok := strings.CutPrefix(reply, "$JS.ACK.")
-	if !ok {
-		return fmt.Errorf("%w: %q", errNotJetStream, reply)
-	}
-	var tok [10]string
-	n := 0
-	for n < len(tok) {
-		var more bool
-		tok[n], rest, more = strings.Cut(rest, ".")
-		n++
-		if !more {
-			break
-		}
-	}
-	var t []string
-	switch {
-	case n == 7:
-		t = tok[:7]
-	case n >= 9:
-		t = tok[2:9]
-		meta.Domain = tok[0]
-		if meta.Domain == "_" {
-			meta.Domain = ""
-		}
-	default:
-		return fmt.Errorf("%w: %q", errNotJetStream, reply)
-	}
-	num := func(s string) uint64 {
-		v, _ := strconv.ParseUint(s, 10, 64)
-		return v
-	}
-	meta.Stream, meta.Consumer = t[0], t[1]
-	meta.NumDelivered = num(t[2])
-	meta.Sequence.Stream, meta.Sequence.Consumer = num(t[3]), num(t[4])
-	meta.Timestamp = time.Unix(0, int64(num(t[5])))
-	meta.NumPending = num(t[6])
-	return nil
-}
-
-// errNotJetStream: a message without a JetStream ack subject.
-var errNotJetStream = errors.New("not a JetStream message")

@@ -14,6 +14,7 @@ import (
 //	queue consumer   workers             (on each queue stream)
 //	dead letters     QF-DLQ              subjects QF.dlq.<token>
 //	delivery state   QF-STATE            subjects QF.state.<token>.<stream seq>
+//	instances        QF-REGISTRY         key-value bucket (stream KV_QF-REGISTRY)
 //
 // Queue streams start with "<prefix>_" and the two system streams with
 // "<prefix>-", so no queue name can collide with them.
@@ -35,6 +36,7 @@ func (n names) dlqStream() string                { return n.prefix + "-DLQ" }
 func (n names) dlqSubject(queue string) string   { return n.prefix + ".dlq." + token(queue) }
 func (n names) dlqSubjects() string              { return n.prefix + ".dlq.>" }
 func (n names) stateStream() string              { return n.prefix + "-STATE" }
+func (n names) registry() string                 { return n.prefix + "-REGISTRY" }
 func (n names) stateSubjects() string            { return n.prefix + ".state.>" }
 func (n names) stateQueueFilter(q string) string { return n.prefix + ".state." + token(q) + ".*" }
 

@@ -40,13 +40,10 @@ type queueEntry struct {
 	err     error
 }
 
-// Init creates the dead-letter and delivery-state streams. It is
-// idempotent and safe to run from several processes at once.
+// Init creates the dead-letter and delivery-state streams and the
+// instance registry's bucket. It is idempotent and safe to run from
+// several processes at once.
 func (d *driver) Init(ctx context.Context) error {
-	if err := d.begin(); err != nil {
-		return err
-	}
-	defer d.end()
 	dlq := jetstream.StreamConfig{
 		Name:        d.names.dlqStream(),
 		Description: "QuantumFlow dead letters: messages that failed for good, browsable until retried or purged",
@@ -68,12 +65,26 @@ func (d *driver) Init(ctx context.Context) error {
 		Replicas:          d.cfg.replicas,
 		MaxMsgsPerSubject: 1,
 	}
+	// A cluster that is starting (no leader yet, peers not all up) is
+	// waited for, within publish_timeout.
 	var err error
-	if d.dlqStream, err = d.ensureStream(ctx, dlq); err != nil {
-		return d.closedErr(fmt.Errorf("init: stream %s: %w", dlq.Name, err))
+	if err := d.retry(ctx, "init", attemptTimeout, func(ctx context.Context) error {
+		d.dlqStream, err = d.ensureStream(ctx, dlq)
+		return err
+	}); err != nil {
+		return fmt.Errorf("init: stream %s: %w", dlq.Name, err)
 	}
-	if d.stateStream, err = d.ensureStream(ctx, state); err != nil {
-		return d.closedErr(fmt.Errorf("init: stream %s: %w", state.Name, err))
+	if err := d.retry(ctx, "init", attemptTimeout, func(ctx context.Context) error {
+		d.stateStream, err = d.ensureStream(ctx, state)
+		return err
+	}); err != nil {
+		return fmt.Errorf("init: stream %s: %w", state.Name, err)
+	}
+	if err := d.retry(ctx, "init", attemptTimeout, func(ctx context.Context) error {
+		d.registry, err = d.ensureRegistry(ctx)
+		return err
+	}); err != nil {
+		return fmt.Errorf("init: bucket %s: %w", d.names.registry(), err)
 	}
 	return nil
 }
@@ -130,8 +141,9 @@ func (d *driver) consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// queueMetadata is a queue's declaration as its stream keeps it, every
+// field as given (MaxRetries 0 is "never retry").
 func queueMetadata(spec pubsub.QueueSpec) map[string]string {
-	spec = withSpecDefaults(spec)
 	return map[string]string{
 		metaQueue:      spec.Name,
 		metaPriority:   strconv.Itoa(int(spec.Priority)),
@@ -151,20 +163,13 @@ func declaredAs(metadata map[string]string, spec pubsub.QueueSpec) bool {
 	return true
 }
 
-func withSpecDefaults(spec pubsub.QueueSpec) pubsub.QueueSpec {
-	if spec.MaxRetries == 0 {
-		spec.MaxRetries = 3
-	}
-	if spec.RetryDelay == 0 {
-		spec.RetryDelay = time.Second
-	}
-	return spec
-}
-
-// queueInfoOf reads a queue's declaration from its stream.
+// queueInfoOf reads a queue's declaration from its stream. A stream
+// without one (created by another client) has pubsub.DefaultQueueSpec's
+// settings, as an undeclared queue does.
 func queueInfoOf(si *jetstream.StreamInfo) pubsub.QueueInfo {
 	md := si.Config.Metadata
-	info := pubsub.QueueInfo{Name: md[metaQueue], CreatedAt: si.Created}
+	def := pubsub.DefaultQueueSpec(md[metaQueue])
+	info := pubsub.QueueInfo{Name: def.Name, Priority: def.Priority, MaxRetries: def.MaxRetries, RetryDelay: def.RetryDelay, CreatedAt: si.Created}
 	if p, err := strconv.Atoi(md[metaPriority]); err == nil {
 		info.Priority = pubsub.Priority(p)
 	}
@@ -187,7 +192,7 @@ func (d *driver) queue(ctx context.Context, name string) (*queueEntry, error) {
 		e = &queueEntry{name: name, stream: d.names.stream(name), subject: d.names.subject(name), ready: make(chan struct{})}
 		d.queues[name] = e
 		d.queuesMu.Unlock()
-		e.err = d.loadQueue(ctx, e, nil)
+		e.err = d.retry(ctx, "queue "+name, attemptTimeout, func(ctx context.Context) error { return d.loadQueue(ctx, e, nil) })
 		if e.err != nil {
 			d.forget(name)
 		}
@@ -221,7 +226,7 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 	st, err := d.js.Stream(ctx, e.stream)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		s := pubsub.QueueSpec{Name: e.name}
+		s := pubsub.DefaultQueueSpec(e.name)
 		if spec != nil {
 			s = *spec
 		}
@@ -271,13 +276,9 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 // declaration (priority, retries) kept in the stream's metadata and the
 // consumer's ack wait.
 func (d *driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error {
-	if err := d.begin(); err != nil {
-		return err
-	}
-	defer d.end()
 	e := &queueEntry{name: spec.Name, stream: d.names.stream(spec.Name), subject: d.names.subject(spec.Name), ready: make(chan struct{})}
-	if err := d.loadQueue(ctx, e, &spec); err != nil {
-		return d.closedErr(err)
+	if err := d.retry(ctx, "declare "+spec.Name, attemptTimeout, func(ctx context.Context) error { return d.loadQueue(ctx, e, &spec) }); err != nil {
+		return err
 	}
 	close(e.ready)
 	d.queuesMu.Lock()
@@ -288,10 +289,6 @@ func (d *driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error 
 
 // ListQueues lists the queues whose streams exist, ordered by name.
 func (d *driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
-	if err := d.begin(); err != nil {
-		return nil, err
-	}
-	defer d.end()
 	lister := d.js.ListStreams(ctx, jetstream.WithStreamListSubject(d.names.queueSubjects()))
 	var out []pubsub.QueueInfo
 	for si := range lister.Info() {
@@ -303,24 +300,28 @@ func (d *driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
 		out = append(out, info)
 	}
 	if err := lister.Err(); err != nil {
-		return nil, d.closedErr(fmt.Errorf("list queues: %w", err))
+		return nil, fmt.Errorf("list queues: %w", err)
 	}
 	slices.SortFunc(out, func(a, b pubsub.QueueInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
-// queueStream returns a queue's stream, or an error wrapping
-// ErrQueueNotFound when it does not exist. It never creates one: admin
-// calls on an unknown queue fail.
+// queueStream returns a queue's stream, or pubsub.ErrQueueNotFound when
+// it does not exist. It never creates one: admin calls on an unknown queue
+// fail.
 func (d *driver) queueStream(ctx context.Context, queue string) (jetstream.Stream, error) {
 	st, err := d.js.Stream(ctx, d.names.stream(queue))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("%w: %s", pubsub.ErrQueueNotFound, queue)
+		return nil, pubsub.ErrQueueNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("queue %s: %w", queue, err)
-	}
-	return st, nil
+	return st, err
+}
+
+// EnsureQueue creates the queue's stream and consumer, with
+// pubsub.DefaultQueueSpec, unless they exist.
+func (d *driver) EnsureQueue(ctx context.Context, queue string) error {
+	_, err := d.queue(ctx, queue)
+	return err
 }
 
 // batchPublishKnown reports whether the server that answered with si

@@ -12,12 +12,17 @@ import (
 )
 
 // deliveryState is what JetStream does not keep about a message that
-// failed: when it first and last failed, its last error, when its delayed
-// retry is due, and how many of its deliveries never reached a handler.
-// It lives in the state stream, one subject per (queue, stream sequence),
-// written before the nack it describes and removed once the message is
-// settled for good. Messages that never fail never get one, so the happy
-// path costs nothing.
+// failed or was given back: when it first and last failed, its last
+// error, when its delayed retry is due, and how many of its deliveries
+// never reached a consumer. It lives in the state stream, one subject per
+// (queue, stream sequence), written before the nak it describes and
+// removed once the message is settled for good. Messages that are neither
+// given back nor fail never get one, so the happy path costs nothing.
+//
+// It is how a give-back is undone: JetStream counts every delivery, and
+// has no way to take one back, so GiveBack records the delivery as
+// Uncounted before its nak, and the attempt of a later delivery is
+// JetStream's count less the uncounted ones.
 type deliveryState struct {
 	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
 	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
@@ -29,17 +34,17 @@ type deliveryState struct {
 	RetryAt time.Time `json:"retry_at,omitzero"`
 	// Deliveries is JetStream's delivery count when the state was written.
 	Deliveries uint64 `json:"deliveries"`
-	// Uncounted counts deliveries that never reached a handler (fetched by
-	// a subscription that closed before handing the message out): they are
-	// not attempts, so Delivery.Attempt is JetStream's count minus these.
+	// Uncounted counts deliveries that never reached a consumer (given
+	// back): they are not attempts, so an attempt is JetStream's delivery
+	// count minus these.
 	Uncounted uint64 `json:"uncounted,omitempty"`
 	// PublishedAt is the message's time in its queue, for the age of the
 	// oldest pending message.
 	PublishedAt time.Time `json:"published_at,omitzero"`
 }
 
-// attempts returns how many deliveries of the message reached a handler,
-// given JetStream's delivery count.
+// attempts returns how many deliveries of the message reached a
+// consumer, given JetStream's delivery count.
 func (s deliveryState) attempts(numDelivered uint64) int {
 	if s.Uncounted >= numDelivered {
 		return 0
@@ -47,22 +52,30 @@ func (s deliveryState) attempts(numDelivered uint64) int {
 	return int(numDelivered - s.Uncounted)
 }
 
-// stateStore reads and writes delivery state.
-type stateStore struct {
-	d *driver
+// stateWrite is a delivery state to store, for the message of a delivery.
+type stateWrite struct {
+	dv *delivery
+	ds deliveryState
 }
 
-func (s stateStore) stream(context.Context) (jetstream.Stream, error) {
-	return s.d.stateStream, nil
-}
-
-// get returns the state of a queue's message, and whether there is one.
-func (s stateStore) get(ctx context.Context, queue string, seq uint64) (deliveryState, bool, error) {
-	st, err := s.stream(ctx)
-	if err != nil {
-		return deliveryState{}, false, fmt.Errorf("delivery state: %w", err)
+// loadState fills dv's state from the cache of given-back messages or the
+// state stream. A message delivered for the first time has none.
+func (d *driver) loadState(ctx context.Context, queue string, dv *delivery) {
+	if dv.delivered <= 1 {
+		return
 	}
-	m, err := st.GetLastMsgForSubject(ctx, s.d.names.stateSubject(queue, seq))
+	if dv.state, dv.hasState = d.givenBack.take(queue, dv.seq, dv.delivered); dv.hasState {
+		return
+	}
+	var err error
+	if dv.state, dv.hasState, err = d.getState(ctx, queue, dv.seq); err != nil {
+		d.log.Warn("reading delivery state failed; attempt and first failure time unknown", "queue", queue, "error", err)
+	}
+}
+
+// getState returns the state of a queue's message, and whether there is one.
+func (d *driver) getState(ctx context.Context, queue string, seq uint64) (deliveryState, bool, error) {
+	m, err := d.stateStream.GetLastMsgForSubject(ctx, d.names.stateSubject(queue, seq))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return deliveryState{}, false, nil
 	}
@@ -76,47 +89,52 @@ func (s stateStore) get(ctx context.Context, queue string, seq uint64) (delivery
 	return ds, true, nil
 }
 
-// put stores the state of a queue's message and returns once JetStream
-// has it.
-func (s stateStore) put(ctx context.Context, queue string, seq uint64, ds deliveryState) error {
-	b, _ := json.Marshal(ds) // plain fields always marshal
-	if _, err := s.d.js.Publish(ctx, s.d.names.stateSubject(queue, seq), b, jetstream.WithExpectStream(s.d.names.stateStream())); err != nil {
-		return fmt.Errorf("delivery state of %s #%d: %w", queue, seq, err)
+// putStates stores states all at once (asynchronously, then every ack
+// awaited) and reports which were stored; the others are logged. A state
+// stored becomes its delivery's.
+func (d *driver) putStates(ctx context.Context, queue string, ws []stateWrite) []bool {
+	stored := make([]bool, len(ws))
+	futures := make([]jetstream.PubAckFuture, len(ws))
+	for i, w := range ws {
+		b, _ := json.Marshal(w.ds) // plain fields always marshal
+		f, err := d.js.PublishAsync(d.names.stateSubject(queue, w.dv.seq), b, jetstream.WithExpectStream(d.names.stateStream()))
+		if err != nil {
+			d.log.Warn("writing delivery state failed", "queue", queue, "error", err)
+			continue
+		}
+		futures[i] = f
 	}
-	return nil
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+			stored[i] = true
+			ws[i].dv.state, ws[i].dv.hasState = ws[i].ds, true
+		case err := <-f.Err():
+			d.log.Warn("writing delivery state failed", "queue", queue, "error", err)
+		case <-ctx.Done():
+			d.log.Warn("writing delivery state timed out", "queue", queue, "error", ctx.Err())
+		}
+	}
+	return stored
 }
 
-// putAsync stores the state of a queue's message; the future says when
-// JetStream has it.
-func (s stateStore) putAsync(queue string, seq uint64, ds deliveryState) (jetstream.PubAckFuture, error) {
-	b, _ := json.Marshal(ds) // plain fields always marshal
-	f, err := s.d.js.PublishAsync(s.d.names.stateSubject(queue, seq), b, jetstream.WithExpectStream(s.d.names.stateStream()))
-	if err != nil {
-		return nil, fmt.Errorf("delivery state of %s #%d: %w", queue, seq, err)
+// removeState deletes the state of a delivery's message, settled for good.
+func (d *driver) removeState(ctx context.Context, queue string, dv *delivery) {
+	if !dv.hasState {
+		return
 	}
-	return f, nil
+	if err := d.stateStream.Purge(ctx, jetstream.WithPurgeSubject(d.names.stateSubject(queue, dv.seq))); err != nil {
+		d.log.Warn("removing delivery state failed", "queue", queue, "error", err)
+	}
 }
 
-// remove deletes the state of a queue's message.
-func (s stateStore) remove(ctx context.Context, queue string, seq uint64) error {
-	st, err := s.stream(ctx)
-	if err == nil {
-		err = st.Purge(ctx, jetstream.WithPurgeSubject(s.d.names.stateSubject(queue, seq)))
-	}
-	if err != nil {
-		return fmt.Errorf("delivery state of %s #%d: remove: %w", queue, seq, err)
-	}
-	return nil
-}
-
-// list returns the states of a queue's messages by stream sequence.
-func (s stateStore) list(ctx context.Context, queue string) (map[uint64]deliveryState, error) {
-	st, err := s.stream(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("delivery state: %w", err)
-	}
-	filter := s.d.names.stateQueueFilter(queue)
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(filter))
+// listStates returns the states of a queue's messages by stream sequence.
+func (d *driver) listStates(ctx context.Context, queue string) (map[uint64]deliveryState, error) {
+	filter := d.names.stateQueueFilter(queue)
+	info, err := d.stateStream.Info(ctx, jetstream.WithSubjectFilter(filter))
 	if err != nil {
 		return nil, fmt.Errorf("delivery state of %s: %w", queue, err)
 	}
@@ -126,7 +144,7 @@ func (s stateStore) list(ctx context.Context, queue string) (map[uint64]delivery
 		if !ok {
 			continue
 		}
-		ds, found, err := s.get(ctx, queue, seq)
+		ds, found, err := d.getState(ctx, queue, seq)
 		if err != nil {
 			return nil, err
 		}
@@ -137,42 +155,42 @@ func (s stateStore) list(ctx context.Context, queue string) (map[uint64]delivery
 	return out, nil
 }
 
-// putBackCache remembers the delivery state this driver wrote for the
-// messages it put back (pulled ahead, never handed out), so that when one
+// givenBackCache remembers the delivery state this driver wrote for the
+// messages it gave back (received, never handed out), so that when one
 // comes back to this driver, as it usually does, reading the state costs
 // no round trip. An entry is only used for the very next delivery of its
 // message (JetStream's delivery count one higher than when it was
 // written): a delivery elsewhere in between may have changed the state.
-type putBackCache struct {
+type givenBackCache struct {
 	mu sync.Mutex
-	m  map[putBackKey]deliveryState
+	m  map[givenBackKey]deliveryState
 }
 
-type putBackKey struct {
+type givenBackKey struct {
 	queue string
 	seq   uint64
 }
 
-// putBackCacheMax bounds the cache; entries of messages that went to
+// givenBackCacheMax bounds the cache; entries of messages that went to
 // another process are never taken, and the whole cache is dropped when
 // full (it is only a shortcut).
-const putBackCacheMax = 1 << 16
+const givenBackCacheMax = 1 << 16
 
-func (c *putBackCache) add(queue string, seq uint64, ds deliveryState) {
+func (c *givenBackCache) add(queue string, seq uint64, ds deliveryState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.m == nil || len(c.m) >= putBackCacheMax {
-		c.m = map[putBackKey]deliveryState{}
+	if c.m == nil || len(c.m) >= givenBackCacheMax {
+		c.m = map[givenBackKey]deliveryState{}
 	}
-	c.m[putBackKey{queue, seq}] = ds
+	c.m[givenBackKey{queue, seq}] = ds
 }
 
-// take returns and forgets the state written when the message was put
+// take returns and forgets the state written when the message was given
 // back, if this delivery is the next one after that.
-func (c *putBackCache) take(queue string, seq, numDelivered uint64) (deliveryState, bool) {
+func (c *givenBackCache) take(queue string, seq, numDelivered uint64) (deliveryState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := putBackKey{queue, seq}
+	k := givenBackKey{queue, seq}
 	ds, ok := c.m[k]
 	if !ok {
 		return deliveryState{}, false

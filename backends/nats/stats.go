@@ -24,9 +24,6 @@ type queueSnapshot struct {
 }
 
 func (d *driver) snapshot(ctx context.Context, queue string) (*queueSnapshot, error) {
-	// What this driver pulled ahead goes back first: the counts and
-	// listings are then what consumers receive.
-	d.withdraw(ctx, queue)
 	st, err := d.queueStream(ctx, queue)
 	if err != nil {
 		return nil, err
@@ -39,7 +36,7 @@ func (d *driver) snapshot(ctx context.Context, queue string) (*queueSnapshot, er
 	case !errors.Is(err, jetstream.ErrConsumerNotFound):
 		return nil, fmt.Errorf("queue %s: consumer: %w", queue, err)
 	}
-	states, err := stateStore{d}.list(ctx, queue)
+	states, err := d.listStates(ctx, queue)
 	if err != nil {
 		return nil, err
 	}
@@ -77,13 +74,9 @@ func (s *queueSnapshot) undelivered() (n int64, from uint64) {
 //     or delivered to a worker that died, until ack_wait runs out);
 //   - DeadLetters: the dead-letter stream's messages from this queue.
 func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, error) {
-	if err := d.begin(); err != nil {
-		return pubsub.QueueStats{}, err
-	}
-	defer d.end()
 	s, err := d.snapshot(ctx, queue)
 	if err != nil {
-		return pubsub.QueueStats{}, d.closedErr(err)
+		return pubsub.QueueStats{}, err
 	}
 	undelivered, from := s.undelivered()
 	due, scheduled := int64(len(s.due)), int64(len(s.scheduled))
@@ -106,7 +99,7 @@ func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 		st.Counters["waiting_pulls"] = int64(s.cons.NumWaiting)
 	}
 	if st.DeadLetters, err = d.deadLetterCount(ctx, queue); err != nil {
-		return pubsub.QueueStats{}, d.closedErr(err)
+		return pubsub.QueueStats{}, err
 	}
 
 	var oldest time.Time
@@ -123,7 +116,7 @@ func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 				oldest = m.Time
 			}
 		case !errors.Is(err, jetstream.ErrMsgNotFound):
-			return pubsub.QueueStats{}, d.closedErr(fmt.Errorf("queue %s: oldest message: %w", queue, err))
+			return pubsub.QueueStats{}, fmt.Errorf("queue %s: oldest message: %w", queue, err)
 		}
 	}
 	if !oldest.IsZero() {
@@ -140,13 +133,9 @@ func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 // held by workers are not listed. It reads messages one by one from the
 // stream without consuming them.
 func (d *driver) ListPending(ctx context.Context, queue string, limit int) ([]pubsub.PendingMessage, error) {
-	if err := d.begin(); err != nil {
-		return nil, err
-	}
-	defer d.end()
 	s, err := d.snapshot(ctx, queue)
 	if err != nil {
-		return nil, d.closedErr(err)
+		return nil, err
 	}
 	queuePriority := queueInfoOf(s.info).Priority
 	subject := d.names.subject(queue)
@@ -174,7 +163,7 @@ func (d *driver) ListPending(ctx context.Context, queue string, limit int) ([]pu
 			return nil, false, nil
 		}
 		if err != nil {
-			return nil, false, d.closedErr(fmt.Errorf("queue %s: read message #%d: %w", queue, seq, err))
+			return nil, false, fmt.Errorf("queue %s: read message #%d: %w", queue, seq, err)
 		}
 		return m, true, nil
 	}
