@@ -46,6 +46,9 @@ func loadProfile(service, profile string) (topology.ServiceConfig, error) {
 
 func noopHandler(*message.Message) error { return nil }
 
+// instanceName is the instance id of the i-th Singularity router of a run.
+func instanceName(i int) string { return fmt.Sprintf("sg-%d", i+1) }
+
 // routers runs a set of routers until stop.
 type routers struct {
 	cancel context.CancelFunc
@@ -130,7 +133,7 @@ func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params,
 	var consensus *router.Publisher
 	cc, err := r.newRouter(b, ccCfg, map[string]router.Handler{
 		topology.HandleProposalForConsensus: func(msg *message.Message) error {
-			_, err := consensus.Publish(msg.Context(), bytes.Clone(msg.Payload))
+			_, err := consensus.Reply(msg.Context(), msg, bytes.Clone(msg.Payload))
 			return err
 		},
 		topology.HandleExecutionMetrics:  noopHandler,
@@ -242,7 +245,7 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 	var consensus *router.Publisher
 	cc, err := r.newRouter(b, ccCfg, map[string]router.Handler{
 		topology.HandleProposalForConsensus: func(msg *message.Message) error {
-			_, err := consensus.Publish(msg.Context(), bytes.Clone(msg.Payload))
+			_, err := consensus.Reply(msg.Context(), msg, bytes.Clone(msg.Payload))
 			return err
 		},
 		topology.HandleExecutionMetrics:  observe(topology.MetricsQueue),
@@ -256,11 +259,19 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 	}
 	all := []*router.Router{cc}
 	var instances []*router.Router
-	for range p.Instances {
-		sg, err := r.newRouter(b, sgCfg, map[string]router.Handler{
+	for i := range p.Instances {
+		// Every instance gets every safety profile: one observes them, so
+		// that each profile is counted once.
+		profiles := noopHandler
+		if i == 0 {
+			profiles = observe(topology.SafetyProfilesQueue)
+		}
+		cfg := sgCfg
+		cfg.InstanceID = instanceName(i)
+		sg, err := r.newRouter(b, cfg, map[string]router.Handler{
 			topology.HandleConsensusResult:     observe(topology.ProposalsQueue),
 			topology.HandleRollbackTrigger:     observe(topology.RollbackQueue),
-			topology.HandleSafetyProfileUpdate: observe(topology.SafetyProfilesQueue),
+			topology.HandleSafetyProfileUpdate: profiles,
 		})
 		if err != nil {
 			return err
@@ -321,7 +332,12 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 		wg.Go(func() {
 			sendErrs[i] = sendAtRate(ctx, start, counts[i], intervals[i], senders[i], func(seq int64) error {
 				pub := pubs[i][int(seq)%len(pubs[i])]
-				_, err := pub.Publish(ctx, newPayload(tmpl, seq))
+				var opts []router.PublishOption
+				if mixedStreams[i].queue == topology.RollbackQueue {
+					// Addressed: to the instances in turn.
+					opts = append(opts, router.To(instanceName(int(seq)%p.Instances)))
+				}
+				_, err := pub.Publish(ctx, newPayload(tmpl, seq), opts...)
 				return err
 			})
 		})

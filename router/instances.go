@@ -42,16 +42,15 @@ func InstanceOf(msg *message.Message) string {
 	return ""
 }
 
-// consumingService returns the service that consumes queue in the
-// topology.
-func consumingService(queue string) string {
-	for _, s := range topology.Services() {
-		cfg, _ := topology.Default(s)
-		if _, ok := cfg.Consumer(queue); ok {
-			return s
-		}
+// consumingService is the service that consumes what service produces:
+// the topology's other service (Singularity's producer queues are
+// CentralCloud's consumer queues and the other way round, whatever the
+// queues are named).
+func consumingService(service string) string {
+	if service == topology.CentralCloud {
+		return topology.Singularity
 	}
-	return ""
+	return topology.CentralCloud
 }
 
 // subscribedQueue is the queue a consumer's workers subscribe to: the
@@ -170,9 +169,8 @@ func (r *Router) sweepGone(ctx context.Context) {
 		if p.Delivery == topology.DeliveryWork {
 			continue
 		}
-		if svc := consumingService(p.Queue); svc != "" {
-			byService[svc] = append(byService[svc], p.Queue)
-		}
+		svc := consumingService(r.Service())
+		byService[svc] = append(byService[svc], p.Queue)
 	}
 	for svc, queues := range byService {
 		n, err := r.cfg.Backend.ExpireInstances(ctx, svc, queues, r.cfg.InstanceTTL)

@@ -252,7 +252,7 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*mess
 // fanOut publishes a copy of msgs to every instance of the consuming
 // service that is not gone, and returns the copies.
 func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message) ([]*message.Message, error) {
-	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.producer.Queue), p.r.cfg.InstanceTTL)
+	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.service), p.r.cfg.InstanceTTL)
 	if err != nil {
 		return nil, err
 	}
