@@ -12,10 +12,15 @@ import (
 )
 
 // loadOptions are the topology load options the global flags describe.
+// --url is the messaging backend (messaging_url), which both services
+// must share; --instance is instance_id.
 func (a *app) loadOptions() topology.LoadOptions {
 	ov := topology.Overrides{Profile: a.profile}
 	if a.urlSet {
-		ov.DatabaseURL = a.url
+		ov.MessagingURL = a.url
+	}
+	if a.instanceSet {
+		ov.InstanceID = a.instance
 	}
 	return topology.LoadOptions{Service: a.service, Path: a.configPath, LookupEnv: a.env.LookupEnv, Overrides: ov}
 }
@@ -32,6 +37,7 @@ func (a *app) loadConfigWith(opts topology.LoadOptions) (topology.ServiceConfig,
 		return cfg, usageError{err}
 	}
 	a.noteSecret(cfg.DatabaseURL)
+	a.noteSecret(cfg.MessagingURL)
 	return cfg, nil
 }
 
@@ -42,11 +48,14 @@ func (a *app) open(ctx context.Context) (topology.ServiceConfig, *pubsub.Backend
 	if err != nil {
 		return cfg, nil, err
 	}
-	b, err := pubsub.Open(ctx, cfg.DatabaseURL, pubsub.WithLogger(a.logger()))
-	if err != nil {
-		return cfg, nil, err
-	}
-	return cfg, b, nil
+	b, err := a.openBackend(ctx, cfg)
+	return cfg, b, err
+}
+
+// openBackend opens cfg's messaging backend, BackendURL: messaging_url,
+// else database_url.
+func (a *app) openBackend(ctx context.Context, cfg topology.ServiceConfig) (*pubsub.Backend, error) {
+	return pubsub.Open(ctx, cfg.BackendURL(), pubsub.WithLogger(a.logger()))
 }
 
 // checkQueue accepts a queue of the topology or one the backend knows, and

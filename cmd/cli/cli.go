@@ -11,7 +11,12 @@
 //
 // Output: tables for people by default; with --json, JSON lines (one object
 // per row, per published or consumed message). Errors go to stderr. No
-// output ever contains a URL's password.
+// output ever contains a URL's password, and a URL that does not parse is
+// not shown at all.
+//
+// Every count flag has an upper bound (see limits.go: MaxWorkers for
+// --workers, MaxConsume, MaxPublishCount, MaxListLimit, MaxIDs, and the
+// demo's), checked with the other flags before anything is opened.
 package cli
 
 import (
@@ -89,14 +94,18 @@ func Run(ctx context.Context, args []string, env Env) int {
 type app struct {
 	env Env
 
-	url        string
-	urlSet     bool
-	configPath string
-	service    string
-	jsonOut    bool
-	profile    string
-	logLevel   string
-	logFormat  string
+	url      string
+	urlSet   bool
+	instance string
+	// instanceSet is whether --instance was given: commands that read an
+	// instance's queue need it named, never the host-name default.
+	instanceSet bool
+	configPath  string
+	service     string
+	jsonOut     bool
+	profile     string
+	logLevel    string
+	logFormat   string
 	// logLevelSet is whether --log-level was given.
 	logLevelSet bool
 
@@ -116,9 +125,16 @@ func (a *app) rootCommand() *cobra.Command {
 their stats, shows pending messages, publishes and consumes by hand, works the
 dead-letter queue, checks configuration and runs the whole topology as a demo.
 
-The backend is chosen by URL: --url, else QUANTUM_FLOW_DATABASE_URL, else the
-config file's database_url, else the seed's default for --service
-(postgresql://localhost/singularity). Schemes: ` + strings.Join(pubsub.Schemes(), ", ") + `.
+The backend is chosen by URL, the service's messaging_url: --url, else
+QUANTUM_FLOW_MESSAGING_URL, else the config file's messaging_url; when none is
+set, the database_url: QUANTUM_FLOW_DATABASE_URL, else the config file's, else
+the seed's default for --service (postgresql://localhost/singularity). Schemes: ` + strings.Join(pubsub.Schemes(), ", ") + `.
+
+Queues with addressed delivery (consensus_results_queue,
+rollback_triggers_queue) hold a queue per instance, QUEUE@INSTANCE; so do
+queues with broadcast delivery (guardian_safety_profiles_queue), one copy
+for each instance. publish --to, consume --instance and the --instance filter
+of stats, pending and dlq name the instance.
 
 Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		SilenceErrors: true,
@@ -129,12 +145,15 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.urlSet = cmd.Flags().Changed("url")
+			a.instanceSet = cmd.Flags().Changed("instance")
 			a.logLevelSet = cmd.Flags().Changed("log-level")
 			if a.urlSet {
 				a.noteSecret(a.url)
 			}
-			if v, ok := a.env.LookupEnv("QUANTUM_FLOW_DATABASE_URL"); ok {
-				a.noteSecret(v)
+			for _, name := range []string{topology.EnvDatabaseURL, topology.EnvMessagingURL} {
+				if v, ok := a.env.LookupEnv(name); ok {
+					a.noteSecret(v)
+				}
 			}
 			if _, err := parseLevel(a.logLevel); err != nil {
 				return err
@@ -142,14 +161,15 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 			if a.logFormat != "text" && a.logFormat != "json" {
 				return usageErrorf("--log-format %q: use text or json", a.logFormat)
 			}
-			return nil
+			return checkLimits(cmd)
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.url, "url", "", "backend URL (overrides QUANTUM_FLOW_DATABASE_URL and the config file)")
+	pf.StringVar(&a.url, "url", "", "backend URL, the service's messaging_url (overrides QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_DATABASE_URL and the config file)")
+	pf.StringVar(&a.instance, "instance", "", "instance id (instance_id): the instance consume receives as, whose queue stats, pending and dlq show, and the origin of what publish sends")
 	pf.StringVar(&a.configPath, "config", "", "YAML configuration file (keys as in the seed's config)")
-	pf.StringVar(&a.service, "service", topology.Singularity, "service whose configuration to use: "+strings.Join(topology.Services(), " or "))
+	pf.StringVar(&a.service, "service", topology.Singularity, "service whose configuration to use: "+strings.Join(topology.Services(), " or ")+" (config check: also all)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON lines instead of tables")
 	pf.StringVar(&a.profile, "profile", "", "scaling profile for worker counts: "+strings.Join(topology.ProfileNames(), ", "))
 	pf.StringVar(&a.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error")
@@ -162,6 +182,7 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		a.pendingCommand(),
 		a.publishCommand(),
 		a.consumeCommand(),
+		a.instancesCommand(),
 		a.dlqCommand(),
 		a.configCommand(),
 		a.demoCommand(),
@@ -244,7 +265,7 @@ func isUsage(err error) bool {
 	if errors.As(err, &ue) {
 		return true
 	}
-	for _, s := range []error{topology.ErrInvalidConfig, pubsub.ErrInvalidURL, pubsub.ErrUnknownScheme, pubsub.ErrInvalidQueueName, pubsub.ErrQueueNotFound, pubsub.ErrUnsupported} {
+	for _, s := range []error{topology.ErrInvalidConfig, pubsub.ErrInvalidURL, pubsub.ErrUnknownScheme, pubsub.ErrInvalidQueueName, pubsub.ErrInvalidArgument, pubsub.ErrQueueNotFound, pubsub.ErrUnsupported} {
 		if errors.Is(err, s) {
 			return true
 		}

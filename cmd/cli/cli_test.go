@@ -178,7 +178,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 func TestHelpForEveryCommand(t *testing.T) {
 	t.Parallel()
 	cmds := [][]string{
-		{}, {"init"}, {"queues"}, {"stats"}, {"pending"}, {"publish"}, {"consume"},
+		{}, {"init"}, {"queues"}, {"stats"}, {"pending"}, {"publish"}, {"consume"}, {"instances"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "purge"},
 		{"config"}, {"config", "show"}, {"config", "check"}, {"demo"}, {"version"}, {"serve"},
 	}
@@ -253,7 +253,7 @@ func TestUnknownQueueExit2(t *testing.T) {
 func TestPublishPendingConsume(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	q := topology.ConsensusQueue
+	q := topology.ProposalsQueue
 
 	r := b.run(t, "publish", q, "--payload", `{"proposal_id":"p1","decision":"approved"}`, "--count", "3", "--metadata", "source=test", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
@@ -282,6 +282,7 @@ func TestPublishPendingConsume(t *testing.T) {
 	}
 	require.Equal(t, ids, pendIDs)
 	require.Equal(t, map[string]any{"proposal_id": "p1", "decision": "approved"}, pend[1]["payload"])
+	require.NotContains(t, pend[1], "instance", "a work queue's messages are for no instance")
 
 	r = b.run(t, "pending", q, "--limit", "2")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
@@ -296,6 +297,7 @@ func TestPublishPendingConsume(t *testing.T) {
 	for _, m := range got {
 		require.Equal(t, q, m["queue"])
 		require.EqualValues(t, 1, m["attempt"])
+		require.NotContains(t, m, "instance")
 		require.Contains(t, m, "payload")
 		require.Contains(t, m, "metadata")
 		gotIDs = append(gotIDs, m["id"].(string))
@@ -410,7 +412,7 @@ func TestConsumeDoesNotAckWhatItCouldNotWrite(t *testing.T) {
 func TestConsumeStopsOnCancelAndIdle(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	q := topology.RollbackQueue
+	q := topology.PatternsQueue
 	require.Equal(t, cli.ExitOK, b.run(t, "publish", q, "--payload", `{}`, "--count", "2").code)
 
 	r := b.run(t, "consume", q, "--idle", "200ms", "--workers", "2")
@@ -608,7 +610,8 @@ func TestConfigShowAndCheck(t *testing.T) {
 	row := r.lines(t)[0]
 	require.Equal(t, "centralcloud", row["service"])
 	cfg = row["config"].(map[string]any)
-	require.Equal(t, "mem://flag-wins", cfg["database_url"])
+	require.Equal(t, "mem://flag-wins", cfg["messaging_url"], "--url is the messaging backend")
+	require.Equal(t, "postgres://app:xxxxx@db/singularity", cfg["database_url"])
 	require.EqualValues(t, 7, cfg["consumers"].([]any)[0].(map[string]any)["workers"], "QUANTUM_FLOW_PROPOSALS_WORKERS is centralcloud's proposals consumer")
 	require.NotEmpty(t, row["env"])
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/topology"
 )
 
 func (a *app) consumeCommand() *cobra.Command {
@@ -21,31 +23,50 @@ func (a *app) consumeCommand() *cobra.Command {
 		idle    time.Duration
 	)
 	c := &cobra.Command{
-		Use:   "consume QUEUE",
+		Use:   "consume QUEUE [--instance ID]",
 		Short: "Take messages off a queue, print and ack them",
 		Long: `consume takes messages off a queue with --workers competing subscriptions and
-prints each one; with --json one object per message: id, queue, attempt,
-payload, metadata. Every line is written (and flushed) before its message is
-acked, so a message whose line could not be written goes back to the queue.
+prints each one; with --json one object per message: id, queue, instance (on
+addressed and broadcast queues), attempt, payload, metadata. Every line is
+written (and flushed) before its message is acked, so a message whose line
+could not be written goes back to the queue.
+
+On a queue with addressed or broadcast delivery --instance ID is required
+(QUEUE@ID is the same): consume receives only what is addressed to ID, or ID's
+copies of a broadcast, and registers ID in the instance registry while it runs
+(heartbeats every ` + heartbeat.String() + `, removed at exit), as the service's router
+would; a new instance of a broadcast queue first gets the queue's latest
+message. An id a live process already runs under is refused, naming its host
+(exit 1). On a work queue --instance is refused (exit 2).
 
 It runs until interrupted (SIGINT/SIGTERM: in-flight messages are settled
 first), until --max messages were consumed, or until no message arrived for
---idle. Messages a worker took beyond --max go back to the queue unacked.`,
-		Example: `  quantumflow consume consensus_results_queue --max 10 --json
+--idle. Messages a worker took beyond --max go back to the queue unacked.
+--workers is at most ` + strconv.Itoa(MaxWorkers) + `, --max at most ` + strconv.Itoa(MaxConsume) + `.`,
+		Example: `  quantumflow consume proposals_for_consensus_queue --max 10 --json
+  quantumflow consume consensus_results_queue --instance singularity-2 --idle 5s
   quantumflow consume metrics_to_guardian_queue --workers 4 --idle 5s`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			queue := args[0]
-			if cmd.Flags().Changed("workers") && workers <= 0 {
-				return usageErrorf("--workers must be positive, got %d", workers)
-			}
-			if maxMsgs < 0 {
-				return usageErrorf("--max must be >= 0, got %d", maxMsgs)
-			}
 			if idle < 0 {
 				return usageErrorf("--idle must be >= 0, got %s", idle)
 			}
-			cfg, b, err := a.open(ctx)
+			queue, instance, err := queueArg(args[0], "instance", a.instanceFlag())
+			if err != nil {
+				return err
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			mode := deliveryOf(cfg, queue)
+			if err := needsNoInstance("consume", queue, instance, mode, "instance"); err != nil {
+				return err
+			}
+			if mode != topology.DeliveryWork && instance == "" {
+				return usageErrorf("consume: queue %s has %s delivery: name the instance to receive as with --instance ID", queue, mode)
+			}
+			b, err := a.openBackend(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -62,7 +83,23 @@ first), until --max messages were consumed, or until no message arrived for
 			if maxMsgs > 0 {
 				workers = min(workers, maxMsgs)
 			}
-			cons := &consumer{out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, max: int64(maxMsgs)}
+			from := queue
+			if instance != "" {
+				from = pubsub.InstanceQueue(queue, instance)
+				if err := ensureDeclared(ctx, b, cfg, queue, from); err != nil {
+					return err
+				}
+				broadcast := ""
+				if mode == topology.DeliveryBroadcast {
+					broadcast = queue
+				}
+				reg, err := a.registerInstance(ctx, b, newInstance(consumingService(cfg, queue), instance, queue, workers), broadcast)
+				if err != nil {
+					return err
+				}
+				defer reg.close()
+			}
+			cons := &consumer{out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, instance: instance, from: from, max: int64(maxMsgs)}
 			return cons.run(ctx, b.Subscriber(), workers, idle)
 		}),
 	}
@@ -78,7 +115,11 @@ type consumer struct {
 	out   interface{ Write([]byte) (int, error) }
 	json  bool
 	queue string
-	max   int64
+	// instance is the instance consumed as; "" on a work queue.
+	instance string
+	// from is the queue subscribed to: queue, or instance's queue of it.
+	from string
+	max  int64
 
 	outMu    sync.Mutex // one line at a time
 	taken    atomic.Int64
@@ -103,10 +144,10 @@ func (c *consumer) run(parent context.Context, sub message.Subscriber, workers i
 
 	chans := make([]<-chan *message.Message, 0, workers)
 	for range workers {
-		ch, err := sub.Subscribe(ctx, c.queue)
+		ch, err := sub.Subscribe(ctx, c.from)
 		if err != nil {
 			cancel()
-			return fmt.Errorf("subscribe to queue %s: %w", c.queue, err)
+			return fmt.Errorf("subscribe to queue %s: %w", c.from, err)
 		}
 		chans = append(chans, ch)
 	}
@@ -184,11 +225,15 @@ func (c *consumer) handle(msg *message.Message, stop func()) {
 	var err error
 	c.outMu.Lock()
 	if c.json {
-		err = writeJSONLine(c.out, map[string]any{
+		row := map[string]any{
 			"id": msg.UUID, "queue": c.queue, "attempt": attempt, "payload": jsonPayload(msg.Payload), "metadata": map[string]string(msg.Metadata),
-		})
+		}
+		if c.instance != "" {
+			row["instance"] = c.instance
+		}
+		err = writeJSONLine(c.out, row)
 	} else {
-		err = writeFlush(c.out, fmt.Appendf(nil, "%s %s attempt=%d %s\n", msg.UUID, c.queue, attempt, msg.Payload))
+		err = writeFlush(c.out, fmt.Appendf(nil, "%s %s attempt=%d %s\n", msg.UUID, c.from, attempt, msg.Payload))
 	}
 	c.outMu.Unlock()
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,28 +27,41 @@ func (a *app) publishCommand() *cobra.Command {
 		payload  string
 		count    int
 		priority string
+		to       string
 		metadata map[string]string
 	)
 	c := &cobra.Command{
-		Use:   "publish QUEUE --payload JSON",
+		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
 		Short: "Publish messages to a queue",
-		Long: `publish sends --count copies of a JSON payload to a queue of the topology (or one
-the backend already knows) and prints each message's id; with --json one object
-per message. --priority overrides the queue's priority for these messages: an
-integer (higher first) or "normal"/"high".`,
-		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","change":"tune cache"}'
-  quantumflow publish rollback_triggers_queue --payload '{"reason":"error rate"}' --priority high --json`,
+		Long: `publish sends --count copies (at most ` + strconv.Itoa(MaxPublishCount) + `) of a JSON payload to a queue of
+the topology (or one the backend already knows) and prints each message's id;
+with --json one object per message: id, queue and, on addressed and broadcast
+queues, instance. --priority overrides the queue's priority for these
+messages: an integer (higher first) or "normal"/"high".
+
+The queue's delivery mode, from the configuration, decides where a message
+goes:
+  work       to the queue, for any instance; --to is refused (exit 2).
+  addressed  --to INSTANCE is required (exit 2 without): the message waits in
+             that instance's queue; --to all sends a copy to every instance of
+             the consuming service not gone (a heartbeat in ` + instanceTTL.String() + `).
+  broadcast  no --to needed: every instance not gone gets a copy, and the
+             message is kept as the queue's latest for instances that join
+             later; --to INSTANCE sends that instance alone a copy.
+On addressed and broadcast queues each line of text output is "ID INSTANCE",
+one per copy. --instance ID marks the messages as published by instance ID,
+so that replies (consensus results) are addressed to it.`,
+		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","change":"tune cache"}' --instance ops-1
+  quantumflow publish rollback_triggers_queue --payload '{"reason":"error rate"}' --to singularity-2 --json
+  quantumflow publish rollback_triggers_queue --payload '{"reason":"bad deploy"}' --to all
+  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			queue := args[0]
 			if !cmd.Flags().Changed("payload") {
 				return usageErrorf("publish needs --payload JSON")
 			}
 			if !json.Valid([]byte(payload)) {
 				return usageErrorf("--payload is not valid JSON: %s", short(payload, 80))
-			}
-			if count <= 0 {
-				return usageErrorf("--count must be positive, got %d", count)
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
@@ -56,7 +71,35 @@ integer (higher first) or "normal"/"high".`,
 				}
 				prio = &p
 			}
-			cfg, b, err := a.open(ctx)
+			if cmd.Flags().Changed("to") && to != pubsub.InstanceAll {
+				if err := checkInstanceFlag("to", to); err != nil {
+					return err
+				}
+			}
+			queue, named, err := queueArg(args[0], "to", "")
+			if err != nil {
+				return err
+			}
+			switch {
+			case named != "" && to != "" && named != to:
+				return usageErrorf("%s names instance %s and --to names %s: name one", args[0], named, to)
+			case named != "":
+				to = named
+			}
+			cfg, err := a.loadConfig()
+			if err != nil {
+				return err
+			}
+			mode := deliveryOf(cfg, queue)
+			switch {
+			case mode == topology.DeliveryWork && to != "":
+				return usageErrorf("publish: queue %s has %s delivery (any instance takes any of its messages): it has no instance queues; drop --to", queue, mode)
+			case mode == topology.DeliveryAddressed && to == "":
+				return usageErrorf("publish: queue %s has %s delivery: name the instance each message is for with --to INSTANCE (or --to all)", queue, mode)
+			case mode == topology.DeliveryBroadcast && to == pubsub.InstanceAll:
+				to = ""
+			}
+			b, err := a.openBackend(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -64,10 +107,16 @@ integer (higher first) or "normal"/"high".`,
 			if err := checkQueue(ctx, b, cfg, queue); err != nil {
 				return err
 			}
-			if err := ensureDeclared(ctx, b, cfg, queue); err != nil {
+			p := &publication{
+				b: b, out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, mode: mode, to: to,
+				service: consumingService(cfg, queue), log: a.logger(),
+			}
+			if a.instanceSet {
+				p.origin = cfg.InstanceID
+			}
+			if err := p.prepare(ctx, cfg); err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
 			for done := 0; done < count; {
 				n := min(publishBatch, count-done)
 				msgs := make([]*message.Message, n)
@@ -79,32 +128,140 @@ integer (higher first) or "normal"/"high".`,
 					if prio != nil {
 						pubsub.SetPriority(m, *prio)
 					}
+					if p.origin != "" {
+						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
+					}
 					msgs[i] = m
 				}
-				if err := b.Publisher().Publish(queue, msgs...); err != nil {
+				if err := p.send(ctx, msgs); err != nil {
 					return fmt.Errorf("publish to queue %s (%d of %d published): %w", queue, done, count, err)
 				}
 				done += n
-				for _, m := range msgs {
-					var err error
-					if a.jsonOut {
-						err = writeJSONLine(out, map[string]any{"id": m.UUID, "queue": queue})
-					} else {
-						err = writeFlush(out, []byte(m.UUID+"\n"))
-					}
-					if err != nil {
-						return err
-					}
-				}
+			}
+			if mode == topology.DeliveryBroadcast && to == "" && len(p.targets) == 0 {
+				p.log.Warn("no instance of the consuming service is registered: the message is kept as the queue's latest, which instances get when they join",
+					"queue", queue, "service", p.service)
 			}
 			return nil
 		}),
 	}
 	c.Flags().StringVar(&payload, "payload", "", "message payload, a JSON document (required)")
-	c.Flags().IntVar(&count, "count", 1, "how many copies to publish")
+	c.Flags().IntVar(&count, "count", 1, "how many copies to publish (at most "+strconv.Itoa(MaxPublishCount)+")")
 	c.Flags().StringVar(&priority, "priority", "", `message priority: an integer, "normal" or "high" (default: the queue's)`)
+	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
 	return c
+}
+
+// publication sends messages to a queue as its delivery mode says, and
+// prints each message or copy sent.
+type publication struct {
+	b       *pubsub.Backend
+	out     io.Writer
+	json    bool
+	queue   string
+	mode    topology.Delivery
+	to      string // an instance, pubsub.InstanceAll or ""
+	service string // the consuming service, whose instances get copies
+	origin  string
+	log     *slog.Logger
+
+	// targets are the instances of a fan-out (addressed to all, or a
+	// broadcast), found once by prepare.
+	targets []string
+}
+
+// prepare finds the instances a fan-out goes to and declares the instance
+// queues the messages go to, with the queue's settings (a rollback's copy
+// keeps its high priority).
+func (p *publication) prepare(ctx context.Context, cfg topology.ServiceConfig) error {
+	switch {
+	case p.mode == topology.DeliveryWork:
+		return ensureDeclared(ctx, p.b, cfg, p.queue)
+	case p.to != "" && p.to != pubsub.InstanceAll:
+		p.warnUnregistered(ctx)
+		return ensureDeclared(ctx, p.b, cfg, p.queue, p.queue, pubsub.InstanceQueue(p.queue, p.to))
+	}
+	ids, err := p.b.InstancesOf(ctx, p.service, instanceTTL)
+	if err != nil {
+		return err
+	}
+	if p.to == pubsub.InstanceAll && len(ids) == 0 {
+		return fmt.Errorf("publish to queue %s --to all: no instance of %s is registered with a heartbeat in the last %s: nothing published", p.queue, p.service, instanceTTL)
+	}
+	p.targets = ids
+	names := []string{p.queue}
+	for _, id := range ids {
+		names = append(names, pubsub.InstanceQueue(p.queue, id))
+	}
+	return ensureDeclared(ctx, p.b, cfg, p.queue, names...)
+}
+
+// warnUnregistered warns when a message is addressed to an instance the
+// registry does not know: it waits until an instance of that id consumes.
+func (p *publication) warnUnregistered(ctx context.Context) {
+	ids, err := p.b.InstancesOf(ctx, p.service, instanceTTL)
+	if err == nil && !slices.Contains(ids, p.to) {
+		p.log.Warn("the instance is not registered: its messages wait in its queue until it consumes",
+			"instance", p.to, "service", p.service, "queue", pubsub.InstanceQueue(p.queue, p.to))
+	}
+}
+
+// send publishes one batch and prints what was sent.
+func (p *publication) send(ctx context.Context, msgs []*message.Message) error {
+	switch {
+	case p.mode == topology.DeliveryWork:
+		if err := p.b.Publisher().Publish(p.queue, msgs...); err != nil {
+			return err
+		}
+		return p.print(msgs, "")
+	case p.to != "" && p.to != pubsub.InstanceAll:
+		if err := p.b.PublishTo(p.queue, p.to, msgs...); err != nil {
+			return err
+		}
+		return p.print(msgs, p.to)
+	case p.mode == topology.DeliveryBroadcast:
+		ids, err := p.b.Broadcast(ctx, p.queue, p.service, instanceTTL, true, msgs...)
+		if err != nil {
+			return err
+		}
+		p.targets = ids
+		for _, id := range ids {
+			if err := p.print(msgs, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, id := range p.targets {
+		if err := p.b.PublishTo(p.queue, id, pubsub.CopyMessages(ctx, msgs)...); err != nil {
+			return err
+		}
+		if err := p.print(msgs, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *publication) print(msgs []*message.Message, instance string) error {
+	for _, m := range msgs {
+		var err error
+		switch {
+		case p.json && instance != "":
+			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue, "instance": instance})
+		case p.json:
+			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue})
+		case instance != "":
+			err = writeFlush(p.out, []byte(m.UUID+" "+instance+"\n"))
+		default:
+			err = writeFlush(p.out, []byte(m.UUID+"\n"))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func parsePriority(s string) (pubsub.Priority, error) {
@@ -121,23 +278,31 @@ func parsePriority(s string) (pubsub.Priority, error) {
 	return pubsub.Priority(n), nil
 }
 
-// ensureDeclared declares a topology queue the backend does not know yet,
-// so that it gets its priority (rollback_triggers_queue is high) rather
-// than the defaults of an auto-created queue.
-func ensureDeclared(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConfig, queue string) error {
+// ensureDeclared declares, with the settings of a topology queue, those of
+// names (default: the queue itself; else instance queues of it) the
+// backend does not know yet, so that they get the queue's priority
+// (rollback_triggers_queue is high) rather than the defaults of an
+// auto-created queue.
+func ensureDeclared(ctx context.Context, b *pubsub.Backend, cfg topology.ServiceConfig, queue string, names ...string) error {
 	spec, ok := cfg.Spec(queue)
 	if !ok {
 		return nil
+	}
+	if len(names) == 0 {
+		names = []string{queue}
 	}
 	infos, err := b.ListQueues(ctx)
 	if err != nil {
 		return fmt.Errorf("list queues: %w", err)
 	}
-	if slices.ContainsFunc(infos, func(qi pubsub.QueueInfo) bool { return qi.Name == queue }) {
-		return nil
-	}
-	if err := b.DeclareQueue(ctx, spec); err != nil {
-		return fmt.Errorf("declare queue %s: %w", queue, err)
+	for _, name := range names {
+		if slices.ContainsFunc(infos, func(qi pubsub.QueueInfo) bool { return qi.Name == name }) {
+			continue
+		}
+		spec.Name = name
+		if err := b.DeclareQueue(ctx, spec); err != nil {
+			return fmt.Errorf("declare queue %s: %w", name, err)
+		}
 	}
 	return nil
 }
