@@ -33,6 +33,10 @@
 //     their commit to reach disk, as publishes always do (default false;
 //     see Durability).
 //
+// A backend opened with pubsub.WithNamespace(NS) keeps its tables in the
+// schema SCHEMA_NS (at most 50 characters in all), created by Init and
+// dropped with everything in it by DropNamespace.
+//
 // Every other parameter must be one of PostgreSQL's connection parameters
 // as pgx understands them (sslmode, connect_timeout, application_name,
 // pool_max_conns — default 20 here —, default_query_exec_mode, ...); an
@@ -109,7 +113,8 @@
 // # Capabilities
 //
 // durable, delayed_redelivery, priority_order, dead_letters,
-// transactional_publish, cross_process.
+// transactional_publish, cross_process; and the instance registry
+// (pubsub.InstanceStore) and namespaces (pubsub.NamespaceDropper).
 //
 // # Tables
 //
@@ -119,8 +124,11 @@
 // available_at, locked_until, locked_by, last_error, first_failed_at,
 // last_failed_at); quantum_flow_dlq (seq, id, queue_name, payload,
 // metadata, priority, error, attempts, handler, service, first_failed_at,
-// last_failed_at, message_created_at, created_at); and
-// quantum_flow_schema_migrations. A declared queue's row holds its spec
+// last_failed_at, message_created_at, created_at); the instance registry
+// quantum_flow_instances (service, id, host, pid, version, nonce,
+// started_at, heartbeat_at, consumers) and each broadcast queue's latest
+// message, quantum_flow_latest (queue_name, id, payload, metadata,
+// published_at); and quantum_flow_schema_migrations. A declared queue's row holds its spec
 // as given (max_retries 0 is "never retry"); a queue published or
 // subscribed to without a declaration gets pubsub.DefaultQueueSpec. id is
 // the message id (Watermill's UUID),

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -38,6 +39,7 @@ type Driver struct {
 	channel  string // NOTIFY channel of the schema
 	instance string // host:pid:random, the prefix of every lease owner
 	secret   string // the URL's password, scrubbed from errors
+	ns       string // the namespace opened with, if any: schema is SCHEMA_NS
 
 	ctx    context.Context // cancelled by Close: stops background work
 	cancel context.CancelFunc
@@ -65,14 +67,23 @@ type Driver struct {
 }
 
 var (
-	_ pubsub.Driver        = (*Driver)(nil)
-	_ pubsub.LeaseExtender = (*Driver)(nil)
+	_ pubsub.Driver           = (*Driver)(nil)
+	_ pubsub.LeaseExtender    = (*Driver)(nil)
+	_ pubsub.NamespaceDropper = (*Driver)(nil)
 )
 
 func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
 	cfg, pgURL, err := parseConfig(u)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Namespace != "" {
+		// The notification channel, quantum_flow_SCHEMA, must stay within
+		// PostgreSQL's 63 bytes.
+		cfg.schema += "_" + opts.Namespace
+		if !schemaRE.MatchString(cfg.schema) {
+			return nil, fmt.Errorf("%w: namespace %q: schema %s is longer than 50 characters", pubsub.ErrInvalidArgument, opts.Namespace, cfg.schema)
+		}
 	}
 	secret, _ := u.User.Password()
 	if secret == "" {
@@ -105,6 +116,7 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 		channel:  "quantum_flow_" + cfg.schema,
 		instance: instanceID(),
 		secret:   secret,
+		ns:       opts.Namespace,
 		known:    map[string]bool{},
 		queues:   map[string]*queueState{},
 	}
@@ -183,6 +195,20 @@ func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
 
 // Schema returns the schema holding the backend's tables.
 func (d *Driver) Schema() string { return d.cfg.schema }
+
+// DropNamespace drops the schema of the namespace the backend was opened
+// with (SCHEMA_NAMESPACE) and everything in it, after writing the
+// settlements it holds. The engine has stopped publishing and receiving.
+func (d *Driver) DropNamespace(ctx context.Context) error {
+	if d.ns == "" {
+		return fmt.Errorf("%w: opened without a namespace: nothing to drop", pubsub.ErrInvalidArgument)
+	}
+	if err := d.settler.flush(ctx); err != nil {
+		return d.wrapErr(err)
+	}
+	_, err := d.pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{d.cfg.schema}.Sanitize()+` CASCADE`)
+	return d.wrapErr(err)
+}
 
 // closeGrace is how long Close lets database work in flight finish.
 const closeGrace = 10 * time.Second

@@ -154,11 +154,13 @@ func TestConcurrentInit(t *testing.T) {
 		require.NoError(t, <-errs)
 	}
 	conn := connect(t, base)
-	var versions, latest, tables int
+	var versions, latest int
+	var tables []string
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*), max(version) FROM qf.quantum_flow_schema_migrations`).Scan(&versions, &latest))
-	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'qf'`).Scan(&tables))
+	require.NoError(t, conn.QueryRow(ctx, `SELECT array_agg(tablename ORDER BY tablename) FROM pg_tables WHERE schemaname = 'qf'`).Scan(&tables))
 	require.Equal(t, latest, versions, "every migration applied once")
-	require.Equal(t, 4, tables, "queues, messages, dlq, schema_migrations")
+	require.Equal(t, []string{"quantum_flow_dlq", "quantum_flow_instances", "quantum_flow_latest", "quantum_flow_messages",
+		"quantum_flow_queues", "quantum_flow_schema_migrations"}, tables)
 	// And again, with the tables in place.
 	require.NoError(t, backends[0].Init(ctx))
 }
@@ -610,4 +612,33 @@ func TestLeaseExtended(t *testing.T) {
 		st, err := a.Stats(ctx, "q")
 		return err == nil && st.Pending+st.InFlight+st.Scheduled+st.DeadLetters == 0
 	}, 10*time.Second, 10*time.Millisecond)
+}
+
+// TestNamespace: a backend opened with a namespace keeps its queues in a
+// schema of its own, and DropNamespace removes that schema only.
+func TestNamespace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.Database(t)
+	plain := open(t, db)
+	require.NoError(t, plain.Publisher().Publish("q", newMsg("outside")))
+	ns, err := pubsub.Open(ctx, db, pubsub.WithNamespace("demo1"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ns.Close() })
+	require.NoError(t, ns.Init(ctx))
+	require.NoError(t, ns.Publisher().Publish("q", newMsg("inside"), newMsg("inside too")))
+	st, err := ns.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, st.Pending)
+	m := pubsubtest.Receive(t, subscribe(t, ns, "q"))
+	require.Equal(t, "inside", string(m.Payload))
+	m.Ack()
+
+	require.NoError(t, ns.DropNamespace(ctx))
+	var schemas []string
+	require.NoError(t, connect(t, db).QueryRow(ctx, `SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace WHERE nspname LIKE 'public%'`).Scan(&schemas))
+	require.Equal(t, []string{"public"}, schemas, "the namespace's schema is gone")
+	st, err = plain.Stats(ctx, "q")
+	require.NoError(t, err)
+	require.EqualValues(t, 1, st.Pending, "the queue outside the namespace is untouched")
 }

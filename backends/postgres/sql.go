@@ -11,7 +11,7 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq string // qualified table names
+	messages, queues, dlq, instances, latest string // qualified table names
 
 	insert       string
 	ensureQueues string
@@ -28,9 +28,11 @@ type queries struct {
 func newQueries(schema string) queries {
 	s := pgx.Identifier{schema}.Sanitize()
 	q := queries{
-		messages: s + ".quantum_flow_messages",
-		queues:   s + ".quantum_flow_queues",
-		dlq:      s + ".quantum_flow_dlq",
+		messages:  s + ".quantum_flow_messages",
+		queues:    s + ".quantum_flow_queues",
+		dlq:       s + ".quantum_flow_dlq",
+		instances: s + ".quantum_flow_instances",
+		latest:    s + ".quantum_flow_latest",
 	}
 	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
 
