@@ -98,7 +98,7 @@ func traceSpansTwoServices(t *testing.T, b *pubsub.Backend) {
 			if err != nil {
 				return err
 			}
-			_, err = pub.Publish(msg.Context(), []byte(`{"approved":true}`))
+			_, err = pub.Reply(msg.Context(), msg, []byte(`{"approved":true}`))
 			return err
 		},
 	}, nil)

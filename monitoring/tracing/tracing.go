@@ -34,6 +34,9 @@ const (
 	AttrRetryDelay = attribute.Key("quantumflow.retry.delay_ms")
 	// AttrError is the error recorded with a retry or dead letter.
 	AttrError = attribute.Key("quantumflow.error")
+	// AttrInstance is the instance a copy of an addressed or broadcast
+	// message is for.
+	AttrInstance = attribute.Key("quantumflow.instance")
 )
 
 // Span event names.
@@ -117,15 +120,22 @@ func (o Options) extract(ctx context.Context, msg *message.Message) context.Cont
 	return o.propagator().Extract(ctx, metadataCarrier(msg.Metadata))
 }
 
-func (o Options) common(queue string) []attribute.KeyValue {
+// common returns the attributes of every span about queue (an instance's
+// queue is named by its queue, with the instance an attribute of its own)
+// and the queue's name for the span's.
+func (o Options) common(name string) ([]attribute.KeyValue, string) {
+	queue, instance := pubsub.SplitInstanceQueue(name)
 	attrs := []attribute.KeyValue{
 		semconv.MessagingSystemKey.String(MessagingSystem),
 		semconv.MessagingDestinationName(queue),
 	}
+	if instance != "" {
+		attrs = append(attrs, AttrInstance.String(instance))
+	}
 	if o.Backend != "" {
 		attrs = append(attrs, AttrBackend.String(o.Backend))
 	}
-	return attrs
+	return attrs, queue
 }
 
 // StartPublish starts a producer span for publishing msg to queue, as a
@@ -146,7 +156,8 @@ func (o Options) StartPublish(ctx context.Context, queue string, msg *message.Me
 		// a tool re-sending one) keeps the trace it already belongs to.
 		ctx = o.extract(ctx, msg)
 	}
-	attrs := append(o.common(queue),
+	attrs, queue := o.common(queue)
+	attrs = append(attrs,
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("send"),
 		semconv.MessagingMessageID(msg.UUID),
@@ -226,7 +237,8 @@ func Middleware(opts Options) message.HandlerMiddleware {
 				queue, attempt = d.Queue, d.Attempt
 			}
 			handler := handlerName(message.HandlerNameFromCtx(ctx))
-			attrs := append(opts.common(queue),
+			attrs, queue := opts.common(queue)
+			attrs = append(attrs,
 				semconv.MessagingOperationTypeProcess,
 				semconv.MessagingOperationName("process"),
 				semconv.MessagingMessageID(msg.UUID),
