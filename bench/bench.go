@@ -25,6 +25,13 @@
 //     coordinated omission);
 //   - roundtrip: the topology's proposal → CentralCloud handler →
 //     consensus result back at the instance, through the router;
+//   - addressed: the round trip with 25 Singularity instances, each
+//     consensus result addressed back to its proposer (a result reaching
+//     another instance is a misroute and fails the measurement), against
+//     the round trip with one instance and consensus_results_queue as a
+//     work queue (issue 11's target: at most 1.3× of it);
+//   - broadcast: safety profiles fanned out to 25 instances, timed until
+//     the last instance has its copy; every copy must arrive;
 //   - mixed: the whole topology at the seed's small, medium and large
 //     profiles;
 //   - backlog: the consume rate with 10k and with 1M messages pending.
@@ -44,6 +51,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/quantumflow/quantumflow/topology"
 )
 
 // Scenario names.
@@ -53,13 +62,15 @@ const (
 	ScenarioConsume      = "consume"
 	ScenarioLatency      = "latency"
 	ScenarioRoundTrip    = "roundtrip"
+	ScenarioAddressed    = "addressed"
+	ScenarioBroadcast    = "broadcast"
 	ScenarioBacklog      = "backlog"
 	ScenarioMixed        = "mixed"
 )
 
 // Scenarios returns every scenario name, in the order they run.
 func Scenarios() []string {
-	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioMixed, ScenarioBacklog}
+	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
 }
 
 // Subjects returns every subject name: backends first, then baselines.
@@ -103,7 +114,8 @@ type Report struct {
 	Subjects []SubjectInfo `json:"subjects"`
 	Results  []*Result     `json:"results"`
 	// Targets are the performance targets of the PostgreSQL and NATS
-	// issues, checked against Results.
+	// issues and of delivery to instances (issue 11), checked against
+	// Results.
 	Targets []Target `json:"targets"`
 }
 
@@ -122,12 +134,17 @@ type Params struct {
 	Pending int `json:"pending,omitempty"`
 	// Profile is the scaling profile of a mixed run.
 	Profile string `json:"profile,omitempty"`
-	// Instances is the number of Singularity instances of a mixed run.
+	// Instances is the number of Singularity instances of a mixed,
+	// addressed or broadcast run.
 	Instances int `json:"instances,omitempty"`
+	// Delivery is consensus_results_queue's delivery in an addressed run:
+	// "addressed" (the seed's) or "work" (the round trip as it was before
+	// addressing, the baseline).
+	Delivery string `json:"delivery,omitempty"`
 }
 
 func (p Params) key() string {
-	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances)
+	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d/%s", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances, p.Delivery)
 }
 
 // Result is one measurement of one subject.
@@ -151,8 +168,19 @@ type Result struct {
 	// Missing counts messages sent but not received before the end of the
 	// measurement; they count in Latency with the time they had waited.
 	Missing int64 `json:"missing,omitempty"`
-	// Duplicates counts messages received more than once.
+	// Duplicates counts messages received more than once (in a broadcast
+	// run: copies an instance received more than once).
 	Duplicates int64 `json:"duplicates,omitempty"`
+	// Misrouted counts consensus results received by an instance other
+	// than the one whose proposal they answer (addressed run). Any fails
+	// the measurement.
+	Misrouted int64 `json:"misrouted,omitempty"`
+	// Copies and CopiesExpected are the broadcast copies delivered (each
+	// instance's copy of each message counted once) and those that should
+	// have been: one per instance per message. Fewer fails the
+	// measurement.
+	Copies         int64 `json:"copies,omitempty"`
+	CopiesExpected int64 `json:"copies_expected,omitempty"`
 	// Queues breaks a mixed run down by queue.
 	Queues []QueueFigure `json:"queues,omitempty"`
 	// Ratios compare the figure with the baselines; the first is the
@@ -189,7 +217,8 @@ type Ratio struct {
 	// Metric is "throughput" (higher is better), "p50"/"p99" (latency:
 	// lower is better) or "delivered" (mixed run: messages received over
 	// messages sent; Baseline is then "offered load" and BaselineValue the
-	// offered msg/s).
+	// offered msg/s; broadcast run: copies delivered over copies expected,
+	// Baseline "expected copies" and BaselineValue their number).
 	Metric        string  `json:"metric"`
 	BaselineValue float64 `json:"baseline_value"`
 	// Value is this figure divided by the baseline's.
@@ -325,6 +354,14 @@ type Sizes struct {
 	Mixed Duration `json:"mixed"`
 	// MixedInstances is the number of Singularity instances per profile.
 	MixedInstances map[string]int `json:"mixed_instances"`
+	// Instances is the number of Singularity instances of the addressed
+	// round trip and of the broadcast fan-out.
+	Instances int `json:"instances"`
+	// BroadcastRate is the rate CentralCloud publishes safety profiles at
+	// in the broadcast fan-out.
+	BroadcastRate float64 `json:"broadcast_rate"`
+	// Broadcast is how long safety profiles are published.
+	Broadcast Duration `json:"broadcast"`
 }
 
 // Duration is a time.Duration that reads well in JSON.
@@ -361,6 +398,9 @@ var fullSizes = Sizes{
 	BacklogPreloadMax: Duration(75 * time.Second),
 	Mixed:             Duration(6 * time.Second),
 	MixedInstances:    instancesPerProfile,
+	Instances:         25,
+	BroadcastRate:     20,
+	Broadcast:         Duration(5 * time.Second),
 }
 
 var quickSizes = Sizes{
@@ -379,6 +419,9 @@ var quickSizes = Sizes{
 	BacklogPreloadMax: Duration(5 * time.Second),
 	Mixed:             Duration(400 * time.Millisecond),
 	MixedInstances:    instancesPerProfile,
+	Instances:         5,
+	BroadcastRate:     20,
+	Broadcast:         Duration(500 * time.Millisecond),
 }
 
 // job is one measurement to make.
@@ -421,6 +464,11 @@ func (j *job) String() string {
 	}
 	if p.Profile != "" {
 		parts = append(parts, fmt.Sprintf("profile=%s (%d instances)", p.Profile, p.Instances))
+	} else if p.Instances > 0 {
+		parts = append(parts, fmt.Sprintf("instances=%d", p.Instances))
+	}
+	if p.Delivery != "" {
+		parts = append(parts, "delivery="+p.Delivery)
 	}
 	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
 }
@@ -551,6 +599,23 @@ func plan(sz Sizes, cfg Config) []*job {
 		link(add(ScenarioRoundTrip, SubjectNATS, p), js)
 		link(add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
 	}
+	// Delivery to instances (issue 11): the round trip with sz.Instances
+	// instances and each result addressed to its proposer, against the
+	// round trip as it was before addressing (one instance, the results
+	// on a work queue) on the same backend; the total proposal rate is the
+	// same, so the ratio is what addressing and the instances cost.
+	newCase("%g proposals/s", sz.RoundTripRate)
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate, Instances: 1, Delivery: string(topology.DeliveryWork)}
+		work := add(ScenarioAddressed, b, p)
+		p.Instances, p.Delivery = sz.Instances, string(topology.DeliveryAddressed)
+		link(add(ScenarioAddressed, b, p), work)
+	}
+	// Broadcast fan-out: every backend on its own.
+	newCase("%g profiles/s, %d instances", sz.BroadcastRate, sz.Instances)
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		add(ScenarioBroadcast, b, Params{PayloadBytes: small, Rate: sz.BroadcastRate, Instances: sz.Instances})
+	}
 	// backlog growth: each backend against itself with the small backlog.
 	newCase("%s, 4 workers", fmtBytes(small))
 	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
@@ -625,7 +690,7 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioBacklog)
 	// The router scenarios use the topology's fixed queue names and open
 	// their own backend each time.
-	routed := def.Kind == KindBackend && (scenario == ScenarioRoundTrip || scenario == ScenarioMixed)
+	routed := def.Kind == KindBackend && slices.Contains([]string{ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed}, scenario)
 	var inst *instance
 	var openErr error
 	openInst := func() {
@@ -681,6 +746,9 @@ func (r *runner) progress(j *job, res *Result) {
 	default:
 		fig = fmt.Sprintf("%s msg/s (%d msgs in %.2fs)", fmtRate(res.Throughput), res.Messages, res.Seconds)
 	}
+	if res.CopiesExpected > 0 {
+		fig += fmt.Sprintf("; copies %d of %d", res.Copies, res.CopiesExpected)
+	}
 	if res.Note != "" {
 		fig += "; " + res.Note
 	}
@@ -705,8 +773,10 @@ func (r *runner) measure(ctx context.Context, inst *instance, j *job, res *Resul
 
 func (r *runner) runRouted(ctx context.Context, j *job, res *Result) error {
 	switch j.scenario {
-	case ScenarioRoundTrip:
+	case ScenarioRoundTrip, ScenarioAddressed:
 		return r.roundTripRouter(ctx, j.def, j.params, res)
+	case ScenarioBroadcast:
+		return r.broadcastFanOut(ctx, j.def, j.params, res)
 	case ScenarioMixed:
 		return r.mixed(ctx, j.def, j.params, res)
 	}
@@ -753,6 +823,12 @@ func diffParams(p, b Params) string {
 	}
 	if p.Pending != b.Pending {
 		out = append(out, fmt.Sprintf("%d pending", b.Pending))
+	}
+	if p.Delivery != b.Delivery && b.Delivery != "" {
+		out = append(out, b.Delivery+" delivery")
+	}
+	if p.Instances != b.Instances {
+		out = append(out, plural(b.Instances, "instance"))
 	}
 	return strings.Join(out, ", ")
 }

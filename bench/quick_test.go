@@ -28,7 +28,8 @@ func (w testLog) Write(p []byte) (int, error) {
 // TestQuickRun runs the whole harness at smoke-test size and checks that
 // the report is complete and sane: every scenario, every subject, a figure
 // or latency distribution for each measurement, ratios beside the backend
-// figures, every target of issues 3 and 4 evaluated, machine info on every
+// figures, every target of issues 3, 4 and 11 evaluated, no consensus
+// result misrouted and every broadcast copy delivered, machine info on every
 // result, and the three output files readable. It checks no timing: the
 // figures of a quick run mean nothing.
 func TestQuickRun(t *testing.T) {
@@ -67,7 +68,7 @@ func TestQuickRun(t *testing.T) {
 		require.NotEmpty(t, r.Durability, name)
 		require.Positive(t, r.Messages, name)
 		switch r.Scenario {
-		case bench.ScenarioLatency, bench.ScenarioRoundTrip, bench.ScenarioMixed:
+		case bench.ScenarioLatency, bench.ScenarioRoundTrip, bench.ScenarioAddressed, bench.ScenarioBroadcast, bench.ScenarioMixed:
 			require.NotNil(t, r.Latency, name)
 			require.LessOrEqual(t, r.Latency.P50Ms, r.Latency.P95Ms, name)
 			require.LessOrEqual(t, r.Latency.P95Ms, r.Latency.P99Ms, name)
@@ -75,9 +76,21 @@ func TestQuickRun(t *testing.T) {
 		default:
 			require.Positive(t, r.Throughput, name)
 		}
-		// Every backend figure has a ratio, except the small backlog,
-		// which is itself the baseline of the large one.
-		if r.Kind == bench.KindBackend && !(r.Scenario == bench.ScenarioBacklog && r.Pending == rep.Sizes.BacklogSmall) {
+		switch r.Scenario {
+		case bench.ScenarioAddressed:
+			require.Zero(t, r.Misrouted, name)
+			require.Contains(t, []int{1, rep.Sizes.Instances}, r.Instances, name)
+		case bench.ScenarioBroadcast:
+			require.Equal(t, rep.Sizes.Instances, r.Instances, name)
+			require.Positive(t, r.CopiesExpected, name)
+			require.Equal(t, r.CopiesExpected, r.Copies, "%s: every instance gets every safety profile", name)
+		}
+		// Every backend figure has a ratio, except the small backlog and
+		// the work-queue round trip, which are themselves the baselines of
+		// the large backlog and the addressed round trip.
+		baseline := r.Scenario == bench.ScenarioBacklog && r.Pending == rep.Sizes.BacklogSmall ||
+			r.Scenario == bench.ScenarioAddressed && r.Delivery == "work"
+		if r.Kind == bench.KindBackend && !baseline {
 			require.NotEmpty(t, r.Ratios, "%s %+v has no ratio to a baseline", name, r.Params)
 			for _, x := range r.Ratios {
 				require.Positive(t, x.Value, name)
@@ -102,6 +115,7 @@ func TestQuickRun(t *testing.T) {
 	}
 	require.Equal(t, 8, issues[3], "issue 3's seven performance targets, consume also at equal durability")
 	require.Equal(t, 12, issues[4], "issue 4: publish 1/call (1 and 64 publishers), batch, consume at two sync policies, the three publish targets again at equal dedup, and latency")
+	require.Equal(t, 8, issues[11], "issue 11: the addressed round trip's p50 and p99 against the work queue's on mem, postgres, nats and nats_sync")
 
 	dir := t.TempDir()
 	require.NoError(t, rep.WriteFiles(dir))
@@ -115,7 +129,7 @@ func TestQuickRun(t *testing.T) {
 
 	md, err := os.ReadFile(filepath.Join(dir, bench.FileMarkdown))
 	require.NoError(t, err)
-	for _, want := range []string{"## Targets of issues 3 (PostgreSQL) and 4 (NATS)", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
+	for _, want := range []string{"## Targets of issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)", "misrouted", "copies delivered / expected", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
 		require.Contains(t, string(md), want)
 	}
 

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/quantumflow/quantumflow/topology"
 )
 
 // Output file names inside the output directory.
@@ -96,6 +98,10 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 		"Messages sent on an open-loop schedule (32 senders, one message per call) to 4 consuming workers; latency from each message's intended send time to its arrival, so a stall delays every message scheduled behind it and shows (no coordinated omission). Missing messages count with the time they had waited. The harness itself (timer wake-ups, goroutine hand-offs) adds a few tenths of a millisecond: GoChannel's figure is that floor. Ratios: lower is better."},
 	ScenarioRoundTrip: {"Topology round trip",
 		"Backends through the router: a Singularity instance publishes a proposal, CentralCloud's handle_proposal_for_consensus publishes a consensus result, the instance's handle_consensus_result receives it (seed worker counts: 3 and 2). Baselines do the same with two queues directly. Latency from the proposal's intended send time. Ratios: lower is better."},
+	ScenarioAddressed: {"Delivery to instances: addressed round trip",
+		"The round trip with N Singularity routers (sg-1 … sg-N) and one CentralCloud router on one backend: proposals at the round-trip rate in all, from the instances in turn; CentralCloud answers each with Publisher.Reply, which addresses the consensus result to the instance that proposed. Latency from the proposal's intended send time to the result's arrival at its proposer; a result received by another instance is misrouted (it stays missing for its proposer, and any misroute fails the measurement). Each backend is compared with itself in the same run: one instance with consensus_results_queue as a work queue on both services, the round trip as it was before addressing (issue 11: addressed ≤ 1.3× of it at p50 and p99). Ratios: lower is better."},
+	ScenarioBroadcast: {"Delivery to instances: broadcast fan-out",
+		"N Singularity routers and one CentralCloud router on one backend; CentralCloud publishes safety profiles (guardian_safety_profiles_queue, broadcast delivery) at a modest fixed rate, and each profile's latency runs from its intended send time until the last of the N instances has its copy. Copies delivered / expected counts each instance's copy of each profile once and must be 1.00: a copy still missing after the drain fails the measurement."},
 	ScenarioBacklog: {"Backlog growth",
 		"Consume rate (4 workers) with a small and with a large backlog waiting: the median of 5 samples, each starting the workers and timing the first messages from the first one; between samples the small backlog is topped up to its size again. The ratio compares the large backlog with the small one on the same backend."},
 	ScenarioMixed: {"Mixed topology at the seed's scaling profiles",
@@ -136,7 +142,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 	}
 
 	if len(rep.Targets) > 0 {
-		fmt.Fprintf(b, "## Targets of issues 3 (PostgreSQL) and 4 (NATS)\n\n")
+		fmt.Fprintf(b, "## Targets of %s\n\n", rep.targetIssues())
 		fmt.Fprintf(b, "| issue | target | figure | status | from |\n|---|---|---|---|---|\n")
 		for _, t := range rep.Targets {
 			fig := "—"
@@ -168,9 +174,10 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 	for _, s := range rep.Subjects {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", s.Name, s.Kind, mdEscape(s.Description), mdEscape(s.Durability))
 	}
-	fmt.Fprintf(b, "\nScale of this run: publish window %s after %s warm-up; consume preload %d (at most %s); latency window %s per rate, drain %s; round trip %g/s for %s; backlogs %d and %d (sample %d); mixed %s per profile.\n\n",
+	fmt.Fprintf(b, "\nScale of this run: publish window %s after %s warm-up; consume preload %d (at most %s); latency window %s per rate, drain %s; round trip %g/s for %s; backlogs %d and %d (sample %d); mixed %s per profile; addressed round trip and broadcast with %d instances, broadcast %g profiles/s for %s.\n\n",
 		rep.Sizes.Publish.D(), rep.Sizes.Warmup.D(), rep.Sizes.Preload, rep.Sizes.PreloadMax.D(), rep.Sizes.Latency.D(), rep.Sizes.Drain.D(),
-		rep.Sizes.RoundTripRate, rep.Sizes.RoundTrip.D(), rep.Sizes.BacklogSmall, rep.Sizes.BacklogLarge, rep.Sizes.BacklogSample, rep.Sizes.Mixed.D())
+		rep.Sizes.RoundTripRate, rep.Sizes.RoundTrip.D(), rep.Sizes.BacklogSmall, rep.Sizes.BacklogLarge, rep.Sizes.BacklogSample, rep.Sizes.Mixed.D(),
+		rep.Sizes.Instances, rep.Sizes.BroadcastRate, rep.Sizes.Broadcast.D())
 
 	for _, sc := range Scenarios() {
 		rows := rep.resultsOf(sc)
@@ -185,6 +192,32 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// issueTopics names the issues that set targets.
+var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances"}
+
+// targetIssues lists the issues of the report's targets:
+// "issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)".
+func (rep *Report) targetIssues() string {
+	var nums []int
+	for _, t := range rep.Targets {
+		if !slices.Contains(nums, t.Issue) {
+			nums = append(nums, t.Issue)
+		}
+	}
+	slices.Sort(nums)
+	parts := make([]string, len(nums))
+	for i, n := range nums {
+		parts[i] = fmt.Sprint(n)
+		if topic := issueTopics[n]; topic != "" {
+			parts[i] += " (" + topic + ")"
+		}
+	}
+	if len(parts) == 1 {
+		return "issue " + parts[0]
+	}
+	return "issues " + strings.Join(parts[:len(parts)-1], ", ") + " and " + parts[len(parts)-1]
 }
 
 // resultsOf returns a scenario's results ordered by case, then backends
@@ -240,6 +273,23 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 		cells = func(r *Result) []string {
 			return append([]string{subj(r), fmt.Sprintf("%g", r.Params.Rate)}, latCells(r)...)
 		}
+	case ScenarioAddressed:
+		head = []string{"subject", "delivery", "instances", "rate msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "received", "missing", "misrouted", "vs work queue (lower is better)"}
+		cells = func(r *Result) []string {
+			l := latCells(r)
+			return append(append([]string{subj(r), r.Delivery, fmt.Sprint(r.Instances), fmt.Sprintf("%g", r.Params.Rate)}, l[:6]...), fmt.Sprint(r.Misrouted), l[6])
+		}
+	case ScenarioBroadcast:
+		head = []string{"subject", "instances", "profiles/s", "all copies in: p50 ms", "p95 ms", "p99 ms", "max ms", "profiles to every instance", "copies delivered / expected", "duplicate copies"}
+		cells = func(r *Result) []string {
+			l := latCells(r)
+			copies := ""
+			if r.CopiesExpected > 0 {
+				copies = fmt.Sprintf("%d / %d (%.2f)", r.Copies, r.CopiesExpected, float64(r.Copies)/float64(r.CopiesExpected))
+			}
+			return append(append([]string{subj(r), fmt.Sprint(r.Instances), fmt.Sprintf("%g", r.Params.Rate)}, l[:4]...),
+				fmt.Sprintf("%d of %d", r.Messages, r.Messages+r.Missing), copies, fmt.Sprint(r.Duplicates))
+		}
 	case ScenarioMixed:
 		head = []string{"subject", "profile", "instances", "offered msg/s", "delivered msg/s", "delivered/offered", "proposal→result p50 / p99 ms", "rollback p50 / p99 ms", "worst queue p99 ms", "missing"}
 		cells = func(r *Result) []string {
@@ -272,6 +322,11 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 		if r.Note != "" && r.Error == "" {
 			notes = append(notes, fmt.Sprintf("- %s %s: %s", r.Subject, caseLabel(r), r.Note))
 		}
+		// A measurement that failed after measuring (a misroute, a lost
+		// copy) shows its figures above: say why it failed here.
+		if r.Error != "" && r.Latency != nil {
+			notes = append(notes, fmt.Sprintf("- %s %s: **failed**: %s", r.Subject, caseLabel(r), mdEscape(r.Error)))
+		}
 	}
 	if len(notes) > 0 {
 		fmt.Fprintf(b, "\n%s\n", strings.Join(notes, "\n"))
@@ -289,8 +344,14 @@ func caseLabel(r *Result) string {
 	if r.Workers > 0 {
 		parts = append(parts, plural(r.Workers, "worker"))
 	}
-	if r.Scenario == ScenarioLatency || r.Scenario == ScenarioRoundTrip {
+	if r.Scenario == ScenarioLatency || r.Scenario == ScenarioRoundTrip || r.Scenario == ScenarioAddressed || r.Scenario == ScenarioBroadcast {
 		parts = append(parts, fmt.Sprintf("%g msg/s", r.Params.Rate))
+	}
+	if r.Delivery != "" {
+		parts = append(parts, r.Delivery)
+	}
+	if r.Instances > 0 && r.Profile == "" {
+		parts = append(parts, plural(r.Instances, "instance"))
 	}
 	if r.Scenario == ScenarioBacklog {
 		parts = append(parts, fmt.Sprintf("%d pending", r.Pending))
@@ -438,6 +499,9 @@ func (rep *Report) writeSideBySide(b *strings.Builder) {
 		{"latency p50 / p99 at 2000 msg/s", ScenarioLatency, func(r *Result) bool { return r.Params.Rate == 2000 }, lat},
 		{"round trip p50 / p99", ScenarioRoundTrip, func(*Result) bool { return true }, lat},
 		{"mixed, large profile: round trip p50 / p99", ScenarioMixed, func(r *Result) bool { return r.Profile == "large" }, lat},
+		{"round trip, work queue, 1 instance: p50 / p99", ScenarioAddressed, func(r *Result) bool { return r.Delivery == string(topology.DeliveryWork) }, lat},
+		{fmt.Sprintf("round trip, addressed, %d instances: p50 / p99", rep.Sizes.Instances), ScenarioAddressed, func(r *Result) bool { return r.Delivery == string(topology.DeliveryAddressed) }, lat},
+		{fmt.Sprintf("broadcast to %d instances, all copies in: p50 / p99", rep.Sizes.Instances), ScenarioBroadcast, func(*Result) bool { return true }, lat},
 	}
 	var lines []string
 	for _, rw := range rows {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -112,11 +113,73 @@ func (r *runner) newRouter(b *pubsub.Backend, svc topology.ServiceConfig, handle
 	})
 }
 
+// withDelivery returns cfg with queue's delivery set to d, on the side
+// (producer or consumer) where cfg has it.
+func withDelivery(cfg topology.ServiceConfig, queue string, d topology.Delivery) topology.ServiceConfig {
+	cfg.Producers = slices.Clone(cfg.Producers)
+	for i := range cfg.Producers {
+		if cfg.Producers[i].Queue == queue {
+			cfg.Producers[i].Delivery = d
+		}
+	}
+	cfg.Consumers = slices.Clone(cfg.Consumers)
+	for i := range cfg.Consumers {
+		if cfg.Consumers[i].Queue == queue {
+			cfg.Consumers[i].Delivery = d
+		}
+	}
+	return cfg
+}
+
+// instanceProbeBase is the sequence number of the first instance's probe
+// in a run with several instances (instance i sends instanceProbeBase+i),
+// far above any measured message and distinct from probeSeq.
+const instanceProbeBase = 900_000_000_000
+
+// instanceProbes tells when every instance of a run has received a probe
+// message, so that no instance's start-up is measured.
+type instanceProbes struct {
+	seen  []atomic.Bool
+	left  atomic.Int64
+	ready chan struct{}
+}
+
+func newInstanceProbes(n int) *instanceProbes {
+	p := &instanceProbes{seen: make([]atomic.Bool, n), ready: make(chan struct{})}
+	p.left.Store(int64(n))
+	return p
+}
+
+// mark records that instance i received its probe.
+func (p *instanceProbes) mark(i int) {
+	if p.seen[i].CompareAndSwap(false, true) && p.left.Add(-1) == 0 {
+		close(p.ready)
+	}
+}
+
+// waiting returns the instances that have not received a probe yet.
+func (p *instanceProbes) waiting() []int {
+	var out []int
+	for i := range p.seen {
+		if !p.seen[i].Load() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
 // roundTripRouter measures the topology's round trip through the router,
-// as services run it: a Singularity instance publishes a proposal;
-// CentralCloud's handle_proposal_for_consensus publishes a consensus
-// result; the instance's handle_consensus_result receives it. Latency runs
-// from the proposal's intended send time to the result's arrival.
+// as services run it: p.Instances Singularity routers (one when zero; ids
+// sg-1, sg-2, …) and one CentralCloud router on one backend. Proposal i
+// is published by instance i mod N; CentralCloud's
+// handle_proposal_for_consensus answers it with Publisher.Reply; the
+// instance's handle_consensus_result receives the result. Latency runs
+// from the proposal's intended send time to the result's arrival at the
+// instance that proposed it. A result that reaches another instance is
+// misrouted: it counts as missing for its proposer, and any misroute
+// fails the measurement. p.Delivery, when set, is consensus_results_queue's
+// delivery on both services ("work": the round trip as it was before
+// addressing).
 func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params, res *Result) error {
 	inst, err := def.open(ctx, r.env)
 	if err != nil {
@@ -128,8 +191,24 @@ func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params,
 	ccCfg, _ := topology.Default(topology.CentralCloud)
 	sgCfg, _ := topology.Default(topology.Singularity)
 	ccCfg, sgCfg = withSuffix(ccCfg, suffix), withSuffix(sgCfg, suffix)
+	if p.Delivery != "" {
+		results := topology.ConsensusQueue + suffix
+		ccCfg = withDelivery(ccCfg, results, topology.Delivery(p.Delivery))
+		sgCfg = withDelivery(sgCfg, results, topology.Delivery(p.Delivery))
+	}
+	n := max(1, p.Instances)
+	// proposer is the instance that publishes the message seq (a proposal
+	// or a probe) and that its result must come back to.
+	proposer := func(seq int64) int {
+		if seq >= instanceProbeBase {
+			return int(seq - instanceProbeBase)
+		}
+		return int(seq % int64(n))
+	}
 
-	h := newProbeHandler()
+	h := newProbeHandler() // holds the tracker; the probes are per instance
+	probes := newInstanceProbes(n)
+	var misrouted atomic.Int64
 	var consensus *router.Publisher
 	cc, err := r.newRouter(b, ccCfg, map[string]router.Handler{
 		topology.HandleProposalForConsensus: func(msg *message.Message) error {
@@ -145,22 +224,38 @@ func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params,
 	if consensus, err = cc.Publisher(topology.ConsensusQueue + suffix); err != nil {
 		return err
 	}
-	sg, err := r.newRouter(b, sgCfg, map[string]router.Handler{
-		topology.HandleConsensusResult: func(msg *message.Message) error {
-			h.handle(msg.Payload)
-			return nil
-		},
-		topology.HandleRollbackTrigger:     noopHandler,
-		topology.HandleSafetyProfileUpdate: noopHandler,
-	})
-	if err != nil {
-		return err
+	all := []*router.Router{cc}
+	proposals := make([]*router.Publisher, n)
+	for i := range n {
+		cfg := sgCfg
+		cfg.InstanceID = instanceName(i)
+		sg, err := r.newRouter(b, cfg, map[string]router.Handler{
+			topology.HandleConsensusResult: func(msg *message.Message) error {
+				seq, ok := payloadSeq(msg.Payload)
+				switch {
+				case !ok:
+					h.handle(msg.Payload) // the tracker counts it as bad
+				case proposer(seq) != i:
+					misrouted.Add(1)
+				case seq >= instanceProbeBase:
+					probes.mark(i)
+				default:
+					h.handle(msg.Payload)
+				}
+				return nil
+			},
+			topology.HandleRollbackTrigger:     noopHandler,
+			topology.HandleSafetyProfileUpdate: noopHandler,
+		})
+		if err != nil {
+			return err
+		}
+		if proposals[i], err = sg.Publisher(topology.ProposalsQueue + suffix); err != nil {
+			return err
+		}
+		all = append(all, sg)
 	}
-	proposals, err := sg.Publisher(topology.ProposalsQueue + suffix)
-	if err != nil {
-		return err
-	}
-	g, err := startRouters(ctx, []*router.Router{cc, sg})
+	g, err := startRouters(ctx, all)
 	if err != nil {
 		return err
 	}
@@ -170,15 +265,25 @@ func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params,
 		return err
 	}
 	publish := func(seq int64) error {
-		_, err := proposals.Publish(ctx, newPayload(tmpl, seq))
+		_, err := proposals[proposer(seq)].Publish(ctx, newPayload(tmpl, seq))
 		return err
 	}
-	err = awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) })
+	err = awaitProbe(ctx, probes.ready, func() error {
+		for _, i := range probes.waiting() {
+			if err := publish(instanceProbeBase + int64(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err == nil {
 		err = r.measureAtRate(ctx, h, p.Rate, r.sizes.RoundTrip.D(), publish, res)
 	}
 	if stopErr := g.stop(); err == nil && stopErr != nil {
 		err = fmt.Errorf("router shutdown: %w", stopErr)
+	}
+	if res.Misrouted = misrouted.Load(); res.Misrouted > 0 {
+		err = errors.Join(fmt.Errorf("%d consensus result(s) reached an instance other than their proposer", res.Misrouted), err)
 	}
 	return err
 }

@@ -396,22 +396,46 @@ func (r *runner) latency(ctx context.Context, inst *instance, p Params, res *Res
 	return r.measureAtRate(ctx, h, p.Rate, r.sizes.Latency.D(), publish, res)
 }
 
+// schedule is an open-loop send schedule: messages 0..n-1, message i
+// intended at start + i*interval.
+type schedule struct {
+	start    time.Time
+	interval time.Duration
+	n        int
+}
+
+// newSchedule is rate messages a second for window, starting shortly.
+func newSchedule(rate float64, window time.Duration) schedule {
+	return schedule{
+		start:    time.Now().Add(20 * time.Millisecond),
+		interval: time.Duration(float64(time.Second) / rate),
+		n:        max(1, int(rate*window.Seconds())),
+	}
+}
+
+// tracker returns a tracker of the schedule's messages.
+func (s schedule) tracker() *tracker { return newTracker(s.start, s.interval, s.n) }
+
 // measureAtRate runs the open-loop schedule and fills res from the
 // tracker.
 func (r *runner) measureAtRate(ctx context.Context, h *probeHandler, rate float64, window time.Duration, publish func(int64) error, res *Result) error {
-	n := max(1, int(rate*window.Seconds()))
-	interval := time.Duration(float64(time.Second) / rate)
-	start := time.Now().Add(20 * time.Millisecond)
-	tr := newTracker(start, interval, n)
+	s := newSchedule(rate, window)
+	tr := s.tracker()
 	h.tr.Store(tr)
-	sendErr := sendAtRate(ctx, start, n, interval, latencySenders, publish)
-	tr.wait(start.Add(time.Duration(n)*interval + r.sizes.Drain.D()))
+	return r.runSchedule(ctx, s, tr, publish, res)
+}
+
+// runSchedule sends on s, waits for tr to see every message (or the
+// drain to pass) and fills res from tr.
+func (r *runner) runSchedule(ctx context.Context, s schedule, tr *tracker, publish func(int64) error, res *Result) error {
+	sendErr := sendAtRate(ctx, s.start, s.n, s.interval, latencySenders, publish)
+	tr.wait(s.start.Add(time.Duration(s.n)*s.interval + r.sizes.Drain.D()))
 	lat, missing := tr.result(time.Now())
 	res.Latency = lat
 	res.Missing = missing
 	res.Duplicates = tr.dups.Load()
 	res.Messages = tr.received.Load()
-	res.Seconds = (time.Duration(n) * interval).Seconds()
+	res.Seconds = (time.Duration(s.n) * s.interval).Seconds()
 	res.Throughput = float64(res.Messages) / res.Seconds
 	if sendErr != nil {
 		return fmt.Errorf("send: %w", sendErr)
@@ -420,7 +444,7 @@ func (r *runner) measureAtRate(ctx context.Context, h *probeHandler, rate float6
 		return errNoMessages
 	}
 	if missing > 0 {
-		res.Note = fmt.Sprintf("%d of %d not received within %s after the last send (counted at the time they had waited)", missing, n, r.sizes.Drain.D())
+		res.Note = fmt.Sprintf("%d of %d not received within %s after the last send (counted at the time they had waited)", missing, s.n, r.sizes.Drain.D())
 	}
 	return nil
 }

@@ -238,6 +238,9 @@ func (rep *Report) svgPanels() []svgPanel {
 			}
 			g := &p.groups[len(p.groups)-1]
 			bar := svgBar{label: r.Subject, color: subjectColor[r.Subject], bold: r.Kind == KindBackend}
+			if r.Scenario == ScenarioAddressed {
+				bar.label = fmt.Sprintf("%s, %s ×%d", r.Subject, r.Delivery, r.Instances)
+			}
 			switch {
 			case r.Latency == nil:
 				bar.failed = "error: " + r.Error
@@ -261,6 +264,8 @@ func (rep *Report) svgPanels() []svgPanel {
 	throughput(ScenarioBacklog, "Consume rate vs backlog size")
 	latency(ScenarioLatency, "End-to-end latency at fixed rates (from intended send time)")
 	latency(ScenarioRoundTrip, "Topology round trip: proposal → CentralCloud → consensus result")
+	latency(ScenarioAddressed, "Round trip to the proposer: addressed with N instances vs work queue with one")
+	latency(ScenarioBroadcast, "Broadcast fan-out: safety profile until every instance has its copy")
 	latency(ScenarioMixed, "Mixed topology: proposal → consensus result round trip under the profile's load")
 	return panels
 }

@@ -1,12 +1,16 @@
 package bench
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/quantumflow/quantumflow/topology"
+)
 
 // Target is one performance target of a backend issue, checked against a
 // run.
 type Target struct {
 	// Issue is the issue number that sets the target (3: PostgreSQL,
-	// 4: NATS).
+	// 4: NATS, 11: delivery to instances).
 	Issue int `json:"issue"`
 	// Text is the target as the issue states it.
 	Text string `json:"text"`
@@ -157,6 +161,32 @@ func checkTargets(rep *Report) []Target {
 			ScenarioConsume, v.backend, consume4, v.raw, "≥", 0.7, scaled)
 	}
 	latency(4, "End-to-end latency at 200 msg/s: p50 ≤ 2 ms [default sync]", SubjectNATS, 200, "p50", 2)
+
+	// Issue 11: addressing each consensus result to its proposer, with
+	// many instances, costs at most 1.3× of the round trip on a work queue
+	// with one instance, on the same backend in the same run.
+	addressed := func(p Params) bool { return p.Delivery == string(topology.DeliveryAddressed) }
+	var quickInstances string
+	if rep.Mode == "quick" {
+		quickInstances = fmt.Sprintf("quick mode: %d instances and short windows; only the full run counts", rep.Sizes.Instances)
+	}
+	for _, subject := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		for _, pct := range []string{"p50", "p99"} {
+			t := Target{Issue: 11, Unit: "×", Op: "≤", Threshold: 1.3, Note: quickInstances,
+				Text: fmt.Sprintf("Addressed round trip (%d instances, each result back to its proposer) %s ≤ 1.3× the work-queue round trip (1 instance) [%s]", rep.Sizes.Instances, pct, subject)}
+			r := find(ScenarioAddressed, subject, addressed)
+			if x, ok := ratioOf(r, subject, pct); ok {
+				t.Figure = x.Value
+				t.Detail = fmt.Sprintf("%s addressed, %d instances: p50 %.2f ms, p99 %.2f ms, %d misrouted; work queue (%s): %s %.2f ms",
+					subject, r.Instances, r.Latency.P50Ms, r.Latency.P99Ms, r.Misrouted, x.BaselineParams, pct, x.BaselineValue)
+				met := compare(t.Figure, t.Op, t.Threshold)
+				t.Met = &met
+			} else {
+				t.Detail = missingDetail(r, ScenarioAddressed, subject, subject+" work queue")
+			}
+			out = append(out, t)
+		}
+	}
 	return out
 }
 

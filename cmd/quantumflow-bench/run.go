@@ -58,8 +58,9 @@ through the public API, and in the same run the baselines they are judged
 against: raw pgx on a table shaped like the backend's, stock watermill-sql (as
 shipped, and its queue schema with DeleteOnAck), Watermill's GoChannel and raw
 nats.go jetstream. Every backend figure comes with its ratio to its baseline,
-and the performance targets of the PostgreSQL and NATS issues are checked (met
-or not, with the figure).
+and the performance targets of the PostgreSQL and NATS issues and of delivery
+to instances (the addressed round trip against the work-queue one) are checked
+(met or not, with the figure).
 
 Scenarios: ` + strings.Join(bench.Scenarios(), ", ") + `.
 Subjects: ` + strings.Join(bench.Subjects(), ", ") + `.
@@ -83,7 +84,8 @@ Exit status: 0 success, 1 a measurement failed (unmet targets are reported,
 not failures), 2 bad usage.`,
 		Example: `  go run ./cmd/quantumflow-bench --quick
   go run ./cmd/quantumflow-bench --out bench/out --results bench/RESULTS.md
-  go run ./cmd/quantumflow-bench --scenario publish,consume --subject postgres,pgx,watermill_sql`,
+  go run ./cmd/quantumflow-bench --scenario publish,consume --subject postgres,pgx,watermill_sql
+  go run ./cmd/quantumflow-bench --quick --scenario addressed,broadcast --subject mem,postgres,nats`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args: func(cmd *cobra.Command, args []string) error {
