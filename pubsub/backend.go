@@ -14,23 +14,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// LegacyDriver is the seam backends implemented before the engine: their
-// own Watermill publisher and subscriber. It goes away once every backend
-// implements Driver.
-type LegacyDriver interface {
-	Admin
-	// Publisher returns the backend's publisher. Publish with several
-	// messages should write them as one batch where the backend can.
-	Publisher() message.Publisher
-	// Subscriber returns the backend's subscriber. Every Subscribe call on
-	// a queue competes with the others for its messages.
-	Subscriber() message.Subscriber
-	// Capabilities returns what this driver, as configured, can do.
-	Capabilities() Capabilities
-	// Close releases the driver's resources. It is called once.
-	Close() error
-}
-
 // OpenOptions are the options every opener receives.
 type OpenOptions struct {
 	// Logger is never nil (a discarding logger when the caller gave none).
@@ -55,23 +38,16 @@ var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
 // the URL's password in any error.
 type Opener func(ctx context.Context, u *url.URL, opts OpenOptions) (Driver, error)
 
-// LegacyOpener opens a LegacyDriver.
-type LegacyOpener func(ctx context.Context, u *url.URL, opts OpenOptions) (LegacyDriver, error)
 
 var (
 	registryMu sync.RWMutex
-	registry   = map[string]any{} // Opener or LegacyOpener
+	registry   = map[string]Opener{}
 )
 
 // Register makes a backend available to Open under a URL scheme. Backend
 // packages call it from init. Registering a scheme twice panics, as
 // database/sql does, because it is a programming error.
-func Register(scheme string, open Opener) { register(scheme, open) }
-
-// RegisterLegacy registers a LegacyDriver's opener, as Register does.
-func RegisterLegacy(scheme string, open LegacyOpener) { register(scheme, open) }
-
-func register(scheme string, open any) {
+func Register(scheme string, open Opener) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	if _, dup := registry[scheme]; dup {
@@ -120,8 +96,7 @@ func Require(cs ...Capability) Option {
 // plus the Admin operations. It is safe for concurrent use.
 type Backend struct {
 	Admin
-	engine    *engine      // nil for a LegacyDriver
-	driver    LegacyDriver // nil for a Driver
+	engine    *engine
 	scheme    string
 	namespace string
 	redacted  string
@@ -170,21 +145,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		q.Del("require")
 		u.RawQuery = q.Encode()
 	}
-	if lo, ok := open.(LegacyOpener); ok {
-		if cfg.namespace != "" {
-			return nil, fmt.Errorf("open %s: %w: namespaces", redacted, ErrUnsupported)
-		}
-		d, err := lo(ctx, u, OpenOptions{Logger: cfg.logger})
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", redacted, err)
-		}
-		if missing := d.Capabilities().Missing(cfg.required); missing != 0 {
-			_ = d.Close()
-			return nil, fmt.Errorf("open %s: %w: %s (it has: %s)", redacted, ErrUnsupported, missing, d.Capabilities())
-		}
-		return &Backend{Admin: validatingAdmin{d}, driver: d, scheme: u.Scheme, redacted: redacted}, nil
-	}
-	d, err := open.(Opener)(ctx, u, OpenOptions{Logger: cfg.logger, Namespace: cfg.namespace})
+	d, err := open(ctx, u, OpenOptions{Logger: cfg.logger, Namespace: cfg.namespace})
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redacted, err)
 	}
@@ -197,7 +158,7 @@ func Open(ctx context.Context, rawURL string, opts ...Option) (*Backend, error) 
 		return nil, fmt.Errorf("open %s: %w: namespaces", redacted, ErrUnsupported)
 	}
 	e := newEngine(d, cfg.logger)
-	return &Backend{Admin: validatingAdmin{engineAdmin{e}}, engine: e, scheme: u.Scheme, namespace: cfg.namespace, redacted: redacted}, nil
+	return &Backend{Admin: engineAdmin{e}, engine: e, scheme: u.Scheme, namespace: cfg.namespace, redacted: redacted}, nil
 }
 
 // checkQuery refuses a query whose pairs Go's url.Query would drop
@@ -225,27 +186,18 @@ func checkQuery(raw string) error {
 // context from the first message (msg.SetContext): a context already done
 // stores nothing and returns its error.
 func (b *Backend) Publisher() message.Publisher {
-	if b.engine != nil {
-		return enginePublisher{b.engine}
-	}
-	return b.driver.Publisher()
+	return enginePublisher{b.engine}
 }
 
 // Subscriber returns the backend's Watermill subscriber. Subscriptions to
 // one queue compete: each message goes to one of them.
 func (b *Backend) Subscriber() message.Subscriber {
-	if b.engine != nil {
-		return engineSubscriber{b.engine}
-	}
-	return b.driver.Subscriber()
+	return engineSubscriber{b.engine}
 }
 
 // Capabilities returns what the backend can do.
 func (b *Backend) Capabilities() Capabilities {
-	if b.engine != nil {
-		return b.engine.d.Capabilities()
-	}
-	return b.driver.Capabilities()
+	return b.engine.d.Capabilities()
 }
 
 // Scheme returns the URL scheme the backend was opened with.
@@ -256,19 +208,11 @@ func (b *Backend) String() string { return b.redacted }
 
 // Driver returns the underlying driver, for backend-specific extensions
 // (such as transactional publish) reached by type assertion.
-func (b *Backend) Driver() any {
-	if b.engine != nil {
-		return b.engine.d
-	}
-	return b.driver
-}
+func (b *Backend) Driver() Driver { return b.engine.d }
 
 // DropNamespace removes everything the backend stored in the namespace it
 // was opened with (WithNamespace), then closes it.
 func (b *Backend) DropNamespace(ctx context.Context) error {
-	if b.engine == nil {
-		return fmt.Errorf("drop namespace: %w", ErrUnsupported)
-	}
 	nd, ok := b.engine.d.(NamespaceDropper)
 	if !ok || b.namespace == "" {
 		return fmt.Errorf("drop namespace: %w: the backend was opened without one", ErrInvalidArgument)
@@ -284,13 +228,7 @@ func (b *Backend) DropNamespace(ctx context.Context) error {
 // Close closes the backend. It is idempotent: later calls return the
 // first call's result.
 func (b *Backend) Close() error {
-	b.closeOnce.Do(func() {
-		if b.engine != nil {
-			b.closeErr = b.engine.close()
-			return
-		}
-		b.closeErr = b.driver.Close()
-	})
+	b.closeOnce.Do(func() { b.closeErr = b.engine.close() })
 	return b.closeErr
 }
 
@@ -308,79 +246,4 @@ func ValidateQueueName(name string) error {
 		return fmt.Errorf("%w %q: use 1-200 letters, digits, '_', '.' or '-' (and for an instance's queue '@' and 1-64 of those)", ErrInvalidQueueName, name)
 	}
 	return nil
-}
-
-// validatingAdmin checks arguments once for every backend.
-type validatingAdmin struct{ d Admin }
-
-func (a validatingAdmin) Init(ctx context.Context) error { return a.d.Init(ctx) }
-
-func (a validatingAdmin) DeclareQueue(ctx context.Context, spec QueueSpec) error {
-	if err := ValidateQueueName(spec.Name); err != nil {
-		return err
-	}
-	if spec.MaxRetries < 0 {
-		return fmt.Errorf("queue %s: max_retries must be >= 0, got %d", spec.Name, spec.MaxRetries)
-	}
-	if spec.RetryDelay < 0 {
-		return fmt.Errorf("queue %s: retry delay must be >= 0, got %s", spec.Name, spec.RetryDelay)
-	}
-	return a.d.DeclareQueue(ctx, spec)
-}
-
-func (a validatingAdmin) ListQueues(ctx context.Context) ([]QueueInfo, error) {
-	return a.d.ListQueues(ctx)
-}
-
-func (a validatingAdmin) Stats(ctx context.Context, queue string) (QueueStats, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return QueueStats{}, err
-	}
-	return a.d.Stats(ctx, queue)
-}
-
-func (a validatingAdmin) ListPending(ctx context.Context, queue string, limit int) ([]PendingMessage, error) {
-	if err := ValidateQueueName(queue); err != nil {
-		return nil, err
-	}
-	if limit <= 0 {
-		limit = 100
-	}
-	return a.d.ListPending(ctx, queue, limit)
-}
-
-func (a validatingAdmin) checkQuery(q *DeadLetterQuery) error {
-	if q.Queue != "" {
-		if err := ValidateQueueName(q.Queue); err != nil {
-			return err
-		}
-	}
-	if q.Limit < 0 {
-		return fmt.Errorf("dead letters: limit must be >= 0, got %d", q.Limit)
-	}
-	return nil
-}
-
-func (a validatingAdmin) ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error) {
-	if err := a.checkQuery(&q); err != nil {
-		return nil, err
-	}
-	if q.Limit == 0 {
-		q.Limit = 100
-	}
-	return a.d.ListDeadLetters(ctx, q)
-}
-
-func (a validatingAdmin) RetryDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
-	if err := a.checkQuery(&q); err != nil {
-		return 0, err
-	}
-	return a.d.RetryDeadLetters(ctx, q)
-}
-
-func (a validatingAdmin) PurgeDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
-	if err := a.checkQuery(&q); err != nil {
-		return 0, err
-	}
-	return a.d.PurgeDeadLetters(ctx, q)
 }

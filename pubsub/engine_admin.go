@@ -5,9 +5,10 @@ import (
 	"fmt"
 )
 
-// engineAdmin is the Admin of an engine's driver: it fails with ErrClosed
-// once the backend is closed, gives back what the engine received ahead
-// before reading a queue, and gives errors the engine's shape.
+// engineAdmin is the Admin of an engine's driver: it checks arguments
+// once for every backend, fails with ErrClosed once the backend is closed,
+// gives back what the engine received ahead before reading a queue, and
+// gives errors the engine's shape.
 type engineAdmin struct{ e *engine }
 
 func (a engineAdmin) check(op, queue string) error {
@@ -28,6 +29,15 @@ func (a engineAdmin) Init(ctx context.Context) error {
 }
 
 func (a engineAdmin) DeclareQueue(ctx context.Context, spec QueueSpec) error {
+	if err := ValidateQueueName(spec.Name); err != nil {
+		return err
+	}
+	if spec.MaxRetries < 0 {
+		return fmt.Errorf("queue %s: max_retries must be >= 0, got %d", spec.Name, spec.MaxRetries)
+	}
+	if spec.RetryDelay < 0 {
+		return fmt.Errorf("queue %s: retry delay must be >= 0, got %s", spec.Name, spec.RetryDelay)
+	}
 	if err := a.check("declare", spec.Name); err != nil {
 		return err
 	}
@@ -43,6 +53,9 @@ func (a engineAdmin) ListQueues(ctx context.Context) ([]QueueInfo, error) {
 }
 
 func (a engineAdmin) Stats(ctx context.Context, queue string) (QueueStats, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return QueueStats{}, err
+	}
 	if err := a.check("stats of", queue); err != nil {
 		return QueueStats{}, err
 	}
@@ -55,6 +68,12 @@ func (a engineAdmin) Stats(ctx context.Context, queue string) (QueueStats, error
 }
 
 func (a engineAdmin) ListPending(ctx context.Context, queue string, limit int) ([]PendingMessage, error) {
+	if err := ValidateQueueName(queue); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		limit = 100
+	}
 	if err := a.check("list pending of", queue); err != nil {
 		return nil, err
 	}
@@ -66,7 +85,26 @@ func (a engineAdmin) ListPending(ctx context.Context, queue string, limit int) (
 	return ms, a.e.wrap("list pending of", queue, err)
 }
 
+// checkDeadLetterQuery validates a dead-letter query.
+func checkDeadLetterQuery(q DeadLetterQuery) error {
+	if q.Queue != "" {
+		if err := ValidateQueueName(q.Queue); err != nil {
+			return err
+		}
+	}
+	if q.Limit < 0 {
+		return fmt.Errorf("dead letters: limit must be >= 0, got %d", q.Limit)
+	}
+	return nil
+}
+
 func (a engineAdmin) ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]DeadLetter, error) {
+	if err := checkDeadLetterQuery(q); err != nil {
+		return nil, err
+	}
+	if q.Limit == 0 {
+		q.Limit = 100
+	}
 	if err := a.check("list dead letters", ""); err != nil {
 		return nil, err
 	}
@@ -75,6 +113,9 @@ func (a engineAdmin) ListDeadLetters(ctx context.Context, q DeadLetterQuery) ([]
 }
 
 func (a engineAdmin) RetryDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
+	if err := checkDeadLetterQuery(q); err != nil {
+		return 0, err
+	}
 	if err := a.check("retry dead letters", ""); err != nil {
 		return 0, err
 	}
@@ -83,6 +124,9 @@ func (a engineAdmin) RetryDeadLetters(ctx context.Context, q DeadLetterQuery) (i
 }
 
 func (a engineAdmin) PurgeDeadLetters(ctx context.Context, q DeadLetterQuery) (int, error) {
+	if err := checkDeadLetterQuery(q); err != nil {
+		return 0, err
+	}
 	if err := a.check("purge dead letters", ""); err != nil {
 		return 0, err
 	}

@@ -12,9 +12,6 @@ import (
 
 // instanceStore returns the driver's instance registry.
 func (b *Backend) instanceStore(op string) (InstanceStore, error) {
-	if b.engine == nil {
-		return nil, fmt.Errorf("%s: %w: instance registry", op, ErrUnsupported)
-	}
 	if b.engine.isClosed() {
 		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
 	}
