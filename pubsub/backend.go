@@ -38,7 +38,6 @@ var namespaceRE = regexp.MustCompile(`^[A-Za-z0-9_]{1,32}$`)
 // the URL's password in any error.
 type Opener func(ctx context.Context, u *url.URL, opts OpenOptions) (Driver, error)
 
-
 var (
 	registryMu sync.RWMutex
 	registry   = map[string]Opener{}
