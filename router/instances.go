@@ -94,7 +94,6 @@ func (r *Router) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}
-	r.registered = true
 	if slices.Contains(known, r.cfg.Service.InstanceID) {
 		return nil
 	}
@@ -123,14 +122,26 @@ func deadOnThisHost(err error) *pubsub.Instance {
 	return &taken.Other
 }
 
+// registered keeps the instance registered (keepRegistered) until the
+// function it returns is called.
+func (r *Router) registered(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.keepRegistered(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // keepRegistered refreshes the instance's record every Heartbeat and,
 // for the addressed and broadcast queues the service produces to,
 // dead-letters what waits for instances gone longer than InstanceTTL,
 // until ctx ends; then it removes the record.
 func (r *Router) keepRegistered(ctx context.Context) {
-	if !r.registered {
-		return
-	}
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
 	var lastSweep time.Time

@@ -179,9 +179,9 @@ type Router struct {
 	pubMu sync.Mutex
 	pubs  map[string]*Publisher
 
-	nonce      string    // this process's mark in the instance registry
-	startedAt  time.Time // when New made the router
-	registered bool      // Run registered the instance
+	nonce        string    // this process's mark in the instance registry
+	startedAt    time.Time // when New made the router
+	isRegistered bool      // Run registered the instance
 }
 
 // New checks cfg and returns a Router. Errors name the missing field,
@@ -342,16 +342,7 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	if err := r.register(ctx); err != nil {
 		return err
 	}
-	regCtx, stopRegistering := context.WithCancel(context.WithoutCancel(ctx))
-	registering := make(chan struct{})
-	go func() {
-		defer close(registering)
-		r.keepRegistered(regCtx)
-	}()
-	defer func() {
-		stopRegistering()
-		<-registering
-	}()
+	defer r.registered(ctx)()
 
 	// Watermill's Close waits for its handlers with CloseTimeout, but a
 	// message already on its way into the router when that wait starts is
@@ -380,30 +371,19 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	defer ws.forwarders.Wait()
 	defer cancelSubs()
 
-	n := 0
-	for _, c := range r.consumers {
-		mws := middleware.Stack(middleware.StackConfig{
-			Consumer: middleware.Consumer{Service: r.Service(), Handler: c.Handler, Queue: c.Queue},
-			Retry: middleware.RetryPolicy{
-				MaxRetries: c.MaxRetries,
-				Delay:      retryDelay(c.RetryDelay),
-				MaxDelay:   r.cfg.MaxRetryDelay,
-			},
-			Timeout:   r.cfg.HandlerTimeout,
-			Telemetry: r.cfg.Telemetry,
-			Logger:    r.cfg.Logger, // the middleware names the service itself
-		})
-		for i := 1; i <= c.Workers; i++ {
-			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
-			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), r.subscribedQueue(c), sub, r.cfg.Handlers[c.Handler])
-			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
-			n++
-		}
-	}
+	n := r.addConsumers(wm, ws)
 	if n == 0 {
 		return fmt.Errorf("router %s: no consumers to run", r.Service())
 	}
 
+	return r.serve(ctx, wm, ws, cancelSubs, n)
+}
+
+// serve runs wm until ctx ends or Close is called, then shuts it down
+// gracefully: workers stop taking messages, in-flight handlers get
+// ShutdownTimeout, and what is still running is cancelled (cancelSubs),
+// its messages given back.
+func (r *Router) serve(ctx context.Context, wm *message.Router, ws *workers, cancelSubs context.CancelFunc, n int) error {
 	runDone := make(chan error, 1)
 	go func() { runDone <- wm.Run(context.WithoutCancel(ctx)) }()
 	select {
@@ -446,6 +426,32 @@ func (r *Router) Run(ctx context.Context) (err error) {
 	}
 	r.logger.Info("router stopped")
 	return nil
+}
+
+// addConsumers adds Workers handlers per consumer to wm, each with its
+// own subscription and the middleware stack, and returns how many.
+func (r *Router) addConsumers(wm *message.Router, ws *workers) int {
+	n := 0
+	for _, c := range r.consumers {
+		mws := middleware.Stack(middleware.StackConfig{
+			Consumer: middleware.Consumer{Service: r.Service(), Handler: c.Handler, Queue: c.Queue},
+			Retry: middleware.RetryPolicy{
+				MaxRetries: c.MaxRetries,
+				Delay:      retryDelay(c.RetryDelay),
+				MaxDelay:   r.cfg.MaxRetryDelay,
+			},
+			Timeout:   r.cfg.HandlerTimeout,
+			Telemetry: r.cfg.Telemetry,
+			Logger:    r.cfg.Logger, // the middleware names the service itself
+		})
+		for i := 1; i <= c.Workers; i++ {
+			sub := &workerSubscriber{ws: ws, backend: r.cfg.Backend.Subscriber(), closed: make(chan struct{})}
+			h := wm.AddConsumerHandler(fmt.Sprintf("%s[%d]", c.Handler, i), r.subscribedQueue(c), sub, r.cfg.Handlers[c.Handler])
+			h.AddMiddleware(append(slices.Clone(r.cfg.Middlewares), mws...)...)
+			n++
+		}
+	}
+	return n
 }
 
 // retryDelay maps a consumer's retry_delay_ms onto RetryPolicy.Delay, where
