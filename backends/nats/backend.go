@@ -39,6 +39,9 @@ type driver struct {
 
 	queuesMu sync.Mutex
 	queues   map[string]*queueEntry
+
+	// removals are the state removals running (see removeStates).
+	removals sync.WaitGroup
 }
 
 var (
@@ -145,9 +148,10 @@ func (d *driver) Tuning() pubsub.Tuning {
 // message.
 func (d *driver) LeaseInterval() time.Duration { return max(d.cfg.ackWait/3, 100*time.Millisecond) }
 
-// Close flushes acks and closes the connection. The engine calls it once
-// no other call is in progress.
+// Close waits for the state removals under way, flushes acks and closes
+// the connection. The engine calls it once no other call is in progress.
 func (d *driver) Close() error {
+	d.removals.Wait()
 	var err error
 	if ferr := d.nc.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
 		err = fmt.Errorf("flush acks: %w", ferr)

@@ -87,9 +87,6 @@ func parseURL(u *url.URL) (config, error) {
 		publishTimeout: DefaultPublishTimeout,
 		prefetch:       DefaultPrefetch,
 	}
-	bad := func(param, format string, args ...any) error {
-		return fmt.Errorf("%w: parameter %s: %s", pubsub.ErrInvalidURL, param, fmt.Sprintf(format, args...))
-	}
 	if u.Host == "" {
 		return c, fmt.Errorf("%w: no host (want %s://host:4222)", pubsub.ErrInvalidURL, u.Scheme)
 	}
@@ -105,111 +102,138 @@ func parseURL(u *url.URL) (config, error) {
 			return c, fmt.Errorf("%w: unknown parameter %q (known: %s)", pubsub.ErrInvalidURL, k, strings.Join(params, ", "))
 		}
 		if len(vs) != 1 {
-			return c, bad(k, "given %d times", len(vs))
+			return c, badParam(k, "given %d times", len(vs))
 		}
 	}
-	var err error
-	str := func(k string, dst *string) {
-		if q.Has(k) {
-			*dst = q.Get(k)
-		}
-	}
-	str("name", &c.name)
-	str("creds", &c.creds)
-	str("nkey", &c.nkeySeed)
-	str("tls_ca", &c.tlsCA)
-	str("tls_cert", &c.tlsCert)
-	str("tls_key", &c.tlsKey)
+	p := paramReader{q: q}
+	p.str("name", &c.name)
+	p.str("creds", &c.creds)
+	p.str("nkey", &c.nkeySeed)
+	p.str("tls_ca", &c.tlsCA)
+	p.str("tls_cert", &c.tlsCert)
+	p.str("tls_key", &c.tlsKey)
 	if (c.tlsCert == "") != (c.tlsKey == "") {
-		return c, bad("tls_cert", "tls_cert and tls_key go together")
+		p.fail(badParam("tls_cert", "tls_cert and tls_key go together"))
 	}
-	if q.Has("servers") {
-		for s := range strings.SplitSeq(q.Get("servers"), ",") {
-			s = strings.TrimSpace(s)
-			if s == "" {
-				continue
-			}
-			su, perr := url.Parse(s)
-			if perr != nil || su.Host == "" || (su.Scheme != "nats" && su.Scheme != "tls") {
-				return c, bad("servers", "want a comma-separated list of nats://host:port or tls://host:port")
-			}
-			c.servers = append(c.servers, s)
+	p.servers(&c.servers)
+	p.str("prefix", &c.prefix)
+	if !prefixRE.MatchString(c.prefix) {
+		p.fail(badParam("prefix", "%q: use 1-32 letters, digits, '_' or '-'", c.prefix))
+	}
+	p.intIn("replicas", &c.replicas, 1, 5)
+	p.storage(&c.storage)
+	p.duration("ack_wait", &c.ackWait, time.Second)
+	p.duration("dedup_window", &c.dedupWindow, 100*time.Millisecond)
+	p.duration("publish_timeout", &c.publishTimeout, 100*time.Millisecond)
+	p.duration("max_age", &c.maxAge, 0)
+	p.limit("max_msgs", &c.maxMsgs)
+	p.limit("max_bytes", &c.maxBytes)
+	maxAckPending := int64(c.maxAckPending)
+	p.limit("max_ack_pending", &maxAckPending)
+	c.maxAckPending = int(maxAckPending)
+	p.intIn("prefetch", &c.prefetch, 1, 10000)
+	return c, p.err
+}
+
+func badParam(param, format string, args ...any) error {
+	return fmt.Errorf("%w: parameter %s: %s", pubsub.ErrInvalidURL, param, fmt.Sprintf(format, args...))
+}
+
+// paramReader reads query parameters into a config, keeping the first
+// error.
+type paramReader struct {
+	q   url.Values
+	err error
+}
+
+func (p *paramReader) fail(err error) {
+	if p.err == nil {
+		p.err = err
+	}
+}
+
+// value returns the parameter's value, and false when it is absent or an
+// earlier parameter failed.
+func (p *paramReader) value(k string) (string, bool) {
+	if p.err != nil || !p.q.Has(k) {
+		return "", false
+	}
+	return p.q.Get(k), true
+}
+
+func (p *paramReader) str(k string, dst *string) {
+	if v, ok := p.value(k); ok {
+		*dst = v
+	}
+}
+
+func (p *paramReader) servers(dst *[]string) {
+	v, ok := p.value("servers")
+	if !ok {
+		return
+	}
+	for s := range strings.SplitSeq(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
 		}
-	}
-	if q.Has("prefix") {
-		c.prefix = q.Get("prefix")
-		if !prefixRE.MatchString(c.prefix) {
-			return c, bad("prefix", "%q: use 1-32 letters, digits, '_' or '-'", c.prefix)
+		su, err := url.Parse(s)
+		if err != nil || su.Host == "" || (su.Scheme != "nats" && su.Scheme != "tls") {
+			p.fail(badParam("servers", "want a comma-separated list of nats://host:port or tls://host:port"))
+			return
 		}
+		*dst = append(*dst, s)
 	}
-	if q.Has("replicas") {
-		if c.replicas, err = strconv.Atoi(q.Get("replicas")); err != nil || c.replicas < 1 || c.replicas > 5 {
-			return c, bad("replicas", "%q: want 1 to 5", q.Get("replicas"))
-		}
+}
+
+func (p *paramReader) storage(dst *jetstream.StorageType) {
+	switch v, ok := p.value("storage"); {
+	case !ok:
+	case v == "file":
+		*dst = jetstream.FileStorage
+	case v == "memory":
+		*dst = jetstream.MemoryStorage
+	default:
+		p.fail(badParam("storage", "%q: want file or memory", v))
 	}
-	if q.Has("storage") {
-		switch q.Get("storage") {
-		case "file":
-			c.storage = jetstream.FileStorage
-		case "memory":
-			c.storage = jetstream.MemoryStorage
-		default:
-			return c, bad("storage", "%q: want file or memory", q.Get("storage"))
-		}
+}
+
+func (p *paramReader) intIn(k string, dst *int, lo, hi int) {
+	v, ok := p.value(k)
+	if !ok {
+		return
 	}
-	dur := func(k string, dst *time.Duration, min time.Duration) error {
-		if !q.Has(k) {
-			return nil
-		}
-		d, err := time.ParseDuration(q.Get(k))
-		if err != nil || d < min {
-			return bad(k, "%q: want a duration of at least %s, such as 30s", q.Get(k), min)
-		}
-		*dst = d
-		return nil
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(badParam(k, "%q: want %d to %d", v, lo, hi))
+		return
 	}
-	for _, p := range []struct {
-		k   string
-		dst *time.Duration
-		min time.Duration
-	}{
-		{"ack_wait", &c.ackWait, time.Second},
-		{"dedup_window", &c.dedupWindow, 100 * time.Millisecond},
-		{"publish_timeout", &c.publishTimeout, 100 * time.Millisecond},
-		{"max_age", &c.maxAge, 0},
-	} {
-		if err := dur(p.k, p.dst, p.min); err != nil {
-			return c, err
-		}
+	*dst = n
+}
+
+func (p *paramReader) duration(k string, dst *time.Duration, least time.Duration) {
+	v, ok := p.value(k)
+	if !ok {
+		return
 	}
-	i64 := func(k string, dst *int64) error {
-		if !q.Has(k) {
-			return nil
-		}
-		n, err := strconv.ParseInt(q.Get(k), 10, 64)
-		if err != nil || (n < 1 && n != -1) {
-			return bad(k, "%q: want a positive integer, or -1 for no limit", q.Get(k))
-		}
-		*dst = n
-		return nil
+	d, err := time.ParseDuration(v)
+	if err != nil || d < least {
+		p.fail(badParam(k, "%q: want a duration of at least %s, such as 30s", v, least))
+		return
 	}
-	if err := i64("max_msgs", &c.maxMsgs); err != nil {
-		return c, err
+	*dst = d
+}
+
+// limit reads a positive integer, or -1 for no limit.
+func (p *paramReader) limit(k string, dst *int64) {
+	v, ok := p.value(k)
+	if !ok {
+		return
 	}
-	if err := i64("max_bytes", &c.maxBytes); err != nil {
-		return c, err
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || (n < 1 && n != -1) {
+		p.fail(badParam(k, "%q: want a positive integer, or -1 for no limit", v))
+		return
 	}
-	if q.Has("max_ack_pending") {
-		n, err := strconv.Atoi(q.Get("max_ack_pending"))
-		if err != nil || (n < 1 && n != -1) {
-			return c, bad("max_ack_pending", "%q: want a positive integer, or -1 for no limit", q.Get("max_ack_pending"))
-		}
-		c.maxAckPending = n
-	}
-	if q.Has("prefetch") {
-		if c.prefetch, err = strconv.Atoi(q.Get("prefetch")); err != nil || c.prefetch < 1 || c.prefetch > 10000 {
-			return c, bad("prefetch", "%q: want 1 to 10000", q.Get("prefetch"))
-		}
-	}
-	return c, nil
+	*dst = n
 }

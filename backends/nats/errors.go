@@ -106,14 +106,21 @@ func (d *driver) retry(ctx context.Context, what string, try time.Duration, op f
 			return err
 		}
 		if budget.Err() != nil {
-			return fmt.Errorf("%w for %s: %w", errGaveUp, d.cfg.publishTimeout, err)
+			return d.gaveUp(err)
 		}
 		d.log.Debug("transient failure, retrying", "operation", what, "error", err)
 		if backoff.Wait(budget) != nil {
 			if ctx.Err() != nil {
 				return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
 			}
-			return fmt.Errorf("%w for %s: %w", errGaveUp, d.cfg.publishTimeout, err)
+			return d.gaveUp(err)
 		}
 	}
+}
+
+// gaveUp is the error of a retry budget spent. The last error is only
+// quoted: it is often the budget's own deadline, which must not read as
+// the caller's context ending.
+func (d *driver) gaveUp(last error) error {
+	return fmt.Errorf("%w for %s (last error: %v)", errGaveUp, d.cfg.publishTimeout, last)
 }

@@ -53,10 +53,9 @@ type delivery struct {
 	hasState  bool
 }
 
-// ReceiveBatch takes what the queue holds now, up to max, with one no-wait
-// pull request; when that finds nothing, it waits for one message with a
-// pull request that lives pullWait on the server, so the engine's next
-// call finds the rest. JetStream delivers nacked messages due again first,
+// ReceiveBatch takes what the queue holds now, up to max; when it holds
+// nothing, it waits for one message, and the engine's next call finds the
+// rest (see fetch). JetStream delivers nacked messages due again first,
 // then the others in stream order.
 func (d *driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pubsub.Received, error) {
 	q, err := d.queue(ctx, queue)
@@ -204,9 +203,10 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	var (
-		errs   []error
-		writes []stateWrite
-		delays []time.Duration
+		errs    []error
+		writes  []stateWrite
+		delays  []time.Duration
+		settled []*delivery // with a state to remove
 	)
 	now := time.Now()
 	for _, s := range ss {
@@ -219,11 +219,16 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		case pubsub.SettleAck:
 			if err := dv.msg.Ack(); err != nil {
 				errs = append(errs, fmt.Errorf("ack %s: %w", s.Msg.ID, err))
+			} else if dv.hasState {
+				settled = append(settled, dv)
 			}
-			d.removeState(ctx, queue, dv)
 			continue
 		case pubsub.SettleDeadLetter:
-			errs = append(errs, d.deadLetter(ctx, queue, s))
+			if err := d.deadLetter(ctx, queue, s); err != nil {
+				errs = append(errs, err)
+			} else if dv.hasState {
+				settled = append(settled, dv)
+			}
 			continue
 		case pubsub.SettleRetry:
 			if ds.FirstFailureAt.IsZero() {
@@ -241,6 +246,7 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		writes = append(writes, stateWrite{dv: dv, ds: ds})
 		delays = append(delays, s.Delay)
 	}
+	d.removeStates(queue, settled)
 	// The states go first: the redelivery reads them.
 	d.putStates(ctx, queue, writes)
 	for i, w := range writes {
@@ -285,7 +291,6 @@ func (d *driver) deadLetter(ctx context.Context, queue string, s pubsub.Settleme
 	if err := dv.msg.DoubleAck(ctx); err != nil {
 		d.log.Warn("acking a dead-lettered message failed; it may come back once and be dead-lettered again", "queue", queue, "message_id", s.Msg.ID, "error", err)
 	}
-	d.removeState(ctx, queue, dv)
 	return nil
 }
 
@@ -314,11 +319,30 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 		if stored[i] {
 			d.givenBack.add(queue, w.dv.seq, w.ds)
 		}
-		if err := w.dv.msg.Nak(); err != nil {
+		var err error
+		if i < len(writes)-1 {
+			err = w.dv.msg.Nak()
+		} else {
+			err = d.nakAndWait(ctx, w.dv.msg)
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("nak: %w; the message comes back after ack_wait", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nakAndWait naks m and waits for the server to answer, which it does
+// once it has processed every ack and nak this connection sent before on
+// the queue's consumer (it processes them in order, apart from pull
+// requests). So messages given back are in the consumer's redelivery
+// queue when GiveBack returns: an admin read then counts them as pending,
+// and the engine's next receive gets them before newer messages (with
+// plain naks, a pull request could overtake them). nats.go's
+// jetstream.Msg has no synchronous nak: this is its nak, sent as a request.
+func (d *driver) nakAndWait(ctx context.Context, m jetstream.Msg) error {
+	_, err := d.nc.RequestWithContext(ctx, m.Reply(), []byte("-NAK"))
+	return err
 }
 
 // ExtendLeases tells JetStream the messages are being worked on (a

@@ -121,14 +121,24 @@ func (d *driver) putStates(ctx context.Context, queue string, ws []stateWrite) [
 	return stored
 }
 
-// removeState deletes the state of a delivery's message, settled for good.
-func (d *driver) removeState(ctx context.Context, queue string, dv *delivery) {
-	if !dv.hasState {
+// removeStates deletes, in the background, the states of messages
+// settled for good (acked or dead-lettered), so that settling a message
+// that once failed or was given back costs its consumer no round trip.
+// Close waits for them. A state left behind (a crash) is harmless: it is
+// not waiting, so Stats and ListPending skip it.
+func (d *driver) removeStates(queue string, dvs []*delivery) {
+	if len(dvs) == 0 {
 		return
 	}
-	if err := d.stateStream.Purge(ctx, jetstream.WithPurgeSubject(d.names.stateSubject(queue, dv.seq))); err != nil {
-		d.log.Warn("removing delivery state failed", "queue", queue, "error", err)
-	}
+	d.removals.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		defer cancel()
+		for _, dv := range dvs {
+			if err := d.stateStream.Purge(ctx, jetstream.WithPurgeSubject(d.names.stateSubject(queue, dv.seq))); err != nil {
+				d.log.Warn("removing delivery state failed", "queue", queue, "error", err)
+			}
+		}
+	})
 }
 
 // listStates returns the states of a queue's messages by stream sequence.
