@@ -8,6 +8,10 @@
 // QUANTUM_FLOW_RETRY_DELAY_MS, or a YAML file with -config; -url overrides
 // the database URL. SIGINT or SIGTERM shuts it down gracefully.
 //
+// -journal FILE appends a JSON line to FILE for every message the service
+// publishes and consumes (internal/journal), for scripts/e2e.sh and tests
+// that account for every message across processes.
+//
 //	go run ./examples/centralcloud -url postgres://localhost/quantumflow
 package main
 
@@ -20,7 +24,10 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/internal/journal"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
 	"github.com/quantumflow/quantumflow/topology"
@@ -50,6 +57,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	configPath := fs.String("config", "", "YAML configuration file")
 	url := fs.String("url", "", "backend URL (overrides QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_DATABASE_URL and the file)")
 	verbose := fs.Bool("v", false, "log every message handled")
+	journalPath := fs.String("journal", "", "append every message published and consumed to this file, as JSON lines (for scripts/e2e.sh and tests)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -72,8 +80,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	defer backend.Close()
 
+	rc := router.Config{Service: cfg, Backend: backend, Logger: logger}
+	if *journalPath != "" {
+		j, err := journal.Open(*journalPath, cfg.Name, cfg.InstanceID)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		rc.Middlewares, rc.WrapPublisher = []message.HandlerMiddleware{j.Middleware}, j.WrapPublisher
+	}
 	cc := &handlers.CentralCloud{Logger: logger}
-	r, err := router.New(router.Config{Service: cfg, Backend: backend, Handlers: cc.Handlers(), Logger: logger})
+	rc.Handlers = cc.Handlers()
+	r, err := router.New(rc)
 	if err != nil {
 		return err
 	}

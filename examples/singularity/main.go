@@ -11,7 +11,12 @@
 // QUANTUM_FLOW_*_WORKERS, QUANTUM_FLOW_MAX_RETRIES,
 // QUANTUM_FLOW_RETRY_DELAY_MS, QUANTUM_FLOW_INSTANCE_ID, or a YAML file
 // with -config; -url overrides the backend URL and -instance the instance
-// id. SIGINT or SIGTERM shuts it down gracefully.
+// id. SIGINT or SIGTERM shuts it down gracefully. With -rounds, "rounds
+// sent" is logged once the last round is out.
+//
+// -journal FILE appends a JSON line to FILE for every message the instance
+// publishes and consumes (internal/journal), for scripts/e2e.sh and tests
+// that account for every message across processes.
 //
 //	go run ./examples/singularity -url postgres://localhost/quantumflow -instance s1 -rounds 10
 package main
@@ -26,7 +31,10 @@ import (
 	"os"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
+
 	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/internal/journal"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
 	"github.com/quantumflow/quantumflow/topology"
@@ -59,6 +67,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	interval := fs.Duration("interval", 2*time.Second, "time between rounds of work")
 	rounds := fs.Int("rounds", 0, "rounds of work to send, then only handle messages (0: no limit)")
 	verbose := fs.Bool("v", false, "log every message handled")
+	journalPath := fs.String("journal", "", "append every message published and consumed to this file, as JSON lines (for scripts/e2e.sh and tests)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err}
 	}
@@ -83,8 +92,18 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	defer backend.Close()
 
+	rc := router.Config{Service: cfg, Backend: backend, Logger: logger}
+	if *journalPath != "" {
+		j, err := journal.Open(*journalPath, cfg.Name, cfg.InstanceID)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		rc.Middlewares, rc.WrapPublisher = []message.HandlerMiddleware{j.Middleware}, j.WrapPublisher
+	}
 	s := &handlers.Singularity{Instance: cfg.InstanceID, Logger: logger}
-	r, err := router.New(router.Config{Service: cfg, Backend: backend, Handlers: s.Handlers(), Logger: logger})
+	rc.Handlers = s.Handlers()
+	r, err := router.New(rc)
 	if err != nil {
 		return err
 	}
@@ -107,6 +126,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	for n := 0; (*rounds == 0 || n < *rounds) && ctx.Err() == nil; n++ {
 		if _, err := s.Send(ctx, handlers.PlanRound(cfg.InstanceID, n)); err != nil && ctx.Err() == nil {
 			logger.Error("sending a round failed", "round", n, "error", err)
+		}
+		if n == *rounds-1 {
+			logger.Info("rounds sent", "rounds", *rounds)
 		}
 		select {
 		case <-ctx.Done():
