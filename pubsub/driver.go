@@ -57,7 +57,9 @@ type Driver interface {
 	ReceiveBatch(ctx context.Context, queue string, max int) ([]*Received, error)
 
 	// Settle carries out settlements of messages this driver received.
-	// It must not keep ss after it returns (the engine reuses it).
+	// It must not keep ss after it returns (the engine reuses it), and it
+	// should not wait for I/O it can batch: the engine calls it from a
+	// subscription's goroutine, which delivers nothing meanwhile.
 	// It may return before the work is durable (the PostgreSQL backend
 	// commits acks asynchronously by default), but what it accepted must
 	// not be lost while the driver is open, and Close must finish it. A
@@ -67,7 +69,10 @@ type Driver interface {
 
 	// GiveBack returns received messages that never reached a consumer to
 	// their queue, ready at once and in their order, with their delivery
-	// undone: the attempt ReceiveBatch counted is not counted.
+	// undone: the attempt ReceiveBatch counted is not counted. An error
+	// means they come back only when their leases expire (their attempt
+	// then counted); a driver that retries the give-back itself returns
+	// nil.
 	GiveBack(ctx context.Context, queue string, ms []*Received) error
 
 	// Capabilities returns what the driver, as configured, can do.
@@ -109,6 +114,14 @@ type Tuning struct {
 	// run at once (at least 1): more keep fast subscriptions fed while a
 	// receive is on its way.
 	ReceivesInFlight int
+	// ReceiveInOrder makes the engine start a queue's next ReceiveBatch
+	// only once the one before holds its messages: it called Holding with
+	// its context, or returned. The engine hands out receives' messages in
+	// the order it started them; a driver whose concurrent receives could
+	// take messages in another order (PostgreSQL: the later call may reach
+	// the claim first) sets it, and a receive that waits on an empty queue
+	// then holds up no other.
+	ReceiveInOrder bool
 	// PrefetchHold is how long a received message may wait in the buffer
 	// for a subscription before the engine gives it back, so that a
 	// backend whose consumers are slow does not hoard messages other
@@ -130,8 +143,9 @@ type Received struct {
 	Attempt int
 	// FirstFailureAt is when the message first failed; zero if never.
 	FirstFailureAt time.Time
-	// Seq orders messages of equal priority, oldest first; drivers that
-	// return one batch in order may leave it zero.
+	// Seq orders messages of equal priority, oldest first; messages with
+	// equal Seq keep the order ReceiveBatch returned them in, so drivers
+	// that return one batch in order may leave it zero.
 	Seq int64
 	// AckID is the driver's own handle on the delivery.
 	AckID any
@@ -230,4 +244,16 @@ func (c ErrorCode) sentinel() error {
 		return ErrInvalidArgument
 	}
 	return nil
+}
+
+type holdingKey struct{}
+
+// Holding tells the engine that the ReceiveBatch running with ctx holds
+// its messages, so that with Tuning.ReceiveInOrder the next receive of its
+// queue may start. Calling it more than once, or with another context,
+// does nothing.
+func Holding(ctx context.Context) {
+	if f, ok := ctx.Value(holdingKey{}).(func()); ok {
+		f()
+	}
 }

@@ -39,6 +39,7 @@ type receiver struct {
 	// Receives in flight and finished.
 	receives   sync.WaitGroup
 	inflight   int                           // receives running or not yet taken
+	unheld     int                           // receives running that do not hold their messages yet
 	incoming   int                           // messages they asked for
 	cancels    map[uint64]context.CancelFunc // of the receives running
 	nextTicket uint64
@@ -171,10 +172,21 @@ func (r *receiver) run() {
 }
 
 func (r *receiver) startReceive(ctx context.Context, need int, ticket uint64) {
+	var once sync.Once
+	holding := func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.unheld--
+			r.mu.Unlock()
+			r.wake()
+		})
+	}
+	ctx = context.WithValue(ctx, holdingKey{}, holding)
 	r.receives.Add(1)
 	go func() {
 		defer r.receives.Done()
 		got, err := r.e.d.ReceiveBatch(ctx, r.queue, need)
+		holding()
 		now := time.Now()
 		for _, m := range got {
 			m.receivedAt = now
@@ -258,7 +270,7 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 		// at once, and hold messages away from other processes again.)
 		r.target = 1
 	}
-	if r.pauses > 0 || r.inflight >= t.ReceivesInFlight || now.Before(r.retryAt) {
+	if r.pauses > 0 || r.inflight >= t.ReceivesInFlight || t.ReceiveInOrder && r.unheld > 0 || now.Before(r.retryAt) {
 		return stale, 0, 0, nil
 	}
 	waiting, avail := len(r.waiters), len(r.buf)+r.incoming
@@ -273,6 +285,7 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 		return stale, 0, 0, nil
 	}
 	r.inflight++
+	r.unheld++
 	r.incoming += need
 	ticket = r.nextTicket
 	r.nextTicket++

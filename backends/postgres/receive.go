@@ -154,7 +154,7 @@ func (d *Driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pu
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			got, err := d.claim(qs, queue, max)
+			got, err := d.claim(ctx, qs, queue, max)
 			if err != nil || len(got) > 0 {
 				return got, err
 			}
@@ -214,7 +214,10 @@ var claimSeq atomic.Uint64
 // the settlements waiting to ride along (with sync_acks), the claim
 // settings, the claim, COMMIT. It runs to the end whatever the caller's
 // context: what it claimed is returned.
-func (d *Driver) claim(qs *queueState, queue string, n int) ([]*pubsub.Received, error) {
+//
+// Once it holds its rows it tells the engine (pubsub.Holding with
+// holdCtx), which may then start the next claim of the queue.
+func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n int) ([]*pubsub.Received, error) {
 	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
 	ctx, cancel := context.WithTimeout(d.workCtx, claimTimeout)
 	defer cancel()
@@ -248,7 +251,10 @@ func (d *Driver) claim(qs *queueState, queue string, n int) ([]*pubsub.Received,
 		got, err = d.scanClaimed(br, queue, n, owner)
 	}
 	if err == nil {
-		unlock()           // the rows are locked: the next claim may start
+		unlock() // the rows are locked: the next claim may start
+		if len(got) > 0 {
+			pubsub.Holding(holdCtx)
+		}
 		_, err = br.Exec() // COMMIT
 	}
 	if cerr := br.Close(); err == nil {
