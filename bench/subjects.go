@@ -75,12 +75,20 @@ var subjectDefs = []*subjectDef{
 		},
 	},
 	{
-		SubjectInfo: SubjectInfo{SubjectPostgres, KindBackend, "QuantumFlow PostgreSQL backend (postgres://), default settings", durPostgresBackend},
+		SubjectInfo: SubjectInfo{SubjectPostgres, KindBackend, "QuantumFlow PostgreSQL backend (postgres://) with sync_acks=false: acks committed asynchronously", durPostgresBackend},
 		needs:       "postgres",
-		openURL:     func(ctx context.Context, e *env) (string, error) { return e.database(ctx, SubjectPostgres) },
+		openURL: func(ctx context.Context, e *env) (string, error) {
+			u, err := e.database(ctx, SubjectPostgres)
+			if err != nil {
+				return "", err
+			}
+			// Acks committed asynchronously; postgres_sync_acks (the
+			// backend's default) is the other setting.
+			return withQuery(u, "sync_acks", "false")
+		},
 	},
 	{
-		SubjectInfo: SubjectInfo{SubjectPostgresSync, KindBackend, "QuantumFlow PostgreSQL backend with sync_acks=true (equal durability to the raw pgx loop)", durPostgresSync},
+		SubjectInfo: SubjectInfo{SubjectPostgresSync, KindBackend, "QuantumFlow PostgreSQL backend with its default sync_acks=true (equal durability to the raw pgx loop)", durPostgresSync},
 		needs:       "postgres",
 		openURL: func(ctx context.Context, e *env) (string, error) {
 			u, err := e.database(ctx, SubjectPostgresSync)

@@ -96,6 +96,7 @@ func parseConfig(u *url.URL) (config, *url.URL, error) {
 		notifyDebounce: 2 * time.Millisecond,
 		ackDelay:       5 * time.Millisecond,
 		maxConns:       20,
+		syncAcks:       true,
 	}
 	q := u.Query()
 	bad := func(name, value, want string) error {
