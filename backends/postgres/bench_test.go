@@ -57,7 +57,7 @@ func preload(b *testing.B, be *pubsub.Backend, queue string, n int) {
 }
 
 // BenchmarkConsume: N subscriptions, no-op handler, ack, from a preloaded
-// queue; with the default asynchronous acks, with sync_acks (equal
+// queue; with asynchronous acks, with the default sync_acks (equal
 // durability to the raw loop's commits), and with claims of at most 100
 // messages, as the raw loop's.
 func BenchmarkConsume(b *testing.B) {
@@ -65,9 +65,9 @@ func BenchmarkConsume(b *testing.B) {
 		name   string
 		params []string
 	}{
-		{"acks=async", nil},
-		{"acks=sync", []string{"sync_acks", "true"}},
-		{"acks=async/batch=100", []string{"batch", "100"}}, // the raw loop's claim size
+		{"acks=async", []string{"sync_acks", "false"}},
+		{"acks=sync", nil},
+		{"acks=async/batch=100", []string{"sync_acks", "false", "batch", "100"}}, // the raw loop's claim size
 	} {
 		for _, workers := range []int{1, 4} {
 			b.Run(fmt.Sprintf("%s/workers=%d", c.name, workers), func(b *testing.B) {
