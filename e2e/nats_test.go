@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // natsConfig is the node configuration users run (deploy/nats).
@@ -191,7 +195,42 @@ func (c *natsCluster) state() (ready bool, status string) {
 			return false, fmt.Sprintf("meta leader %s does not see %s current", leader, n.name)
 		}
 	}
+	if len(running) == len(c.nodes) {
+		// Current and online in /jsz is not yet placeable: the meta leader
+		// places a stream only on peers whose statistics it has received,
+		// which come later (embedded.Cluster's readiness check misses it
+		// by up to a few hundred ms). Placing one says it for sure.
+		if err := c.placeStream(running); err != nil {
+			return false, fmt.Sprintf("a stream with %d replicas cannot be placed yet: %v", len(running), err)
+		}
+	}
 	return true, fmt.Sprintf("%d nodes, meta leader %s", len(running), leader)
+}
+
+// placeStream creates and deletes a stream with a replica on every node.
+func (c *natsCluster) placeStream(nodes []*natsNode) error {
+	var urls []string
+	for _, n := range nodes {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", n.client))
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name("e2e readiness probe"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	const probe = "E2E_PLACEMENT_PROBE"
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: probe, Subjects: []string{"e2e.placement.probe"}, Replicas: len(nodes), Storage: jetstream.MemoryStorage,
+	}); err != nil {
+		return err
+	}
+	return js.DeleteStream(ctx, probe)
 }
 
 func (c *natsCluster) waitReady() {
