@@ -11,11 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/monitoring/httpapi"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
+	"github.com/quantumflow/quantumflow/telemetry"
+	"github.com/quantumflow/quantumflow/topology"
 )
 
 // chromiumPath finds Debian's Chromium (scripts/ensure-deps.sh installs
@@ -53,8 +57,10 @@ func artifactDir(t *testing.T) string {
 
 // TestDashboardRetriesADeadLetter drives the dashboard in a real headless
 // Chromium: it lists the dead letters with their errors and the degraded
-// state, refuses a retry without the token and with a wrong one, then
-// retries one with the token; the message is back on its queue.
+// state, the running router's instance in the Instances panel and the
+// instance queues of consensus_results_queue under it, refuses a retry
+// without the token and with a wrong one, then retries one with the
+// token; the message is back on its queue.
 func TestDashboardRetriesADeadLetter(t *testing.T) {
 	t.Parallel()
 	browser := chromiumPath(t)
@@ -64,6 +70,10 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 	deadLetter(t, b.backend, "guardian_safety_profiles_queue", `{"profile":"strict"}`)
 	publish(t, b.backend, "proposals_for_consensus_queue", `{"proposal":"p-43"}`, `{"proposal":"p-44"}`)
 	id := ids[0]
+	// A Singularity router consumes its results (an instance queue of its
+	// own); results for singularity-2, which is not running, wait in its.
+	runSingularity(t, b.backend, "singularity-1")
+	publishTo(t, b.backend, "consensus_results_queue", "singularity-2", `{"result":1}`, `{"result":2}`)
 	row := `#dead-letters tr[data-id="` + id + `"]`
 
 	bctx := newBrowser(t, browser)
@@ -104,6 +114,33 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 	require.Contains(t, text(`#alert`), "2 dead letters exceed the alert threshold of 1")
 	require.Contains(t, text(row+` td.error`), `handler exploded: {"proposal":"p-42"`)
 	require.Equal(t, "2", text(`#queues tr[data-queue="proposals_for_consensus_queue"] td.pending`))
+
+	// The Instances panel shows the router, live, with its consumer.
+	inst := `#instances tr[data-instance="singularity/singularity-1"]`
+	require.NoError(t, chromedp.Do(bctx, chromedp.WaitVisible(css(inst))))
+	require.Equal(t, "singularity-1", text(inst+` td.id`))
+	require.Equal(t, "live", text(inst+` td.state`))
+	require.Contains(t, text(inst), "consensus_results_queue ×2")
+	require.Contains(t, text(`#instances-count`), "1 live")
+
+	// consensus_results_queue is a group: the totals, and a row per
+	// instance queue once expanded.
+	group := `#queues tr[data-queue="consensus_results_queue"]`
+	s2 := `#queues tr[data-queue="consensus_results_queue@singularity-2"]`
+	require.Equal(t, "2", text(group+` td.pending`), "singularity-2's two results")
+	require.Equal(t, "1", text(group+` td.dead`))
+	require.Equal(t, "▸ 2 instances", text(group+` button.toggle`))
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.WaitNotVisible(css(s2)),
+		chromedp.Click(css(group+` button.toggle`)),
+		chromedp.WaitVisible(css(s2)),
+		chromedp.WaitVisible(css(`#queues tr[data-queue="consensus_results_queue@singularity-1"]`)),
+	))
+	require.Equal(t, "2", text(s2+` td.pending`))
+	require.Contains(t, text(s2+` td.name`), "singularity-2")
+	expanded, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(art, "dashboard-instances.png"), expanded, 0o644))
 
 	// Without a token the dashboard does not even ask.
 	require.NoError(t, chromedp.Do(bctx,
@@ -152,6 +189,34 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 	hidden, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`document.querySelector("#alert").hidden`))
 	require.NoError(t, err)
 	require.True(t, hidden, "1 dead letter is not above the threshold of 1: no longer degraded")
+}
+
+// runSingularity runs a Singularity router with instance id id that
+// consumes consensus_results_queue (acking every result) until the test
+// ends, and returns once it runs: it is then in the instance registry.
+func runSingularity(t *testing.T, b *pubsub.Backend, id string) {
+	t.Helper()
+	cfg, ok := topology.Default(topology.Singularity)
+	require.True(t, ok)
+	cfg.InstanceID = id
+	r, err := router.New(router.Config{
+		Service: cfg, Backend: b, Telemetry: telemetry.NewBus(), Version: "test",
+		Queues:   []string{topology.ConsensusQueue},
+		Handlers: map[string]router.Handler{topology.HandleConsensusResult: func(*message.Message) error { return nil }},
+	})
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		require.NoError(t, <-done)
+	})
+	select {
+	case <-r.Running():
+	case err := <-done:
+		t.Fatalf("router did not start: %v", err)
+	}
 }
 
 // newBrowser starts a headless Chromium for the test and returns its

@@ -7,16 +7,42 @@
 //	GET  /healthz                      alive
 //	GET  /readyz                       backend reachable and storage initialised
 //	GET  /api/queues                   every queue with stats, rates, and the DLQ alert state
-//	GET  /api/queues/{queue}           one queue
+//	GET  /api/queues/{queue}           one queue, or one instance queue QUEUE@INSTANCE
 //	GET  /api/queues/{queue}/pending   pending messages (?limit=N, default 100)
-//	GET  /api/dlq                      dead letters (?queue=Q&limit=N)
+//	GET  /api/instances                the instance registry, each instance with its state
+//	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&limit=N)
 //	POST /api/dlq/retry                move dead letters back to their queue
 //	POST /api/dlq/purge                delete dead letters
 //	GET  /                             the web dashboard (embedded HTML and JS)
 //
-// POST bodies are JSON selecting what to act on: {"queue": "Q"} for one
-// queue's dead letters, {"ids": ["..."]} for some, {"all": true} for
-// every one; at least one of them, so an empty body changes nothing.
+// A path asked with another method answers 405 with an Allow header; an
+// unknown path under /api/ answers 404; a query parameter the endpoint does
+// not read, one given twice or a query string that does not parse (a ';',
+// a bad escape) answers 400 rather than being dropped; all with a JSON
+// error.
+//
+// # Instance queues
+//
+// Addressed and broadcast queues keep each instance's messages in an
+// instance queue, QUEUE@INSTANCE. /api/queues shows each such queue once,
+// with the totals of its instance queues and each instance queue's figures
+// under "instances"; /api/queues/QUEUE does the same for one queue, and
+// /api/queues/QUEUE@INSTANCE (and its /pending) shows one instance queue.
+// Messages and dead letters of an instance queue name their queue in
+// "queue" and the instance in "instance", as the CLI's --json output does.
+// /api/instances lists the instance registry with each instance's state:
+// live (a heartbeat within Options.InstanceStaleAfter), stale or gone (none
+// within Options.InstanceTTL), by the rules of `quantumflow instances`.
+//
+// # Mutations
+//
+// POST bodies are one JSON document selecting what to act on: {"queue":
+// "Q"} for the dead letters of a queue and its instance queues ({"queue":
+// "Q@I"} for one instance queue's), {"instance": "I"} for one instance's,
+// {"ids": ["..."]} for some, {"all": true} for every one; at least one of
+// them, so an empty body changes nothing. A body with anything after its
+// document (a second one included) is refused with 400, and one over
+// MaxBodyBytes (1 MiB) with 413, before anything changes.
 //
 // Every mutating endpoint requires "Authorization: Bearer TOKEN" with the
 // configured admin token (QUANTUM_FLOW_ADMIN_TOKEN), compared in constant
@@ -58,7 +84,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -67,12 +92,12 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
 )
 
 // DefaultDLQAlertThreshold is the seed's production alert: more than 100
@@ -96,6 +121,13 @@ type Options struct {
 	// DLQAlertThreshold is the number of dead letters (all queues) above
 	// which the backend is reported degraded. Defaults to 100.
 	DLQAlertThreshold int
+	// InstanceStaleAfter is how long an instance may go without a
+	// heartbeat and still be live. Defaults to DefaultInstanceStaleAfter
+	// (three of a router's heartbeats).
+	InstanceStaleAfter time.Duration
+	// InstanceTTL is how long an instance may go without a heartbeat
+	// before it is gone. Defaults to router.DefaultInstanceTTL (24h).
+	InstanceTTL time.Duration
 	// RequestTimeout bounds each backend call. Defaults to 10s.
 	RequestTimeout time.Duration
 	// Logger logs mutations and refused requests (never the token). Nil
@@ -105,9 +137,6 @@ type Options struct {
 
 //go:embed static
 var staticFS embed.FS
-
-// maxBody caps request bodies: selections are small.
-const maxBody = 1 << 20
 
 type api struct {
 	opts     Options
@@ -136,6 +165,12 @@ func New(opts Options) http.Handler {
 	if opts.DLQAlertThreshold <= 0 {
 		opts.DLQAlertThreshold = DefaultDLQAlertThreshold
 	}
+	if opts.InstanceStaleAfter <= 0 {
+		opts.InstanceStaleAfter = DefaultInstanceStaleAfter
+	}
+	if opts.InstanceTTL <= 0 {
+		opts.InstanceTTL = router.DefaultInstanceTTL
+	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
@@ -145,31 +180,25 @@ func New(opts Options) http.Handler {
 	}
 	a.tokenSum = sha256.Sum256([]byte(opts.AdminToken))
 
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}}))
-	mux.HandleFunc("GET /healthz", a.healthz)
-	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.HandleFunc("GET /api/queues", a.backendOr503(a.listQueues))
-	mux.HandleFunc("GET /api/queues/{queue}", a.backendOr503(a.getQueue))
-	mux.HandleFunc("GET /api/queues/{queue}/pending", a.backendOr503(a.listPending))
-	mux.HandleFunc("GET /api/dlq", a.backendOr503(a.listDLQ))
-	mux.HandleFunc("POST /api/dlq/retry", a.admin(a.backendOr503(a.retryDLQ)))
-	mux.HandleFunc("POST /api/dlq/purge", a.admin(a.backendOr503(a.purgeDLQ)))
-	for _, p := range []string{"/api/dlq/retry", "/api/dlq/purge"} {
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Allow", http.MethodPost)
-			writeError(w, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": use POST")
-		})
-	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
+	rs := newRoutes()
+	rs.handle("GET", "/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}}))
+	rs.handle("GET", "/healthz", http.HandlerFunc(a.healthz))
+	rs.handle("GET", "/readyz", http.HandlerFunc(a.readyz))
+	rs.handle("GET", "/api/queues", knownParams(a.backendOr503(a.listQueues)))
+	rs.handle("GET", "/api/queues/{queue}", knownParams(a.backendOr503(a.getQueue)))
+	rs.handle("GET", "/api/queues/{queue}/pending", knownParams(a.backendOr503(a.listPending), "limit"))
+	rs.handle("GET", "/api/instances", knownParams(a.backendOr503(a.listInstances)))
+	rs.handle("GET", "/api/dlq", knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "limit"))
+	rs.handle("POST", "/api/dlq/retry", a.admin(knownParams(a.backendOr503(a.retryDLQ))))
+	rs.handle("POST", "/api/dlq/purge", a.admin(knownParams(a.backendOr503(a.purgeDLQ))))
 
 	static, _ := fs.Sub(staticFS, "static")
-	files := http.FileServerFS(static)
-	mux.Handle("GET /static/", http.StripPrefix("/static/", files))
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	rs.handle("GET", "/static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	rs.handle("GET", "/{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, static, "index.html")
+	}))
+	mux := rs.handler("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mountPoint(securityHeaders(mux))
 }
@@ -298,288 +327,6 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "backend": a.opts.Backend.String()})
-}
-
-// QueueView is a queue as the API shows it.
-type QueueView struct {
-	Name             string           `json:"name"`
-	Priority         pubsub.Priority  `json:"priority"`
-	MaxRetries       int              `json:"max_retries"`
-	RetryDelayMS     int64            `json:"retry_delay_ms"`
-	Pending          int64            `json:"pending"`
-	InFlight         int64            `json:"in_flight"`
-	Scheduled        int64            `json:"scheduled"`
-	DeadLetters      int64            `json:"dead_letters"`
-	OldestPendingAge float64          `json:"oldest_pending_age_seconds"`
-	Counters         map[string]int64 `json:"counters,omitempty"`
-	// Rates are per-second changes over the last minute of observations:
-	// "pending" (the depth's trend) and each counter the backend keeps.
-	// Absent until two observations a second apart exist.
-	Rates map[string]float64 `json:"rates,omitempty"`
-}
-
-// Overview is the answer of GET /api/queues.
-type Overview struct {
-	Backend      string      `json:"backend"`
-	Capabilities string      `json:"capabilities"`
-	Queues       []QueueView `json:"queues"`
-	DeadLetters  int64       `json:"dead_letters"`
-	Threshold    int         `json:"dlq_alert_threshold"`
-	Degraded     bool        `json:"degraded"`
-	AdminEnabled bool        `json:"admin_enabled"`
-	At           time.Time   `json:"at"`
-}
-
-func (a *api) overview(ctx context.Context) (Overview, error) {
-	b := a.opts.Backend
-	infos, err := b.ListQueues(ctx)
-	if err != nil {
-		return Overview{}, err
-	}
-	ov := Overview{
-		Backend: b.String(), Capabilities: b.Capabilities().String(),
-		Threshold: a.opts.DLQAlertThreshold, AdminEnabled: a.opts.AdminToken != "",
-		Queues: make([]QueueView, 0, len(infos)), At: time.Now().UTC(),
-	}
-	for _, info := range infos {
-		st, err := b.Stats(ctx, info.Name)
-		if errors.Is(err, pubsub.ErrQueueNotFound) {
-			continue
-		}
-		if err != nil {
-			return Overview{}, err
-		}
-		v := a.view(info, st)
-		ov.Queues = append(ov.Queues, v)
-		ov.DeadLetters += v.DeadLetters
-	}
-	ov.Degraded = ov.DeadLetters > int64(ov.Threshold)
-	return ov, nil
-}
-
-func (a *api) view(info pubsub.QueueInfo, st pubsub.QueueStats) QueueView {
-	return QueueView{
-		Name: info.Name, Priority: info.Priority, MaxRetries: info.MaxRetries,
-		RetryDelayMS: info.RetryDelay.Milliseconds(),
-		Pending:      st.Pending, InFlight: st.InFlight, Scheduled: st.Scheduled,
-		DeadLetters: st.DeadLetters, OldestPendingAge: st.OldestPendingAge.Seconds(),
-		Counters: st.Counters, Rates: a.observe(info.Name, st),
-	}
-}
-
-// observe records st and returns rates against the oldest observation in
-// the window. Observations come from whoever asks (dashboards refreshing),
-// at most one a second is kept.
-func (a *api) observe(queue string, st pubsub.QueueStats) map[string]float64 {
-	now := time.Now()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	ss := a.samples[queue]
-	for len(ss) > 0 && now.Sub(ss[0].at) > rateWindow {
-		ss = ss[1:]
-	}
-	if len(ss) == 0 || now.Sub(ss[len(ss)-1].at) >= time.Second {
-		counters := make(map[string]int64, len(st.Counters))
-		for k, v := range st.Counters {
-			counters[k] = v
-		}
-		ss = append(ss, sample{at: now, pending: st.Pending, counters: counters})
-	}
-	a.samples[queue] = ss
-	first := ss[0]
-	dt := now.Sub(first.at).Seconds()
-	if dt < 1 {
-		return nil
-	}
-	rates := map[string]float64{"pending": round2(float64(st.Pending-first.pending) / dt)}
-	for k, v := range st.Counters {
-		if old, ok := first.counters[k]; ok && v >= old {
-			rates[k] = round2(float64(v-old) / dt)
-		}
-	}
-	return rates
-}
-
-func round2(f float64) float64 { return float64(int64(f*100+0.5*sign(f))) / 100 }
-
-func sign(f float64) float64 {
-	if f < 0 {
-		return -1
-	}
-	return 1
-}
-
-func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	ov, err := a.overview(ctx)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ov)
-}
-
-func (a *api) getQueue(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	queue := r.PathValue("queue")
-	st, err := a.opts.Backend.Stats(ctx, queue)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	info := pubsub.QueueInfo{Name: queue}
-	if infos, err := a.opts.Backend.ListQueues(ctx); err == nil {
-		for _, i := range infos {
-			if i.Name == queue {
-				info = i
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, a.view(info, st))
-}
-
-// MessageView is a pending message or dead letter as the API shows it.
-// Payload is the payload itself when it is JSON, a string when it is
-// other UTF-8 text; PayloadBase64 holds binary payloads.
-type MessageView struct {
-	ID             string            `json:"id"`
-	Queue          string            `json:"queue"`
-	Payload        json.RawMessage   `json:"payload,omitempty"`
-	PayloadBase64  []byte            `json:"payload_base64,omitempty"`
-	Metadata       map[string]string `json:"metadata,omitempty"`
-	Attempts       int               `json:"attempts"`
-	Priority       *pubsub.Priority  `json:"priority,omitempty"`
-	CreatedAt      time.Time         `json:"created_at,omitzero"`
-	AvailableAt    time.Time         `json:"available_at,omitzero"`
-	Error          string            `json:"error,omitempty"`
-	Handler        string            `json:"handler,omitempty"`
-	Service        string            `json:"service,omitempty"`
-	FirstFailureAt time.Time         `json:"first_failure_at,omitzero"`
-	LastFailureAt  time.Time         `json:"last_failure_at,omitzero"`
-}
-
-func setPayload(v *MessageView, p []byte) {
-	switch {
-	case len(p) == 0:
-	case json.Valid(p):
-		v.Payload = json.RawMessage(p)
-	case utf8.Valid(p):
-		s, _ := json.Marshal(string(p))
-		v.Payload = s
-	default:
-		v.PayloadBase64 = p
-	}
-}
-
-func (a *api) listPending(w http.ResponseWriter, r *http.Request) {
-	limit, ok := limitParam(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	queue := r.PathValue("queue")
-	msgs, err := a.opts.Backend.ListPending(ctx, queue, limit)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	out := make([]MessageView, 0, len(msgs))
-	for _, m := range msgs {
-		prio := m.Priority
-		v := MessageView{ID: m.ID, Queue: m.Queue, Metadata: m.Metadata, Attempts: m.Attempts,
-			Priority: &prio, CreatedAt: m.CreatedAt, AvailableAt: m.AvailableAt}
-		setPayload(&v, m.Payload)
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"queue": queue, "messages": out})
-}
-
-func (a *api) listDLQ(w http.ResponseWriter, r *http.Request) {
-	limit, ok := limitParam(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	q := pubsub.DeadLetterQuery{Queue: r.URL.Query().Get("queue"), Limit: limit}
-	dls, err := a.opts.Backend.ListDeadLetters(ctx, q)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	out := make([]MessageView, 0, len(dls))
-	for _, d := range dls {
-		v := MessageView{ID: d.ID, Queue: d.Queue, Metadata: d.Metadata, Attempts: d.Attempts,
-			CreatedAt: d.CreatedAt, Error: d.Error, Handler: d.Handler, Service: d.Service,
-			FirstFailureAt: d.FirstFailureAt, LastFailureAt: d.LastFailureAt}
-		setPayload(&v, d.Payload)
-		out = append(out, v)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": out})
-}
-
-// Selection is the body of POST /api/dlq/retry and /api/dlq/purge.
-type Selection struct {
-	// Queue selects the dead letters of one original queue.
-	Queue string `json:"queue,omitempty"`
-	// IDs selects dead letters by message id.
-	IDs []string `json:"ids,omitempty"`
-	// All selects every dead letter; it must be said explicitly.
-	All bool `json:"all,omitempty"`
-}
-
-func (a *api) selection(w http.ResponseWriter, r *http.Request) (pubsub.DeadLetterQuery, bool) {
-	var sel Selection
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&sel); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, "body: "+err.Error()+` (want {"queue": "Q"}, {"ids": [...]} or {"all": true})`)
-		return pubsub.DeadLetterQuery{}, false
-	}
-	if sel.Queue == "" && len(sel.IDs) == 0 && !sel.All {
-		writeError(w, http.StatusBadRequest, `select dead letters: {"queue": "Q"}, {"ids": [...]} or {"all": true}`)
-		return pubsub.DeadLetterQuery{}, false
-	}
-	if sel.All && (sel.Queue != "" || len(sel.IDs) > 0) {
-		writeError(w, http.StatusBadRequest, `"all" cannot be combined with "queue" or "ids"`)
-		return pubsub.DeadLetterQuery{}, false
-	}
-	return pubsub.DeadLetterQuery{Queue: sel.Queue, IDs: sel.IDs}, true
-}
-
-func (a *api) retryDLQ(w http.ResponseWriter, r *http.Request) {
-	q, ok := a.selection(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	n, err := a.opts.Backend.RetryDeadLetters(ctx, q)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	a.log.Info("dead letters retried", "count", n, "queue", q.Queue, "ids", len(q.IDs), "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]int{"retried": n})
-}
-
-func (a *api) purgeDLQ(w http.ResponseWriter, r *http.Request) {
-	q, ok := a.selection(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := a.ctx(r)
-	defer cancel()
-	n, err := a.opts.Backend.PurgeDeadLetters(ctx, q)
-	if err != nil {
-		a.backendError(w, err)
-		return
-	}
-	a.log.Info("dead letters purged", "count", n, "queue", q.Queue, "ids", len(q.IDs), "remote", r.RemoteAddr)
-	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
 }
 
 func limitParam(w http.ResponseWriter, r *http.Request) (int, bool) {

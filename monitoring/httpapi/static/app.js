@@ -1,14 +1,19 @@
-// QuantumFlow dashboard: polls the JSON API and renders queues and dead
-// letters. Everything untrusted (payloads, errors, ids) goes into the page
+// QuantumFlow dashboard: polls the JSON API and renders queues (instance
+// queues grouped under theirs), the instance registry and dead letters. Everything untrusted (payloads, errors, ids) goes into the page
 // through textContent, never as HTML.
 "use strict";
 
 (function () {
   const REFRESH_MS = 5000;
   const TOKEN_KEY = "quantumflow.adminToken";
+  const EXPANDED_KEY = "quantumflow.expandedQueues";
   const $ = (sel) => document.querySelector(sel);
   let timer = null;
   let adminEnabled = false;
+  // The queue groups whose instance rows are shown, kept for the tab.
+  const expanded = new Set((() => {
+    try { return JSON.parse(sessionStorage.getItem(EXPANDED_KEY) || "[]"); } catch (_) { return []; }
+  })());
 
   function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
@@ -55,8 +60,8 @@
     rows.forEach((tr, i) => { if (tbody.children[i] !== tr) tbody.insertBefore(tr, tbody.children[i] || null); });
   }
 
-  function age(seconds) {
-    if (!seconds) return "–";
+  function age(seconds, zero) {
+    if (!seconds) return zero || "–";
     const s = Math.round(seconds);
     if (s < 60) return s + "s";
     if (s < 3600) return Math.floor(s / 60) + "m " + (s % 60) + "s";
@@ -129,22 +134,99 @@
       ? "admin operations disabled on the server (no QUANTUM_FLOW_ADMIN_TOKEN)"
       : (token() ? "token set for this tab" : "no token: retry and purge will be refused");
 
-    reconcile($("#queues tbody"), ov.queues, (q) => q.name, "data-queue", (q) => [
-      { text: q.name },
-      { text: q.priority > 0 ? "high (" + q.priority + ")" : "normal" },
-      { class: "num pending", text: String(q.pending) },
-      { class: "num", text: String(q.in_flight) },
-      { class: "num", text: String(q.scheduled) },
-      { class: "num dead", text: String(q.dead_letters) },
-      { class: "num", text: age(q.oldest_pending_age_seconds) },
-      { class: "rate", text: rateText(q.rates) },
-    ], (tr, q) => tr.classList.toggle("has-dead", q.dead_letters > 0));
+    // A queue with instance queues is a group: its row shows the totals
+    // and a toggle; its instances' rows follow it, shown while expanded.
+    const rows = [];
+    for (const q of ov.queues) {
+      rows.push({ q, key: q.name, group: q.instances ? q.instances.length : 0, count: (q.instances || []).filter((i) => i.instance).length });
+      for (const i of q.instances || []) rows.push({ q: i, key: i.instance ? q.name + "@" + i.instance : q.name + "@", parent: q.name });
+    }
+    reconcile($("#queues tbody"), rows, (r) => r.key, "data-queue", (r) => [
+      { class: "name", build: (td) => td.append(
+        el("button", { type: "button", class: "toggle", hidden: true, onclick: () => toggleGroup(td.parentElement.getAttribute("data-queue")) }),
+        el("span", { class: "qname" })) },
+      { text: r.q.priority > 0 ? "high (" + r.q.priority + ")" : "normal" },
+      { class: "num pending", text: String(r.q.pending) },
+      { class: "num", text: String(r.q.in_flight) },
+      { class: "num", text: String(r.q.scheduled) },
+      { class: "num dead", text: String(r.q.dead_letters) },
+      { class: "num", text: age(r.q.oldest_pending_age_seconds) },
+      { class: "rate", text: rateText(r.q.rates) },
+    ], (tr, r) => {
+      tr.classList.toggle("has-dead", r.q.dead_letters > 0);
+      const name = tr.querySelector(".qname");
+      const toggle = tr.querySelector(".toggle");
+      if (r.parent !== undefined) {
+        tr.classList.add("instance-row");
+        tr.setAttribute("data-parent", r.parent);
+        tr.hidden = !expanded.has(r.parent);
+        const text = "@ " + (r.q.instance || "(no instance)");
+        if (name.textContent !== text) name.textContent = text;
+        return;
+      }
+      if (name.textContent !== r.q.name) name.textContent = r.q.name;
+      toggle.hidden = r.group === 0;
+      tr.classList.toggle("group", r.group > 0);
+      const open = expanded.has(r.key);
+      const label = (open ? "▾ " : "▸ ") + r.count + " instance" + (r.count === 1 ? "" : "s");
+      if (toggle.textContent !== label) toggle.textContent = label;
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    });
 
+    // A queue selects its instance queues' dead letters too; each
+    // instance queue can be chosen alone.
     const sel = $("#dlq-queue");
     const current = sel.value;
-    const names = ov.queues.map((q) => q.name);
-    sel.replaceChildren(el("option", { value: "", text: "all queues" }), ...names.map((n) => el("option", { value: n, text: n })));
+    const options = [el("option", { value: "", text: "all queues" })];
+    const names = [];
+    for (const q of ov.queues) {
+      names.push(q.name);
+      options.push(el("option", { value: q.name, text: q.instances ? q.name + " (all instances)" : q.name }));
+      for (const i of q.instances || []) {
+        if (!i.instance) continue;
+        names.push(q.name + "@" + i.instance);
+        options.push(el("option", { value: q.name + "@" + i.instance, text: "  " + q.name + "@" + i.instance }));
+      }
+    }
+    sel.replaceChildren(...options);
     sel.value = names.includes(current) ? current : "";
+  }
+
+  function toggleGroup(queue) {
+    if (expanded.has(queue)) expanded.delete(queue); else expanded.add(queue);
+    sessionStorage.setItem(EXPANDED_KEY, JSON.stringify([...expanded]));
+    for (const tr of document.querySelectorAll("#queues tr.instance-row")) {
+      tr.hidden = !expanded.has(tr.getAttribute("data-parent"));
+    }
+    const tr = document.querySelector('#queues tr[data-queue="' + CSS.escape(queue) + '"]');
+    const toggle = tr && tr.querySelector(".toggle");
+    if (toggle) {
+      const open = expanded.has(queue);
+      toggle.textContent = toggle.textContent.replace(/^[▸▾]/, open ? "▾" : "▸");
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+    }
+  }
+
+  // Instances of the registry: live ones heartbeat, stale ones stopped
+  // (or are stuck), gone ones have been silent past the TTL.
+  function renderInstances(list) {
+    const items = list ? list.instances : [];
+    $("#instances-none").hidden = list === null || items.length > 0;
+    $("#instances-unsupported").hidden = list !== null;
+    const counts = {};
+    for (const i of items) counts[i.state] = (counts[i.state] || 0) + 1;
+    $("#instances-count").textContent = list === null ? "" :
+      "(" + ["live", "stale", "gone"].filter((s) => counts[s]).map((s) => counts[s] + " " + s).join(", ") + ")";
+    reconcile($("#instances tbody"), items, (i) => i.service + "/" + i.id, "data-instance", (i) => [
+      { text: i.service },
+      { class: "id", text: i.id },
+      { class: "state", text: i.state },
+      { text: i.host || "–" },
+      { class: "num", text: String(i.pid) },
+      { text: i.version || "–" },
+      { class: "num heartbeat", text: age(i.heartbeat_age_seconds, "0s") + " ago" },
+      { text: (i.consumers || []).map((c) => c.queue + " ×" + c.workers).join(", ") || "–" },
+    ], (tr, i) => tr.setAttribute("data-state", i.state));
   }
 
   function actionButton(label, cls, onClick) {
@@ -171,6 +253,7 @@
     reconcile(tbody, list, (d) => d.id, "data-id", (d) => [
       { class: "id", text: d.id },
       { text: d.queue },
+      { class: "instance", text: d.instance || "–" },
       { class: "error", text: d.error || "" },
       { class: "num", text: String(d.attempts) },
       { text: [d.service, d.handler].filter(Boolean).join(" / ") },
@@ -180,7 +263,7 @@
         actionButton("Retry", "retry", () => mutate("retry", { ids: [d.id] })),
         " ",
         actionButton("Purge", "danger purge", (ev) => confirmThen(ev.target, () => mutate("purge", { ids: [d.id] })))) },
-    ], (tr, d) => tr.setAttribute("data-queue", d.queue));
+    ], (tr, d) => tr.setAttribute("data-queue", d.instance ? d.queue + "@" + d.instance : d.queue));
   }
 
   async function mutate(action, selection) {
@@ -203,6 +286,13 @@
       const q = $("#dlq-queue").value;
       const dl = await api("GET", "api/dlq?limit=100" + (q ? "&queue=" + encodeURIComponent(q) : ""));
       renderDeadLetters(dl.dead_letters);
+      let instances = null;
+      try {
+        instances = await api("GET", "api/instances");
+      } catch (e) {
+        if (e.status !== 501) throw e; // 501: the backend keeps no instance registry
+      }
+      renderInstances(instances);
       $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "1";
     } catch (e) {
