@@ -4,14 +4,18 @@
 //   - monitoring/metrics: Prometheus metrics. Counters and histograms count
 //     the telemetry events a service emits (attach a metrics.Metrics to its
 //     telemetry.Bus); a metrics.Poller refreshes per-queue gauges (pending,
-//     in flight, waiting for retry, dead letters, oldest pending age) from
-//     the backend's stats and raises the dead-letter alert (gauge and log).
+//     in flight, waiting for retry, dead letters, oldest pending age; an
+//     instance queue's labelled with its queue and instance_id) from the
+//     backend's stats, counts the instance registry by service and state
+//     (quantumflow_instances) and raises the dead-letter alert (gauge and
+//     log).
 //   - monitoring/tracing: OpenTelemetry traces carried in message metadata
 //     from publish to handler to reply; plugs into router.Config
 //     (Middlewares, WrapPublisher). tracing.Setup reads the OTEL_
 //     environment variables and exports nothing unless asked.
 //   - monitoring/httpapi: the http.Handler with /metrics, /healthz, /readyz,
-//     the JSON admin API and the web dashboard, which a service mounts
+//     the JSON admin API (queues with their instance queues, the instance
+//     registry, dead letters) and the web dashboard, which a service mounts
 //     under a prefix of its own mux and `quantumflow serve` runs.
 //
 // deploy/prometheus/alerts.yml and deploy/grafana/quantumflow.json use the

@@ -128,6 +128,7 @@ func TestPrometheusAlerts(t *testing.T) {
 	require.Contains(t, exprs, "QuantumFlowBackendDown")
 	require.Contains(t, exprs, "QuantumFlowRollbackTriggersDelayed")
 	require.Contains(t, exprs, "QuantumFlowHighFailureRate")
+	require.Contains(t, exprs["QuantumFlowInstanceStale"], metrics.Instances+`{state="stale"}`)
 
 	// promtool checks the PromQL and runs alerts_test.yml, which feeds
 	// series and asserts each alert fires (and the DLQ one not below 100).
@@ -221,6 +222,7 @@ func TestGrafanaDashboard(t *testing.T) {
 		metrics.QueueOldestPendingAge, metrics.DeadLetters, metrics.DeadLetterAlert, metrics.BackendUp,
 		metrics.MessagesPublished, metrics.MessagesConsumed, metrics.MessagesFailed, metrics.MessagesRetried,
 		metrics.MessagesDeadLettered, metrics.HandlerDuration, metrics.EndToEndLatency, metrics.Events,
+		metrics.Instances,
 	} {
 		require.True(t, covered[n], "no panel shows %s", n)
 	}

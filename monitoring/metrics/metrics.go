@@ -1,6 +1,7 @@
 // Package metrics exports QuantumFlow's Prometheus metrics: counters and
-// histograms fed by the telemetry events services emit, and per-queue
-// gauges that a Poller refreshes from the backend's Admin.Stats.
+// histograms fed by the telemetry events services emit, and per-queue and
+// instance gauges that a Poller refreshes from the backend's Admin.Stats
+// and instance registry.
 //
 // Every metric is named quantumflow_*; the constants below are the names,
 // and deploy/prometheus/alerts.yml and deploy/grafana/quantumflow.json use
@@ -10,6 +11,28 @@
 // consensus_approved, ...) and the generic message_* events keep working as
 // the source of truth: attach a Metrics to the service's telemetry.Bus and
 // every event becomes a sample.
+//
+// # Instance queues
+//
+// Addressed and broadcast queues keep each instance's messages in an
+// instance queue, QUEUE@INSTANCE. Its gauges (quantumflow_queue_*) carry
+// the queue's name in queue and the instance in instance_id, so that
+// rules on a queue (queue="rollback_triggers_queue") see every instance's
+// copies; sum by (queue) gives a queue's totals. The label is instance_id,
+// not instance, because Prometheus sets instance on every scraped series
+// (the scrape target) and would rename ours exported_instance. Events
+// (the counters and histograms) carry no instance label: each service
+// process counts its own, so the scrape target already tells them apart.
+//
+// The number of instance_id series is bounded: an instance queue is
+// exported while its instance is in the registry and not gone (a
+// heartbeat within PollerOptions.InstanceTTL, 24h by default) or while
+// anything is in it (pending, in flight, waiting for retry, dead letters);
+// and at most PollerOptions.MaxInstanceQueueSeries instance queues (1000
+// by default, in name order) are exported one by one, the rest summed per
+// queue under instance_id="(other)" (oldest age: their maximum), a value
+// no instance id can take. quantumflow_instances has a series per service
+// and state (live, stale, gone).
 //
 //	reg := prometheus.NewRegistry()
 //	m, err := metrics.New(metrics.Options{Registerer: reg, Backend: backend.Scheme()})
@@ -54,6 +77,9 @@ const (
 	DeadLetterAlert       = "quantumflow_dead_letters_alert"
 	BackendUp             = "quantumflow_backend_up"
 	StatsPolls            = "quantumflow_stats_polls_total"
+	// Instances counts the instance registry's instances by service and
+	// state (live, stale, gone), from the Poller.
+	Instances = "quantumflow_instances"
 )
 
 // Label names.
@@ -64,6 +90,10 @@ const (
 	LabelHandler = "handler"
 	LabelEvent   = "event"
 	LabelResult  = "result"
+	// LabelInstance is an instance queue's instance (see the package
+	// documentation for why it is not "instance").
+	LabelInstance = "instance_id"
+	LabelState    = "state"
 )
 
 // DefaultHandlerBuckets are the handler duration buckets, in seconds:
@@ -99,9 +129,9 @@ type Metrics struct {
 	events                                                            *prometheus.CounterVec
 	handlerDuration, latency                                          *prometheus.HistogramVec
 
-	pending, inFlight, scheduled, queueDead, oldestAge *prometheus.GaugeVec
-	deadTotal, threshold, alert, up                    *prometheus.GaugeVec
-	polls                                              *prometheus.CounterVec
+	queues                                     *queueGauges
+	deadTotal, threshold, alert, up, instances *prometheus.GaugeVec
+	polls                                      *prometheus.CounterVec
 
 	mu       sync.Mutex
 	attached map[*telemetry.Bus]string
@@ -120,7 +150,6 @@ func New(opts Options) (*Metrics, error) {
 		opts.LatencyBuckets = DefaultLatencyBuckets
 	}
 	msgLabels := []string{LabelQueue, LabelService, LabelBackend, LabelHandler}
-	queueLabels := []string{LabelQueue, LabelBackend}
 	counter := func(name, help string, labels []string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -143,23 +172,20 @@ func New(opts Options) (*Metrics, error) {
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: EndToEndLatency, Help: "Time from publish to the start of the successful handler attempt, in seconds.", Buckets: opts.LatencyBuckets,
 		}, msgLabels),
-		pending:   gauge(QueuePending, "Messages ready to be delivered now.", queueLabels),
-		inFlight:  gauge(QueueInFlight, "Messages delivered and not yet acked or nacked.", queueLabels),
-		scheduled: gauge(QueueScheduled, "Messages waiting for a delayed retry.", queueLabels),
-		queueDead: gauge(QueueDeadLetters, "Dead letters whose original queue is this one.", queueLabels),
-		oldestAge: gauge(QueueOldestPendingAge, "Age of the oldest pending message, in seconds (0 when none).", queueLabels),
+		queues:    newQueueGauges(opts.Backend),
 		deadTotal: gauge(DeadLetters, "Dead letters in all queues.", []string{LabelBackend}),
 		threshold: gauge(DeadLetterThreshold, "Dead letters above which the backend is reported degraded.", []string{LabelBackend}),
 		alert:     gauge(DeadLetterAlert, "1 while dead letters exceed the alert threshold, else 0.", []string{LabelBackend}),
 		up:        gauge(BackendUp, "1 if the last stats poll of the backend succeeded, else 0.", []string{LabelBackend}),
 		polls:     counter(StatsPolls, "Stats polls of the backend, by result (ok, error).", []string{LabelBackend, LabelResult}),
-		attached:  map[*telemetry.Bus]string{},
+		instances: gauge(Instances, "Instances in the instance registry, by service and state: live (a heartbeat within the stale timeout), stale (none since), gone (none within the instance TTL).",
+			[]string{LabelService, LabelState, LabelBackend}),
+		attached: map[*telemetry.Bus]string{},
 	}
 	for _, c := range []prometheus.Collector{
 		m.published, m.consumed, m.failed, m.retried, m.deadLettered, m.publishFailed, m.events,
 		m.handlerDuration, m.latency,
-		m.pending, m.inFlight, m.scheduled, m.queueDead, m.oldestAge,
-		m.deadTotal, m.threshold, m.alert, m.up, m.polls,
+		m.queues, m.deadTotal, m.threshold, m.alert, m.up, m.polls, m.instances,
 	} {
 		if err := m.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("metrics: register: %w", err)
@@ -174,7 +200,7 @@ func Names() []string {
 		MessagesPublished, MessagesConsumed, MessagesFailed, MessagesRetried, MessagesDeadLettered,
 		PublishFailures, Events, HandlerDuration, EndToEndLatency,
 		QueuePending, QueueInFlight, QueueScheduled, QueueDeadLetters, QueueOldestPendingAge,
-		DeadLetters, DeadLetterThreshold, DeadLetterAlert, BackendUp, StatsPolls,
+		DeadLetters, DeadLetterThreshold, DeadLetterAlert, BackendUp, StatsPolls, Instances,
 	}
 }
 

@@ -213,6 +213,14 @@ func metricsMatchTraffic(t *testing.T, b *pubsub.Backend) {
 	require.Equal(t, float64(1), value(t, reg, metrics.DeadLetterAlert, bl))
 	require.Equal(t, float64(1), value(t, reg, metrics.BackendUp, bl))
 	require.Contains(t, logs.String(), "level=WARN msg=\"dead letters above alert threshold: degraded\"")
+	// The running CentralCloud router is in the backend's registry.
+	il := func(service, state string) map[string]string {
+		return map[string]string{"service": service, "state": state, "backend": backend}
+	}
+	require.Equal(t, float64(1), value(t, reg, metrics.Instances, il(topology.CentralCloud, "live")))
+	require.Equal(t, float64(0), value(t, reg, metrics.Instances, il(topology.CentralCloud, "stale")))
+	require.Equal(t, float64(0), value(t, reg, metrics.Instances, il(topology.Singularity, "live")), "the Singularity router never ran")
+	require.Equal(t, map[string]int{"live": 1}, snap.Instances[topology.CentralCloud])
 
 	// Working the dead-letter queue clears the alert on the next poll.
 	n, err := b.PurgeDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: topology.ProposalsQueue})
