@@ -91,17 +91,27 @@ type InstanceConsumer struct {
 	Workers int    `json:"workers"`
 }
 
+// Instance states, as Instance.State names them.
+const (
+	InstanceLive  = "live"
+	InstanceStale = "stale"
+	InstanceGone  = "gone"
+)
+
+// InstanceStates lists the states an instance can be in.
+func InstanceStates() []string { return []string{InstanceLive, InstanceStale, InstanceGone} }
+
 // State says whether an instance is live (a heartbeat within stale),
 // stale (none within stale) or gone (none within ttl).
 func (i Instance) State(now time.Time, stale, ttl time.Duration) string {
 	age := now.Sub(i.HeartbeatAt)
 	switch {
 	case age > ttl:
-		return "gone"
+		return InstanceGone
 	case age > stale:
-		return "stale"
+		return InstanceStale
 	}
-	return "live"
+	return InstanceLive
 }
 
 // InstanceStore is the instance registry's storage, which every driver

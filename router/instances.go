@@ -22,6 +22,10 @@ const (
 	// DefaultInstanceTTL is how long an instance may go without a
 	// heartbeat before what waits for it is dead-lettered.
 	DefaultInstanceTTL = 24 * time.Hour
+	// DefaultStaleAfter is how long an instance may go without a
+	// heartbeat and still be live (three missed heartbeats): after it, a
+	// process may take over its id. Tools that show the registry use it.
+	DefaultStaleAfter = 3 * DefaultHeartbeat
 )
 
 // staleAfter is how long without a heartbeat makes an instance stale: a

@@ -28,7 +28,7 @@ const (
 	// staleAfter is how long without a heartbeat makes an instance stale:
 	// three missed heartbeats, as the router counts (and then its id may
 	// be taken by another process).
-	staleAfter = 3 * router.DefaultHeartbeat
+	staleAfter = router.DefaultStaleAfter
 	// instanceTTL is how long an instance may go without a heartbeat
 	// before it is gone: fan-out skips it.
 	instanceTTL = router.DefaultInstanceTTL

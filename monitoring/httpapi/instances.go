@@ -11,7 +11,7 @@ import (
 // DefaultInstanceStaleAfter is how long an instance may go without a
 // heartbeat and still be live: three of a router's heartbeats, as the
 // routers and `quantumflow instances` count.
-const DefaultInstanceStaleAfter = 3 * router.DefaultHeartbeat
+const DefaultInstanceStaleAfter = router.DefaultStaleAfter
 
 // InstanceView is a service process of the instance registry as GET
 // /api/instances shows it: the fields of `quantumflow instances --json`,

@@ -26,7 +26,7 @@ const DefaultPollInterval = 10 * time.Second
 // DefaultInstanceStaleAfter is how long an instance may go without a
 // heartbeat and still be live: three of a router's heartbeats, as the
 // routers and `quantumflow instances` count.
-const DefaultInstanceStaleAfter = 3 * router.DefaultHeartbeat
+const DefaultInstanceStaleAfter = router.DefaultStaleAfter
 
 // DefaultMaxInstanceQueueSeries is how many instance queues a Poller
 // exports one by one at most; see the package documentation.
@@ -36,9 +36,6 @@ const DefaultMaxInstanceQueueSeries = 1000
 // PollerOptions.MaxInstanceQueueSeries are summed. No instance id has
 // parentheses.
 const OtherInstances = "(other)"
-
-// instanceStates are the states of pubsub.Instance.State.
-var instanceStates = []string{"live", "stale", "gone"}
 
 // InstanceLister is the instance registry as the Poller reads it;
 // *pubsub.Backend is one.
@@ -247,7 +244,7 @@ func (p *Poller) read(ctx context.Context) (Snapshot, map[string]bool, error) {
 					snap.Instances[i.Service] = map[string]int{}
 				}
 				snap.Instances[i.Service][state]++
-				if state != "gone" {
+				if state != pubsub.InstanceGone {
 					live[i.ID] = true
 				}
 			}
@@ -324,14 +321,14 @@ func (p *Poller) setInstances(snap Snapshot) {
 		services[s] = true
 	}
 	for s := range services {
-		for _, state := range instanceStates {
+		for _, state := range pubsub.InstanceStates() {
 			m.instances.WithLabelValues(s, state, b).Set(float64(snap.Instances[s][state]))
 		}
 	}
 	// A service whose instances were all removed stops being exported.
 	for s := range p.services {
 		if !services[s] {
-			for _, state := range instanceStates {
+			for _, state := range pubsub.InstanceStates() {
 				m.instances.DeleteLabelValues(s, state, b)
 			}
 		}
