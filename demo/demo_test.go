@@ -298,6 +298,7 @@ func checkNamespace(t *testing.T, url string) {
 	app, err := pubsub.Open(ctx, url)
 	require.NoError(t, err)
 	defer app.Close()
+	require.NoError(t, app.Init(ctx))
 	mine := pubsub.QueueSpec{Name: topology.ProposalsQueue, MaxRetries: 5, RetryDelay: 7 * time.Second}
 	require.NoError(t, app.DeclareQueue(ctx, mine))
 	require.NoError(t, app.Publisher().Publish(topology.ProposalsQueue, message.NewMessage("app-message", []byte(`{}`))))

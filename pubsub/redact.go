@@ -23,15 +23,18 @@ const unparseable = "(not a valid URL: not shown)"
 // replaced by "xxxxx", for use in errors, logs and output. A string that
 // does not parse as a URL with a scheme and a host part, a keyword/value
 // DSN ("host=... password=...") or an opaque URL ("postgres:PASS@host")
-// is treated as secret as a whole: only its scheme is shown, if it has
-// one.
+// is treated as secret as a whole: only its scheme is shown, when it is
+// followed by "//" (in "user:secret@host" the "scheme" is a user name).
 func RedactURL(raw string) string {
 	if raw == "" {
 		return raw
 	}
 	u, err := url.Parse(raw)
+	if err == nil && u.Scheme == "" && !strings.ContainsAny(raw, "@:= \t\n") {
+		return raw // no scheme, and nothing a secret could hide behind ("localhost/db")
+	}
 	if err != nil || u.Scheme == "" || u.Opaque != "" || strings.ContainsAny(raw, " \t\n") {
-		if scheme, _, ok := strings.Cut(raw, ":"); ok && schemeRE.MatchString(scheme) {
+		if scheme, rest, ok := strings.Cut(raw, ":"); ok && schemeRE.MatchString(scheme) && strings.HasPrefix(rest, "//") {
 			return scheme + "://" + unparseable
 		}
 		return unparseable

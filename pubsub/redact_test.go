@@ -27,9 +27,11 @@ func TestRedactURL(t *testing.T) {
 		{"SlashInPassword", "postgres://app:s3/cret@127.0.0.1/db", "postgres://(not a valid URL: not shown)"},
 		{"NatsTokenBadHost", "nats://s3cret@[::1", "nats://(not a valid URL: not shown)"},
 		{"KeywordValueDSN", "host=db user=app password=s3cret dbname=x", "(not a valid URL: not shown)"},
-		{"Opaque", "postgres:s3cret@db/x", "postgres://(not a valid URL: not shown)"},
+		{"Opaque", "postgres:s3cret@db/x", "(not a valid URL: not shown)"},
 		{"SemicolonQuery", "postgres://db/x?password=s3cret;x", "postgres://db/x?(not a valid URL: not shown)"},
 		{"Empty", "", ""},
+		{"NoSchemeNoSecret", "localhost/singularity", "localhost/singularity"},
+		{"NoSchemeWithUserinfo", "app:s3cret@localhost/x", "(not a valid URL: not shown)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
