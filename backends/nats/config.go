@@ -21,17 +21,17 @@ const (
 	DefaultAckWait        = 30 * time.Second
 	DefaultDedupWindow    = 2 * time.Minute
 	DefaultPublishTimeout = 30 * time.Second
-	// DefaultPrefetch caps the pull-ahead, which is itself about what the
-	// subscriptions took in the last 50ms: a cap much below what a fast
-	// queue takes in that time leaves its subscriptions waiting on each
-	// pull's round trip, worse on a busy machine (4 workers took 0.7 of
-	// raw nats.go's rate with 128, about 0.83 with 1024 and 0.89 with
-	// 2048). A higher cap costs more on a give-back (the last
-	// subscription ending, an admin read in the same process, workers that
-	// slowed down): every message given back costs a state write, and
-	// another write and a purge when it is handled (4 workers restarting
-	// on a 10k backlog: about 67k msg/s with 128, 60k with 1024, 47k with
-	// 2048).
+	// DefaultPrefetch caps one receive (pubsub.Tuning.MaxBatch): the
+	// engine doubles its batches up to it while the subscriptions empty
+	// them fast. A cap much below what a fast queue takes in one round
+	// trip leaves its subscriptions waiting on each receive, worse on a
+	// busy machine (with the fetcher before the engine, 4 workers took 0.7
+	// of raw nats.go's rate with 128, about 0.83 with 1024 and 0.89 with
+	// 2048). A higher cap costs more on a give-back (the last subscription
+	// ending, an admin read in the same process, workers that slowed
+	// down): every message given back costs a state write, and another
+	// write and a removal when it is handled (4 workers restarting on a
+	// 10k backlog: about 67k msg/s with 128, 60k with 1024, 47k with 2048).
 	DefaultPrefetch = 1024
 	// DefaultMaxAckPending is unlimited: messages waiting for a delayed
 	// retry count as ack-pending in JetStream, so any cap would stop the

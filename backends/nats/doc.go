@@ -8,9 +8,13 @@
 // Package embedded (backends/nats/embedded) runs a NATS server inside the
 // process; `quantumflow demo` uses it, so nothing needs installing.
 //
-// It is built on nats.go's jetstream API and JetStream's pull protocol, not
-// on watermill-nats (whose JetStream subscriber is beta, holds one message
-// per Subscribe and does not carry delays, attempts or dead letters).
+// It is a pubsub.Driver: the engine of package pubsub implements
+// Watermill's Publisher and Subscriber over it (validation, the buffer of
+// messages received ahead, delivery contexts, settlement batching, lease
+// extension). This package is the JetStream side, on nats.go's jetstream
+// API, not on watermill-nats (whose JetStream subscriber is beta, holds
+// one message per Subscribe and does not carry delays, attempts or dead
+// letters).
 //
 // # URLs
 //
@@ -37,12 +41,12 @@
 //	ack_wait=DURATION     the lease of a delivered message (30s), see below
 //	max_ack_pending=N     cap on messages delivered and not acked, retry
 //	                      waits included (-1: none)
-//	prefetch=N            most messages pulled ahead of a queue's
-//	                      subscriptions while they consume fast (1024;
-//	                      1: none), see below
+//	prefetch=N            most messages one receive takes (1024; 1: no
+//	                      receiving ahead), see pubsub.Tuning
 //	dedup_window=DURATION how long a message id is remembered to drop a
 //	                      republished duplicate (2m)
-//	publish_timeout=DURATION  how long Publish keeps retrying (30s)
+//	publish_timeout=DURATION  how long Publish, Open, Init and DeclareQueue
+//	                      keep retrying transient failures (30s)
 //	prefix=NAME           prefix of stream and subject names (QF), to share a
 //	                      NATS account between applications or tests
 //
@@ -66,66 +70,112 @@
 //
 // Every queue stream has one durable pull consumer, "workers", shared by
 // all subscriptions of all processes: each message goes to one of them.
+// A queue used without a declaration gets pubsub.DefaultQueueSpec; a
+// declared one is stored as given, in its stream's metadata
+// (max_retries 0 is "never retry").
 // Dead letters live in the stream QF-DLQ (subjects QF.dlq.<queue>, limits
 // retention: kept until retried or purged). QF-STATE keeps, per message
-// that failed, what JetStream does not: its first and last failure time,
-// last error and retry time. Messages that never fail never touch it.
+// that failed or was given back, what JetStream does not: its first and
+// last failure time, last error, retry time and the deliveries that did
+// not count. Messages that are neither never touch it. The key-value
+// bucket QF-REGISTRY holds the instance registry (pubsub.InstanceStore)
+// and the latest message of each broadcast queue.
 //
 // # Delivery semantics
 //
 // Publish returns nil only once JetStream has acknowledged every message
-// (stored it, on a quorum of replicas). Messages carry their Watermill id
-// as Nats-Msg-Id, so a Publish retried after a timeout or reconnect (it
-// retries transient failures itself, within publish_timeout) never stores a
-// message twice within dedup_window. Publishing several messages in one
-// call sends them as JetStream fast batches (nats-server 2.14 and later:
-// queue streams are created with allow_batched, and DeclareQueue turns it
-// on for a stream created without it): all messages go out before any
-// answer is awaited, and the server answers once per batch of up to 500,
-// once it has stored every message of it, instead of once per message.
+// (stored it, on a quorum of replicas). It honours the context of the
+// first message: one already done stores nothing, and one that ends stops
+// the retries. Messages carry their Watermill id as Nats-Msg-Id, so a
+// Publish retried after a timeout or reconnect (it retries transient
+// failures itself, within publish_timeout) never stores a message twice
+// within dedup_window. Publishing several messages in one call sends them
+// as JetStream fast batches (nats-server 2.14 and later: queue streams
+// are created with allow_batched, and DeclareQueue turns it on for a
+// stream created without it): all messages go out before any answer is
+// awaited, and the server answers once per batch of up to 500, once it
+// has stored every message of it, instead of once per message.
 // Nats-Msg-Id deduplication works within batches as without them. When
 // the server stores only part of a batch (a full queue refuses a message)
-// the rest goes through the per-message path, which says why; on a server
-// or stream without fast batches every message is published on its own
-// and acknowledged on its own. Metadata travels as one JSON header.
+// the rest goes through nats.go's PublishMsgAsync, which says why; on a
+// server or stream without fast batches every message goes that way.
+// Metadata travels as one JSON header.
 //
-// A backend pulls each queue's messages for all its subscriptions of it
-// through one fetcher: one pull request for as many messages as
-// subscriptions wait (batched across them, not ahead of them), and, while
-// they take messages fast from a backlog, about what they took in the last
-// 50ms ahead of them, up to prefetch (a no-wait request: only what the
-// queue holds now). A subscription hands out one message and waits for its
-// Ack or Nack before it takes the next. What was pulled ahead and nobody
-// took within 200ms goes back to the queue (all of it, so that nothing
-// overtakes it), and so does it when an admin read (Stats, ListPending)
-// of the queue comes through this backend and when the backend's last
-// subscription of the queue ends: an idle subscription holds nothing
-// besides the message it handles, and what the admin reads report is what
-// consumers then receive (messages pulled ahead by other processes count
-// as in flight until they hand them out or give them back). Messages
-// given back are recorded as deliveries that reached no handler.
+// Fast batches are spoken by hand (a reply subject per message naming the
+// batch; batchpublish.go) because nats.go v1.55.0 has no API for them,
+// and because PublishMsgAsync is slower by more than the 10% this project
+// allows a library path to lose where the machine is busy, as in the bench
+// harness: PublishMsgAsync costs the process 19% more CPU per message
+// (perf_test, 4 publishers of 100 messages, six interleaved runs on a quiet
+// 2-core machine: 19.4 against 16.3 µs; 11% more with 16 publishers), and
+// the harness, CPU-bound with the server in the same process, measured
+// fast batches at 1.22 times raw PublishMsgAsync with message ids
+// (bench/RESULTS.md, 164.5k against 135.0k msg/s). Where the CPU is not
+// the limit the two are close (perf_test throughput: the library path
+// 0.94 times fast batches with 4 publishers, 1.00 with 16).
+//
+// The engine receives a queue's messages for all the backend's
+// subscriptions of it (see pubsub.Tuning: one message while they consume
+// slowly, up to prefetch while they empty each batch fast, and what waits
+// more than 200ms goes back) through ReceiveBatch: a no-wait pull request
+// for what the queue holds now (Consumer.FetchNoWait) and, when it holds
+// nothing, a pull request for one message that waits on the server
+// (Consumer.Messages, drained when the engine cancels it: see await in
+// receive.go for why not Fetch). One receive of a queue runs at a time:
+// JetStream shares its messages out among the pull requests waiting, one
+// each in turn, so two at once would receive interleaved messages and the
+// engine, handing results out in call order, would deliver out of order.
+// nats.go's pull path costs little against the hand-written pull requests
+// it replaced: behind the same engine, 0.91 times their consume rate and
+// 5% more CPU per message (perf_test Consume4, five interleaved runs on a
+// quiet machine), within the 10% this project allows a library path.
+//
+// A message the engine gives back (received ahead and not taken in time,
+// when an admin read of its queue comes through this backend, or when
+// the backend's last subscription of the queue ends) goes back with a
+// NAK, ready again at once, its delivery undone: JetStream counts every delivery and
+// cannot take one back, so the delivery is first recorded as uncounted in
+// QF-STATE, and the attempt of a later delivery is JetStream's count
+// (Metadata().NumDelivered) less the uncounted ones. The record is kept in
+// memory as well: a message given back usually comes back to the same
+// backend, which then needs no read. Give-backs thus cost a state write
+// each (and a removal when the message is settled): what limits prefetch.
+// The last NAK of a give-back waits for the server's answer, so the
+// messages are back in the consumer's redelivery queue before the next
+// receive or admin read. JetStream redelivers in the order of the NAKs:
+// messages given back go behind those given back before them and not yet
+// delivered again (stream order holds otherwise).
+//
 // Delivery is at least once: a message comes back if its consumer dies,
-// after ack_wait. While a handler runs, the subscription extends the lease
-// every ack_wait/3, so a slow handler does not lose its message to another
-// worker; only a consumer that stopped working does. Delivery.Attempt is
-// JetStream's delivery count, less the deliveries that never reached a
-// handler (pulled ahead and given back, or pulled for a subscription that
-// closed first).
+// after ack_wait. While the engine holds a message (buffered or with a
+// handler) it extends the lease every ack_wait/3 (a progress ack,
+// Msg.InProgress), so a slow handler does not lose its message to another
+// worker; only a consumer that stopped working does. JetStream does not
+// answer progress acks, so a lease already lost is not noticed.
 //
 // Ack removes the message (an asynchronous ack; Close flushes them). Nack
-// with Outcome().Retry is a NAK with that delay, plain Nack a NAK without:
+// with Outcome().Retry records the failure in QF-STATE (first failure
+// time kept, last error), then naks with that delay (Msg.NakWithDelay):
 // the message is redelivered with its attempt count, and the other
 // messages of the queue are not held up. A delivery marked dead-lettered
 // is copied to QF-DLQ with its payload, metadata, error, attempts,
 // handler, service, failure times and queue, and only once JetStream has
-// stored the copy is the message terminated in its queue: a crash between
-// the two leaves it in both places, never in neither, and the repeated copy
-// is dropped by its Nats-Msg-Id. Retrying a dead letter publishes it to its
-// queue as a new message (attempts reset, same id) and then deletes it from
-// QF-DLQ.
+// stored the copy is the message acked in its queue (synchronously): a
+// failure between the two leaves it in both places, never in neither, and
+// the repeated copy is dropped by its Nats-Msg-Id. If the copy cannot be
+// stored the message gets a NAK with a one-second delay and stays in its
+// queue. Retrying a dead letter publishes it to its queue as a new
+// message (attempts reset, same id) and then deletes it from QF-DLQ.
 //
-// Closing the subscriber or the backend puts back at once (NAK) every
-// message handed out and not settled; a settle that happened first wins.
+// A message a subscription held unsettled when it ended goes back with a
+// NAK at once, its attempt counted and no failure recorded.
+//
+// Transient conditions (no responders while a server restarts, a leader
+// election, a cluster placing a stream before its peers are up, timeouts)
+// are retried with pubsub.Backoff within publish_timeout by Open, Init,
+// DeclareQueue and Publish, and then fail with pubsub.ErrUnavailable. A
+// missing queue is pubsub.ErrQueueNotFound, a closed connection
+// pubsub.ErrClosed.
 //
 // # Capabilities
 //
@@ -157,7 +207,7 @@
 // delivered (the consumer's NumPending) plus nacked ones deliverable again
 // and not yet taken. Scheduled: nacked messages waiting for their retry
 // time. InFlight: the consumer's ack-pending messages that are neither:
-// held by workers, pulled ahead by another process, or delivered to a
+// held by workers, received ahead by another process, or delivered to a
 // consumer that died, until ack_wait runs out. DeadLetters: QF-DLQ's
 // messages of the queue. OldestPendingAge: the oldest message among the
 // pending ones. Counters: stream_messages, stream_bytes, published (the
