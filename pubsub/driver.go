@@ -68,7 +68,8 @@ type Driver interface {
 	Settle(ctx context.Context, queue string, ss []Settlement) error
 
 	// GiveBack returns received messages that never reached a consumer to
-	// their queue, ready at once and in their order, with their delivery
+	// their queue, ready at once and in their order (as far as the backend
+	// can: JetStream redelivers in the order of its naks), with their delivery
 	// undone: the attempt ReceiveBatch counted is not counted. An error
 	// means they come back only when their leases expire (their attempt
 	// then counted); a driver that retries the give-back itself returns
@@ -112,7 +113,9 @@ type Tuning struct {
 	MaxBatch int
 	// ReceivesInFlight is how many ReceiveBatch calls of one queue may
 	// run at once (at least 1): more keep fast subscriptions fed while a
-	// receive is on its way.
+	// receive is on its way. The engine hands out their messages in the
+	// order it started them, so a backend that shares messages out among
+	// concurrent requests in turn (JetStream's pull requests) needs 1.
 	ReceivesInFlight int
 	// ReceiveInOrder makes the engine start a queue's next ReceiveBatch
 	// only once the one before holds its messages: it called Holding with

@@ -67,9 +67,11 @@ func (e *engine) wrap(op, queue string, err error) error {
 	if queue != "" {
 		where = op + " queue " + queue
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: %w", where, err)
 	}
+	// A deadline may be the caller's or a driver's own retry budget: the
+	// driver's ErrorCode says which (CodeCanceled, or CodeUnavailable).
 	s := e.d.ErrorCode(err).sentinel()
 	if s == nil || errors.Is(err, s) {
 		return fmt.Errorf("%s: %w", where, err)
