@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	neturl "net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	_ "github.com/quantumflow/quantumflow/backends/postgres"
 	"github.com/quantumflow/quantumflow/demo"
@@ -25,63 +23,11 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(mainWithPostgres{m},
-		// pgtest forks servers from one OS thread kept for the life of the
-		// process, on purpose (see pgtest.spawn).
-		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
-}
+func TestMain(m *testing.M) { pgtest.MainCheckingLeaks(m, nil) }
 
-// mainWithPostgres stops the throwaway PostgreSQL server, if a test
-// started one, before goleak looks for leaked goroutines.
-type mainWithPostgres struct{ m *testing.M }
-
-func (w mainWithPostgres) Run() int {
-	code := w.m.Run()
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.cluster != nil {
-		_ = pg.cluster.Stop()
-	}
-	return code
-}
-
-var pg struct {
-	mu      sync.Mutex
-	cluster *pgtest.Cluster
-	err     error
-	started bool
-}
-
-// postgresURL returns the URL of a fresh database on a throwaway
-// PostgreSQL server. Without PostgreSQL the test fails under CI=true and
-// is skipped otherwise.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	pg.mu.Lock()
-	if !pg.started {
-		pg.started = true
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		pg.cluster, pg.err = pgtest.Start(ctx)
-		cancel()
-	}
-	c, err := pg.cluster, pg.err
-	pg.mu.Unlock()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required under CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	u, err := c.NewDatabase(ctx)
-	require.NoError(t, err)
-	if c.External() {
-		t.Cleanup(func() { _ = c.DropDatabase(context.Background(), u) })
-	}
-	return u
-}
+// postgresURL returns the URL of a fresh database on the shared throwaway
+// PostgreSQL server.
+func postgresURL(t *testing.T) string { return pgtest.Database(t) }
 
 // options are o without the process environment: worker counts are the
 // seed's whatever the machine has set.

@@ -18,29 +18,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(cleanupAfter{m},
-		// Processes are forked from OS threads kept for the life of the
-		// process, on purpose (see spawn and pgtest.spawn).
-		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/e2e.spawn.func1.1"),
-		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
-}
-
-// cleanupAfter removes the built binaries and stops the throwaway
-// PostgreSQL server, if a test started one, before goleak looks for
-// leaked goroutines.
-type cleanupAfter struct{ m *testing.M }
-
-func (c cleanupAfter) Run() int {
-	code := c.m.Run()
-	if bins.dir != "" {
-		_ = os.RemoveAll(bins.dir)
-	}
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.cluster != nil {
-		_ = pg.cluster.Stop()
-	}
-	return code
+	pgtest.MainCheckingLeaks(m, func() {
+		if bins.dir != "" {
+			_ = os.RemoveAll(bins.dir)
+		}
+	},
+		// Processes are forked from an OS thread kept for the life of the
+		// process, on purpose (see spawn).
+		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/e2e.spawn.func1.1"))
 }
 
 // binaries are the programs the test runs, built once per test binary.
@@ -90,41 +75,6 @@ func build(t *testing.T) binaries {
 	return bins.b
 }
 
-var pg struct {
-	mu      sync.Mutex
-	started bool
-	cluster *pgtest.Cluster
-	err     error
-}
-
-// postgresURL returns the URL of a fresh database on a throwaway
-// PostgreSQL cluster (or QUANTUM_FLOW_TEST_DATABASE_URL's server). Without
-// PostgreSQL the test fails under CI=true and is skipped otherwise.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	pg.mu.Lock()
-	if !pg.started {
-		pg.started = true
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		pg.cluster, pg.err = pgtest.Start(ctx)
-		cancel()
-	}
-	c, err := pg.cluster, pg.err
-	pg.mu.Unlock()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required under CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	u, err := c.NewDatabase(ctx)
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	if c.External() {
-		t.Cleanup(func() { _ = c.DropDatabase(context.Background(), u) })
-	}
-	return u
-}
+// postgresURL returns the URL of a fresh database on the shared throwaway
+// PostgreSQL server.
+func postgresURL(t *testing.T) string { return pgtest.Database(t) }

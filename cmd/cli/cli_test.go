@@ -15,7 +15,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/quantumflow/quantumflow/cmd/cli"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
@@ -23,63 +22,11 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(mainWithPostgres{m},
-		// pgtest forks servers from one OS thread kept for the life of the
-		// process, on purpose (see pgtest.spawn).
-		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
-}
+func TestMain(m *testing.M) { pgtest.MainCheckingLeaks(m, nil) }
 
-// mainWithPostgres stops the throwaway PostgreSQL server, if a test
-// started one, before goleak looks for leaked goroutines.
-type mainWithPostgres struct{ m *testing.M }
-
-func (w mainWithPostgres) Run() int {
-	code := w.m.Run()
-	pg.mu.Lock()
-	defer pg.mu.Unlock()
-	if pg.cluster != nil {
-		_ = pg.cluster.Stop()
-	}
-	return code
-}
-
-var pg struct {
-	mu      sync.Mutex
-	cluster *pgtest.Cluster
-	err     error
-	started bool
-}
-
-// postgresURL returns the URL of a fresh database on a throwaway
-// PostgreSQL server. Without PostgreSQL the test fails under CI=true and
-// is skipped otherwise.
-func postgresURL(t *testing.T) string {
-	t.Helper()
-	pg.mu.Lock()
-	if !pg.started {
-		pg.started = true
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		pg.cluster, pg.err = pgtest.Start(ctx)
-		cancel()
-	}
-	c, err := pg.cluster, pg.err
-	pg.mu.Unlock()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("PostgreSQL is required under CI: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	u, err := c.NewDatabase(ctx)
-	require.NoError(t, err)
-	if c.External() {
-		t.Cleanup(func() { _ = c.DropDatabase(context.Background(), u) })
-	}
-	return u
-}
+// postgresURL returns the URL of a fresh database on the shared throwaway
+// PostgreSQL server.
+func postgresURL(t *testing.T) string { return pgtest.Database(t) }
 
 // result is what one run of the tool did.
 type result struct {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -31,6 +33,34 @@ func Main(m *testing.M) {
 	}
 	sharedMu.Unlock()
 	os.Exit(code)
+}
+
+// MainCheckingLeaks is Main with goleak's check of leaked goroutines after
+// the tests, once the shared cluster is stopped (goroutines of the
+// cluster's own forking thread are expected). after, when not nil, runs
+// before the check (to remove what the tests built, say).
+func MainCheckingLeaks(m *testing.M, after func(), opts ...goleak.Option) {
+	opts = append(opts, goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
+	goleak.VerifyTestMain(stopAfter{m, after}, opts...)
+}
+
+// stopAfter runs the tests, then after and stops the shared cluster.
+type stopAfter struct {
+	m     *testing.M
+	after func()
+}
+
+func (s stopAfter) Run() int {
+	code := s.m.Run()
+	if s.after != nil {
+		s.after()
+	}
+	sharedMu.Lock()
+	defer sharedMu.Unlock()
+	if shared != nil {
+		_ = shared.Stop()
+	}
+	return code
 }
 
 // Shared returns the test binary's cluster, starting it on first use. When
