@@ -77,8 +77,8 @@ type LoadOptions struct {
 
 // Overrides are settings from command-line flags. A zero field is not set.
 // Problems with them are reported under the CLI's flag names (--url,
-// --database-url, --instance, --profile, --workers QUEUE=N, --max-retries,
-// --retry-delay).
+// --database-url, --instance, --instance-ttl, --broadcast-retention,
+// --profile, --workers QUEUE=N, --max-retries, --retry-delay).
 type Overrides struct {
 	// MessagingURL replaces messaging_url, the backend the service's
 	// queues are on (the CLI's --url); "" = not set.
@@ -90,6 +90,11 @@ type Overrides struct {
 	// InstanceID replaces instance_id (the CLI's --instance); "" = not
 	// set.
 	InstanceID string
+	// InstanceTTL replaces instance_ttl (--instance-ttl); nil = not set.
+	InstanceTTL *time.Duration
+	// BroadcastRetention replaces broadcast_retention
+	// (--broadcast-retention); nil = not set.
+	BroadcastRetention *time.Duration
 	// Profile is a scaling profile (small, medium, large); "" = not set.
 	Profile string
 	// Workers sets the workers of the service's entry for each queue name.
@@ -211,6 +216,22 @@ func applyEnv(cfg *ServiceConfig, env func(string) (string, bool), ps *problems)
 			cfg.InstanceID = v
 		}
 	}
+	for _, w := range []struct {
+		name  string
+		limit time.Duration
+		field *time.Duration
+	}{
+		{EnvInstanceTTL, InstanceTTLLimit, &cfg.InstanceTTL},
+		{EnvBroadcastRetention, BroadcastRetentionLimit, &cfg.BroadcastRetention},
+	} {
+		if v, ok := env(w.name); ok {
+			if d, msg := parseWait(v, w.limit); msg != "" {
+				ps.add("%s=%s: %s", w.name, quote(v), msg)
+			} else {
+				*w.field = d
+			}
+		}
+	}
 	for _, w := range envWorkers {
 		if w.service != cfg.Name {
 			continue
@@ -262,6 +283,24 @@ func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
 			cfg.InstanceID = o.InstanceID
 		}
 	}
+	for _, w := range []struct {
+		flag  string
+		limit time.Duration
+		value *time.Duration
+		field *time.Duration
+	}{
+		{"--instance-ttl", InstanceTTLLimit, o.InstanceTTL, &cfg.InstanceTTL},
+		{"--broadcast-retention", BroadcastRetentionLimit, o.BroadcastRetention, &cfg.BroadcastRetention},
+	} {
+		if w.value == nil {
+			continue
+		}
+		if msg := checkWait(*w.value, w.limit); msg != "" {
+			ps.add("%s=%s: %s", w.flag, formatDuration(*w.value), msg)
+		} else {
+			*w.field = *w.value
+		}
+	}
 	queues := make([]string, 0, len(o.Workers))
 	for q := range o.Workers {
 		queues = append(queues, q)
@@ -309,11 +348,12 @@ func applyOverrides(cfg *ServiceConfig, o Overrides, ps *problems) {
 }
 
 // Validate checks a configuration however it was built: a known service,
-// usable database and messaging URLs, a valid instance id, known and
-// distinct queue names, workers, retries and delays within their bounds,
-// known priorities and delivery modes, consumers with a handler name. Load
-// calls it; so may code that builds a ServiceConfig by hand. It checks one
-// service; CheckPair checks the two together.
+// usable database and messaging URLs, a valid instance id, instance_ttl
+// and broadcast_retention within their bounds (zero means the default),
+// known and distinct queue names, workers, retries and delays within
+// their bounds, known priorities and delivery modes, consumers with a
+// handler name. Load calls it; so may code that builds a ServiceConfig by
+// hand. It checks one service; CheckPair checks the two together.
 func (s ServiceConfig) Validate() error {
 	ps := &problems{}
 	known := slices.Contains(Services(), s.Name)
@@ -326,6 +366,16 @@ func (s ServiceConfig) Validate() error {
 	}
 	if msg := checkInstanceID(s.InstanceID); msg != "" {
 		ps.add("%s.instance_id=%s: %s", s.Name, quote(s.InstanceID), msg)
+	}
+	if d := s.InstanceTTL; d != 0 {
+		if msg := checkWait(d, InstanceTTLLimit); msg != "" {
+			ps.add("%s.instance_ttl=%s: %s", s.Name, formatDuration(d), msg)
+		}
+	}
+	if d := s.BroadcastRetention; d != 0 {
+		if msg := checkWait(d, BroadcastRetentionLimit); msg != "" {
+			ps.add("%s.broadcast_retention=%s: %s", s.Name, formatDuration(d), msg)
+		}
 	}
 	seen := map[string]string{}
 	for _, e := range s.entries() {
@@ -546,6 +596,42 @@ func parseMillis(s string) (time.Duration, string) {
 		return 0, msg
 	}
 	return time.Duration(n) * time.Millisecond, ""
+}
+
+// parseWait parses instance_ttl or broadcast_retention: a Go duration
+// from MinInstanceWait to limit.
+func parseWait(s string, limit time.Duration) (time.Duration, string) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, "not a duration (a number with a unit: 24h, 90m, 30s, 500ms)"
+	}
+	return d, checkWait(d, limit)
+}
+
+// checkWait says how d is outside MinInstanceWait..limit, or "".
+func checkWait(d, limit time.Duration) string {
+	switch {
+	case d < 0:
+		return "must not be negative"
+	case d < MinInstanceWait:
+		return "must be at least " + formatDuration(MinInstanceWait)
+	case d > limit:
+		return "must be at most " + formatDuration(limit)
+	}
+	return ""
+}
+
+// formatDuration writes a duration as a Go duration string without the
+// zero minutes and seconds time.Duration.String adds: "24h", "1h30m".
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // quote shows a value from the configuration in a problem: quoted, and

@@ -379,6 +379,22 @@ func TestLoadInvalid(t *testing.T) {
 			want: `invalid singularity configuration: QUANTUM_FLOW_MAX_RETRIES="9223372036854775808": must be at most 1000`},
 		{name: "EnvRetryDelayAboveMax", env: map[string]string{EnvRetryDelayMS: "3600001"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_RETRY_DELAY_MS="3600001": must be at most 3600000`},
+		{name: "EnvInstanceTTLNoUnit", env: map[string]string{EnvInstanceTTL: "24"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_TTL="24": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)`},
+		{name: "EnvInstanceTTLDays", env: map[string]string{EnvInstanceTTL: "1d"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_TTL="1d": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)`},
+		{name: "EnvInstanceTTLZero", env: map[string]string{EnvInstanceTTL: "0s"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_TTL="0s": must be at least 1ms`},
+		{name: "EnvInstanceTTLNegative", service: CentralCloud, env: map[string]string{EnvInstanceTTL: "-1h"},
+			want: `invalid centralcloud configuration: QUANTUM_FLOW_INSTANCE_TTL="-1h": must not be negative`},
+		{name: "EnvInstanceTTLAboveMax", env: map[string]string{EnvInstanceTTL: "721h"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_INSTANCE_TTL="721h": must be at most 720h`},
+		{name: "EnvBroadcastRetentionBelowMin", env: map[string]string{EnvBroadcastRetention: "999us"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_BROADCAST_RETENTION="999us": must be at least 1ms`},
+		{name: "EnvBroadcastRetentionAboveMax", service: CentralCloud, env: map[string]string{EnvBroadcastRetention: "2160h1s"},
+			want: `invalid centralcloud configuration: QUANTUM_FLOW_BROADCAST_RETENTION="2160h1s": must be at most 2160h`},
+		{name: "EnvBroadcastRetentionNotADuration", env: map[string]string{EnvBroadcastRetention: "a week"},
+			want: `invalid singularity configuration: QUANTUM_FLOW_BROADCAST_RETENTION="a week": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)`},
 		{name: "EnvProfileUnknown", env: map[string]string{EnvProfile: "huge"},
 			want: `invalid singularity configuration: QUANTUM_FLOW_PROFILE="huge": unknown profile (known: small, medium, large)`},
 
@@ -405,6 +421,12 @@ func TestLoadInvalid(t *testing.T) {
 			want: `invalid singularity configuration: --max-retries=5000: must be at most 1000`},
 		{name: "FlagRetryDelayAboveMax", overrides: Overrides{RetryDelay: durPtr(2 * time.Hour)},
 			want: `invalid singularity configuration: --retry-delay=2h0m0s: must be at most 1h0m0s`},
+		{name: "FlagInstanceTTLZero", overrides: Overrides{InstanceTTL: durPtr(0)},
+			want: `invalid singularity configuration: --instance-ttl=0s: must be at least 1ms`},
+		{name: "FlagInstanceTTLAboveMax", overrides: Overrides{InstanceTTL: durPtr(31 * 24 * time.Hour)},
+			want: `invalid singularity configuration: --instance-ttl=744h: must be at most 720h`},
+		{name: "FlagBroadcastRetentionNegative", overrides: Overrides{BroadcastRetention: durPtr(-time.Minute)},
+			want: `invalid singularity configuration: --broadcast-retention=-1m: must not be negative`},
 		{name: "FlagProfileUnknown", overrides: Overrides{Profile: "Medium"},
 			want: `invalid singularity configuration: --profile="Medium": unknown profile (known: small, medium, large)`},
 
@@ -471,6 +493,18 @@ func TestLoadInvalid(t *testing.T) {
 			want: `invalid singularity configuration: config.yaml:2: singularity.messaging_url: not a valid URL (not shown, as it may hold a password)`},
 		{name: "FileDatabaseURLEmpty", file: "singularity:\n  database_url: \"\"\n",
 			want: `invalid singularity configuration: config.yaml:2: singularity.database_url="": must not be empty`},
+		{name: "FileInstanceTTLNumber", file: "singularity:\n  instance_ttl: 86400\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.instance_ttl="86400": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)`},
+		{name: "FileInstanceTTLAboveMax", file: "singularity:\n  instance_ttl: 1000h\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.instance_ttl="1000h": must be at most 720h`},
+		{name: "FileInstanceTTLNoValue", file: "singularity:\n  instance_ttl:\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.instance_ttl: no value`},
+		{name: "FileBroadcastRetentionZero", service: CentralCloud, file: "centralcloud:\n  broadcast_retention: 0s\n",
+			want: `invalid centralcloud configuration: config.yaml:2: centralcloud.broadcast_retention="0s": must be at least 1ms`},
+		{name: "FileBroadcastRetentionOtherServiceChecked", file: "centralcloud:\n  broadcast_retention: 7d\n",
+			want: `invalid singularity configuration: config.yaml:2: centralcloud.broadcast_retention="7d": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)`},
+		{name: "FileBroadcastRetentionList", file: "singularity:\n  broadcast_retention: [168h]\n",
+			want: `invalid singularity configuration: config.yaml:2: singularity.broadcast_retention: expected a single value, got a list`},
 		{name: "FileProfileUnknown", file: "profile: tiny\n",
 			want: `invalid singularity configuration: config.yaml:1: profile="tiny": unknown profile (known: small, medium, large)`},
 
@@ -478,7 +512,7 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "FileUnknownTopLevelKey", file: "profile: small\nguardian:\n  workers: 2\n",
 			want: `invalid singularity configuration: config.yaml:2: guardian: unknown key in the top level (known: profile, singularity, centralcloud)`},
 		{name: "FileUnknownServiceKey", file: "singularity:\n  databse_url: mem://\n",
-			want: `invalid singularity configuration: config.yaml:2: singularity.databse_url: unknown key in a service section (known: database_url, messaging_url, instance_id, producers, consumers)`},
+			want: `invalid singularity configuration: config.yaml:2: singularity.databse_url: unknown key in a service section (known: database_url, messaging_url, instance_id, instance_ttl, broadcast_retention, producers, consumers)`},
 		{name: "FileUnknownEntryKey", file: "singularity:\n  producers:\n    proposals_for_consensus:\n      wrkers: 2\n",
 			want: `invalid singularity configuration: config.yaml:4: singularity.producers.proposals_for_consensus.wrkers: unknown key in a producer entry (known: queue_name, workers, max_retries, retry_delay_ms, priority, delivery)`},
 		{name: "FileHandlerOnProducer", file: "centralcloud:\n  producers:\n    rollback_triggers:\n      handler: handle_rollback_trigger\n",
@@ -502,7 +536,7 @@ func TestLoadInvalid(t *testing.T) {
 		{name: "FileEntryAsNumber", file: "singularity:\n  consumers:\n    rollback_triggers: 2\n",
 			want: "invalid singularity configuration: config.yaml:3: singularity.consumers.rollback_triggers: expected a consumer entry (queue_name, workers, handler, handler_method, max_retries, retry_delay_ms, priority, delivery), got \"2\""},
 		{name: "FileServiceAsList", file: "centralcloud:\n  - proposals\n",
-			want: `invalid singularity configuration: config.yaml:2: centralcloud: expected a service section (database_url, messaging_url, instance_id, producers, consumers), got a list`},
+			want: `invalid singularity configuration: config.yaml:2: centralcloud: expected a service section (database_url, messaging_url, instance_id, instance_ttl, broadcast_retention, producers, consumers), got a list`},
 		{name: "FileTopLevelScalar", file: "just text\n",
 			want: `invalid singularity configuration: config.yaml:1: expected the top level (profile, singularity, centralcloud), got "just text"`},
 		{name: "FileNotYAML", file: "singularity:\n  database_url: mem://\n    producers: {}\n",
@@ -522,6 +556,14 @@ func TestLoadInvalid(t *testing.T) {
 				`  QUANTUM_FLOW_PROPOSALS_WORKERS="x": not an integer` + "\n" +
 				`  QUANTUM_FLOW_RETRY_DELAY_MS="-1": must not be negative` + "\n" +
 				`  --max-retries=-1: must not be negative`},
+		{name: "ManyWaitProblems",
+			file:      "singularity:\n  instance_ttl: 1y\n",
+			env:       map[string]string{EnvBroadcastRetention: "100d"},
+			overrides: Overrides{InstanceTTL: durPtr(time.Microsecond)},
+			want: "invalid singularity configuration:\n" +
+				`  config.yaml:2: singularity.instance_ttl="1y": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)` + "\n" +
+				`  QUANTUM_FLOW_BROADCAST_RETENTION="100d": not a duration (a number with a unit: 24h, 90m, 30s, 500ms)` + "\n" +
+				`  --instance-ttl=1µs: must be at least 1ms`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -611,6 +653,8 @@ func TestValidate(t *testing.T) {
 	bad.DatabaseURL = "ftp://user:pw123@host/x"
 	bad.MessagingURL = "nats://tok:pw456@[::1"
 	bad.InstanceID = "a b"
+	bad.InstanceTTL = -time.Hour
+	bad.BroadcastRetention = BroadcastRetentionLimit + time.Hour
 	bad.Producers[0].Workers = 0
 	bad.Producers[1].MaxRetries = -1
 	bad.Producers[2].RetryDelay = -time.Second
@@ -628,6 +672,8 @@ func TestValidate(t *testing.T) {
 		`  singularity.database_url="ftp://user:xxxxx@host/x": unknown scheme "ftp" (known: mem, nats, postgres, postgresql, tls)`+"\n"+
 		`  singularity.messaging_url: not a valid URL (not shown, as it may hold a password)`+"\n"+
 		`  singularity.instance_id="a b": not a valid instance id (1-64 letters, digits, '_', '.' or '-', and not "all")`+"\n"+
+		`  singularity.instance_ttl=-1h: must not be negative`+"\n"+
+		`  singularity.broadcast_retention=2161h: must be at most 2160h`+"\n"+
 		`  singularity.producers.proposals_for_consensus.workers=0: must be at least 1`+"\n"+
 		`  singularity.producers.metrics_to_guardian.max_retries=-1: must not be negative`+"\n"+
 		`  singularity.producers.patterns_for_aggregator.retry_delay_ms=-1000: must not be negative`+"\n"+
@@ -642,6 +688,11 @@ func TestValidate(t *testing.T) {
 	for _, secret := range []string{"pw123", "pw456", "tok"} {
 		require.NotContains(t, err.Error(), secret)
 	}
+
+	// Zero is the default, for a configuration built by hand.
+	hand := mustDefault(t, CentralCloud)
+	hand.InstanceTTL, hand.BroadcastRetention = 0, 0
+	require.NoError(t, hand.Validate())
 
 	err = ServiceConfig{Name: "guardian", DatabaseURL: "mem://", InstanceID: "g1"}.Validate()
 	require.EqualError(t, err, `invalid configuration: name="guardian": unknown service (known: singularity, centralcloud)`)
@@ -835,11 +886,13 @@ func TestLoadLimits(t *testing.T) {
 		env       map[string]string
 		overrides Overrides
 	}{
-		{name: "File", file: "singularity:\n  producers:\n    proposals_for_consensus: {workers: " + max +
-			", max_retries: 1000, retry_delay_ms: 3600000}\n"},
-		{name: "Env", env: map[string]string{EnvProposalsWorkers: max, EnvMaxRetries: "1000", EnvRetryDelayMS: "3600000"}},
+		{name: "File", file: "singularity:\n  instance_ttl: 720h\n  broadcast_retention: 2160h\n" +
+			"  producers:\n    proposals_for_consensus: {workers: " + max + ", max_retries: 1000, retry_delay_ms: 3600000}\n"},
+		{name: "Env", env: map[string]string{EnvProposalsWorkers: max, EnvMaxRetries: "1000", EnvRetryDelayMS: "3600000",
+			EnvInstanceTTL: "720h", EnvBroadcastRetention: "2160h"}},
 		{name: "Flags", overrides: Overrides{Workers: map[string]int{ProposalsQueue: MaxWorkers},
-			MaxRetries: intPtr(MaxRetriesLimit), RetryDelay: durPtr(RetryDelayLimit)}},
+			MaxRetries: intPtr(MaxRetriesLimit), RetryDelay: durPtr(RetryDelayLimit),
+			InstanceTTL: durPtr(InstanceTTLLimit), BroadcastRetention: durPtr(BroadcastRetentionLimit)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -854,6 +907,57 @@ func TestLoadLimits(t *testing.T) {
 			require.Equal(t, MaxWorkers, p.Workers)
 			require.Equal(t, MaxRetriesLimit, p.MaxRetries)
 			require.Equal(t, RetryDelayLimit, p.RetryDelay)
+			require.Equal(t, InstanceTTLLimit, cfg.InstanceTTL)
+			require.Equal(t, BroadcastRetentionLimit, cfg.BroadcastRetention)
+		})
+	}
+}
+
+// TestLoadInstanceWaits checks instance_ttl and broadcast_retention at
+// every level: the defaults, then the file, the environment, the flags,
+// as Go durations down to milliseconds.
+func TestLoadInstanceWaits(t *testing.T) {
+	t.Parallel()
+	file := "singularity:\n  instance_ttl: 12h\n  broadcast_retention: 36h\ncentralcloud:\n  instance_ttl: 250ms\n"
+	tests := []struct {
+		name                 string
+		service              string
+		file                 string
+		env                  map[string]string
+		overrides            Overrides
+		wantTTL, wantRetains time.Duration
+	}{
+		{name: "Default", service: Singularity, wantTTL: 24 * time.Hour, wantRetains: 7 * 24 * time.Hour},
+		{name: "File", service: Singularity, file: file, wantTTL: 12 * time.Hour, wantRetains: 36 * time.Hour},
+		{name: "FileOtherSection", service: CentralCloud, file: file, wantTTL: 250 * time.Millisecond, wantRetains: DefaultBroadcastRetention},
+		{name: "EnvOverFile", service: Singularity, file: file, env: map[string]string{EnvInstanceTTL: "90m"},
+			wantTTL: 90 * time.Minute, wantRetains: 36 * time.Hour},
+		{name: "EnvBothServices", service: CentralCloud, env: map[string]string{EnvInstanceTTL: "2h", EnvBroadcastRetention: " 48h "},
+			wantTTL: 2 * time.Hour, wantRetains: 48 * time.Hour},
+		{name: "EnvEmptyIsUnset", service: Singularity, env: map[string]string{EnvInstanceTTL: "", EnvBroadcastRetention: ""},
+			wantTTL: DefaultInstanceTTL, wantRetains: DefaultBroadcastRetention},
+		{name: "FlagsOverEnv", service: Singularity, file: file, env: map[string]string{EnvInstanceTTL: "90m", EnvBroadcastRetention: "3h"},
+			overrides: Overrides{InstanceTTL: durPtr(5 * time.Millisecond), BroadcastRetention: durPtr(40 * time.Millisecond)},
+			wantTTL:   5 * time.Millisecond, wantRetains: 40 * time.Millisecond},
+		{name: "RetentionShorterThanTTL", service: Singularity, env: map[string]string{EnvBroadcastRetention: "1h"},
+			wantTTL: DefaultInstanceTTL, wantRetains: time.Hour},
+		{name: "Minimum", service: Singularity, env: map[string]string{EnvInstanceTTL: "1ms", EnvBroadcastRetention: "1000us"},
+			wantTTL: MinInstanceWait, wantRetains: MinInstanceWait},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			opts := LoadOptions{Service: tt.service, LookupEnv: envOf(tt.env), Overrides: tt.overrides}
+			if tt.file != "" {
+				opts.Path = writeConfig(t, tt.file)
+			}
+			cfg, err := Load(opts)
+			require.NoError(t, err)
+			require.Equal(t, tt.wantTTL, cfg.InstanceTTL)
+			require.Equal(t, tt.wantRetains, cfg.BroadcastRetention)
+			want := mustDefault(t, tt.service)
+			want.InstanceTTL, want.BroadcastRetention = tt.wantTTL, tt.wantRetains
+			require.Equal(t, want, cfg, "nothing else changes")
 		})
 	}
 }

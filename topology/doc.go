@@ -32,6 +32,25 @@
 // "all"; by default the host name (DefaultInstanceID), which suits one
 // instance per host.
 //
+// Two settings say how long what waits for an instance of the consuming
+// service that stopped heartbeating (crashed, cut off) waits, as Go
+// durations:
+//
+//   - instance_ttl (QUANTUM_FLOW_INSTANCE_TTL, --instance-ttl; default
+//     24h): a message on an addressed queue for an instance silent longer
+//     is dead-lettered with the reason "instance gone" by the producing
+//     service's router, and a message addressed to all instances skips
+//     it; `quantumflow instances` shows it as gone.
+//   - broadcast_retention (QUANTUM_FLOW_BROADCAST_RETENTION,
+//     --broadcast-retention; default 168h, 7 days): on a broadcast queue,
+//     each instance heard from within it gets a copy, which waits for it;
+//     copies of an instance silent longer are dead-lettered, "instance
+//     gone", and it gets the queue's latest message when it comes back.
+//
+// The producing service's router sweeps by its own values, and the CLI
+// goes by those of --service: set them alike for both services (CheckPair
+// fails when they differ).
+//
 // # One messaging backend
 //
 // The seed gives each service its own database_url, where the two would
@@ -79,6 +98,8 @@
 //	  database_url: postgresql://localhost/singularity
 //	  messaging_url: postgresql://db.internal/quantumflow   # both services
 //	  instance_id: singularity-1
+//	  instance_ttl: 24h                  # Go durations
+//	  broadcast_retention: 168h
 //	  producers:
 //	    proposals_for_consensus: {queue_name: proposals_for_consensus_queue, workers: 2, max_retries: 3, retry_delay_ms: 1000}
 //	  consumers:
@@ -101,14 +122,18 @@
 // safety-profile producer, despite its name) by CentralCloud only.
 // QUANTUM_FLOW_MAX_RETRIES and _RETRY_DELAY_MS, listed by the seed but
 // never wired into its config, set every entry of the service.
-// QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_INSTANCE_ID and
-// QUANTUM_FLOW_PROFILE are ours: the shared backend, the instance id and a
-// scaling profile. EnvTable returns this table:
+// QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_INSTANCE_ID,
+// QUANTUM_FLOW_INSTANCE_TTL, QUANTUM_FLOW_BROADCAST_RETENTION and
+// QUANTUM_FLOW_PROFILE are ours: the shared backend, the instance id, how
+// long messages wait for a silent instance and a scaling profile.
+// EnvTable returns this table:
 //
 //	VARIABLE                                SERVICE       SETS                                                DEFAULT
 //	QUANTUM_FLOW_DATABASE_URL               singularity   database_url                                        postgresql://localhost/singularity
 //	QUANTUM_FLOW_MESSAGING_URL              singularity   messaging_url                                       (database_url)
 //	QUANTUM_FLOW_INSTANCE_ID                singularity   instance_id                                         (host name)
+//	QUANTUM_FLOW_INSTANCE_TTL               singularity   instance_ttl                                        24h
+//	QUANTUM_FLOW_BROADCAST_RETENTION        singularity   broadcast_retention                                 168h
 //	QUANTUM_FLOW_PROPOSALS_WORKERS          singularity   workers of producer proposals_for_consensus_queue   2
 //	QUANTUM_FLOW_METRICS_WORKERS            singularity   workers of producer metrics_to_guardian_queue       2
 //	QUANTUM_FLOW_PATTERNS_WORKERS           singularity   workers of producer patterns_for_aggregator_queue   1
@@ -121,6 +146,8 @@
 //	QUANTUM_FLOW_DATABASE_URL               centralcloud  database_url                                        postgresql://localhost/central_services
 //	QUANTUM_FLOW_MESSAGING_URL              centralcloud  messaging_url                                       (database_url)
 //	QUANTUM_FLOW_INSTANCE_ID                centralcloud  instance_id                                         (host name)
+//	QUANTUM_FLOW_INSTANCE_TTL               centralcloud  instance_ttl                                        24h
+//	QUANTUM_FLOW_BROADCAST_RETENTION        centralcloud  broadcast_retention                                 168h
 //	QUANTUM_FLOW_CONSENSUS_RESULTS_WORKERS  centralcloud  workers of producer consensus_results_queue         2
 //	QUANTUM_FLOW_ROLLBACK_WORKERS           centralcloud  workers of producer rollback_triggers_queue         1
 //	QUANTUM_FLOW_PROFILE_WORKERS            centralcloud  workers of producer guardian_safety_profiles_queue  1
@@ -165,8 +192,10 @@
 // ErrInvalidConfig, each naming where the value came from (file:line and
 // key, variable, or flag) and the value: workers that are not an integer
 // from 1 to MaxWorkers (1024), max_retries outside 0..MaxRetriesLimit
-// (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour), an
-// unknown entry, a queue_name that is not one of the six or not one the
+// (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour),
+// instance_ttl or broadcast_retention that is not a Go duration from
+// MinInstanceWait (1ms) to InstanceTTLLimit (720h, 30 days) or
+// BroadcastRetentionLimit (2160h, 90 days), an unknown entry, a queue_name that is not one of the six or not one the
 // service is on that side of, duplicate queue names, an unknown priority
 // or delivery mode, an invalid instance id, a database or messaging URL
 // whose scheme is not one of mem, nats, postgres, postgresql, tls, unknown
@@ -179,7 +208,8 @@
 //
 // # Showing a configuration
 //
-// ServiceConfig marshals to JSON with retry_delay_ms in milliseconds, and
+// ServiceConfig marshals to JSON with retry_delay_ms in milliseconds and
+// instance_ttl and broadcast_retention as Go durations ("24h"), and
 // MarshalFile writes services back in the file format (with a comment
 // saying what each side's workers count), which Load reads to the same
 // configuration. Redacted returns a copy fit to print.

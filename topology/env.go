@@ -26,6 +26,11 @@ const (
 	// EnvInstanceID sets instance_id, this process's id among its
 	// service's instances. Ours, not the seed's.
 	EnvInstanceID = "QUANTUM_FLOW_INSTANCE_ID"
+	// EnvInstanceTTL sets instance_ttl, a Go duration ("24h"). Ours.
+	EnvInstanceTTL = "QUANTUM_FLOW_INSTANCE_TTL"
+	// EnvBroadcastRetention sets broadcast_retention, a Go duration
+	// ("168h"). Ours.
+	EnvBroadcastRetention = "QUANTUM_FLOW_BROADCAST_RETENTION"
 	// EnvProfile selects a scaling profile. It is ours, not the seed's;
 	// not to be confused with EnvProfileWorkers, the seed's worker count of
 	// CentralCloud's safety-profile producer.
@@ -40,13 +45,15 @@ const (
 
 // Settings an environment variable sets.
 const (
-	SettingDatabaseURL  = "database_url"
-	SettingMessagingURL = "messaging_url"
-	SettingInstanceID   = "instance_id"
-	SettingWorkers      = "workers"
-	SettingMaxRetries   = "max_retries"
-	SettingRetryDelayMS = "retry_delay_ms"
-	SettingProfile      = "profile"
+	SettingDatabaseURL        = "database_url"
+	SettingMessagingURL       = "messaging_url"
+	SettingInstanceID         = "instance_id"
+	SettingInstanceTTL        = "instance_ttl"
+	SettingBroadcastRetention = "broadcast_retention"
+	SettingWorkers            = "workers"
+	SettingMaxRetries         = "max_retries"
+	SettingRetryDelayMS       = "retry_delay_ms"
+	SettingProfile            = "profile"
 )
 
 // EnvVar is one row of the environment table: which variable sets what
@@ -57,7 +64,8 @@ type EnvVar struct {
 	// Service is the service that reads it.
 	Service string `json:"service"`
 	// Setting is what it sets: database_url, messaging_url, instance_id,
-	// workers, max_retries, retry_delay_ms or profile.
+	// instance_ttl, broadcast_retention, workers, max_retries,
+	// retry_delay_ms or profile.
 	Setting string `json:"setting"`
 	// Side is "producer" or "consumer" for a workers variable, "" for a
 	// service-wide one.
@@ -105,6 +113,8 @@ func EnvTable() []EnvVar {
 			EnvVar{Name: EnvDatabaseURL, Service: svc, Setting: SettingDatabaseURL, Default: cfg.DatabaseURL},
 			EnvVar{Name: EnvMessagingURL, Service: svc, Setting: SettingMessagingURL, Default: "(" + SettingDatabaseURL + ")"},
 			EnvVar{Name: EnvInstanceID, Service: svc, Setting: SettingInstanceID, Default: "(host name)"},
+			EnvVar{Name: EnvInstanceTTL, Service: svc, Setting: SettingInstanceTTL, Default: formatDuration(cfg.InstanceTTL)},
+			EnvVar{Name: EnvBroadcastRetention, Service: svc, Setting: SettingBroadcastRetention, Default: formatDuration(cfg.BroadcastRetention)},
 		)
 		for _, w := range envWorkers {
 			if w.service != svc {
@@ -136,7 +146,7 @@ func EnvTableMarkdown() string {
 		switch v.Setting {
 		case SettingWorkers:
 			entry = fmt.Sprintf("%s (%s)", v.Entry, v.Queue)
-		case SettingDatabaseURL, SettingMessagingURL, SettingInstanceID, SettingProfile:
+		case SettingDatabaseURL, SettingMessagingURL, SettingInstanceID, SettingInstanceTTL, SettingBroadcastRetention, SettingProfile:
 			entry = "-"
 		}
 		if side == "" {

@@ -11,11 +11,13 @@ import (
 func TestEnvTable(t *testing.T) {
 	t.Parallel()
 	rows := EnvTable()
-	require.Len(t, rows, 24)
+	require.Len(t, rows, 28)
 	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_DATABASE_URL", Service: Singularity, Setting: "database_url", Default: "postgresql://localhost/singularity"}, rows[0])
 	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_MESSAGING_URL", Service: Singularity, Setting: "messaging_url", Default: "(database_url)"}, rows[1])
 	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_INSTANCE_ID", Service: Singularity, Setting: "instance_id", Default: "(host name)"}, rows[2])
-	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: Singularity, Setting: "workers", Side: "producer", Entry: "proposals_for_consensus", Queue: ProposalsQueue, Default: "2"}, rows[3])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_INSTANCE_TTL", Service: Singularity, Setting: "instance_ttl", Default: "24h"}, rows[3])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_BROADCAST_RETENTION", Service: Singularity, Setting: "broadcast_retention", Default: "168h"}, rows[4])
+	require.Equal(t, EnvVar{Name: "QUANTUM_FLOW_PROPOSALS_WORKERS", Service: Singularity, Setting: "workers", Side: "producer", Entry: "proposals_for_consensus", Queue: ProposalsQueue, Default: "2"}, rows[5])
 
 	byKey := map[string]EnvVar{}
 	for _, r := range rows {
@@ -30,8 +32,9 @@ func TestEnvTable(t *testing.T) {
 	require.False(t, ok)
 
 	md := EnvTableMarkdown()
-	require.Len(t, strings.Split(strings.TrimSpace(md), "\n"), 26)
+	require.Len(t, strings.Split(strings.TrimSpace(md), "\n"), 30)
 	require.Contains(t, md, "| QUANTUM_FLOW_INSTANCE_ID | centralcloud | instance_id | - | - | (host name) |\n")
+	require.Contains(t, md, "| QUANTUM_FLOW_BROADCAST_RETENTION | centralcloud | broadcast_retention | - | - | 168h |\n")
 	require.Contains(t, md, "| QUANTUM_FLOW_MESSAGING_URL | centralcloud | messaging_url | - | - | (database_url) |\n")
 	require.Contains(t, md, "| QUANTUM_FLOW_SAFETY_WORKERS | singularity | workers | consumer | safety_profiles (guardian_safety_profiles_queue) | 1 |\n")
 }

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -26,11 +27,13 @@ type fileYAML struct {
 }
 
 type serviceYAML struct {
-	DatabaseURL  yaml.Node                `yaml:"database_url"`
-	MessagingURL yaml.Node                `yaml:"messaging_url"`
-	InstanceID   yaml.Node                `yaml:"instance_id"`
-	Producers    map[string]*producerYAML `yaml:"producers"`
-	Consumers    map[string]*consumerYAML `yaml:"consumers"`
+	DatabaseURL        yaml.Node                `yaml:"database_url"`
+	MessagingURL       yaml.Node                `yaml:"messaging_url"`
+	InstanceID         yaml.Node                `yaml:"instance_id"`
+	InstanceTTL        yaml.Node                `yaml:"instance_ttl"`
+	BroadcastRetention yaml.Node                `yaml:"broadcast_retention"`
+	Producers          map[string]*producerYAML `yaml:"producers"`
+	Consumers          map[string]*consumerYAML `yaml:"consumers"`
 }
 
 type entryYAML struct {
@@ -71,7 +74,7 @@ var (
 	consumerShape = &shape{what: "a consumer entry",
 		keys: []string{"queue_name", "workers", "handler", "handler_method", "max_retries", "retry_delay_ms", "priority", "delivery"}}
 	serviceShape = &shape{what: "a service section",
-		keys: []string{"database_url", "messaging_url", "instance_id", "producers", "consumers"},
+		keys: []string{"database_url", "messaging_url", "instance_id", "instance_ttl", "broadcast_retention", "producers", "consumers"},
 		sub: map[string]*shape{
 			"producers": {what: "the producer entries", entries: producerShape},
 			"consumers": {what: "the consumer entries", entries: consumerShape},
@@ -253,6 +256,24 @@ func (f *fileConfig) apply(cfg *ServiceConfig, ps *problems) {
 			ps.add("%s:%d: %s.instance_id=%s: %s", f.path, sec.InstanceID.Line, cfg.Name, quote(v), msg)
 		} else {
 			cfg.InstanceID = v
+		}
+	}
+	for _, w := range []struct {
+		key   string
+		node  *yaml.Node
+		limit time.Duration
+		field *time.Duration
+	}{
+		{SettingInstanceTTL, &sec.InstanceTTL, InstanceTTLLimit, &cfg.InstanceTTL},
+		{SettingBroadcastRetention, &sec.BroadcastRetention, BroadcastRetentionLimit, &cfg.BroadcastRetention},
+	} {
+		name := cfg.Name + "." + w.key
+		if v, ok := f.scalar(w.node, name, ps); ok {
+			if d, msg := parseWait(v, w.limit); msg != "" {
+				ps.add("%s:%d: %s=%s: %s", f.path, w.node.Line, name, quote(v), msg)
+			} else {
+				*w.field = d
+			}
 		}
 	}
 	for _, key := range f.keysInFileOrder(slices.Collect(maps.Keys(sec.Producers)), cfg.Name, "producers") {

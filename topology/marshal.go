@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -68,6 +69,57 @@ func (c *Consumer) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// serviceView is a ServiceConfig as JSON shows it: instance_ttl and
+// broadcast_retention as Go durations ("24h"), left out when zero.
+type serviceView struct {
+	Name               string     `json:"name"`
+	DatabaseURL        string     `json:"database_url"`
+	MessagingURL       string     `json:"messaging_url,omitempty"`
+	InstanceID         string     `json:"instance_id"`
+	InstanceTTL        string     `json:"instance_ttl,omitempty"`
+	BroadcastRetention string     `json:"broadcast_retention,omitempty"`
+	Producers          []Producer `json:"producers"`
+	Consumers          []Consumer `json:"consumers"`
+}
+
+// MarshalJSON shows instance_ttl and broadcast_retention as Go durations.
+func (s ServiceConfig) MarshalJSON() ([]byte, error) {
+	v := serviceView{Name: s.Name, DatabaseURL: s.DatabaseURL, MessagingURL: s.MessagingURL, InstanceID: s.InstanceID,
+		Producers: s.Producers, Consumers: s.Consumers}
+	if s.InstanceTTL != 0 {
+		v.InstanceTTL = formatDuration(s.InstanceTTL)
+	}
+	if s.BroadcastRetention != 0 {
+		v.BroadcastRetention = formatDuration(s.BroadcastRetention)
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *ServiceConfig) UnmarshalJSON(b []byte) error {
+	var v serviceView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	out := ServiceConfig{Name: v.Name, DatabaseURL: v.DatabaseURL, MessagingURL: v.MessagingURL, InstanceID: v.InstanceID,
+		Producers: v.Producers, Consumers: v.Consumers}
+	for _, w := range []struct {
+		key, text string
+		field     *time.Duration
+	}{{SettingInstanceTTL, v.InstanceTTL, &out.InstanceTTL}, {SettingBroadcastRetention, v.BroadcastRetention, &out.BroadcastRetention}} {
+		if w.text == "" {
+			continue
+		}
+		d, err := time.ParseDuration(w.text)
+		if err != nil {
+			return fmt.Errorf("%s: %w", w.key, err)
+		}
+		*w.field = d
+	}
+	*s = out
+	return nil
+}
+
 // MarshalYAML writes the entry as the configuration file has it (its key
 // is the mapping key around it).
 func (p Producer) MarshalYAML() (any, error) { return p.view(), nil }
@@ -83,9 +135,10 @@ const (
 )
 
 // MarshalYAML writes the service's section of a configuration file:
-// database_url, messaging_url when set, instance_id, then producers and
-// consumers keyed by entry key, in the seed's order. Load reads it back
-// to the same configuration.
+// database_url, messaging_url when set, instance_id, instance_ttl and
+// broadcast_retention when set, then producers and consumers keyed by
+// entry key, in the seed's order. Load reads it back to the same
+// configuration.
 func (s ServiceConfig) MarshalYAML() (any, error) { return s.node() }
 
 // node is MarshalYAML's node, which MarshalFile puts in its document as it
@@ -102,6 +155,14 @@ func (s ServiceConfig) node() (*yaml.Node, error) {
 	}
 	if err := addPair(n, "instance_id", s.InstanceID); err != nil {
 		return nil, err
+	}
+	for _, w := range []struct {
+		key string
+		d   time.Duration
+	}{{SettingInstanceTTL, s.InstanceTTL}, {SettingBroadcastRetention, s.BroadcastRetention}} {
+		if w.d != 0 {
+			n.Content = append(n.Content, scalarNode(w.key), scalarNode(formatDuration(w.d)))
+		}
 	}
 	prod := &yaml.Node{Kind: yaml.MappingNode}
 	for _, p := range s.Producers {

@@ -19,11 +19,15 @@ func TestServiceConfigJSON(t *testing.T) {
 	require.NoError(t, err)
 
 	var raw struct {
-		Name      string           `json:"name"`
-		Producers []map[string]any `json:"producers"`
-		Consumers []map[string]any `json:"consumers"`
+		Name               string           `json:"name"`
+		InstanceTTL        string           `json:"instance_ttl"`
+		BroadcastRetention string           `json:"broadcast_retention"`
+		Producers          []map[string]any `json:"producers"`
+		Consumers          []map[string]any `json:"consumers"`
 	}
 	require.NoError(t, json.Unmarshal(b, &raw))
+	require.Equal(t, "24h", raw.InstanceTTL, "a Go duration, as the file and the environment have it")
+	require.Equal(t, "168h", raw.BroadcastRetention)
 	require.Equal(t, map[string]any{
 		"key": "proposals_for_consensus", "queue_name": ProposalsQueue, "workers": 2.0,
 		"max_retries": 3.0, "retry_delay_ms": 1000.0, "priority": "normal", "delivery": "work",
@@ -43,12 +47,20 @@ func TestServiceConfigJSON(t *testing.T) {
 	require.Equal(t, cfg, back)
 
 	cfg.MessagingURL = "nats://nats.internal:4222"
+	cfg.InstanceTTL, cfg.BroadcastRetention = 1500*time.Millisecond, 90*time.Minute
 	b, err = json.Marshal(cfg)
 	require.NoError(t, err)
 	require.Contains(t, string(b), `"messaging_url":"nats://nats.internal:4222"`)
+	require.Contains(t, string(b), `"instance_ttl":"1.5s","broadcast_retention":"1h30m"`)
 	back = ServiceConfig{}
 	require.NoError(t, json.Unmarshal(b, &back))
 	require.Equal(t, cfg, back)
+
+	cfg.InstanceTTL, cfg.BroadcastRetention = 0, 0
+	b, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "instance_ttl", "zero (the default) is left out")
+	require.ErrorContains(t, json.Unmarshal([]byte(`{"instance_ttl":"a day"}`), &back), "instance_ttl")
 }
 
 // TestSeedFile loads testdata/seed.yaml, the seed's two
@@ -80,10 +92,12 @@ func TestExampleFile(t *testing.T) {
 	sing, err := Load(LoadOptions{Service: Singularity, Path: path, LookupEnv: envOf(nil)})
 	require.NoError(t, err)
 	require.Equal(t, ServiceConfig{
-		Name:         Singularity,
-		DatabaseURL:  "postgresql://quantum:change-me@db.internal:5432/singularity?sslmode=require",
-		MessagingURL: "nats://nats.internal:4222",
-		InstanceID:   "singularity-eu-1",
+		Name:               Singularity,
+		DatabaseURL:        "postgresql://quantum:change-me@db.internal:5432/singularity?sslmode=require",
+		MessagingURL:       "nats://nats.internal:4222",
+		InstanceID:         "singularity-eu-1",
+		InstanceTTL:        12 * time.Hour,
+		BroadcastRetention: 72 * time.Hour,
 		Producers: []Producer{
 			{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 5, RetryDelay: 500 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork},
 			{Key: "metrics_to_guardian", Queue: MetricsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork},
@@ -103,6 +117,8 @@ func TestExampleFile(t *testing.T) {
 	want.DatabaseURL = "postgresql://quantum:change-me@db.internal:5432/central_services?sslmode=require"
 	want.MessagingURL = "nats://nats.internal:4222"
 	want.InstanceID = "central"
+	want.InstanceTTL = 12 * time.Hour
+	want.BroadcastRetention = 72 * time.Hour
 	want.Producers[1].Workers = 2 // rollback_triggers, explicit
 	want.Consumers[0].Workers = 6 // proposals, explicit over medium's 3
 	want.Consumers[0].MaxRetries = 10
@@ -140,6 +156,8 @@ func TestMarshalFileRoundTrip(t *testing.T) {
 	require.True(t, strings.HasPrefix(string(one), "database_url: postgres://u:p@h/db\n"+
 		"messaging_url: nats://nats.internal:4222\n"+
 		"instance_id: i-7\n"+
+		"instance_ttl: 12h\n"+
+		"broadcast_retention: 72h\n"+
 		"# workers: the most publishes of the queue this service runs at once\n"+
 		"producers:\n"+
 		"    proposals_for_consensus:\n"), string(one))
@@ -159,6 +177,8 @@ func TestMarshalFileDefaults(t *testing.T) {
 	require.Equal(t, `singularity:
   database_url: postgresql://localhost/singularity
   instance_id: s-1
+  instance_ttl: 24h
+  broadcast_retention: 168h
   # workers: the most publishes of the queue this service runs at once
   producers:
     proposals_for_consensus:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -19,7 +20,12 @@ import (
 //     prefix), whatever the credentials and tuning parameters. The seed's
 //     defaults fail this (each service its own database): set
 //     messaging_url or QUANTUM_FLOW_MESSAGING_URL alike for both;
-//   - agree on its delivery mode.
+//   - agree on its delivery mode;
+//
+// and the two agree on instance_ttl and broadcast_retention (zero is the
+// default): the producing service's router dead-letters what waits for
+// the consuming service's instances by its own values, while the CLI and
+// a returning instance go by theirs.
 //
 // Pass the effective configuration of each service (from Load, which has
 // validated each), in either order. The error is a *ConfigError wrapping
@@ -45,6 +51,18 @@ func CheckPair(a, b ServiceConfig) error {
 	}
 	for _, m := range deliveryMismatches(a, b) {
 		ps.add("%s", m)
+	}
+	for _, w := range []struct {
+		key          string
+		a, b, orElse time.Duration
+	}{
+		{SettingInstanceTTL, a.InstanceTTL, b.InstanceTTL, DefaultInstanceTTL},
+		{SettingBroadcastRetention, a.BroadcastRetention, b.BroadcastRetention, DefaultBroadcastRetention},
+	} {
+		if da, db := cmp.Or(w.a, w.orElse), cmp.Or(w.b, w.orElse); da != db {
+			ps.add("%s: %s.%s=%s and %s.%s=%s differ: the producing service's router dead-letters by its own value; set them alike",
+				w.key, a.Name, w.key, formatDuration(da), b.Name, w.key, formatDuration(db))
+		}
 	}
 	if len(ps.list) > 0 {
 		return &ConfigError{Problems: ps.list}

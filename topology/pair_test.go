@@ -2,6 +2,7 @@ package topology
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -105,6 +106,20 @@ func TestCheckPair(t *testing.T) {
 			name: "DeliveryChangedOnBothSides",
 			sing: func(c *ServiceConfig) { c.MessagingURL = "mem://one"; c.Consumers[0].Delivery = DeliveryWork },
 			cc:   func(c *ServiceConfig) { c.MessagingURL = "mem://one"; c.Producers[0].Delivery = DeliveryWork },
+		},
+		{
+			name: "InstanceWaitsDisagree",
+			sing: func(c *ServiceConfig) { c.MessagingURL = "mem://one"; c.InstanceTTL = 12 * time.Hour },
+			cc:   func(c *ServiceConfig) { c.MessagingURL = "mem://one"; c.BroadcastRetention = 500 * time.Millisecond },
+			wantLines: []string{
+				`instance_ttl: singularity.instance_ttl=12h and centralcloud.instance_ttl=24h differ: the producing service's router dead-letters by its own value; set them alike`,
+				`broadcast_retention: singularity.broadcast_retention=168h and centralcloud.broadcast_retention=500ms differ: the producing service's router dead-letters by its own value; set them alike`,
+			},
+		},
+		{
+			name: "InstanceWaitsZeroIsTheDefault",
+			sing: func(c *ServiceConfig) { c.MessagingURL = "mem://one"; c.InstanceTTL, c.BroadcastRetention = 0, 0 },
+			cc:   func(c *ServiceConfig) { c.MessagingURL = "mem://one" },
 		},
 		{
 			name: "BackendAndDelivery",

@@ -58,6 +58,29 @@ const (
 	// RetryDelayLimit bounds retry_delay_ms, the first retry's delay (the
 	// retry policy caps every delay at 5 minutes by default anyway).
 	RetryDelayLimit = time.Hour
+	// InstanceTTLLimit bounds instance_ttl: a reply or rollback for an
+	// instance silent for a month is better read in the dead letters.
+	InstanceTTLLimit = 30 * 24 * time.Hour
+	// BroadcastRetentionLimit bounds broadcast_retention: 90 days of
+	// copies for an instance that may never come back is storage the
+	// backend keeps for nothing.
+	BroadcastRetentionLimit = 90 * 24 * time.Hour
+	// MinInstanceWait is the least instance_ttl and broadcast_retention
+	// may be: a shorter wait is a unit left out ("1" for "1h"). A router
+	// also refuses either shorter than its stale timeout (three
+	// heartbeats), after which its own instance would count as gone.
+	MinInstanceWait = time.Millisecond
+)
+
+// How long what waits for an instance that stopped heartbeating waits,
+// by default: instance_ttl and broadcast_retention.
+const (
+	// DefaultInstanceTTL is instance_ttl's default: a message addressed to
+	// an instance without a heartbeat for a day is dead-lettered.
+	DefaultInstanceTTL = 24 * time.Hour
+	// DefaultBroadcastRetention is broadcast_retention's default: an
+	// instance's copies of broadcast messages wait for it a week.
+	DefaultBroadcastRetention = 7 * 24 * time.Hour
 )
 
 // Priority of a queue: "normal" or "high".
@@ -191,9 +214,27 @@ type ServiceConfig struct {
 	// InstanceID names this process among the service's instances: 1-64
 	// letters, digits, '_', '.' or '-' (pubsub.ValidateInstanceID).
 	// Defaults to DefaultInstanceID().
-	InstanceID string     `json:"instance_id"`
-	Producers  []Producer `json:"producers"`
-	Consumers  []Consumer `json:"consumers"`
+	InstanceID string `json:"instance_id"`
+	// InstanceTTL is instance_ttl: how long an instance of the consuming
+	// service may go without a heartbeat before the messages addressed to
+	// it are dead-lettered ("instance gone") by this service's router, and
+	// before a message addressed to all instances skips it. It also says
+	// when `quantumflow instances` shows an instance as gone. From
+	// MinInstanceWait to InstanceTTLLimit; Default sets DefaultInstanceTTL,
+	// and zero (a ServiceConfig built by hand) means it. JSON and YAML show
+	// it as a Go duration ("24h").
+	InstanceTTL time.Duration `json:"-"`
+	// BroadcastRetention is broadcast_retention: how long an instance's
+	// copies of broadcast messages wait for it without a heartbeat. A
+	// broadcast goes to every instance heard from within it, and the
+	// router dead-letters ("instance gone") the copies of instances silent
+	// longer. It may be longer or shorter than InstanceTTL: an instance
+	// back after it gets the queue's latest message instead. From
+	// MinInstanceWait to BroadcastRetentionLimit; Default sets
+	// DefaultBroadcastRetention, and zero means it.
+	BroadcastRetention time.Duration `json:"-"`
+	Producers          []Producer    `json:"producers"`
+	Consumers          []Consumer    `json:"consumers"`
 }
 
 // BackendURL is the URL the service opens its messaging backend with:
@@ -249,9 +290,11 @@ func Default(service string) (ServiceConfig, bool) {
 	switch service {
 	case Singularity:
 		return ServiceConfig{
-			Name:        Singularity,
-			DatabaseURL: DefaultSingularityURL,
-			InstanceID:  DefaultInstanceID(),
+			Name:               Singularity,
+			DatabaseURL:        DefaultSingularityURL,
+			InstanceID:         DefaultInstanceID(),
+			InstanceTTL:        DefaultInstanceTTL,
+			BroadcastRetention: DefaultBroadcastRetention,
 			Producers: []Producer{
 				producer("proposals_for_consensus", ProposalsQueue, 2, PriorityNormal),
 				producer("metrics_to_guardian", MetricsQueue, 2, PriorityNormal),
@@ -265,9 +308,11 @@ func Default(service string) (ServiceConfig, bool) {
 		}, true
 	case CentralCloud:
 		return ServiceConfig{
-			Name:        CentralCloud,
-			DatabaseURL: DefaultCentralCloudURL,
-			InstanceID:  DefaultInstanceID(),
+			Name:               CentralCloud,
+			DatabaseURL:        DefaultCentralCloudURL,
+			InstanceID:         DefaultInstanceID(),
+			InstanceTTL:        DefaultInstanceTTL,
+			BroadcastRetention: DefaultBroadcastRetention,
 			Producers: []Producer{
 				producer("consensus_results", ConsensusQueue, 2, PriorityNormal),
 				producer("rollback_triggers", RollbackQueue, 1, PriorityHigh),
