@@ -20,8 +20,14 @@ const (
 	// record in the registry.
 	DefaultHeartbeat = 5 * time.Second
 	// DefaultInstanceTTL is how long an instance may go without a
-	// heartbeat before what waits for it is dead-lettered.
-	DefaultInstanceTTL = 24 * time.Hour
+	// heartbeat before what is addressed to it is dead-lettered, when
+	// neither Config.InstanceTTL nor the service's instance_ttl says.
+	DefaultInstanceTTL = topology.DefaultInstanceTTL
+	// DefaultBroadcastRetention is how long an instance's copies of
+	// broadcast messages wait for it without a heartbeat, when neither
+	// Config.BroadcastRetention nor the service's broadcast_retention
+	// says.
+	DefaultBroadcastRetention = topology.DefaultBroadcastRetention
 	// DefaultStaleAfter is how long an instance may go without a
 	// heartbeat and still be live (three missed heartbeats): after it, a
 	// process may take over its id. Tools that show the registry use it.
@@ -80,11 +86,11 @@ func (r *Router) instance() *pubsub.Instance {
 }
 
 // register records the instance in the registry; a new instance (no
-// record yet) gets the latest message of each broadcast queue it
-// consumes.
+// record heard from within BroadcastRetention, so no copies kept for it)
+// gets the latest message of each broadcast queue it consumes.
 func (r *Router) register(ctx context.Context) error {
 	b := r.cfg.Backend
-	known, err := b.InstancesOf(ctx, r.Service(), r.cfg.InstanceTTL)
+	known, err := b.InstancesOf(ctx, r.Service(), r.cfg.BroadcastRetention)
 	if err != nil {
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}
@@ -143,8 +149,9 @@ func (r *Router) registered(ctx context.Context) (stop func()) {
 
 // keepRegistered refreshes the instance's record every Heartbeat and,
 // for the addressed and broadcast queues the service produces to,
-// dead-letters what waits for instances gone longer than InstanceTTL,
-// until ctx ends; then it removes the record.
+// dead-letters what waits for instances gone longer than InstanceTTL
+// (addressed) or BroadcastRetention (broadcast), until ctx ends; then it
+// removes the record.
 func (r *Router) keepRegistered(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
@@ -171,29 +178,45 @@ func (r *Router) keepRegistered(ctx context.Context) {
 }
 
 // sweepEvery is how often gone instances are swept: often enough that a
-// message waits little past InstanceTTL, never more than once a minute.
+// message waits little past InstanceTTL or BroadcastRetention, never more
+// than once a minute.
 func (r *Router) sweepEvery() time.Duration {
-	return min(time.Minute, max(r.cfg.Heartbeat, r.cfg.InstanceTTL/10))
+	return min(time.Minute, max(r.cfg.Heartbeat, min(r.cfg.InstanceTTL, r.cfg.BroadcastRetention)/10))
+}
+
+// keptFor is how long what waits in an instance's queue of a queue with
+// delivery d waits for an instance without a heartbeat: BroadcastRetention
+// on a broadcast queue, InstanceTTL on an addressed one (a copy of a
+// message addressed to all included).
+func (r *Router) keptFor(d topology.Delivery) time.Duration {
+	if d == topology.DeliveryBroadcast {
+		return r.cfg.BroadcastRetention
+	}
+	return r.cfg.InstanceTTL
 }
 
 // sweepGone dead-letters what waits for gone instances in the addressed
-// and broadcast queues this service produces to.
+// and broadcast queues this service produces to: addressed queues first,
+// then broadcast ones, each by how long it waits.
 func (r *Router) sweepGone(ctx context.Context) {
-	byService := map[string][]string{}
-	for _, p := range r.cfg.Service.Producers {
-		if p.Delivery == topology.DeliveryWork {
+	svc := consumingService(r.Service())
+	for _, d := range []topology.Delivery{topology.DeliveryAddressed, topology.DeliveryBroadcast} {
+		var queues []string
+		for _, p := range r.cfg.Service.Producers {
+			if p.Delivery == d {
+				queues = append(queues, p.Queue)
+			}
+		}
+		if len(queues) == 0 {
 			continue
 		}
-		svc := consumingService(r.Service())
-		byService[svc] = append(byService[svc], p.Queue)
-	}
-	for svc, queues := range byService {
-		n, err := r.cfg.Backend.ExpireInstances(ctx, svc, queues, r.cfg.InstanceTTL)
+		n, err := r.cfg.Backend.ExpireInstances(ctx, svc, queues, r.keptFor(d))
 		if err != nil && ctx.Err() == nil {
-			r.logger.Warn("dead-lettering messages of gone instances failed", "service", svc, "error", err)
+			r.logger.Warn("dead-lettering messages of gone instances failed", "service", svc, "delivery", d, "error", err)
 		}
 		if n > 0 {
-			r.logger.Warn("dead-lettered messages of gone instances", "service", svc, "messages", n, "reason", pubsub.ReasonInstanceGone)
+			r.logger.Warn("dead-lettered messages of gone instances", "service", svc, "delivery", d, "messages", n,
+				"after", r.keptFor(d), "reason", pubsub.ReasonInstanceGone)
 		}
 	}
 }

@@ -123,8 +123,8 @@ func (p *Publisher) Reply(ctx context.Context, to *message.Message, payload []by
 // telemetry.MetadataPublishedAt, this instance as its origin
 // (pubsub.MetadataOrigin) and ctx as its context. On a queue with
 // addressed delivery every message must name its instance (To, Reply); on
-// one with broadcast delivery every instance of the consuming service gets
-// a copy. For each message it emits the queue's published event (e.g.
+// one with broadcast delivery every instance of the consuming service
+// heard from within BroadcastRetention gets a copy. For each message it emits the queue's published event (e.g.
 // proposal_published) and message_published, or publish_failed on error.
 func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
@@ -210,7 +210,7 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*mess
 		if err := p.r.cfg.Backend.KeepLatest(ctx, queue, msgs[len(msgs)-1]); err != nil {
 			return nil, err
 		}
-		return p.fanOut(ctx, msgs)
+		return p.fanOut(ctx, msgs, p.r.cfg.BroadcastRetention)
 	case topology.DeliveryAddressed:
 		byTarget := map[string][]*message.Message{}
 		var order []string
@@ -238,7 +238,7 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*mess
 				sent = append(sent, byTarget[to]...)
 				continue
 			}
-			copies, err := p.fanOut(ctx, byTarget[to])
+			copies, err := p.fanOut(ctx, byTarget[to], p.r.cfg.InstanceTTL)
 			if err != nil {
 				return nil, err
 			}
@@ -250,9 +250,11 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*mess
 }
 
 // fanOut publishes a copy of msgs to every instance of the consuming
-// service that is not gone, and returns the copies.
-func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message) ([]*message.Message, error) {
-	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.service), p.r.cfg.InstanceTTL)
+// service with a heartbeat within wait (how long the copy would wait for
+// it: BroadcastRetention on a broadcast queue, InstanceTTL for a message
+// addressed to all), and returns the copies.
+func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message, wait time.Duration) ([]*message.Message, error) {
+	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.service), wait)
 	if err != nil {
 		return nil, err
 	}

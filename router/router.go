@@ -36,17 +36,22 @@
 //   - addressed: each message names its instance (To, or Reply to answer
 //     a message: the router marks every message it publishes with its
 //     instance, OriginOf), and only that instance's workers receive it;
-//     To(pubsub.InstanceAll) sends a copy to every instance;
-//   - broadcast: every instance of the consuming service not gone gets a
-//     copy, kept for it while it is down; an instance that registers for
-//     the first time gets the latest message.
+//     To(pubsub.InstanceAll) sends a copy to every instance not gone
+//     (a heartbeat within InstanceTTL);
+//   - broadcast: every instance of the consuming service with a heartbeat
+//     within BroadcastRetention gets a copy, kept for it while it is down;
+//     an instance that registers for the first time, or after its copies
+//     were dead-lettered, gets the latest message.
 //
 // Retries and dead letters are per copy: a dead letter's queue names its
 // instance ("QUEUE@INSTANCE"), and retrying it goes back to that instance.
 // A router that produces to addressed or broadcast queues dead-letters,
 // with the reason "instance gone", what waits for instances without a
-// heartbeat for InstanceTTL; a message is never handed to another
-// instance.
+// heartbeat for long: on addressed queues for InstanceTTL (instance_ttl,
+// 24h by default), on broadcast queues for BroadcastRetention
+// (broadcast_retention, 7 days by default), so that an instance down for
+// a while still finds its safety profiles. A message is never handed to
+// another instance.
 //
 // # Handler results
 //
@@ -73,6 +78,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -152,10 +158,23 @@ type Config struct {
 	// Heartbeat is how often the router refreshes its instance's record
 	// in the instance registry. Defaults to DefaultHeartbeat.
 	Heartbeat time.Duration
-	// InstanceTTL is how long an instance may go without a heartbeat
-	// before messages waiting for it are dead-lettered ("instance gone").
-	// Defaults to DefaultInstanceTTL.
+	// InstanceTTL overrides the service's instance_ttl: how long an
+	// instance of the consuming service may go without a heartbeat before
+	// the messages addressed to it are dead-lettered ("instance gone"),
+	// and before To(pubsub.InstanceAll) skips it. Defaults to
+	// Service.InstanceTTL, else DefaultInstanceTTL. At least three
+	// Heartbeats (the stale timeout), as a live instance could otherwise
+	// count as gone between two of its heartbeats.
 	InstanceTTL time.Duration
+	// BroadcastRetention overrides the service's broadcast_retention: how
+	// long an instance's copies of broadcast messages wait for it without
+	// a heartbeat. A broadcast goes to every instance heard from within
+	// it; the copies of an instance silent longer are dead-lettered
+	// ("instance gone"), and it gets the queue's latest message when it
+	// registers again. Defaults to Service.BroadcastRetention, else
+	// DefaultBroadcastRetention. At least three Heartbeats, as
+	// InstanceTTL.
+	BroadcastRetention time.Duration
 	// Version is the service's version, shown in the instance registry.
 	// Optional.
 	Version string
@@ -212,8 +231,12 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Heartbeat == 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
+	ttlFrom, retentionFrom := "Config.InstanceTTL", "Config.BroadcastRetention"
 	if cfg.InstanceTTL == 0 {
-		cfg.InstanceTTL = DefaultInstanceTTL
+		cfg.InstanceTTL, ttlFrom = cmp.Or(cfg.Service.InstanceTTL, DefaultInstanceTTL), "instance_ttl"
+	}
+	if cfg.BroadcastRetention == 0 {
+		cfg.BroadcastRetention, retentionFrom = cmp.Or(cfg.Service.BroadcastRetention, DefaultBroadcastRetention), "broadcast_retention"
 	}
 	if cfg.Service.InstanceID == "" {
 		cfg.Service.InstanceID = topology.DefaultInstanceID()
@@ -226,8 +249,14 @@ func New(cfg Config) (*Router, error) {
 		return nil, fmt.Errorf("router %s: Config.ShutdownTimeout must not be negative, got %s", name, cfg.ShutdownTimeout)
 	case cfg.MaxRetryDelay < 0:
 		return nil, fmt.Errorf("router %s: Config.MaxRetryDelay must not be negative, got %s", name, cfg.MaxRetryDelay)
-	case cfg.Heartbeat < 0 || cfg.InstanceTTL < 0:
-		return nil, fmt.Errorf("router %s: Config.Heartbeat and Config.InstanceTTL must not be negative, got %s and %s", name, cfg.Heartbeat, cfg.InstanceTTL)
+	case cfg.Heartbeat < 0:
+		return nil, fmt.Errorf("router %s: Config.Heartbeat must not be negative, got %s", name, cfg.Heartbeat)
+	case cfg.InstanceTTL < 3*cfg.Heartbeat:
+		return nil, fmt.Errorf("router %s: %w: %s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+			name, topology.ErrInvalidConfig, ttlFrom, cfg.InstanceTTL, 3*cfg.Heartbeat)
+	case cfg.BroadcastRetention < 3*cfg.Heartbeat:
+		return nil, fmt.Errorf("router %s: %w: %s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+			name, topology.ErrInvalidConfig, retentionFrom, cfg.BroadcastRetention, 3*cfg.Heartbeat)
 	}
 	if err := pubsub.ValidateInstanceID(cfg.Service.InstanceID); err != nil {
 		return nil, fmt.Errorf("router %s: %w: %w", name, topology.ErrInvalidConfig, err)
