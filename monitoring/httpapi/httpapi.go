@@ -126,7 +126,10 @@ type Options struct {
 	// (three of a router's heartbeats).
 	InstanceStaleAfter time.Duration
 	// InstanceTTL is how long an instance may go without a heartbeat
-	// before it is gone. Defaults to router.DefaultInstanceTTL (24h).
+	// before it is gone: pass the service's instance_ttl
+	// (topology.ServiceConfig.InstanceTTL), as `quantumflow serve` does, so
+	// that it agrees with the routers. Defaults to router.DefaultInstanceTTL
+	// (24h).
 	InstanceTTL time.Duration
 	// RequestTimeout bounds each backend call. Defaults to 10s.
 	RequestTimeout time.Duration

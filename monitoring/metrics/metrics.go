@@ -26,8 +26,9 @@
 //
 // The number of instance_id series is bounded: an instance queue is
 // exported while its instance is in the registry and not gone (a
-// heartbeat within PollerOptions.InstanceTTL, 24h by default) or while
-// anything is in it (pending, in flight, waiting for retry, dead letters);
+// heartbeat within PollerOptions.InstanceTTL, the service's instance_ttl,
+// 24h by default) or while anything is in it (pending, in flight, waiting
+// for retry, dead letters: a broadcast copy kept for a gone instance);
 // and at most PollerOptions.MaxInstanceQueueSeries instance queues (1000
 // by default, in name order) are exported one by one, the rest summed per
 // queue under instance_id="(other)" (oldest age: their maximum), a value

@@ -62,7 +62,10 @@ type PollerOptions struct {
 	// heartbeat and still be live. Defaults to DefaultInstanceStaleAfter.
 	InstanceStaleAfter time.Duration
 	// InstanceTTL is how long an instance may go without a heartbeat
-	// before it is gone. Defaults to router.DefaultInstanceTTL (24h).
+	// before it is gone: pass the service's instance_ttl
+	// (topology.ServiceConfig.InstanceTTL), as `quantumflow serve` does, so
+	// that it agrees with the routers. Defaults to router.DefaultInstanceTTL
+	// (24h).
 	InstanceTTL time.Duration
 	// MaxInstanceQueueSeries is how many instance queues are exported one
 	// by one at most; the rest are summed per queue under instance_id
