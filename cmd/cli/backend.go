@@ -13,7 +13,8 @@ import (
 
 // loadOptions are the topology load options the global flags describe.
 // --url is the messaging backend (messaging_url), which both services
-// must share; --instance is instance_id.
+// must share; --instance is instance_id; --instance-ttl and
+// --broadcast-retention are instance_ttl and broadcast_retention.
 func (a *app) loadOptions() topology.LoadOptions {
 	ov := topology.Overrides{Profile: a.profile}
 	if a.urlSet {
@@ -21,6 +22,12 @@ func (a *app) loadOptions() topology.LoadOptions {
 	}
 	if a.instanceSet {
 		ov.InstanceID = a.instance
+	}
+	if a.instanceTTLSet {
+		ov.InstanceTTL = &a.instanceTTL
+	}
+	if a.broadcastRetentionSet {
+		ov.BroadcastRetention = &a.broadcastRetention
 	}
 	return topology.LoadOptions{Service: a.service, Path: a.configPath, LookupEnv: a.env.LookupEnv, Overrides: ov}
 }

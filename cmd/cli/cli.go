@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -109,6 +110,12 @@ type app struct {
 	// logLevelSet is whether --log-level was given.
 	logLevelSet bool
 
+	// instanceTTL and broadcastRetention are --instance-ttl and
+	// --broadcast-retention (instance_ttl and broadcast_retention), which
+	// override the configuration only when given (the Set fields).
+	instanceTTL, broadcastRetention       time.Duration
+	instanceTTLSet, broadcastRetentionSet bool
+
 	// started is set when a command's own code begins to run (see runE):
 	// an error before that came from cobra's parsing of arguments and flags.
 	started bool
@@ -146,6 +153,8 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.urlSet = cmd.Flags().Changed("url")
 			a.instanceSet = cmd.Flags().Changed("instance")
+			a.instanceTTLSet = cmd.Flags().Changed("instance-ttl")
+			a.broadcastRetentionSet = cmd.Flags().Changed("broadcast-retention")
 			a.logLevelSet = cmd.Flags().Changed("log-level")
 			if a.urlSet {
 				a.noteSecret(a.url)
@@ -168,6 +177,8 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.url, "url", "", "backend URL, the service's messaging_url (overrides QUANTUM_FLOW_MESSAGING_URL, QUANTUM_FLOW_DATABASE_URL and the config file)")
 	pf.StringVar(&a.instance, "instance", "", "instance id (instance_id): the instance consume receives as, whose queue stats, pending and dlq show, and the origin of what publish sends")
+	pf.DurationVar(&a.instanceTTL, "instance-ttl", topology.DefaultInstanceTTL, "instance_ttl: how long an instance may go without a heartbeat before what is addressed to it is dead-lettered, and publish --to all skips it")
+	pf.DurationVar(&a.broadcastRetention, "broadcast-retention", topology.DefaultBroadcastRetention, "broadcast_retention: how long an instance's copies of broadcast messages wait for it without a heartbeat; broadcasts go to instances heard from within it")
 	pf.StringVar(&a.configPath, "config", "", "YAML configuration file (keys as in the seed's config)")
 	pf.StringVar(&a.service, "service", topology.Singularity, "service whose configuration to use: "+strings.Join(topology.Services(), " or ")+" (config check: also all)")
 	pf.BoolVar(&a.jsonOut, "json", false, "print JSON lines instead of tables")

@@ -93,7 +93,7 @@ first), until --max messages were consumed, or until no message arrived for
 				if mode == topology.DeliveryBroadcast {
 					broadcast = queue
 				}
-				reg, err := a.registerInstance(ctx, b, newInstance(consumingService(cfg, queue), instance, queue, workers), broadcast)
+				reg, err := a.registerInstance(ctx, b, newInstance(consumingService(cfg, queue), instance, queue, workers), broadcast, cfg.BroadcastRetention)
 				if err != nil {
 					return err
 				}

@@ -29,10 +29,19 @@ const (
 	// three missed heartbeats, as the router counts (and then its id may
 	// be taken by another process).
 	staleAfter = router.DefaultStaleAfter
-	// instanceTTL is how long an instance may go without a heartbeat
-	// before it is gone: fan-out skips it.
-	instanceTTL = router.DefaultInstanceTTL
 )
+
+// waitOf is how long a message of a queue with delivery mode waits for an
+// instance without a heartbeat: cfg's broadcast_retention on a broadcast
+// queue, its instance_ttl otherwise, as the producing service's router
+// sweeps when it reads the same settings. A fan-out goes to the instances
+// heard from within it.
+func waitOf(cfg topology.ServiceConfig, mode topology.Delivery) time.Duration {
+	if mode == topology.DeliveryBroadcast {
+		return cfg.BroadcastRetention
+	}
+	return cfg.InstanceTTL
+}
 
 // deliveryOf returns queue's delivery mode in cfg: its consumer entry's,
 // else its producer entry's; work for a queue outside the topology.
@@ -136,10 +145,11 @@ type registration struct {
 
 // registerInstance records inst as consume --instance runs it. A live
 // process under the same service and id is an error naming its host. A
-// new instance of a broadcast queue gets the queue's latest message first,
-// as a router that joins does.
-func (a *app) registerInstance(ctx context.Context, b *pubsub.Backend, inst *pubsub.Instance, broadcast string) (*registration, error) {
-	known, err := b.InstancesOf(ctx, inst.Service, instanceTTL)
+// new instance of a broadcast queue (none heard from under its id within
+// retention, so no copies kept for it) gets the queue's latest message
+// first, as a router that joins does.
+func (a *app) registerInstance(ctx context.Context, b *pubsub.Backend, inst *pubsub.Instance, broadcast string, retention time.Duration) (*registration, error) {
+	known, err := b.InstancesOf(ctx, inst.Service, retention)
 	if err != nil {
 		return nil, err
 	}
@@ -216,9 +226,12 @@ func (a *app) instancesCommand() *cobra.Command {
 consume --instance) with its state, host, pid, version, start, last heartbeat
 and the queues it consumes with their workers. STATE is live (a heartbeat in the
 last ` + staleAfter.String() + `), stale (none since: the process is stopped or stuck; another
-may take its id) or gone (none in ` + instanceTTL.String() + `: what waits for it is dead-lettered).
---service lists one service's instances only. With --json, one object per
-instance.`,
+may take its id) or gone (none within instance_ttl, 24h by default: what is
+addressed to it is dead-lettered; its copies of broadcast messages wait for it
+until broadcast_retention, 168h by default). instance_ttl comes from the
+configuration of --service (--instance-ttl, QUANTUM_FLOW_INSTANCE_TTL, the
+file). --service lists one service's instances only. With --json, one object
+per instance.`,
 		Example: `  quantumflow instances
   quantumflow instances --service singularity --json`,
 		Args: noArgs,
@@ -239,7 +252,7 @@ instance.`,
 				if cmd.Flags().Changed("service") && i.Service != cfg.Name {
 					continue
 				}
-				state := i.State(now, staleAfter, instanceTTL)
+				state := i.State(now, staleAfter, cfg.InstanceTTL)
 				if a.jsonOut {
 					row := instanceRow{i.Service, i.ID, state, i.Host, i.PID, i.Version, i.StartedAt, i.HeartbeatAt, i.Consumers}
 					if row.Consumers == nil {

@@ -552,3 +552,46 @@ var badURLs = []string{
 	"host=127.0.0.1 password=S3CRET",
 	"postgres:S3CRET@127.0.0.1/db",
 }
+
+// TestInstanceWaitsFromConfiguration checks that instances, publish and
+// serve go by the configuration's instance_ttl and broadcast_retention
+// (environment, then flags), not fixed defaults: an instance silent past
+// instance_ttl is gone and skipped by --to all, while broadcasts go on
+// reaching it until broadcast_retention.
+func TestInstanceWaitsFromConfiguration(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.env[topology.EnvInstanceTTL] = "50ms"
+	crashed := &pubsub.Instance{Service: topology.Singularity, ID: "crashed", Host: "elsewhere", PID: 1, Nonce: "n"}
+	require.NoError(t, b.backend.RegisterInstance(context.Background(), crashed, time.Hour))
+
+	require.Eventually(t, func() bool { return b.instances(t)["crashed"]["state"] == "gone" }, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, "live", b.instances(t, "--instance-ttl", "1h")["crashed"]["state"], "the flag over the environment")
+
+	r := b.run(t, "publish", topology.RollbackQueue, "--payload", "{}", "--to", "all")
+	require.Equal(t, cli.ExitFailure, r.code, r.stderr)
+	require.Contains(t, r.stderr, "no instance of singularity is registered with a heartbeat in the last 50ms (instance_ttl)")
+
+	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", `"v1"`, "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Len(t, r.lines(t), 1, "within broadcast_retention (168h) a broadcast still reaches it")
+	require.Equal(t, "crashed", r.lines(t)[0]["instance"])
+
+	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", `"v2"`, "--json", "--broadcast-retention", "50ms")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Empty(t, r.stdout, "past broadcast_retention a broadcast skips it")
+
+	r = b.run(t, "config", "show", "--json", "--broadcast-retention", "90m")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	cfg := r.lines(t)[0]["config"].(map[string]any)
+	require.Equal(t, "50ms", cfg["instance_ttl"])
+	require.Equal(t, "1h30m", cfg["broadcast_retention"])
+
+	r = b.run(t, "instances", "--instance-ttl", "0s")
+	require.Equal(t, cli.ExitUsage, r.code, r.stderr)
+	require.Contains(t, r.stderr, "--instance-ttl=0s: must be at least 1ms")
+	b.env[topology.EnvBroadcastRetention] = "a week"
+	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", "{}")
+	require.Equal(t, cli.ExitUsage, r.code, r.stderr)
+	require.Contains(t, r.stderr, `QUANTUM_FLOW_BROADCAST_RETENTION="a week": not a duration`)
+}

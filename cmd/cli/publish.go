@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -44,10 +45,16 @@ goes:
   work       to the queue, for any instance; --to is refused (exit 2).
   addressed  --to INSTANCE is required (exit 2 without): the message waits in
              that instance's queue; --to all sends a copy to every instance of
-             the consuming service not gone (a heartbeat in ` + instanceTTL.String() + `).
-  broadcast  no --to needed: every instance not gone gets a copy, and the
-             message is kept as the queue's latest for instances that join
-             later; --to INSTANCE sends that instance alone a copy.
+             the consuming service not gone (a heartbeat within instance_ttl,
+             24h by default).
+  broadcast  no --to needed: every instance heard from within
+             broadcast_retention (168h by default) gets a copy, which waits
+             for it, and the message is kept as the queue's latest for
+             instances that join later; --to INSTANCE sends that instance
+             alone a copy.
+instance_ttl and broadcast_retention come from the configuration of --service
+(--instance-ttl, --broadcast-retention, QUANTUM_FLOW_INSTANCE_TTL,
+QUANTUM_FLOW_BROADCAST_RETENTION, the file).
 On addressed and broadcast queues each line of text output is "ID INSTANCE",
 one per copy. --instance ID marks the messages as published by instance ID,
 so that replies (consensus results) are addressed to it.`,
@@ -109,7 +116,7 @@ so that replies (consensus results) are addressed to it.`,
 			}
 			p := &publication{
 				b: b, out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, mode: mode, to: to,
-				service: consumingService(cfg, queue), log: a.logger(),
+				service: consumingService(cfg, queue), wait: waitOf(cfg, mode), log: a.logger(),
 			}
 			if a.instanceSet {
 				p.origin = cfg.InstanceID
@@ -163,8 +170,12 @@ type publication struct {
 	mode    topology.Delivery
 	to      string // an instance, pubsub.InstanceAll or ""
 	service string // the consuming service, whose instances get copies
-	origin  string
-	log     *slog.Logger
+	// wait is how long what is published waits for an instance without
+	// a heartbeat (waitOf): a fan-out goes to the instances heard from
+	// within it.
+	wait   time.Duration
+	origin string
+	log    *slog.Logger
 
 	// targets are the instances of a fan-out (addressed to all, or a
 	// broadcast), found once by prepare.
@@ -182,12 +193,12 @@ func (p *publication) prepare(ctx context.Context, cfg topology.ServiceConfig) e
 		p.warnUnregistered(ctx)
 		return ensureDeclared(ctx, p.b, cfg, p.queue, p.queue, pubsub.InstanceQueue(p.queue, p.to))
 	}
-	ids, err := p.b.InstancesOf(ctx, p.service, instanceTTL)
+	ids, err := p.b.InstancesOf(ctx, p.service, p.wait)
 	if err != nil {
 		return err
 	}
 	if p.to == pubsub.InstanceAll && len(ids) == 0 {
-		return fmt.Errorf("publish to queue %s --to all: no instance of %s is registered with a heartbeat in the last %s: nothing published", p.queue, p.service, instanceTTL)
+		return fmt.Errorf("publish to queue %s --to all: no instance of %s is registered with a heartbeat in the last %s (instance_ttl): nothing published", p.queue, p.service, p.wait)
 	}
 	p.targets = ids
 	names := []string{p.queue}
@@ -200,7 +211,7 @@ func (p *publication) prepare(ctx context.Context, cfg topology.ServiceConfig) e
 // warnUnregistered warns when a message is addressed to an instance the
 // registry does not know: it waits until an instance of that id consumes.
 func (p *publication) warnUnregistered(ctx context.Context) {
-	ids, err := p.b.InstancesOf(ctx, p.service, instanceTTL)
+	ids, err := p.b.InstancesOf(ctx, p.service, p.wait)
 	if err == nil && !slices.Contains(ids, p.to) {
 		p.log.Warn("the instance is not registered: its messages wait in its queue until it consumes",
 			"instance", p.to, "service", p.service, "queue", pubsub.InstanceQueue(p.queue, p.to))
@@ -221,7 +232,7 @@ func (p *publication) send(ctx context.Context, msgs []*message.Message) error {
 		}
 		return p.print(msgs, p.to)
 	case p.mode == topology.DeliveryBroadcast:
-		ids, err := p.b.Broadcast(ctx, p.queue, p.service, instanceTTL, true, msgs...)
+		ids, err := p.b.Broadcast(ctx, p.queue, p.service, p.wait, true, msgs...)
 		if err != nil {
 			return err
 		}

@@ -50,6 +50,11 @@ Mutating requests need "Authorization: Bearer $QUANTUM_FLOW_ADMIN_TOKEN". The
 token is read from the environment only (never a flag, which other users could
 see); without it retry and purge are refused.
 
+Instances (the dashboard's panel, /api/instances, quantumflow_instances) are
+gone after instance_ttl without a heartbeat, from the configuration of
+--service (--instance-ttl, QUANTUM_FLOW_INSTANCE_TTL, the file; 24h by
+default), as the routers count.
+
 When the dead letters of all queues pass --dlq-alert-threshold (the seed's
 100), the dashboard shows the backend as degraded, the metric
 quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
@@ -67,7 +72,7 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			if interval <= 0 {
 				return usageErrorf("--poll-interval must be positive, got %s", interval)
 			}
-			_, b, err := a.open(ctx)
+			cfg, b, err := a.open(ctx)
 			if err != nil {
 				return err
 			}
@@ -87,6 +92,7 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			}
 			poller, err := metrics.NewPoller(metrics.PollerOptions{
 				Admin: b, Metrics: m, Interval: interval, DLQAlertThreshold: threshold, Logger: log,
+				InstanceTTL: cfg.InstanceTTL,
 			})
 			if err != nil {
 				return err
@@ -114,6 +120,7 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			polling.Go(func() { _ = poller.Run(runCtx) })
 			err = httpapi.Serve(ctx, ln, httpapi.New(httpapi.Options{
 				Backend: b, Registry: reg, AdminToken: token, DLQAlertThreshold: threshold, Logger: log,
+				InstanceTTL: cfg.InstanceTTL,
 			}))
 			stop()
 			polling.Wait()

@@ -336,3 +336,32 @@ func serveRetriesADeadLetter(t *testing.T, s *serving, b *pubsub.Backend, token 
 			strings.Contains(m, `quantumflow_queue_pending_messages{backend="`+b.Scheme()+`",queue="rollback_triggers_queue"} 1`)
 	}, 20*time.Second, 20*time.Millisecond)
 }
+
+// TestServeInstanceTTLFromConfiguration checks that /api/instances and
+// quantumflow_instances count an instance as gone by the configuration's
+// instance_ttl.
+func TestServeInstanceTTLFromConfiguration(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	crashed := &pubsub.Instance{Service: "singularity", ID: "crashed", Host: "elsewhere", PID: 1, Nonce: "n"}
+	require.NoError(t, b.backend.RegisterInstance(context.Background(), crashed, time.Hour))
+	env := map[string]string{"QUANTUM_FLOW_DATABASE_URL": b.url, "QUANTUM_FLOW_INSTANCE_TTL": "50ms"}
+	s := startServe(t, env, "--http", ":0", "--poll-interval", "20ms")
+
+	require.Eventually(t, func() bool {
+		_, body := s.do(t, "GET", "/api/instances", "", "")
+		var list struct {
+			TTLSeconds float64 `json:"ttl_seconds"`
+			Instances  []struct {
+				ID, State string
+			} `json:"instances"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &list), body)
+		require.InDelta(t, 0.05, list.TTLSeconds, 1e-9)
+		return len(list.Instances) == 1 && list.Instances[0].State == "gone"
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool {
+		_, m := s.do(t, "GET", "/metrics", "", "")
+		return strings.Contains(m, `quantumflow_instances{backend="mem",service="singularity",state="gone"} 1`)
+	}, 10*time.Second, 20*time.Millisecond)
+}
