@@ -103,12 +103,14 @@ func InstanceStates() []string { return []string{InstanceLive, InstanceStale, In
 
 // State says whether an instance is live (a heartbeat within stale),
 // stale (none within stale) or gone (none within ttl).
+// An instance that stopped cleanly (Backend.StopInstance) is stale at
+// once.
 func (i Instance) State(now time.Time, stale, ttl time.Duration) string {
 	age := now.Sub(i.HeartbeatAt)
 	switch {
 	case age > ttl:
 		return InstanceGone
-	case age > stale:
+	case age > stale || i.Nonce == stoppedNonce:
 		return InstanceStale
 	}
 	return InstanceLive

@@ -42,6 +42,10 @@ func (b *Backend) RegisterInstance(ctx context.Context, inst *Instance, stale ti
 		inst.StartedAt = now
 	}
 	other, err := st.PutInstance(ctx, *inst, now.Add(-stale))
+	if err != nil && other.Nonce == stoppedNonce {
+		// The other process stopped cleanly: its id is free.
+		other, err = st.PutInstance(ctx, *inst, now)
+	}
 	if err != nil {
 		if other.ID != "" {
 			return &InstanceTakenError{Other: other, age: now.Sub(other.HeartbeatAt)}
@@ -67,8 +71,38 @@ func (e *InstanceTakenError) Error() string {
 // Unwrap makes errors.Is(err, ErrInstanceTaken) true.
 func (e *InstanceTakenError) Unwrap() error { return ErrInstanceTaken }
 
+// stoppedNonce marks the record of an instance that stopped cleanly: its
+// id is free at once, and the record ages from its last heartbeat to
+// gone, so that what waits for the instance is dead-lettered if it never
+// comes back.
+const stoppedNonce = "(stopped)"
+
+// StopInstance records that inst stopped cleanly: its id is free for the
+// next process at once, the record shows it stale, and, unlike
+// DeregisterInstance, what is addressed to it keeps waiting for it until
+// it comes back or is gone (InstanceTTL), then is dead-lettered. A record
+// that another process holds by now is left alone.
+func (b *Backend) StopInstance(ctx context.Context, inst Instance) error {
+	st, err := b.instanceStore("stop instance")
+	if err != nil {
+		return err
+	}
+	all, err := st.ListInstances(ctx)
+	if err != nil {
+		return b.engine.wrap("stop instance", "", err)
+	}
+	for _, rec := range all {
+		if rec.Service == inst.Service && rec.ID == inst.ID && rec.Nonce == inst.Nonce {
+			rec.Nonce = stoppedNonce
+			_, err := st.PutInstance(ctx, rec, time.Now())
+			return b.engine.wrap("stop instance", "", err)
+		}
+	}
+	return nil
+}
+
 // DeregisterInstance removes an instance's record, as a process that
-// stops for good does.
+// stops for good does: nothing waits for it any more.
 func (b *Backend) DeregisterInstance(ctx context.Context, service, id string) error {
 	st, err := b.instanceStore("deregister instance")
 	if err != nil {

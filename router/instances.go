@@ -151,7 +151,8 @@ func (r *Router) registered(ctx context.Context) (stop func()) {
 // for the addressed and broadcast queues the service produces to,
 // dead-letters what waits for instances gone longer than InstanceTTL
 // (addressed) or BroadcastRetention (broadcast), until ctx ends; then it
-// removes the record.
+// records that the instance stopped (what is addressed to it keeps
+// waiting for it).
 func (r *Router) keepRegistered(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
@@ -160,8 +161,8 @@ func (r *Router) keepRegistered(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			if err := r.cfg.Backend.DeregisterInstance(dctx, r.Service(), r.cfg.Service.InstanceID); err != nil {
-				r.logger.Warn("deregistering the instance failed", "error", err)
+			if err := r.cfg.Backend.StopInstance(dctx, *r.instance()); err != nil {
+				r.logger.Warn("recording the instance's stop failed", "error", err)
 			}
 			cancel()
 			return

@@ -183,7 +183,7 @@ func (a *app) registerInstance(ctx context.Context, b *pubsub.Backend, inst *pub
 	return r, nil
 }
 
-// close stops the heartbeats and removes the record.
+// close stops the heartbeats and records that the instance stopped.
 func (r *registration) close() {
 	if r.stop != nil {
 		r.stop()
@@ -191,7 +191,7 @@ func (r *registration) close() {
 	r.done.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = r.b.DeregisterInstance(ctx, r.inst.Service, r.inst.ID)
+	_ = r.b.StopInstance(ctx, *r.inst)
 }
 
 // newInstance is the record of this process as instance id of service,

@@ -207,6 +207,21 @@ func (s *suite) testInstanceRegistry(t *testing.T) {
 	require.Contains(t, err.Error(), first.Host, "the error names the other process's host")
 	require.NoError(t, b.RegisterInstance(ctx, first, time.Minute), "the same process heartbeats")
 
+	// A process that stops cleanly frees its id at once; its record stays,
+	// stale, so that what is addressed to it waits for it.
+	require.NoError(t, b.StopInstance(ctx, *first))
+	all, err = b.Instances(ctx)
+	require.NoError(t, err)
+	i := slices.IndexFunc(all, func(i pubsub.Instance) bool { return i.Service == service && i.ID == "r1" })
+	require.GreaterOrEqual(t, i, 0, "a stopped instance keeps its record")
+	require.Equal(t, pubsub.InstanceStale, all[i].State(time.Now(), time.Minute, time.Hour))
+	require.NoError(t, s.open(t).RegisterInstance(ctx, dup, time.Minute), "a stopped instance's id is free")
+	require.NoError(t, b.StopInstance(ctx, *first), "stopping a record another process holds changes nothing")
+	all, err = b.Instances(ctx)
+	require.NoError(t, err)
+	i = slices.IndexFunc(all, func(i pubsub.Instance) bool { return i.Service == service && i.ID == "r1" })
+	require.Equal(t, "elsewhere", all[i].Host)
+
 	require.NoError(t, b.DeregisterInstance(ctx, service, "r1"))
 	ids, err := b.InstancesOf(ctx, service, time.Hour)
 	require.NoError(t, err)
