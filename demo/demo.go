@@ -94,10 +94,10 @@ type Options struct {
 	// dead-lettered. Nil means 3 (topology.DefaultMaxRetries); zero
 	// dead-letters a message at its first failure.
 	MaxRetries *int
-	// Namespace is the namespace the run opens the backend in
+	// Namespace is the namespace the run opens a backend given by URL in
 	// (pubsub.WithNamespace), apart from the backend's own queues.
-	// Defaults to "qfdemo_" and a random suffix; with DataDir, "qfdemo",
-	// so that a later run finds what this one left.
+	// Defaults to "qfdemo_" and a random suffix. The embedded server is the
+	// run's own: no namespace there.
 	Namespace string
 	// Keep keeps the namespace at the end; otherwise it is removed
 	// (with DataDir it is always kept).
@@ -155,11 +155,8 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
 	}
-	if o.Namespace == "" {
+	if o.Namespace == "" && o.URL != "" {
 		o.Namespace = "qfdemo_" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
-		if o.DataDir != "" {
-			o.Namespace = "qfdemo"
-		}
 	}
 	if o.ProgressEvery == 0 {
 		o.ProgressEvery = DefaultProgressEvery
@@ -290,7 +287,7 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 		fmt.Fprintf(w, "demo: "+format+"\n", args...)
 	}
 
-	sum := Summary{Instances: opts.Instances, Rounds: opts.Rounds, Namespace: opts.Namespace, Kept: opts.Keep || opts.DataDir != ""}
+	sum := Summary{Instances: opts.Instances, Rounds: opts.Rounds, Namespace: opts.Namespace, Kept: opts.Keep || opts.Namespace == ""}
 	url := opts.URL
 	if url == "" {
 		srv, err := startServer(ctx, opts.DataDir, log)
@@ -328,6 +325,9 @@ func Run(ctx context.Context, opts Options, w io.Writer) (_ Summary, err error) 
 	}
 
 	open := func() (*pubsub.Backend, error) {
+		if opts.Namespace == "" {
+			return pubsub.Open(ctx, url, pubsub.WithLogger(log))
+		}
 		return pubsub.Open(ctx, url, pubsub.WithLogger(log), pubsub.WithNamespace(opts.Namespace))
 	}
 	admin, err := open()
