@@ -2,8 +2,10 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -252,22 +254,31 @@ func (p *Publisher) route(ctx context.Context, msgs []*message.Message) ([]*mess
 // fanOut publishes a copy of msgs to every instance of the consuming
 // service with a heartbeat within wait (how long the copy would wait for
 // it: BroadcastRetention on a broadcast queue, InstanceTTL for a message
-// addressed to all), and returns the copies.
+// addressed to all), and returns the copies. The instances' publishes run
+// side by side, so that a backend that commits concurrent publishes
+// together (PostgreSQL's group commit) writes them in one go.
 func (p *Publisher) fanOut(ctx context.Context, msgs []*message.Message, wait time.Duration) ([]*message.Message, error) {
 	ids, err := p.r.cfg.Backend.InstancesOf(ctx, consumingService(p.service), wait)
 	if err != nil {
 		return nil, err
 	}
-	var sent []*message.Message
-	for _, id := range ids {
-		copies := pubsub.CopyMessages(ctx, msgs)
-		for _, c := range copies {
+	copies := make([][]*message.Message, len(ids))
+	errs := make([]error, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		copies[i] = pubsub.CopyMessages(ctx, msgs)
+		for _, c := range copies[i] {
 			c.Metadata.Set(pubsub.MetadataTo, id)
 		}
-		if err := p.pub.Publish(pubsub.InstanceQueue(p.producer.Queue, id), copies...); err != nil {
-			return nil, err
-		}
-		sent = append(sent, copies...)
+		wg.Go(func() { errs[i] = p.pub.Publish(pubsub.InstanceQueue(p.producer.Queue, id), copies[i]...) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var sent []*message.Message
+	for _, c := range copies {
+		sent = append(sent, c...)
 	}
 	return sent, nil
 }
