@@ -200,7 +200,6 @@ type Router struct {
 
 	nonce        string    // this process's mark in the instance registry
 	startedAt    time.Time // when New made the router
-	isRegistered bool      // Run registered the instance
 }
 
 // New checks cfg and returns a Router. Errors name the missing field,
