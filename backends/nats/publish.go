@@ -112,9 +112,7 @@ func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Ms
 		f, err := d.js.PublishMsgAsync(cp)
 		if err != nil {
 			fail(m, err)
-			for _, rest := range msgs[i+1:] {
-				failed = append(failed, rest)
-			}
+			failed = append(failed, msgs[i+1:]...)
 			break
 		}
 		futures = append(futures, f)
