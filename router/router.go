@@ -198,8 +198,8 @@ type Router struct {
 	pubMu sync.Mutex
 	pubs  map[string]*Publisher
 
-	nonce        string    // this process's mark in the instance registry
-	startedAt    time.Time // when New made the router
+	nonce     string    // this process's mark in the instance registry
+	startedAt time.Time // when New made the router
 }
 
 // New checks cfg and returns a Router. Errors name the missing field,
