@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Cluster is a JetStream cluster of embedded servers in this process, on
@@ -35,7 +38,7 @@ type clusterNode struct {
 }
 
 // StartCluster starts n servers (n >= 1) as one JetStream cluster and
-// waits until it has a meta leader and every node is current. Each node
+// waits until it is ready (see WaitReady). Each node
 // keeps its client and route ports and its data directory (a subdirectory
 // of opts.DataDir, or of a temporary directory) for its whole life, so a
 // stopped node restarts where it was. opts.Port is ignored.
@@ -158,7 +161,7 @@ func (c *Cluster) StopNode(i int) error {
 }
 
 // RestartNode starts a stopped node i again on its ports and data
-// directory and waits until it has caught up with the cluster.
+// directory and waits until the cluster is ready again (see WaitReady).
 func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 	if i < 0 || i >= len(c.nodes) {
 		return fmt.Errorf("embedded nats: no node %d in a cluster of %d", i, len(c.nodes))
@@ -173,23 +176,85 @@ func (c *Cluster) RestartNode(ctx context.Context, i int) error {
 }
 
 // WaitReady waits until the running nodes are routed to each other, one
-// of them is the JetStream meta leader, and every one is current.
+// of them is the JetStream meta leader, every one is current, and a
+// stream with a replica on each of them can be placed: it creates and
+// deletes such a stream (named qf-embedded-placement-probe). The meta
+// leader reports a peer current in /jsz before it places streams on it
+// (it waits for the peer's statistics), and in between creating a
+// replicated stream fails with "no suitable peers for placement".
 func (c *Cluster) WaitReady(ctx context.Context) error {
 	t := time.NewTicker(25 * time.Millisecond)
 	defer t.Stop()
+	var last error
 	for {
-		if c.ready() {
-			return nil
+		running, current := c.current()
+		if current {
+			last = c.placeProbe(ctx, running)
+			if last == nil {
+				return nil
+			}
+			if errors.Is(last, errProbeRefused) {
+				return fmt.Errorf("embedded nats: cluster readiness: %w", last)
+			}
 		}
 		select {
 		case <-ctx.Done():
+			if last != nil {
+				return fmt.Errorf("embedded nats: cluster not ready: %w (a stream with a replica on each of the %d nodes running cannot be placed: %v)", ctx.Err(), len(running), last)
+			}
 			return fmt.Errorf("embedded nats: cluster not ready: %w", ctx.Err())
 		case <-t.C:
 		}
 	}
 }
 
-func (c *Cluster) ready() bool {
+// errProbeRefused: the nodes refuse the probe's plain, unauthenticated
+// connection (Options.Configure required TLS or authentication), so the
+// cluster's readiness cannot be seen.
+var errProbeRefused = errors.New("the nodes refuse the placement probe's connection (plain, without credentials)")
+
+// placementProbe is the stream WaitReady places to see that the cluster
+// can place one on every running node.
+const placementProbe = "qf-embedded-placement-probe"
+
+// placeProbe creates a stream with a replica on each running node and
+// deletes it again.
+func (c *Cluster) placeProbe(ctx context.Context, running []*server.Server) error {
+	if len(running) < 2 {
+		return nil // nothing to place across
+	}
+	urls := make([]string, len(running))
+	for i, ns := range running {
+		urls[i] = ns.ClientURL()
+	}
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.Name("embedded cluster readiness probe"))
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrSecureConnRequired) {
+		return fmt.Errorf("%w: %w", errProbeRefused, err)
+	}
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(pctx, jetstream.StreamConfig{
+		Name:     placementProbe,
+		Subjects: []string{"qf-embedded.placement-probe"},
+		Storage:  jetstream.MemoryStorage,
+		Replicas: len(running),
+	}); err != nil {
+		return err
+	}
+	return js.DeleteStream(pctx, placementProbe)
+}
+
+// current returns the running nodes and whether they are routed to each
+// other, agree on a meta leader, and the leader sees every one current.
+func (c *Cluster) current() ([]*server.Server, bool) {
 	c.mu.Lock()
 	var running []*server.Server
 	for _, n := range c.nodes {
@@ -198,6 +263,10 @@ func (c *Cluster) ready() bool {
 		}
 	}
 	c.mu.Unlock()
+	return running, c.routedAndCurrent(running)
+}
+
+func (c *Cluster) routedAndCurrent(running []*server.Server) bool {
 	var leader *server.Server
 	for _, ns := range running {
 		if ns.NumRoutes() < len(running)-1 || !ns.JetStreamIsCurrent() {
@@ -213,9 +282,8 @@ func (c *Cluster) ready() bool {
 	if leader == nil {
 		return false
 	}
-	// The leader places streams only on peers it sees online and current:
-	// until it does, creating a replicated stream fails ("no suitable
-	// peers for placement").
+	// The leader places streams only on peers it sees online and current
+	// (and, later still, whose statistics it has: WaitReady's probe).
 	info, err := leader.Jsz(&server.JSzOptions{})
 	if err != nil || info.Meta == nil {
 		return false

@@ -49,7 +49,10 @@ type Options struct {
 	// server starts: for settings this package does not wrap, such as
 	// TLS (TLSConfig, TLSVerify) or authentication (Username/Password,
 	// Authorization, Nkeys, Users). With StartCluster it runs for every
-	// node, at each start. It must not change Host, Port or StoreDir.
+	// node, at each start, and must leave the nodes open to a plain
+	// client without credentials: the cluster's readiness is seen by
+	// placing a stream (Cluster.WaitReady). It must not change Host, Port
+	// or StoreDir.
 	Configure func(*server.Options)
 }
 

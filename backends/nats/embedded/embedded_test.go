@@ -113,6 +113,9 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	}
 	require.NoError(t, c.RestartNode(ctx, 1))
 	require.Error(t, c.RestartNode(ctx, 1), "node 1 is running")
+	// Ready means a stream can be placed on every node, at once.
+	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R2", Subjects: []string{"r2"}, Replicas: 3})
+	require.NoError(t, err)
 	info, err := js.Stream(ctx, "R")
 	require.NoError(t, err)
 	require.EqualValues(t, 10, info.CachedInfo().State.Msgs)
