@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // childConsumer consumes QF_NATS_QUEUE from QF_NATS_URL with 8
-// subscriptions and reports each message on stdout: "acked ID" after
+// subscriptions and reports each message on stdout: "acking ID" before
 // acking it, "held ID" for the message each of the first three
 // subscriptions keeps unsettled once it has acked five. It runs until
 // killed.
@@ -68,9 +68,12 @@ func childConsumer() int {
 					fmt.Fprintf(os.Stdout, "held %s\n", msg.UUID)
 					select {} // never settled: the process dies holding it
 				}
+				// Reported before the ack: killed after the ack and before
+				// the report, the message would be gone from its queue and
+				// unaccounted for. Reported and not acked, it comes back.
+				fmt.Fprintf(os.Stdout, "acking %s\n", msg.UUID)
 				msg.Ack()
 				acked++
-				fmt.Fprintf(os.Stdout, "acked %s\n", msg.UUID)
 			}
 		}()
 	}
