@@ -136,13 +136,18 @@ func (t *tracker) settled() bool {
 	return t.progress().open == 0
 }
 
-// received returns how many distinct copies of queue's messages each
-// instance consumed.
+// received returns how many distinct copies of queue's messages
+// published by this run each instance consumed (copies left by an earlier
+// run on the same data directory count as recovered, not here).
 func (t *tracker) received(queue string) map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := map[string]int{}
-	for key := range t.queue(queue).consumed {
+	q := t.queue(queue)
+	for key := range q.consumed {
+		if _, ours := q.published[key]; !ours {
+			continue
+		}
 		if _, inst, ok := strings.Cut(key, "@"); ok {
 			out[inst]++
 		}

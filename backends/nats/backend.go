@@ -26,9 +26,11 @@ func init() {
 type driver struct {
 	cfg   config
 	names names
-	log   *slog.Logger
-	nc    *nats.Conn
-	js    jetstream.JetStream
+	// ns is the namespace the driver was opened in, if any.
+	ns  string
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
 	// dlqStream, stateStream and registry are handles on the system
 	// streams, set by Init (a handle is a name: using it costs no lookup).
 	dlqStream   jetstream.Stream
@@ -45,8 +47,9 @@ type driver struct {
 }
 
 var (
-	_ pubsub.Driver        = (*driver)(nil)
-	_ pubsub.LeaseExtender = (*driver)(nil)
+	_ pubsub.Driver           = (*driver)(nil)
+	_ pubsub.LeaseExtender    = (*driver)(nil)
+	_ pubsub.NamespaceDropper = (*driver)(nil)
 )
 
 func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
@@ -73,7 +76,7 @@ func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driv
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	d := &driver{cfg: cfg, names: names{prefix: cfg.prefix}, log: log, nc: nc, js: js, queues: map[string]*queueEntry{}}
+	d := &driver{cfg: cfg, names: namesOf(cfg.prefix, opts.Namespace), ns: opts.Namespace, log: log, nc: nc, js: js, queues: map[string]*queueEntry{}}
 	if d.batches, err = newBatchAcks(nc); err != nil {
 		nc.Close()
 		return nil, err

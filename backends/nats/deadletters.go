@@ -26,7 +26,12 @@ type deadLetterEntry struct {
 // deadLetterCount returns how many dead letters a queue has.
 func (d *driver) deadLetterCount(ctx context.Context, queue string) (int64, error) {
 	subject := d.names.dlqSubject(queue)
-	info, err := d.dlqStream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	var info *jetstream.StreamInfo
+	err := d.retryRead(ctx, "count dead letters", func(ctx context.Context) error {
+		var err error
+		info, err = d.dlqStream.Info(ctx, jetstream.WithSubjectFilter(subject))
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("dead letters of %s: %w", queue, err)
 	}
@@ -131,7 +136,12 @@ func (d *driver) decodeDeadLetter(subject string, h nats.Header, payload []byte,
 // selectDeadLetters returns the dead letters q selects, newest first, at
 // most q.Limit of them when it is positive.
 func (d *driver) selectDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) ([]deadLetterEntry, error) {
-	entries, err := d.scanDeadLetters(ctx, q)
+	var entries []deadLetterEntry
+	err := d.retryRead(ctx, "read dead letters", func(ctx context.Context) error {
+		var err error
+		entries, err = d.scanDeadLetters(ctx, q)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -45,10 +45,19 @@
 //	                      receiving ahead), see pubsub.Tuning
 //	dedup_window=DURATION how long a message id is remembered to drop a
 //	                      republished duplicate (2m)
-//	publish_timeout=DURATION  how long Publish, Open, Init and DeclareQueue
-//	                      keep retrying transient failures (30s)
+//	publish_timeout=DURATION  how long Publish, Open, Init, DeclareQueue and
+//	                      the others named under Delivery semantics keep
+//	                      retrying transient failures (30s)
 //	prefix=NAME           prefix of stream and subject names (QF), to share a
 //	                      NATS account between applications or tests
+//
+// A backend opened with pubsub.WithNamespace(NS) keeps everything under
+// the prefix <prefix>-NS, NS's '_' written '-' (namespace qfdemo_1a2b:
+// streams QF-qfdemo-1a2b_<queue>, QF-qfdemo-1a2b-DLQ and
+// QF-qfdemo-1a2b-STATE, subjects QF-qfdemo-1a2b.q.<queue> and so on,
+// bucket QF-qfdemo-1a2b-REGISTRY), apart from the queues without a
+// namespace and from every other namespace's; DropNamespace deletes those
+// streams and the bucket, and nothing else.
 //
 // Stream and consumer settings apply when this backend creates them (on
 // the first publish, subscribe or DeclareQueue of a queue); DeclareQueue
@@ -173,14 +182,24 @@
 // Transient conditions (no responders while a server restarts, a leader
 // election, a cluster placing a stream before its peers are up, timeouts)
 // are retried with pubsub.Backoff within publish_timeout by Open, Init,
-// DeclareQueue and Publish, and then fail with pubsub.ErrUnavailable. A
+// DeclareQueue, DropNamespace, Publish, the instance registry and the
+// admin reads (Stats, ListPending, the dead-letter listing), and then
+// fail with pubsub.ErrUnavailable. Delivery states and a dead
+// letter's ack are retried the same way within the 10s a settlement
+// has. A stream or consumer without a leader (a node died) answers
+// nothing, so each request of a try waits a bounded time (5s; 1s for a
+// registry key, a delivery state or an ack), and work goes on within
+// moments of the new leader's election instead of after the whole
+// budget. A receive whose pull request went silent (missed heartbeats)
+// returns at once, and the next one pulls from the new leader. A
 // missing queue is pubsub.ErrQueueNotFound, a closed connection
 // pubsub.ErrClosed.
 //
 // # Capabilities
 //
 // durable (with storage=file), delayed_redelivery, dead_letters and
-// cross_process. Not priority_order: JetStream delivers a stream in
+// cross_process; namespaces (pubsub.NamespaceDropper) and the instance
+// registry (pubsub.InstanceStore). Not priority_order: JetStream delivers a stream in
 // arrival order and has no per-message priority. The quantumflow_priority
 // metadata is kept and shown in listings but does not reorder delivery.
 // High-priority queues (rollback_triggers_queue) are honoured by

@@ -118,6 +118,15 @@ func (d *driver) retry(ctx context.Context, what string, try time.Duration, op f
 	}
 }
 
+// retryRead runs a read of the admin operations again while it fails
+// transiently, within publish_timeout, as retry does; but op runs with ctx
+// itself, not with the budget, so that a long read (thousands of dead
+// letters) is not cut short by it. Its requests are bounded all the same:
+// by ctx's deadline, or jetstream's default timeout when it has none.
+func (d *driver) retryRead(ctx context.Context, what string, op func(context.Context) error) error {
+	return d.retry(ctx, what, 0, func(context.Context) error { return op(ctx) })
+}
+
 // gaveUp is the error of a retry budget spent. The last error is only
 // quoted: it is often the budget's own deadline, which must not read as
 // the caller's context ending.

@@ -62,6 +62,11 @@ func (d *driver) ensureRegistry(ctx context.Context) (jetstream.KeyValue, error)
 	return kv, err
 }
 
+// The registry's calls retry transient failures within publish_timeout,
+// each try of a key's read or write bounded by requestTry and a listing by
+// attemptTimeout: a bucket whose leader died answers nothing until a new
+// one is elected, and a broadcast publish lists the instances first.
+
 // PutInstance records inst unless another live process holds its id:
 // a compare-and-set on the record's revision, so two processes
 // registering the same id at once cannot both win.
@@ -69,23 +74,31 @@ func (d *driver) PutInstance(ctx context.Context, inst pubsub.Instance, liveAfte
 	key := instanceKey(inst.Service, inst.ID)
 	b, _ := json.Marshal(instanceRecord{Instance: inst, Nonce: inst.Nonce}) // plain fields always marshal
 	for {
-		e, err := d.registry.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-			_, err = d.registry.Create(ctx, key, b)
-		case err != nil:
-		default:
+		var taken *pubsub.Instance
+		err := d.retry(ctx, "put instance", requestTry, func(ctx context.Context) error {
+			e, err := d.registry.Get(ctx, key)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound):
+				_, err = d.registry.Create(ctx, key, b)
+				return err
+			case err != nil:
+				return err
+			}
 			var old instanceRecord
 			if json.Unmarshal(e.Value(), &old) == nil && old.Nonce != inst.Nonce && old.HeartbeatAt.After(liveAfter) {
 				old.Instance.Nonce = old.Nonce
-				return old.Instance, pubsub.ErrInstanceTaken
+				taken = &old.Instance
+				return nil
 			}
 			_, err = d.registry.Update(ctx, key, b, e.Revision())
-		}
-		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			continue // another process wrote it meanwhile: look again
-		}
-		if err != nil {
+			return err
+		})
+		switch {
+		case taken != nil:
+			return *taken, pubsub.ErrInstanceTaken
+		case errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue // another process wrote it meanwhile (or a try that timed out did): look again
+		case err != nil:
 			return pubsub.Instance{}, fmt.Errorf("instance %s of %s: %w", inst.ID, inst.Service, err)
 		}
 		return pubsub.Instance{}, nil
@@ -94,13 +107,26 @@ func (d *driver) PutInstance(ctx context.Context, inst pubsub.Instance, liveAfte
 
 // ListInstances returns every record, by service, then id.
 func (d *driver) ListInstances(ctx context.Context) ([]pubsub.Instance, error) {
-	lister, err := d.registry.ListKeysFiltered(ctx, "i.>")
+	var keys []string
+	err := d.retry(ctx, "list instances", attemptTimeout, func(ctx context.Context) error {
+		keys = keys[:0]
+		lister, err := d.registry.ListKeysFiltered(ctx, "i.>")
+		if err != nil {
+			return err
+		}
+		for key := range lister.Keys() {
+			keys = append(keys, key)
+		}
+		// The lister ends early, and without an error, when ctx does: a
+		// list cut short must not pass for the registry.
+		return ctx.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("instances: %w", err)
 	}
 	var out []pubsub.Instance
-	for key := range lister.Keys() {
-		e, err := d.registry.Get(ctx, key)
+	for _, key := range keys {
+		e, err := d.registryGet(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue // deleted meanwhile
 		}
@@ -120,9 +146,23 @@ func (d *driver) ListInstances(ctx context.Context) ([]pubsub.Instance, error) {
 	return out, nil
 }
 
+// registryGet reads a key of the registry.
+func (d *driver) registryGet(ctx context.Context, key string) (jetstream.KeyValueEntry, error) {
+	var e jetstream.KeyValueEntry
+	err := d.retry(ctx, "registry get", requestTry, func(ctx context.Context) error {
+		var err error
+		e, err = d.registry.Get(ctx, key)
+		return err
+	})
+	return e, err
+}
+
 // DeleteInstance deletes a record.
 func (d *driver) DeleteInstance(ctx context.Context, service, id string) error {
-	if err := d.registry.Purge(ctx, instanceKey(service, id)); err != nil {
+	err := d.retry(ctx, "delete instance", requestTry, func(ctx context.Context) error {
+		return d.registry.Purge(ctx, instanceKey(service, id))
+	})
+	if err != nil {
 		return fmt.Errorf("instance %s of %s: %w", id, service, err)
 	}
 	return nil
@@ -134,7 +174,11 @@ func (d *driver) PutLatest(ctx context.Context, queue string, msg pubsub.LatestM
 	if err != nil {
 		return err
 	}
-	if _, err := d.registry.Put(ctx, latestKey(queue), b); err != nil {
+	err = d.retry(ctx, "put latest", requestTry, func(ctx context.Context) error {
+		_, err := d.registry.Put(ctx, latestKey(queue), b)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("latest message of %s: %w", queue, err)
 	}
 	return nil
@@ -142,7 +186,7 @@ func (d *driver) PutLatest(ctx context.Context, queue string, msg pubsub.LatestM
 
 // Latest returns queue's latest broadcast message; false when none.
 func (d *driver) Latest(ctx context.Context, queue string) (pubsub.LatestMessage, bool, error) {
-	e, err := d.registry.Get(ctx, latestKey(queue))
+	e, err := d.registryGet(ctx, latestKey(queue))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return pubsub.LatestMessage{}, false, nil
 	}

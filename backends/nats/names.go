@@ -18,7 +18,27 @@ import (
 //
 // Queue streams start with "<prefix>_" and the two system streams with
 // "<prefix>-", so no queue name can collide with them.
+//
+// A backend opened with a namespace uses the prefix <prefix>-<namespace>,
+// the namespace's '_' written '-' (QF-qfdemo-1a2b for qfdemo_1a2b): its
+// queue streams are QF-qfdemo-1a2b_<token>, its subjects
+// QF-qfdemo-1a2b.q.<token>, and so on. The names are apart from the
+// namespace-less ones (which start "QF_" or are exactly QF-DLQ, QF-STATE
+// and QF-REGISTRY) and from every other namespace's: a namespace has no
+// '-', and after the '_' to '-' mapping no '_' either, so where the
+// namespace ends in a stream name is never in doubt (with the namespace
+// as given, namespace a's queue b_c and namespace a_b's queue c would
+// share a stream).
 type names struct{ prefix string }
+
+// namesOf returns the names of a backend with the URL's prefix, opened in
+// namespace ns (none when empty).
+func namesOf(prefix, ns string) names {
+	if ns == "" {
+		return names{prefix: prefix}
+	}
+	return names{prefix: prefix + "-" + strings.ReplaceAll(ns, "_", "-")}
+}
 
 // consumerName is the durable pull consumer on every queue stream, shared
 // by every subscription and process of the consuming side.
@@ -29,6 +49,7 @@ func token(queue string) string { return strings.ReplaceAll(queue, ".", "=") }
 func queueOfToken(tok string) string { return strings.ReplaceAll(tok, "=", ".") }
 
 func (n names) stream(queue string) string  { return n.prefix + "_" + token(queue) }
+func (n names) streamPrefix() string        { return n.prefix + "_" }
 func (n names) subject(queue string) string { return n.prefix + ".q." + token(queue) }
 func (n names) queueSubjects() string       { return n.prefix + ".q.>" }
 

@@ -33,7 +33,12 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	recreate := func(ctx context.Context) {
 		// No stream answered: either JetStream is briefly unavailable, or
 		// the stream was deleted under the cache. Only the second is
-		// fixed here; the first is waited out by the retries.
+		// fixed here; the first is waited out by the retries. One try's
+		// time at most: while the stream has no leader (a node died) its
+		// info request is never answered, and waiting for it with the
+		// whole budget would outlast the election by far.
+		ctx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		defer cancel()
 		if _, err := d.js.Stream(ctx, q.stream); !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return
 		}
@@ -56,6 +61,12 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 	// one stream by construction (the server refuses a stream whose
 	// subjects overlap another's), and the header would be stored with
 	// every message and decoded on every delivery.
+	//
+	// A try has no timeout of its own (a large publish may take longer
+	// than one request should, and a try keeps what it stored): each
+	// request in it is bounded by attemptTimeout instead, the wait for an
+	// ack or a batch's answer as well as noStream's lookups, so that a
+	// publish goes on within moments of a new leader.
 	return d.retry(ctx, "publish", 0, func(ctx context.Context) error {
 		var err error
 		switch {
@@ -90,8 +101,18 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 	})
 }
 
-// attemptTimeout bounds one publish attempt (the wait for its ack).
+// attemptTimeout bounds one JetStream request (the wait for a publish's
+// ack or a batch's answer, a stream lookup) and one try of an operation
+// retried as a whole (Init, a queue's stream and consumer, a listing).
 const attemptTimeout = 5 * time.Second
+
+// requestTry bounds one try of a small request retried on its own: a
+// delivery state read or write, a registry key read or written, a dead
+// letter's ack. Each is idempotent, and while its stream (or consumer)
+// has no leader, after a node died, it goes unanswered, or is lost
+// when sent just as the new leader takes over: the try that follows the
+// election must come soon after it.
+const requestTry = time.Second
 
 // publishAsync publishes msgs without waiting between them, then waits
 // for every ack. It returns the messages that failed and the first error.

@@ -295,7 +295,7 @@ func (d *driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
 		info := queueInfoOf(si)
 		if info.Name == "" {
 			// Not created by QuantumFlow: name it after its stream.
-			info.Name = queueOfToken(strings.TrimPrefix(si.Config.Name, d.cfg.prefix+"_"))
+			info.Name = queueOfToken(strings.TrimPrefix(si.Config.Name, d.names.streamPrefix()))
 		}
 		out = append(out, info)
 	}

@@ -133,6 +133,15 @@ func (d *driver) await(ctx context.Context, q *queueEntry) (jetstream.Msg, error
 	if err == nil {
 		return m, nil
 	}
+	if ctx.Err() == nil {
+		// The pull failed on its own: the server went silent (missed
+		// heartbeats: it, or the consumer's leader, is gone, and the
+		// request with it) or the consumer was deleted. Nothing will
+		// confirm a drain, and a consumer without a leader answers no
+		// info request: waiting for them held the queue's next receive
+		// up for 10s after a node died.
+		return nil, err
+	}
 	it.Drain()
 	if late, lerr := it.Next(jetstream.NextMaxWait(drainWait)); lerr == nil {
 		// Came as ctx ended: returned all the same, the engine gives it
@@ -288,7 +297,8 @@ func (d *driver) deadLetter(ctx context.Context, queue string, s pubsub.Settleme
 		return fmt.Errorf("dead letter %s: storing the copy failed; the message stays in its queue: %w", s.Msg.ID, err)
 	}
 	// Acked synchronously: the server confirms the message left its queue.
-	if err := dv.msg.DoubleAck(ctx); err != nil {
+	err := d.retry(ctx, "ack dead letter", requestTry, func(ctx context.Context) error { return dv.msg.DoubleAck(ctx) })
+	if err != nil {
 		d.log.Warn("acking a dead-lettered message failed; it may come back once and be dead-lettered again", "queue", queue, "message_id", s.Msg.ID, "error", err)
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // deliveryState is what JetStream does not keep about a message that
@@ -75,7 +77,12 @@ func (d *driver) loadState(ctx context.Context, queue string, dv *delivery) {
 
 // getState returns the state of a queue's message, and whether there is one.
 func (d *driver) getState(ctx context.Context, queue string, seq uint64) (deliveryState, bool, error) {
-	m, err := d.stateStream.GetLastMsgForSubject(ctx, d.names.stateSubject(queue, seq))
+	var m *jetstream.RawStreamMsg
+	err := d.retry(ctx, "read delivery state", requestTry, func(ctx context.Context) error {
+		var err error
+		m, err = d.stateStream.GetLastMsgForSubject(ctx, d.names.stateSubject(queue, seq))
+		return err
+	})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return deliveryState{}, false, nil
 	}
@@ -90,35 +97,64 @@ func (d *driver) getState(ctx context.Context, queue string, seq uint64) (delive
 }
 
 // putStates stores states all at once (asynchronously, then every ack
-// awaited) and reports which were stored; the others are logged. A state
-// stored becomes its delivery's.
+// awaited), retrying the writes that failed transiently (each round
+// bounded by requestTry) until ctx ends, and reports which were stored; the
+// others are logged. A state stored becomes its delivery's.
 func (d *driver) putStates(ctx context.Context, queue string, ws []stateWrite) []bool {
 	stored := make([]bool, len(ws))
-	futures := make([]jetstream.PubAckFuture, len(ws))
-	for i, w := range ws {
-		b, _ := json.Marshal(w.ds) // plain fields always marshal
-		f, err := d.js.PublishAsync(d.names.stateSubject(queue, w.dv.seq), b, jetstream.WithExpectStream(d.names.stateStream()))
-		if err != nil {
-			d.log.Warn("writing delivery state failed", "queue", queue, "error", err)
-			continue
-		}
-		futures[i] = f
+	todo := make([]int, len(ws))
+	for i := range todo {
+		todo[i] = i
 	}
-	for i, f := range futures {
-		if f == nil {
-			continue
+	backoff := pubsub.Backoff{Initial: 50 * time.Millisecond, Max: time.Second}
+	for {
+		var (
+			again   []int
+			lastErr error
+		)
+		retry := func(i int, err error) {
+			if !transient(err) {
+				d.log.Warn("writing delivery state failed", "queue", queue, "error", err)
+				return
+			}
+			again, lastErr = append(again, i), err
 		}
-		select {
-		case <-f.Ok():
-			stored[i] = true
-			ws[i].dv.state, ws[i].dv.hasState = ws[i].ds, true
-		case err := <-f.Err():
-			d.log.Warn("writing delivery state failed", "queue", queue, "error", err)
-		case <-ctx.Done():
-			d.log.Warn("writing delivery state timed out", "queue", queue, "error", ctx.Err())
+		tctx, cancel := context.WithTimeout(ctx, requestTry)
+		futures := make([]jetstream.PubAckFuture, len(todo))
+		for j, i := range todo {
+			b, _ := json.Marshal(ws[i].ds) // plain fields always marshal
+			f, err := d.js.PublishAsync(d.names.stateSubject(queue, ws[i].dv.seq), b, jetstream.WithExpectStream(d.names.stateStream()))
+			if err != nil {
+				retry(i, err)
+				continue
+			}
+			futures[j] = f
 		}
+		for j, f := range futures {
+			if f == nil {
+				continue
+			}
+			i := todo[j]
+			select {
+			case <-f.Ok():
+				stored[i] = true
+				ws[i].dv.state, ws[i].dv.hasState = ws[i].ds, true
+			case err := <-f.Err():
+				retry(i, err)
+			case <-tctx.Done():
+				retry(i, tctx.Err())
+			}
+		}
+		cancel()
+		if len(again) == 0 {
+			return stored
+		}
+		if backoff.Wait(ctx) != nil {
+			d.log.Warn("writing delivery state failed", "queue", queue, "states", len(again), "error", lastErr)
+			return stored
+		}
+		todo = again
 	}
-	return stored
 }
 
 // removeStates deletes, in the background, the states of messages

@@ -23,7 +23,19 @@ type queueSnapshot struct {
 	due, scheduled map[uint64]deliveryState
 }
 
+// snapshot reads what Stats and ListPending need, again while that fails
+// transiently (retryRead).
 func (d *driver) snapshot(ctx context.Context, queue string) (*queueSnapshot, error) {
+	var s *queueSnapshot
+	err := d.retryRead(ctx, "read queue "+queue, func(ctx context.Context) error {
+		var err error
+		s, err = d.readSnapshot(ctx, queue)
+		return err
+	})
+	return s, err
+}
+
+func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot, error) {
 	st, err := d.queueStream(ctx, queue)
 	if err != nil {
 		return nil, err
