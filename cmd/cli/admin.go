@@ -141,16 +141,8 @@ total (with --json, one object per instance and a last one with
   quantumflow stats consensus_results_queue --instance singularity-2`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			queue, instance, err := queueArg(args[0], "instance", a.instanceFlag())
+			queue, instance, cfg, mode, err := a.queueTarget("stats", args[0])
 			if err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			mode := deliveryOf(cfg, queue)
-			if err := needsNoInstance("stats", queue, instance, mode, "instance"); err != nil {
 				return err
 			}
 			b, err := a.openBackend(ctx, cfg)
@@ -286,16 +278,8 @@ instance, up to --limit in all. --instance on a work queue is a usage error.`,
   quantumflow pending rollback_triggers_queue --instance singularity-2 --json`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			queue, instance, err := queueArg(args[0], "instance", a.instanceFlag())
+			queue, instance, cfg, mode, err := a.queueTarget("pending", args[0])
 			if err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			mode := deliveryOf(cfg, queue)
-			if err := needsNoInstance("pending", queue, instance, mode, "instance"); err != nil {
 				return err
 			}
 			b, err := a.openBackend(ctx, cfg)

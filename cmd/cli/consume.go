@@ -51,16 +51,8 @@ first), until --max messages were consumed, or until no message arrived for
 			if idle < 0 {
 				return usageErrorf("--idle must be >= 0, got %s", idle)
 			}
-			queue, instance, err := queueArg(args[0], "instance", a.instanceFlag())
+			queue, instance, cfg, mode, err := a.queueTarget("consume", args[0])
 			if err != nil {
-				return err
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			mode := deliveryOf(cfg, queue)
-			if err := needsNoInstance("consume", queue, instance, mode, "instance"); err != nil {
 				return err
 			}
 			if mode != topology.DeliveryWork && instance == "" {

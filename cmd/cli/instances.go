@@ -108,6 +108,21 @@ func (a *app) instanceFlag() string {
 	return ""
 }
 
+// queueTarget reads a command's QUEUE argument (QUEUE or QUEUE@INSTANCE)
+// with --instance, loads the configuration, and returns the queue's
+// delivery mode; an instance named on a work queue is bad usage.
+func (a *app) queueTarget(cmd, arg string) (queue, instance string, cfg topology.ServiceConfig, mode topology.Delivery, err error) {
+	if queue, instance, err = queueArg(arg, "instance", a.instanceFlag()); err != nil {
+		return
+	}
+	if cfg, err = a.loadConfig(); err != nil {
+		return
+	}
+	mode = deliveryOf(cfg, queue)
+	err = needsNoInstance(cmd, queue, instance, mode, "instance")
+	return
+}
+
 // needsNoInstance refuses an instance named on a work queue, where any
 // instance takes any message.
 func needsNoInstance(cmd, queue, instance string, mode topology.Delivery, flag string) error {
