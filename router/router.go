@@ -329,6 +329,9 @@ func selectConsumers(svc topology.ServiceConfig, queues []string) ([]topology.Co
 // Service returns the service's name.
 func (r *Router) Service() string { return r.cfg.Service.Name }
 
+// InstanceID returns the id of the instance the router runs as.
+func (r *Router) InstanceID() string { return r.cfg.Service.InstanceID }
+
 // Consumers returns the consumers the router runs.
 func (r *Router) Consumers() []topology.Consumer { return slices.Clone(r.consumers) }
 

@@ -57,8 +57,8 @@ func TestTypedHandlerAndPublisher(t *testing.T) {
 
 	bad := []string{
 		`{"id": `, // malformed
-		`{"id":"p3","instance":"s1","change":"x","risk":"high"}`,                   // wrong type
-		`{"instance":"s1","change":"x"}`,                                           // missing id
+		`{"id":"p3","instance":"s1","change":"x","risk":"high"}`,                 // wrong type
+		`{"instance":"s1","change":"x"}`,                                         // missing id
 		`{"schema_version":2,"id":"p4","instance":"s1","change":"x","risk":0.1}`, // newer
 	}
 	publish(t, b, topology.ProposalsQueue, len(bad), func(i int) string { return bad[i] })
