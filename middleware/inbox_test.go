@@ -153,8 +153,8 @@ func TestInboxWaitEndsWithTheContext(t *testing.T) {
 	go func() { defer close(done); _, _ = mw(deliveryOf("x", 1)) }()
 	<-entered
 	ctx, cancel := context.WithCancel(context.Background())
-	dup := deliveryOf("x", 2)
-	dup.SetContext(context.WithValue(ctx, struct{}{}, nil))
+	dup := message.NewMessage("x", nil)
+	dup.SetContext(ctx)
 	pubsub.AttachDelivery(dup, &pubsub.Delivery{Queue: topology.ProposalsQueue, Attempt: 2})
 	cancel()
 	_, err := mw(dup)
