@@ -23,7 +23,7 @@ func TestPublishChecksContracts(t *testing.T) {
 		args  []string
 		want  string
 	}{
-		{"MalformedJSON", topology.ProposalsQueue, []string{"--payload", `{"id": `}, "--payload is not valid JSON"},
+		{"MalformedJSON", topology.ProposalsQueue, []string{"--payload", `{"id": `}, "queue proposals_for_consensus_queue: --payload is not valid JSON (unexpected end of JSON input)"},
 		{"NotAnObject", topology.ProposalsQueue, []string{"--payload", `"p1"`}, "quantumflow.proposal/v1: want a JSON object, got string"},
 		{"WrongType", topology.ProposalsQueue, []string{"--payload", `{"id":"p1","instance":"s1","change":"x","risk":"high"}`}, `field "risk": want a number, got string`},
 		{"MissingField", topology.MetricsQueue, []string{"--payload", `{"id":"m1","error_rate":0.1}`}, `queue metrics_to_guardian_queue: quantumflow.execution_metrics/v1: field "instance": is required`},

@@ -78,8 +78,8 @@ as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
 			if !cmd.Flags().Changed("payload") {
 				return usageErrorf("publish needs --payload JSON")
 			}
-			if !json.Valid([]byte(payload)) {
-				return usageErrorf("--payload is not valid JSON: %s", short(payload, 80))
+			if err := json.Unmarshal([]byte(payload), new(json.RawMessage)); err != nil {
+				return usageErrorf("publish: queue %s: --payload is not valid JSON (%v): %s", args[0], err, short(payload, 80))
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
