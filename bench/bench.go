@@ -477,6 +477,9 @@ func (j *job) String() string {
 	if p.Delivery != "" {
 		parts = append(parts, "delivery="+p.Delivery)
 	}
+	if p.Handler != "" {
+		parts = append(parts, "handler="+p.Handler)
+	}
 	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
 }
 
