@@ -20,6 +20,9 @@
 //   - publish_batch: 100 messages per call, 4 concurrent publishers;
 //   - consume: a preloaded backlog drained by 1, 4 and 16 workers (no-op
 //     handler, ack);
+//   - typed_consume: the consume with 4 workers and router.Handle's typed
+//     decoding and validation of each payload, against the untyped no-op
+//     handler on the same backend;
 //   - latency: end to end at fixed rates (200 and 2000 msg/s), timed from
 //     each message's intended send time, so a stall cannot hide (no
 //     coordinated omission);
@@ -60,6 +63,7 @@ const (
 	ScenarioPublish      = "publish"
 	ScenarioPublishBatch = "publish_batch"
 	ScenarioConsume      = "consume"
+	ScenarioTypedConsume = "typed_consume"
 	ScenarioLatency      = "latency"
 	ScenarioRoundTrip    = "roundtrip"
 	ScenarioAddressed    = "addressed"
@@ -70,7 +74,7 @@ const (
 
 // Scenarios returns every scenario name, in the order they run.
 func Scenarios() []string {
-	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
+	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioTypedConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
 }
 
 // Subjects returns every subject name: backends first, then baselines.
@@ -141,10 +145,13 @@ type Params struct {
 	// "addressed" (the seed's) or "work" (the round trip as it was before
 	// addressing, the baseline).
 	Delivery string `json:"delivery,omitempty"`
+	// Handler is the handler of a typed consume run: HandlerTyped or
+	// HandlerUntyped (the baseline).
+	Handler string `json:"handler,omitempty"`
 }
 
 func (p Params) key() string {
-	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d/%s", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances, p.Delivery)
+	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d/%s/%s", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances, p.Delivery, p.Handler)
 }
 
 // Result is one measurement of one subject.
@@ -470,6 +477,9 @@ func (j *job) String() string {
 	if p.Delivery != "" {
 		parts = append(parts, "delivery="+p.Delivery)
 	}
+	if p.Handler != "" {
+		parts = append(parts, "handler="+p.Handler)
+	}
 	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
 }
 
@@ -575,6 +585,15 @@ func plan(sz Sizes, cfg Config) []*job {
 		link(add(ScenarioConsume, SubjectPostgresSync, p), pg, wm, wmq)
 		link(add(ScenarioConsume, SubjectNATS, p), js)
 		link(add(ScenarioConsume, SubjectNATSSync, p), jss)
+	}
+	// typed consume (issue 12): router.Handle's decoding against the
+	// untyped handler, each backend against itself.
+	newCase("%s, 4 workers, typed vs untyped handler", fmtBytes(small))
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+		p := Params{PayloadBytes: small, Workers: 4, Pending: sz.Preload, Handler: HandlerUntyped}
+		untyped := add(ScenarioTypedConsume, b, p)
+		p.Handler = HandlerTyped
+		link(add(ScenarioTypedConsume, b, p), untyped)
 	}
 	// latency at fixed rates.
 	for _, rate := range []float64{200, 2000} {
@@ -687,7 +706,7 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 	scenario := group[0].scenario
 	// Consume-type scenarios leave backlogs behind; give each of their
 	// measurements a fresh subject (a fresh database) in full mode.
-	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioBacklog)
+	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioTypedConsume || scenario == ScenarioBacklog)
 	// The router scenarios use the topology's fixed queue names and open
 	// their own backend each time.
 	routed := def.Kind == KindBackend && slices.Contains([]string{ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed}, scenario)
@@ -761,6 +780,8 @@ func (r *runner) measure(ctx context.Context, inst *instance, j *job, res *Resul
 		return r.publishThroughput(ctx, inst, j.params, res)
 	case ScenarioConsume:
 		return r.consumeThroughput(ctx, inst, j.params, res)
+	case ScenarioTypedConsume:
+		return r.typedConsume(ctx, inst, j.params, res)
 	case ScenarioBacklog:
 		return r.backlogThroughput(ctx, inst, j.params, res)
 	case ScenarioLatency:
@@ -829,6 +850,9 @@ func diffParams(p, b Params) string {
 	}
 	if p.Instances != b.Instances {
 		out = append(out, plural(b.Instances, "instance"))
+	}
+	if p.Handler != b.Handler {
+		out = append(out, b.Handler+" handler")
 	}
 	return strings.Join(out, ", ")
 }

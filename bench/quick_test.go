@@ -28,7 +28,7 @@ func (w testLog) Write(p []byte) (int, error) {
 // TestQuickRun runs the whole harness at smoke-test size and checks that
 // the report is complete and sane: every scenario, every subject, a figure
 // or latency distribution for each measurement, ratios beside the backend
-// figures, every target of issues 3, 4 and 11 evaluated, no consensus
+// figures, every target of issues 3, 4, 11 and 12 evaluated, no consensus
 // result misrouted and every broadcast copy delivered, machine info on every
 // result, and the three output files readable. It checks no timing: the
 // figures of a quick run mean nothing.
@@ -89,7 +89,8 @@ func TestQuickRun(t *testing.T) {
 		// the work-queue round trip, which are themselves the baselines of
 		// the large backlog and the addressed round trip.
 		baseline := r.Scenario == bench.ScenarioBacklog && r.Pending == rep.Sizes.BacklogSmall ||
-			r.Scenario == bench.ScenarioAddressed && r.Delivery == "work"
+			r.Scenario == bench.ScenarioAddressed && r.Delivery == "work" ||
+			r.Scenario == bench.ScenarioTypedConsume && r.Handler == bench.HandlerUntyped
 		if r.Kind == bench.KindBackend && !baseline {
 			require.NotEmpty(t, r.Ratios, "%s %+v has no ratio to a baseline", name, r.Params)
 			for _, x := range r.Ratios {
@@ -115,6 +116,7 @@ func TestQuickRun(t *testing.T) {
 	}
 	require.Equal(t, 8, issues[3], "issue 3's seven performance targets, consume also at equal durability")
 	require.Equal(t, 12, issues[4], "issue 4: publish 1/call (1 and 64 publishers), batch, consume at two sync policies, the three publish targets again at equal dedup, and latency")
+	require.Equal(t, 2, issues[12], "issue 12: typed consume against untyped on postgres and nats")
 	require.Equal(t, 8, issues[11], "issue 11: the addressed round trip's p50 and p99 against the work queue's on mem, postgres, nats and nats_sync")
 
 	dir := t.TempDir()
@@ -129,7 +131,7 @@ func TestQuickRun(t *testing.T) {
 
 	md, err := os.ReadFile(filepath.Join(dir, bench.FileMarkdown))
 	require.NoError(t, err)
-	for _, want := range []string{"## Targets of issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)", "misrouted", "copies delivered / expected", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
+	for _, want := range []string{"## Targets of issues 3 (PostgreSQL), 4 (NATS), 11 (delivery to instances) and 12 (typed contracts)", "misrouted", "copies delivered / expected", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
 		require.Contains(t, string(md), want)
 	}
 

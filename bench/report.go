@@ -94,6 +94,8 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 		"4 concurrent publishers, 100 messages per call. pgx: COPY of 100 rows per transaction; jetstream: 100 PublishAsync then wait for every PubAck (jetstream_msgid: the same with a Nats-Msg-Id on each, as the NATS backend sends); watermill-sql: one multi-row INSERT."},
 	ScenarioConsume: {"Consume from a preloaded backlog",
 		"The backlog is published first, then the workers take messages (no-op handler, ack). msg/s from the first message received to the last of the backlog (or the consume bound). pgx and jetstream floors run at most 4 consumers; GoChannel fans out and runs one subscription."},
+	ScenarioTypedConsume: {"Typed consume",
+		"The consume scenario (4 workers, preloaded backlog) with a router.Handler run on each message before its ack: typed is router.Handle decoding the payload as a contract, validating it and building its Meta before a no-op; untyped is a no-op Handler on the raw message. Each backend is compared with its untyped run (issue 12: typed ≥ 0.9× on PostgreSQL and NATS)."},
 	ScenarioLatency: {"End-to-end latency at fixed rates",
 		"Messages sent on an open-loop schedule (32 senders, one message per call) to 4 consuming workers; latency from each message's intended send time to its arrival, so a stall delays every message scheduled behind it and shows (no coordinated omission). Missing messages count with the time they had waited. The harness itself (timer wake-ups, goroutine hand-offs) adds a few tenths of a millisecond: GoChannel's figure is that floor. Ratios: lower is better."},
 	ScenarioRoundTrip: {"Topology round trip",
@@ -195,7 +197,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 }
 
 // issueTopics names the issues that set targets.
-var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances"}
+var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances", 12: "typed contracts"}
 
 // targetIssues lists the issues of the report's targets:
 // "issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)".
@@ -262,6 +264,11 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 		head = []string{"subject", "payload", "workers", "pending", "msg/s", "vs baseline (higher is better)"}
 		cells = func(r *Result) []string {
 			return []string{subj(r), fmtBytes(r.PayloadBytes), fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
+		}
+	case ScenarioTypedConsume:
+		head = []string{"subject", "handler", "workers", "pending", "msg/s", "vs untyped (higher is better)"}
+		cells = func(r *Result) []string {
+			return []string{subj(r), r.Handler, fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
 		}
 	case ScenarioBacklog:
 		head = []string{"subject", "workers", "pending", "msg/s", "vs small backlog"}

@@ -36,6 +36,9 @@ type watermillSubject struct {
 	sub     message.Subscriber
 	declare func(ctx context.Context, queue string) error
 	closeFn func() error
+	// onMessage, when set, runs on each message before handle; an error
+	// nacks the message and stops the worker (typed consume).
+	onMessage func(*message.Message) error
 }
 
 func (s *watermillSubject) prepare(ctx context.Context, queue string) error {
@@ -65,7 +68,7 @@ func (s *watermillSubject) consume(ctx context.Context, queue string, workers in
 		}
 		wg.Go(func() {
 			for msg := range ch {
-				if !handle(msg.Payload) {
+				if s.onMessage != nil && s.onMessage(msg) != nil || !handle(msg.Payload) {
 					// Leave the channel unread: the subscription gives
 					// this message and any it holds back when ctx ends.
 					msg.Nack()

@@ -261,6 +261,7 @@ func (rep *Report) svgPanels() []svgPanel {
 	throughput(ScenarioPublish, "Publish, 1 message per call")
 	throughput(ScenarioPublishBatch, "Publish, 100 messages per call (4 publishers)")
 	throughput(ScenarioConsume, "Consume a preloaded backlog (no-op handler, ack)")
+	throughput(ScenarioTypedConsume, "Typed consume: router.Handle decoding vs untyped handler")
 	throughput(ScenarioBacklog, "Consume rate vs backlog size")
 	latency(ScenarioLatency, "End-to-end latency at fixed rates (from intended send time)")
 	latency(ScenarioRoundTrip, "Topology round trip: proposal → CentralCloud → consensus result")

@@ -162,6 +162,14 @@ func checkTargets(rep *Report) []Target {
 	}
 	latency(4, "End-to-end latency at 200 msg/s: p50 ≤ 2 ms [default sync]", SubjectNATS, 200, "p50", 2)
 
+	// Issue 12: typed decoding costs consume at most 10% on the work-queue
+	// backends.
+	typed := func(p Params) bool { return p.Handler == HandlerTyped }
+	for _, b := range []string{SubjectPostgres, SubjectNATS} {
+		ratio(12, fmt.Sprintf("Typed consume (router.Handle decoding and validating each payload, 4 workers) ≥ 0.9× untyped consume [%s]", b),
+			ScenarioTypedConsume, b, typed, b, "≥", 0.9, scaled)
+	}
+
 	// Issue 11: addressing each consensus result to its proposer, with
 	// many instances, costs at most 1.3× of the round trip on a work queue
 	// with one instance, on the same backend in the same run.

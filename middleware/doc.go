@@ -23,6 +23,12 @@
 //     backend moves the message to its dead-letter queue atomically.
 //   - Telemetry is outermost so it sees the final outcome of each attempt.
 //
+// # Inbox
+//
+// Inbox is not in the stack: added outside it (router.Config.Middlewares),
+// it acks a redelivery of a message its handler finished, within a window,
+// from an id set in memory. Its limits are in its documentation.
+//
 // # Messages without a Delivery
 //
 // A message that did not come from a QuantumFlow backend (a plain Watermill

@@ -8,6 +8,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	_ "github.com/quantumflow/quantumflow/backends/mem"
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
 	"github.com/quantumflow/quantumflow/telemetry"
@@ -39,10 +40,11 @@ func Example() {
 		Telemetry: bus,
 		Queues:    []string{topology.ProposalsQueue},
 		Handlers: map[string]router.Handler{
-			topology.HandleProposalForConsensus: func(msg *message.Message) error {
-				received <- string(msg.Payload)
+			// A typed handler: the payload arrives decoded and validated.
+			topology.HandleProposalForConsensus: router.Handle(func(_ context.Context, p contracts.Proposal, m router.Meta) error {
+				received <- fmt.Sprintf("proposal %s (%q, risk %.1f) from %s, %s", p.ID, p.Change, p.Risk, m.Origin, m.Schema)
 				return nil
-			},
+			}),
 		},
 	})
 	if err != nil {
@@ -54,6 +56,7 @@ func Example() {
 	<-cc.Running()
 
 	singularity, _ := topology.Default(topology.Singularity)
+	singularity.InstanceID = "singularity-1"
 	sg, err := router.New(router.Config{
 		Service: singularity, Backend: backend, Telemetry: bus,
 		// This instance only publishes here; it still registers its
@@ -71,7 +74,8 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	if _, err := pub.Publish(ctx, []byte(`{"proposal":"p1"}`)); err != nil {
+	// A typed publisher: the value is validated, then sent as JSON.
+	if _, err := router.Publish(ctx, pub, contracts.Proposal{ID: "p1", Instance: "singularity-1", Change: "tune cache", Risk: 0.2}); err != nil {
 		panic(err)
 	}
 
@@ -87,7 +91,7 @@ func Example() {
 	// the time Run has returned.
 	fmt.Println("event:", <-events)
 	// Output:
-	// handled: {"proposal":"p1"}
+	// handled: proposal p1 ("tune cache", risk 0.2) from singularity-1, quantumflow.proposal/v1
 	// shutdown: <nil>
 	// event: proposal_received by handle_proposal_for_consensus
 }

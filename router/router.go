@@ -53,6 +53,16 @@
 // a while still finds its safety profiles. A message is never handed to
 // another instance.
 //
+// # Typed handlers
+//
+// Handle turns a func(ctx, T, Meta) error into a Handler for a queue whose
+// messages are a contract T (package contracts): each payload is decoded
+// and validated first, and one that does not fit — malformed JSON, wrong
+// types, missing fields, a schema version newer than T's — is
+// dead-lettered at once with an error naming the queue and the field.
+// Publish[T] validates and encodes a T, with the metadata naming its
+// content type and schema.
+//
 // # Handler results
 //
 // A handler returns nil to ack. An error schedules a retry: the backend
@@ -99,7 +109,8 @@ import (
 
 // Handler handles one message. Return nil to ack it; an error to have it
 // retried later (and dead-lettered once retries run out); an error wrapped
-// with middleware.Permanent to dead-letter it at once.
+// with middleware.Permanent to dead-letter it at once. Handle makes one
+// of a typed function.
 type Handler = message.NoPublishHandlerFunc
 
 // Defaults.
@@ -328,6 +339,9 @@ func selectConsumers(svc topology.ServiceConfig, queues []string) ([]topology.Co
 
 // Service returns the service's name.
 func (r *Router) Service() string { return r.cfg.Service.Name }
+
+// InstanceID returns the id of the instance the router runs as.
+func (r *Router) InstanceID() string { return r.cfg.Service.InstanceID }
 
 // Consumers returns the consumers the router runs.
 func (r *Router) Consumers() []topology.Consumer { return slices.Clone(r.consumers) }

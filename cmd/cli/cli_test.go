@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/cmd/cli"
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
@@ -187,7 +188,7 @@ func TestUnknownQueueExit2(t *testing.T) {
 	require.Equal(t, cli.ExitOK, b.run(t, "init").code)
 	for _, args := range [][]string{
 		{"stats", "no_such_queue"},
-		{"publish", "no_such_queue", "--payload", "{}"},
+		{"publish", "--raw", "no_such_queue", "--payload", "{}"},
 		{"consume", "no_such_queue", "--max", "1"},
 	} {
 		r := b.run(t, args...)
@@ -202,7 +203,7 @@ func TestPublishPendingConsume(t *testing.T) {
 	b := setup(t)
 	q := topology.ProposalsQueue
 
-	r := b.run(t, "publish", q, "--payload", `{"proposal_id":"p1","decision":"approved"}`, "--count", "3", "--metadata", "source=test", "--json")
+	r := b.run(t, "publish", q, "--payload", `{"id":"p1","instance":"s1","change":"tune cache","risk":0.2}`, "--count", "3", "--metadata", "source=test", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	pub := r.lines(t)
 	require.Len(t, pub, 3)
@@ -213,7 +214,7 @@ func TestPublishPendingConsume(t *testing.T) {
 	}
 
 	// Text mode prints one id per line.
-	r = b.run(t, "publish", q, "--payload", `"high"`, "--priority", "high")
+	r = b.run(t, "publish", "--raw", q, "--payload", `"high"`, "--priority", "high")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	highID := strings.TrimSpace(r.stdout)
 	require.NotEmpty(t, highID)
@@ -228,7 +229,7 @@ func TestPublishPendingConsume(t *testing.T) {
 		pendIDs = append(pendIDs, p["id"].(string))
 	}
 	require.Equal(t, ids, pendIDs)
-	require.Equal(t, map[string]any{"proposal_id": "p1", "decision": "approved"}, pend[1]["payload"])
+	require.Equal(t, map[string]any{"id": "p1", "instance": "s1", "change": "tune cache", "risk": 0.2}, pend[1]["payload"])
 	require.NotContains(t, pend[1], "instance", "a work queue's messages are for no instance")
 
 	r = b.run(t, "pending", q, "--limit", "2")
@@ -251,7 +252,11 @@ func TestPublishPendingConsume(t *testing.T) {
 	}
 	require.Equal(t, append([]string{highID}, ids...), gotIDs)
 	require.Equal(t, "high", got[0]["payload"])
-	require.Equal(t, "test", got[1]["metadata"].(map[string]any)["source"])
+	md := got[1]["metadata"].(map[string]any)
+	require.Equal(t, "test", md["source"])
+	require.Equal(t, "quantumflow.proposal/v1", md[contracts.MetadataSchema], "a checked payload carries its contract")
+	require.Equal(t, contracts.ContentTypeJSON, md[contracts.MetadataContentType])
+	require.NotContains(t, got[0]["metadata"], contracts.MetadataSchema, "--raw adds no contract")
 
 	st, err := b.backend.Stats(context.Background(), q)
 	require.NoError(t, err)
@@ -272,7 +277,7 @@ func TestPublishRejectsBadInput(t *testing.T) {
 		{"BadPriority", []string{"--payload", "{}", "--priority", "urgent"}, `--priority "urgent"`},
 	}
 	for _, c := range cases {
-		r := b.run(t, append([]string{"publish", topology.ProposalsQueue}, c.args...)...)
+		r := b.run(t, append([]string{"publish", "--raw", topology.ProposalsQueue}, c.args...)...)
 		require.Equal(t, cli.ExitUsage, r.code, c.name)
 		require.Contains(t, r.stderr, c.want, c.name)
 		require.Empty(t, r.stdout, c.name)
@@ -316,7 +321,7 @@ func TestConsumeWritesAndFlushesBeforeAck(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.MetricsQueue
-	require.Equal(t, cli.ExitOK, b.run(t, "publish", q, "--payload", `{"error_rate":0.1}`, "--count", "5").code)
+	require.Equal(t, cli.ExitOK, b.run(t, "publish", "--raw", q, "--payload", `{"error_rate":0.1}`, "--count", "5").code)
 
 	w := &ackWatcher{t: t, backend: b.backend, queue: q}
 	var stderr bytes.Buffer
@@ -343,7 +348,7 @@ func TestConsumeDoesNotAckWhatItCouldNotWrite(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.PatternsQueue
-	require.Equal(t, cli.ExitOK, b.run(t, "publish", q, "--payload", `{"name":"x"}`).code)
+	require.Equal(t, cli.ExitOK, b.run(t, "publish", "--raw", q, "--payload", `{"name":"x"}`).code)
 	var stderr bytes.Buffer
 	code := cli.Run(context.Background(), []string{"consume", q, "--max", "1", "--json"}, cli.Env{
 		Stdout: failingWriter{}, Stderr: &stderr, LookupEnv: func(k string) (string, bool) { v, ok := b.env[k]; return v, ok },
@@ -360,7 +365,7 @@ func TestConsumeStopsOnCancelAndIdle(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.PatternsQueue
-	require.Equal(t, cli.ExitOK, b.run(t, "publish", q, "--payload", `{}`, "--count", "2").code)
+	require.Equal(t, cli.ExitOK, b.run(t, "publish", "--raw", q, "--payload", `{}`, "--count", "2").code)
 
 	r := b.run(t, "consume", q, "--idle", "200ms", "--workers", "2")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
@@ -608,7 +613,7 @@ func TestBufferedStdoutIsFlushed(t *testing.T) {
 	var under bytes.Buffer
 	w := bufio.NewWriterSize(&under, 1<<16)
 	var stderr bytes.Buffer
-	code := cli.Run(context.Background(), []string{"publish", topology.PatternsQueue, "--payload", "{}", "--json"}, cli.Env{
+	code := cli.Run(context.Background(), []string{"publish", "--raw", topology.PatternsQueue, "--payload", "{}", "--json"}, cli.Env{
 		Stdout: w, Stderr: &stderr, LookupEnv: func(k string) (string, bool) { v, ok := b.env[k]; return v, ok },
 	})
 	require.Equal(t, cli.ExitOK, code, stderr.String())
@@ -644,7 +649,7 @@ func TestCommandsOnPostgres(t *testing.T) {
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Len(t, r.lines(t), 6)
 
-	r = b.run(t, "publish", q, "--payload", `{"id":"p1"}`, "--count", "3", "--json")
+	r = b.run(t, "publish", q, "--payload", `{"id":"p1","instance":"s1","change":"x"}`, "--count", "3", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Len(t, r.lines(t), 3)
 	r = b.run(t, "pending", q, "--json")

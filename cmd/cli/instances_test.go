@@ -29,17 +29,17 @@ func TestDeliveryModeUsageExit2(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"PublishAddressedWithoutTo", []string{"publish", topology.ConsensusQueue, "--payload", "{}"},
+		{"PublishAddressedWithoutTo", []string{"publish", "--raw", topology.ConsensusQueue, "--payload", "{}"},
 			[]string{topology.ConsensusQueue, "addressed delivery", "--to INSTANCE"}},
-		{"PublishRollbackWithoutTo", []string{"publish", topology.RollbackQueue, "--payload", "{}"},
+		{"PublishRollbackWithoutTo", []string{"publish", "--raw", topology.RollbackQueue, "--payload", "{}"},
 			[]string{topology.RollbackQueue, "addressed delivery"}},
-		{"PublishToOnWorkQueue", []string{"publish", topology.ProposalsQueue, "--payload", "{}", "--to", "s1"},
+		{"PublishToOnWorkQueue", []string{"publish", "--raw", topology.ProposalsQueue, "--payload", "{}", "--to", "s1"},
 			[]string{topology.ProposalsQueue, "work delivery", "drop --to"}},
-		{"PublishToAllOnWorkQueue", []string{"publish", topology.ProposalsQueue, "--payload", "{}", "--to", "all"},
+		{"PublishToAllOnWorkQueue", []string{"publish", "--raw", topology.ProposalsQueue, "--payload", "{}", "--to", "all"},
 			[]string{topology.ProposalsQueue, "work delivery"}},
-		{"PublishToBadID", []string{"publish", topology.ConsensusQueue, "--payload", "{}", "--to", "no such!"},
+		{"PublishToBadID", []string{"publish", "--raw", topology.ConsensusQueue, "--payload", "{}", "--to", "no such!"},
 			[]string{"--to", "no such!", "not an instance id"}},
-		{"PublishTwoTargets", []string{"publish", topology.ConsensusQueue + "@s1", "--payload", "{}", "--to", "s2"},
+		{"PublishTwoTargets", []string{"publish", "--raw", topology.ConsensusQueue + "@s1", "--payload", "{}", "--to", "s2"},
 			[]string{"names instance s1 and --to names s2"}},
 		{"ConsumeAddressedWithoutInstance", []string{"consume", topology.ConsensusQueue},
 			[]string{topology.ConsensusQueue, "addressed delivery", "--instance ID"}},
@@ -130,14 +130,14 @@ func TestAddressedPublishAndConsume(t *testing.T) {
 	q := topology.RollbackQueue
 	require.Equal(t, cli.ExitOK, b.run(t, "init").code)
 
-	r := b.run(t, "publish", q, "--payload", `{"reason":"s1"}`, "--to", "s1", "--count", "3", "--json")
+	r := b.run(t, "publish", "--raw", q, "--payload", `{"reason":"s1"}`, "--to", "s1", "--count", "3", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Contains(t, r.stderr, "not registered", "a message for an unknown instance is published with a warning")
 	for _, row := range r.lines(t) {
 		require.Equal(t, q, row["queue"])
 		require.Equal(t, "s1", row["instance"])
 	}
-	r = b.run(t, "publish", q+"@s2", "--payload", `{"reason":"s2"}`, "--count", "2")
+	r = b.run(t, "publish", "--raw", q+"@s2", "--payload", `{"reason":"s2"}`, "--count", "2")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 2)
@@ -210,7 +210,7 @@ func TestAddressedPublishAndConsume(t *testing.T) {
 	// runs.
 	s2 := b.consumeInBackground(t, ctx, q+"@s2", "--max", "3", "--json")
 	require.Eventually(t, func() bool { return b.registered(t) == 2 }, 10*time.Second, 20*time.Millisecond)
-	r = b.run(t, "publish", q, "--payload", `{"reason":"everyone"}`, "--to", "all", "--json")
+	r = b.run(t, "publish", "--raw", q, "--payload", `{"reason":"everyone"}`, "--to", "all", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	copies := r.lines(t)
 	require.Len(t, copies, 2)
@@ -243,7 +243,7 @@ func TestAddressedPublishAndConsume(t *testing.T) {
 	for id, row := range b.instances(t) {
 		require.Equal(t, pubsub.InstanceStale, row["state"], "%s stopped at exit", id)
 	}
-	r = b.run(t, "publish", q, "--payload", "{}", "--to", "all")
+	r = b.run(t, "publish", "--raw", q, "--payload", "{}", "--to", "all")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Len(t, strings.Fields(strings.TrimSpace(r.stdout)), 4, "a copy for s1 and one for s2: ID INSTANCE each")
 }
@@ -292,7 +292,7 @@ func TestInstancesAndBroadcastWithRouters(t *testing.T) {
 	require.Contains(t, r.stdout, topology.SafetyProfilesQueue+":1")
 
 	q := topology.SafetyProfilesQueue
-	r = b.run(t, "publish", q, "--payload", `"v1"`, "--json")
+	r = b.run(t, "publish", "--raw", q, "--payload", `"v1"`, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Len(t, r.lines(t), 2, "a copy for each instance")
 	require.Eventually(t, func() bool {
@@ -303,7 +303,7 @@ func TestInstancesAndBroadcastWithRouters(t *testing.T) {
 	require.Equal(t, []string{`"v1"`}, profiles["sing-1"])
 
 	// A rollback for one instance reaches only it.
-	r = b.run(t, "publish", topology.RollbackQueue, "--payload", "{}", "--to", "sing-2")
+	r = b.run(t, "publish", "--raw", topology.RollbackQueue, "--payload", "{}", "--to", "sing-2")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.NotContains(t, r.stderr, "not registered")
 
@@ -325,7 +325,7 @@ func TestBroadcastWithoutInstancesKeepsTheLatest(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.SafetyProfilesQueue
-	r := b.run(t, "publish", q, "--payload", `{"v":2}`)
+	r := b.run(t, "publish", "--raw", q, "--payload", `{"v":2}`)
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Empty(t, r.stdout, "no instance, no copy")
 	require.Contains(t, r.stderr, "kept as the queue's latest")
@@ -338,7 +338,7 @@ func TestPublishOriginFromInstanceFlag(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.ProposalsQueue
-	require.Equal(t, cli.ExitOK, b.run(t, "publish", q, "--payload", "{}", "--instance", "ops-1").code)
+	require.Equal(t, cli.ExitOK, b.run(t, "publish", "--raw", q, "--payload", "{}", "--instance", "ops-1").code)
 	r := b.run(t, "pending", q, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Equal(t, "ops-1", r.lines(t)[0]["metadata"].(map[string]any)[pubsub.MetadataOrigin], "replies go to the instance named")
@@ -435,8 +435,8 @@ func TestCountLimits(t *testing.T) {
 		{[]string{"consume", topology.ProposalsQueue, "--workers", "0"}, "--workers must be positive"},
 		{[]string{"consume", topology.ProposalsQueue, "--max", "1000001"}, "--max 1000001: at most 1000000"},
 		{[]string{"consume", topology.ProposalsQueue, "--max", "-1"}, "--max must be >= 0"},
-		{[]string{"publish", topology.ProposalsQueue, "--payload", "{}", "--count", "100001"}, "--count 100001: at most 100000"},
-		{[]string{"publish", topology.ProposalsQueue, "--payload", "{}", "--count", "0"}, "--count must be positive"},
+		{[]string{"publish", "--raw", topology.ProposalsQueue, "--payload", "{}", "--count", "100001"}, "--count 100001: at most 100000"},
+		{[]string{"publish", "--raw", topology.ProposalsQueue, "--payload", "{}", "--count", "0"}, "--count must be positive"},
 		{[]string{"pending", topology.ProposalsQueue, "--limit", "10001"}, "--limit 10001: at most 10000"},
 		{[]string{"dlq", "list", "--limit", "99999999999"}, "--limit 99999999999: at most 10000"},
 		{[]string{"dlq", "list", "--limit", "0"}, "--limit must be positive"},
@@ -515,7 +515,7 @@ func TestUnparseableURLNeverShown(t *testing.T) {
 		for _, via := range []string{"flag", topology.EnvDatabaseURL, topology.EnvMessagingURL, "file database_url", "file messaging_url"} {
 			for _, args := range [][]string{
 				{"queues"}, {"config", "check"}, {"config", "show"}, {"instances"},
-				{"publish", topology.ProposalsQueue, "--payload", "{}"}, {"consume", topology.ConsensusQueue, "--instance", "s1"},
+				{"publish", "--raw", topology.ProposalsQueue, "--payload", "{}"}, {"consume", topology.ConsensusQueue, "--instance", "s1"},
 				{"dlq", "list"}, {"demo"},
 			} {
 				for _, jsonOut := range []bool{false, true} {
@@ -570,16 +570,16 @@ func TestInstanceWaitsFromConfiguration(t *testing.T) {
 	require.Eventually(t, func() bool { return b.instances(t)["crashed"]["state"] == "gone" }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, "live", b.instances(t, "--instance-ttl", "1h")["crashed"]["state"], "the flag over the environment")
 
-	r := b.run(t, "publish", topology.RollbackQueue, "--payload", "{}", "--to", "all")
+	r := b.run(t, "publish", "--raw", topology.RollbackQueue, "--payload", "{}", "--to", "all")
 	require.Equal(t, cli.ExitFailure, r.code, r.stderr)
 	require.Contains(t, r.stderr, "no instance of singularity is registered with a heartbeat in the last 50ms (instance_ttl)")
 
-	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", `"v1"`, "--json")
+	r = b.run(t, "publish", "--raw", topology.SafetyProfilesQueue, "--payload", `"v1"`, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Len(t, r.lines(t), 1, "within broadcast_retention (168h) a broadcast still reaches it")
 	require.Equal(t, "crashed", r.lines(t)[0]["instance"])
 
-	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", `"v2"`, "--json", "--broadcast-retention", "50ms")
+	r = b.run(t, "publish", "--raw", topology.SafetyProfilesQueue, "--payload", `"v2"`, "--json", "--broadcast-retention", "50ms")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Empty(t, r.stdout, "past broadcast_retention a broadcast skips it")
 
@@ -593,7 +593,7 @@ func TestInstanceWaitsFromConfiguration(t *testing.T) {
 	require.Equal(t, cli.ExitUsage, r.code, r.stderr)
 	require.Contains(t, r.stderr, "--instance-ttl=0s: must be at least 1ms")
 	b.env[topology.EnvBroadcastRetention] = "a week"
-	r = b.run(t, "publish", topology.SafetyProfilesQueue, "--payload", "{}")
+	r = b.run(t, "publish", "--raw", topology.SafetyProfilesQueue, "--payload", "{}")
 	require.Equal(t, cli.ExitUsage, r.code, r.stderr)
 	require.Contains(t, r.stderr, `QUANTUM_FLOW_BROADCAST_RETENTION="a week": not a duration`)
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/spf13/cobra"
 
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
@@ -30,6 +32,7 @@ func (a *app) publishCommand() *cobra.Command {
 		priority string
 		to       string
 		metadata map[string]string
+		raw      bool
 	)
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
@@ -57,18 +60,26 @@ instance_ttl and broadcast_retention come from the configuration of --service
 QUANTUM_FLOW_BROADCAST_RETENTION, the file).
 On addressed and broadcast queues each line of text output is "ID INSTANCE",
 one per copy. --instance ID marks the messages as published by instance ID,
-so that replies (consensus results) are addressed to it.`,
-		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","change":"tune cache"}' --instance ops-1
-  quantumflow publish rollback_triggers_queue --payload '{"reason":"error rate"}' --to singularity-2 --json
-  quantumflow publish rollback_triggers_queue --payload '{"reason":"bad deploy"}' --to all
-  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'`,
+so that replies (consensus results) are addressed to it.
+
+The payload of a topology queue must satisfy the queue's contract (package
+contracts: required fields, types, ranges, a schema_version no newer than
+this binary knows); a payload that does not is refused with exit 2, naming
+the field, and nothing is published. The messages then carry the metadata
+quantumflow_content_type and quantumflow_schema. --raw publishes the payload
+as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
+		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","instance":"ops-1","change":"tune cache","risk":0.2}' --instance ops-1
+  quantumflow publish rollback_triggers_queue --payload '{"id":"rb1","instance":"singularity-2","reason":"error rate"}' --to singularity-2 --json
+  quantumflow publish rollback_triggers_queue --payload '{"id":"rb2","instance":"all","reason":"bad deploy"}' --to all
+  quantumflow publish guardian_safety_profiles_queue --payload '{"id":"sp1","version":3,"max_risk":0.5}'
+  quantumflow publish proposals_for_consensus_queue --payload '{"anything":"goes"}' --raw`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("payload") {
 				return usageErrorf("publish needs --payload JSON")
 			}
-			if !json.Valid([]byte(payload)) {
-				return usageErrorf("--payload is not valid JSON: %s", short(payload, 80))
+			if err := json.Unmarshal([]byte(payload), new(json.RawMessage)); err != nil {
+				return usageErrorf("publish: queue %s: --payload is not valid JSON (%v): %s", args[0], err, short(payload, 80))
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
@@ -105,6 +116,11 @@ so that replies (consensus results) are addressed to it.`,
 				return usageErrorf("publish: queue %s has %s delivery: name the instance each message is for with --to INSTANCE (or --to all)", queue, mode)
 			case mode == topology.DeliveryBroadcast && to == pubsub.InstanceAll:
 				to = ""
+			}
+			if !raw {
+				if metadata, err = checkContract(queue, []byte(payload), metadata); err != nil {
+					return err
+				}
 			}
 			b, err := a.openBackend(ctx, cfg)
 			if err != nil {
@@ -157,7 +173,27 @@ so that replies (consensus results) are addressed to it.`,
 	c.Flags().StringVar(&priority, "priority", "", `message priority: an integer, "normal" or "high" (default: the queue's)`)
 	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
+	c.Flags().BoolVar(&raw, "raw", false, "publish the payload as is, without checking it against the queue's contract")
 	return c
+}
+
+// checkContract checks payload against queue's contract, if it has one,
+// and returns md with the contract's metadata added (unless given): a
+// refusal is a usage error naming the field.
+func checkContract(queue string, payload []byte, md map[string]string) (map[string]string, error) {
+	s, ok, err := contracts.Check(queue, payload, md)
+	if err != nil {
+		return nil, usageErrorf("publish: %v; nothing published (--raw publishes it as is)", err)
+	}
+	if !ok {
+		return md, nil
+	}
+	if md == nil {
+		md = map[string]string{}
+	}
+	md[contracts.MetadataContentType] = cmp.Or(md[contracts.MetadataContentType], contracts.ContentTypeJSON)
+	md[contracts.MetadataSchema] = cmp.Or(md[contracts.MetadataSchema], s.String())
+	return md, nil
 }
 
 // publication sends messages to a queue as its delivery mode says, and

@@ -59,8 +59,9 @@ against: raw pgx on a table shaped like the backend's, stock watermill-sql (as
 shipped, and its queue schema with DeleteOnAck), Watermill's GoChannel and raw
 nats.go jetstream. Every backend figure comes with its ratio to its baseline,
 and the performance targets of the PostgreSQL and NATS issues and of delivery
-to instances (the addressed round trip against the work-queue one) are checked
-(met or not, with the figure).
+to instances (the addressed round trip against the work-queue one) and of typed
+contracts (typed consume against untyped) are checked (met or not, with the
+figure).
 
 Scenarios: ` + strings.Join(bench.Scenarios(), ", ") + `.
 Subjects: ` + strings.Join(bench.Subjects(), ", ") + `.

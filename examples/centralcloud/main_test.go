@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/quantumflow/quantumflow/examples/handlers"
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
@@ -39,7 +39,7 @@ func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
 
 	// As a Singularity instance's router publishes it: marked with its
 	// instance, which the result goes back to.
-	payload, _ := json.Marshal(handlers.Proposal{ID: "p1", Instance: "test", Risk: 0.1})
+	payload, _ := json.Marshal(contracts.Proposal{ID: "p1", Instance: "test", Change: "tune cache", Risk: 0.1})
 	proposal := message.NewMessage(watermill.NewUUID(), payload)
 	proposal.Metadata.Set(pubsub.MetadataOrigin, "test")
 	require.NoError(t, admin.Publisher().Publish(topology.ProposalsQueue, proposal))
@@ -50,10 +50,11 @@ func TestAnswersProposalsAndStopsGracefully(t *testing.T) {
 	}, 10*time.Second, 10*time.Millisecond, "a consensus result is published for the proposer")
 	msgs, err := admin.ListPending(ctx, results, 10)
 	require.NoError(t, err)
-	var res handlers.ConsensusResult
+	var res contracts.ConsensusResult
 	require.NoError(t, json.Unmarshal(msgs[0].Payload, &res))
 	require.Equal(t, "p1", res.ProposalID)
-	require.Equal(t, handlers.Approved, res.Decision)
+	require.Equal(t, contracts.Approved, res.Decision)
+	require.NoError(t, res.Validate())
 
 	cancel()
 	select {

@@ -7,9 +7,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/examples/handlers"
 	"github.com/quantumflow/quantumflow/middleware"
 	"github.com/quantumflow/quantumflow/pubsub"
+	"github.com/quantumflow/quantumflow/router"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
@@ -24,16 +26,18 @@ func TestVote(t *testing.T) {
 		decision string
 		votes    int
 	}{
-		{0.1, handlers.Approved, 5},
-		{0.5, handlers.Approved, 3},
-		{0.6, handlers.Rejected, 2},
-		{0.95, handlers.Rejected, 0},
+		{0.1, contracts.Approved, 5},
+		{0.5, contracts.Approved, 3},
+		{0.6, contracts.Rejected, 2},
+		{0.95, contracts.Rejected, 0},
 	} {
-		r := handlers.Vote(handlers.Proposal{ID: "p", Instance: "i", Risk: c.risk})
+		r := handlers.Vote(contracts.Proposal{ID: "p", Instance: "i", Risk: c.risk})
 		require.Equal(t, c.decision, r.Decision, c.risk)
 		require.Equal(t, c.votes, r.For, c.risk)
 		require.Equal(t, 5, r.For+r.Against)
 		require.Equal(t, "p", r.ProposalID)
+		require.Equal(t, "result-p", r.ID, "derived from the proposal's, so a redelivery's answer is a duplicate")
+		require.NoError(t, r.Validate())
 	}
 }
 
@@ -43,6 +47,8 @@ func TestPlanRoundCoversEveryPath(t *testing.T) {
 	for n := range 20 {
 		r := handlers.PlanRound("i", n)
 		require.Equal(t, r, handlers.PlanRound("i", n), "deterministic")
+		require.NoError(t, r.Proposal.Validate())
+		require.NoError(t, r.Metrics.Validate())
 		require.GreaterOrEqual(t, r.Proposal.Risk, 0.0)
 		require.Less(t, r.Proposal.Risk, 1.0)
 		if r.Proposal.Poison {
@@ -55,6 +61,7 @@ func TestPlanRoundCoversEveryPath(t *testing.T) {
 			rollbacks++
 		}
 		if r.Pattern != nil {
+			require.NoError(t, r.Pattern.Validate())
 			patterns++
 			if r.Pattern.Unsafe {
 				unsafe++
@@ -72,42 +79,61 @@ func TestPlanRoundCoversEveryPath(t *testing.T) {
 	require.Equal(t, 1, malformed)
 }
 
-func delivered(payload string, attempt int) *message.Message {
+func delivered(queue, payload string, attempt int) *message.Message {
 	msg := message.NewMessage("id-1", []byte(payload))
-	pubsub.AttachDelivery(msg, &pubsub.Delivery{Queue: topology.ProposalsQueue, Attempt: attempt})
+	pubsub.AttachDelivery(msg, &pubsub.Delivery{Queue: queue, Attempt: attempt})
 	return msg
 }
 
 func TestFailuresOnPurpose(t *testing.T) {
 	t.Parallel()
-	cc := &handlers.CentralCloud{}
-	sg := &handlers.Singularity{}
+	cc := (&handlers.CentralCloud{}).Handlers()
+	sg := (&handlers.Singularity{}).Handlers()
+	propose := cc[topology.HandleProposalForConsensus]
 
-	err := cc.HandleProposal(delivered(`{"id":"p","poison":true}`, 1))
+	err := propose(delivered(topology.ProposalsQueue, `{"id":"p","instance":"s1","change":"x","poison":true}`, 1))
 	require.ErrorIs(t, err, handlers.ErrPoison)
 	require.False(t, middleware.IsPermanent(err), "poison is retried, then dead-lettered")
 
-	err = cc.HandleProposal(delivered(`{"id":"p","flaky":true}`, 1))
+	err = propose(delivered(topology.ProposalsQueue, `{"id":"p","instance":"s1","change":"x","flaky":true}`, 1))
 	require.ErrorIs(t, err, handlers.ErrFlaky)
 
-	for _, h := range []func(*message.Message) error{
-		cc.HandleProposal, cc.HandleMetrics, cc.HandlePattern,
-		sg.HandleConsensusResult, sg.HandleRollbackTrigger, sg.HandleSafetyProfileUpdate,
+	for _, c := range []struct {
+		h     router.Handler
+		queue string
+	}{
+		{propose, topology.ProposalsQueue},
+		{cc[topology.HandleExecutionMetrics], topology.MetricsQueue},
+		{cc[topology.HandlePatternDiscovered], topology.PatternsQueue},
+		{sg[topology.HandleConsensusResult], topology.ConsensusQueue},
+		{sg[topology.HandleRollbackTrigger], topology.RollbackQueue},
+		{sg[topology.HandleSafetyProfileUpdate], topology.SafetyProfilesQueue},
 	} {
-		err := h(delivered(`{"name": `, 1))
-		require.True(t, middleware.IsPermanent(err), "a malformed payload is dead-lettered at once: %v", err)
-		require.ErrorContains(t, err, "malformed payload")
+		for payload, want := range map[string]string{
+			`{"name": `:             "malformed JSON",
+			`{"id": 1}`:             `field "id": want a string, got number`,
+			`{}`:                    `field "id": is required`,
+			`{"schema_version": 9}`: `field "schema_version": version 9 is newer`,
+		} {
+			err := c.h(delivered(c.queue, payload, 1))
+			require.True(t, middleware.IsPermanent(err), "a payload that fails its contract is dead-lettered at once: %v", err)
+			require.ErrorIs(t, err, contracts.ErrInvalid)
+			require.ErrorContains(t, err, "queue "+c.queue+": ")
+			require.ErrorContains(t, err, want)
+		}
 	}
 }
 
 func TestSafetyProfileKeepsNewest(t *testing.T) {
 	t.Parallel()
 	sg := &handlers.Singularity{}
-	require.NoError(t, sg.HandleSafetyProfileUpdate(delivered(`{"version":2,"max_risk":0.7}`, 1)))
-	require.NoError(t, sg.HandleSafetyProfileUpdate(delivered(`{"version":1,"max_risk":0.9}`, 1)))
+	h := sg.Handlers()[topology.HandleSafetyProfileUpdate]
+	require.NoError(t, h(delivered(topology.SafetyProfilesQueue, `{"id":"b","version":2,"max_risk":0.7}`, 1)))
+	require.NoError(t, h(delivered(topology.SafetyProfilesQueue, `{"id":"a","version":1,"max_risk":0.9}`, 1)))
+	require.NoError(t, h(delivered(topology.SafetyProfilesQueue, `{"id":"a","version":1,"max_risk":0.9}`, 2)))
 	require.Equal(t, 2, sg.SafetyProfile().Version)
 	require.InDelta(t, 0.7, sg.SafetyProfile().MaxRisk, 1e-9)
-	require.EqualValues(t, 2, sg.ProfileUpdates.Load())
+	require.EqualValues(t, 2, sg.ProfileUpdates.Load(), "a profile delivered twice counts once")
 }
 
 func TestNames(t *testing.T) {

@@ -1,16 +1,18 @@
 package handlers
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill"
 
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/router"
 	"github.com/quantumflow/quantumflow/telemetry"
@@ -36,23 +38,26 @@ type Singularity struct {
 
 	proposals, metrics, patterns *router.Publisher
 
-	// Counters of handled messages, for examples and tests.
+	// Counters of handled messages, for examples and tests: each message
+	// counts once however often it is delivered.
 	Approved, Rejected, Rollbacks, ProfileUpdates atomic.Int64
 	// ResultsForOthers counts consensus results for another instance's
 	// proposal, RollbacksForOthers rollbacks naming another instance: with
 	// addressed delivery both stay 0.
 	ResultsForOthers, RollbacksForOthers atomic.Int64
 
+	results, rollbacks, profiles applied
+
 	mu      sync.Mutex
-	profile SafetyProfile // the newest seen
+	profile contracts.SafetyProfile // the newest seen
 }
 
 // Handlers returns the instance's handlers by the seed's handler names.
 func (s *Singularity) Handlers() map[string]router.Handler {
 	return map[string]router.Handler{
-		topology.HandleConsensusResult:     s.HandleConsensusResult,
-		topology.HandleRollbackTrigger:     s.HandleRollbackTrigger,
-		topology.HandleSafetyProfileUpdate: s.HandleSafetyProfileUpdate,
+		topology.HandleConsensusResult:     router.Handle(s.HandleConsensusResult),
+		topology.HandleRollbackTrigger:     router.Handle(s.HandleRollbackTrigger),
+		topology.HandleSafetyProfileUpdate: router.Handle(s.HandleSafetyProfileUpdate),
 	}
 }
 
@@ -84,30 +89,34 @@ func (s *Singularity) bus() *telemetry.Bus {
 }
 
 // Propose sends a proposal to CentralCloud and returns the message id.
-func (s *Singularity) Propose(ctx context.Context, p Proposal) (string, error) {
-	if p.Instance == "" {
-		p.Instance = s.Instance
-	}
+// A missing id, instance or time is filled in.
+func (s *Singularity) Propose(ctx context.Context, p contracts.Proposal) (string, error) {
+	p.ID = cmp.Or(p.ID, watermill.NewUUID())
+	p.Instance = cmp.Or(p.Instance, s.Instance)
 	if p.ProposedAt.IsZero() {
 		p.ProposedAt = time.Now().UTC()
 	}
-	return publishJSON(ctx, s.proposals, p)
+	return publish(ctx, s.proposals, p)
 }
 
 // ReportMetrics sends execution metrics to the Guardian.
-func (s *Singularity) ReportMetrics(ctx context.Context, m ExecutionMetrics) (string, error) {
-	if m.Instance == "" {
-		m.Instance = s.Instance
+func (s *Singularity) ReportMetrics(ctx context.Context, m contracts.ExecutionMetrics) (string, error) {
+	m.ID = cmp.Or(m.ID, watermill.NewUUID())
+	m.Instance = cmp.Or(m.Instance, s.Instance)
+	if m.ReportedAt.IsZero() {
+		m.ReportedAt = time.Now().UTC()
 	}
-	return publishJSON(ctx, s.metrics, m)
+	return publish(ctx, s.metrics, m)
 }
 
 // ReportPattern sends a discovered pattern to the aggregator.
-func (s *Singularity) ReportPattern(ctx context.Context, p Pattern) (string, error) {
-	if p.Instance == "" {
-		p.Instance = s.Instance
+func (s *Singularity) ReportPattern(ctx context.Context, p contracts.PatternDiscovered) (string, error) {
+	p.ID = cmp.Or(p.ID, watermill.NewUUID())
+	p.Instance = cmp.Or(p.Instance, s.Instance)
+	if p.DiscoveredAt.IsZero() {
+		p.DiscoveredAt = time.Now().UTC()
 	}
-	return publishJSON(ctx, s.patterns, p)
+	return publish(ctx, s.patterns, p)
 }
 
 // PublishRaw publishes a payload as is to one of the instance's producer
@@ -125,34 +134,33 @@ func (s *Singularity) PublishRaw(ctx context.Context, queue string, payload []by
 		return "", fmt.Errorf("instance %s: %w %q: not a singularity producer queue", s.Instance, pubsub.ErrQueueNotFound, queue)
 	}
 	if p == nil {
-		return "", fmt.Errorf("instance %s: not bound to a router (call Bind)", s.Instance)
+		return "", errNotBound
 	}
 	return p.Publish(ctx, payload)
 }
 
-func publishJSON(ctx context.Context, p *router.Publisher, v any) (string, error) {
+var errNotBound = errors.New("handlers: not bound to a router (call Bind)")
+
+// publish publishes v with p, which Bind set.
+func publish[T contracts.Contract](ctx context.Context, p *router.Publisher, v T) (string, error) {
 	if p == nil {
-		return "", fmt.Errorf("handlers: not bound to a router (call Bind)")
+		return "", errNotBound
 	}
-	payload, err := json.Marshal(v)
-	if err != nil {
-		return "", err
-	}
-	return p.Publish(ctx, payload)
+	return router.Publish(ctx, p, v)
 }
 
 // HandleConsensusResult is handle_consensus_result: it applies or drops the
-// proposal and emits consensus_approved or consensus_rejected.
-func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
-	var r ConsensusResult
-	if err := decode(msg, &r); err != nil {
-		return err
+// proposal and emits consensus_approved or consensus_rejected, once per
+// proposal however often the result is delivered.
+func (s *Singularity) HandleConsensusResult(_ context.Context, r contracts.ConsensusResult, m router.Meta) error {
+	if !s.results.mark(r.ProposalID) {
+		return nil
 	}
 	if r.Instance != s.Instance {
 		s.ResultsForOthers.Add(1)
 	}
 	ev := telemetry.ConsensusRejected
-	if r.Decision == Approved {
+	if r.Decision == contracts.Approved {
 		ev = telemetry.ConsensusApproved
 		s.Approved.Add(1)
 	} else {
@@ -161,7 +169,7 @@ func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
 	s.bus().Execute(ev, telemetry.Measurements{telemetry.MeasureCount: 1, "votes_for": float64(r.For), "votes_against": float64(r.Against)},
 		telemetry.Metadata{
 			telemetry.MetaQueue: topology.ConsensusQueue, telemetry.MetaService: topology.Singularity,
-			telemetry.MetaHandler: topology.HandleConsensusResult, telemetry.MetaMessageID: msg.UUID,
+			telemetry.MetaHandler: topology.HandleConsensusResult, telemetry.MetaMessageID: m.ID,
 			"proposal_id": r.ProposalID, "instance": s.Instance, "proposer": r.Instance,
 		})
 	s.log().Debug("consensus result", "instance", s.Instance, "proposal_id", r.ProposalID, "decision", r.Decision)
@@ -169,11 +177,11 @@ func (s *Singularity) HandleConsensusResult(msg *message.Message) error {
 }
 
 // HandleRollbackTrigger is handle_rollback_trigger: it rolls the change
-// back (the router emits rollback_completed once it returns nil).
-func (s *Singularity) HandleRollbackTrigger(msg *message.Message) error {
-	var t RollbackTrigger
-	if err := decode(msg, &t); err != nil {
-		return err
+// back (the router emits rollback_completed once it returns nil), once per
+// order.
+func (s *Singularity) HandleRollbackTrigger(_ context.Context, t contracts.RollbackTrigger, _ router.Meta) error {
+	if !s.rollbacks.mark(t.ID) {
+		return nil
 	}
 	if t.Instance != s.Instance && t.Instance != pubsub.InstanceAll {
 		s.RollbacksForOthers.Add(1)
@@ -184,25 +192,24 @@ func (s *Singularity) HandleRollbackTrigger(msg *message.Message) error {
 }
 
 // HandleSafetyProfileUpdate is handle_safety_profile_update: it adopts a
-// profile newer than the one it has (updates may arrive out of order).
-func (s *Singularity) HandleSafetyProfileUpdate(msg *message.Message) error {
-	var p SafetyProfile
-	if err := decode(msg, &p); err != nil {
-		return err
-	}
+// profile newer than the one it has (updates may arrive out of order, and
+// twice).
+func (s *Singularity) HandleSafetyProfileUpdate(_ context.Context, p contracts.SafetyProfile, _ router.Meta) error {
 	s.mu.Lock()
 	if p.Version > s.profile.Version {
 		s.profile = p
 	}
 	s.mu.Unlock()
-	s.ProfileUpdates.Add(1)
+	if s.profiles.mark(p.ID) {
+		s.ProfileUpdates.Add(1)
+	}
 	s.log().Debug("safety profile", "instance", s.Instance, "version", p.Version, "max_risk", p.MaxRisk)
 	return nil
 }
 
 // SafetyProfile returns the newest safety profile the instance has seen
 // (the zero value before any).
-func (s *Singularity) SafetyProfile() SafetyProfile {
+func (s *Singularity) SafetyProfile() contracts.SafetyProfile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.profile

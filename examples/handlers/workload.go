@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 
+	"github.com/quantumflow/quantumflow/contracts"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
@@ -12,10 +13,10 @@ import (
 // execution metrics and, every other round, a discovered pattern. PlanRound
 // makes rounds; Send publishes one.
 type Round struct {
-	Proposal Proposal
-	Metrics  ExecutionMetrics
+	Proposal contracts.Proposal
+	Metrics  contracts.ExecutionMetrics
 	// Pattern is nil on rounds without one.
-	Pattern *Pattern
+	Pattern *contracts.PatternDiscovered
 	// Malformed, when set, is published to patterns_for_aggregator_queue as
 	// is: a payload that does not decode, dead-lettered at once.
 	Malformed []byte
@@ -29,7 +30,7 @@ type Round struct {
 // (n%8 == 0), and on round 13 a malformed pattern.
 func PlanRound(instance string, n int) Round {
 	r := Round{
-		Proposal: Proposal{
+		Proposal: contracts.Proposal{
 			ID:       fmt.Sprintf("%s-p%03d", instance, n),
 			Instance: instance,
 			Change:   fmt.Sprintf("tune %s", []string{"cache size", "batch size", "worker pool", "timeout", "prefetch"}[n%5]),
@@ -37,7 +38,8 @@ func PlanRound(instance string, n int) Round {
 			Flaky:    n%5 == 2,
 			Poison:   n%10 == 7,
 		},
-		Metrics: ExecutionMetrics{
+		Metrics: contracts.ExecutionMetrics{
+			ID:         fmt.Sprintf("%s-m%03d", instance, n),
 			Instance:   instance,
 			ProposalID: fmt.Sprintf("%s-p%03d", instance, n),
 			ErrorRate:  0.02,
@@ -49,7 +51,7 @@ func PlanRound(instance string, n int) Round {
 		r.Metrics.ErrorRate = 0.8
 	}
 	if n%2 == 0 {
-		r.Pattern = &Pattern{Instance: instance, Name: fmt.Sprintf("pattern-%d", n/2), Occurrences: 1 + n%4, Unsafe: n%8 == 0}
+		r.Pattern = &contracts.PatternDiscovered{ID: fmt.Sprintf("%s-pt%03d", instance, n), Instance: instance, Name: fmt.Sprintf("pattern-%d", n/2), Occurrences: 1 + n%4, Unsafe: n%8 == 0}
 	}
 	if n == 13 {
 		r.Malformed = []byte(`{"instance": "` + instance + `", "name": `)

@@ -17,7 +17,8 @@
 // Features derived from the backend's Capabilities. Second, QuantumFlow's
 // own semantics (see the pubsub package doc): competing consumers, nack with
 // and without a delay, attempt counting, dead letters, priority order, stats
-// and pending listings that match what a consumer then receives, Close under
+// and pending listings that match what a consumer then receives, a message
+// whose ack was lost coming back with its id (what middleware.Inbox needs), Close under
 // load losing nothing, and argument errors. What a backend does not declare
 // (CapPriorityOrder, CapDeadLetters, CapDelayedRedelivery) is skipped with
 // the reason logged.
@@ -111,6 +112,7 @@ func Run(t *testing.T, h Harness) {
 		{"InstanceDeadLetters", s.testInstanceDeadLetters},
 		{"InstanceGone", s.testInstanceGone},
 		{"InstanceRegistry", s.testInstanceRegistry},
+		{"Inbox", s.testInbox},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
