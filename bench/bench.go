@@ -417,7 +417,7 @@ var quickSizes = Sizes{
 	PreloadMax:        Duration(1 * time.Second),
 	ConsumeMax:        Duration(2 * time.Second),
 	Latency:           Duration(300 * time.Millisecond),
-	Drain:             Duration(2500 * time.Millisecond),
+	Drain:             Duration(10 * time.Second), // a wait for stragglers, not a fixed pause: a loaded CI machine once needed more than 2.5s
 	RoundTripRate:     100,
 	RoundTrip:         Duration(300 * time.Millisecond),
 	BacklogSmall:      500,

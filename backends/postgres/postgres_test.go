@@ -596,7 +596,9 @@ func TestQueueSpecs(t *testing.T) {
 func TestLeaseExtended(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	db := withParams(pgtest.Database(t), "lease", "300ms")
+	// A lease long enough that the extensions (every third of it) are in
+	// time on a loaded machine: at 300ms, one was once late.
+	db := withParams(pgtest.Database(t), "lease", "2s")
 	a, b := open(t, db), open(t, db)
 	sent := newMsg("slow")
 	require.NoError(t, a.Publisher().Publish("q", sent))
@@ -605,7 +607,7 @@ func TestLeaseExtended(t *testing.T) {
 	select {
 	case m2 := <-other:
 		t.Fatalf("another consumer received %s (%s) while the first held it", m2.UUID, m2.Payload)
-	case <-time.After(1500 * time.Millisecond): // five leases
+	case <-time.After(5 * time.Second): // two and a half leases
 	}
 	m.Ack()
 	require.Eventually(t, func() bool {

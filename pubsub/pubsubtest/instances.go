@@ -170,8 +170,11 @@ func (s *suite) testInstanceGone(t *testing.T) {
 	g2 := register(t, b, service, "g2")
 	require.NoError(t, b.PublishTo(queue, "g1", newMessage("for g1"), newMessage("for g1 too")))
 	require.NoError(t, b.PublishTo(queue, "g2", newMessage("for g2")))
-	const ttl = 200 * time.Millisecond
-	time.Sleep(2 * ttl) // both miss their heartbeats; g2 comes back
+	// Both miss their heartbeats; g2 comes back. The TTL is long enough
+	// that g2's new heartbeat is still fresh when the expiry runs on a
+	// loaded machine (at 200ms, g2 was once expired too).
+	const ttl = time.Second
+	time.Sleep(ttl + 300*time.Millisecond)
 	require.NoError(t, b.RegisterInstance(ctx, g2, time.Minute))
 
 	moved, err := b.ExpireInstances(ctx, service, []string{queue}, ttl)
