@@ -111,6 +111,10 @@ func Run(t *testing.T, h Harness) {
 		{"InstanceDeadLetters", s.testInstanceDeadLetters},
 		{"InstanceGone", s.testInstanceGone},
 		{"InstanceRegistry", s.testInstanceRegistry},
+		{"Pause", s.testPause},
+		{"DelayedPublish", s.testDelayedPublish},
+		{"Expiry", s.testExpiry},
+		{"ShowAndDelete", s.testShowAndDelete},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
