@@ -1,0 +1,248 @@
+package nats
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// Paused queues are keys "p.<queue>" (the name base64url-encoded) of the
+// registry bucket, so that they live, and are dropped, with the
+// namespace's other shared records.
+
+var (
+	_ pubsub.QueuePauser  = (*driver)(nil)
+	_ pubsub.MessageStore = (*driver)(nil)
+)
+
+func pausedKey(queue string) string { return "p." + keyPart(queue) }
+
+// SetQueuePaused puts or deletes queue's key.
+func (d *driver) SetQueuePaused(ctx context.Context, queue string, paused bool) error {
+	err := d.retry(ctx, "pause", requestTry, func(ctx context.Context) error {
+		if paused {
+			_, err := d.registry.Put(ctx, pausedKey(queue), []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+			return err
+		}
+		err := d.registry.Delete(ctx, pausedKey(queue))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue %s: paused: %w", queue, err)
+	}
+	return nil
+}
+
+// PausedQueues lists the paused keys.
+func (d *driver) PausedQueues(ctx context.Context) ([]string, error) {
+	var out []string
+	err := d.retry(ctx, "list paused queues", attemptTimeout, func(ctx context.Context) error {
+		out = out[:0]
+		lister, err := d.registry.ListKeysFiltered(ctx, "p.>")
+		if err != nil {
+			return err
+		}
+		for key := range lister.Keys() {
+			name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "p."))
+			if err == nil {
+				out = append(out, string(name))
+			}
+		}
+		// A list cut short by ctx must not pass for the whole.
+		return ctx.Err()
+	})
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("paused queues: %w", err)
+	}
+	return out, nil
+}
+
+// scheduleDelayed records the delivery state of messages published
+// delayed or scheduled (MetadataDeliverAt in the future): waiting, due at
+// their time, never delivered. Stats and ListPending then count and list
+// them as scheduled. JetStream itself delivers them at once: the engine
+// defers such a delivery (pubsub.SettleDefer, a nak with the delay that is
+// not counted as an attempt). Server-side message schedules (the
+// Nats-Schedule header of nats-server 2.12+) were not used: a schedule is
+// a message on a subject of its own that the server copies to the queue's
+// subject when due, under a new sequence and without the original's
+// Nats-Msg-Id deduplication, and it would need a stream setting
+// (AllowMsgSchedules) on every queue stream, existing ones included.
+func (d *driver) scheduleDelayed(ctx context.Context, queue string, msgs []*nats.Msg, seqs []uint64) {
+	now := time.Now()
+	var ws []stateWrite
+	for i, m := range msgs {
+		at, ok := deliverAtOf(m.Header)
+		if !ok || !at.After(now) {
+			continue
+		}
+		ws = append(ws, stateWrite{dv: &delivery{seq: seqs[i]}, ds: deliveryState{Waiting: true, RetryAt: at, PublishedAt: now}})
+	}
+	d.putStates(ctx, queue, ws)
+}
+
+// deliverAtOf returns the MetadataDeliverAt time of a stored message.
+func deliverAtOf(h nats.Header) (time.Time, bool) {
+	if !strings.Contains(h.Get(hdrMetadata), pubsub.MetadataDeliverAt) {
+		return time.Time{}, false
+	}
+	md := metadataOf(h, nil)
+	at, err := time.Parse(time.RFC3339Nano, md.Get(pubsub.MetadataDeliverAt))
+	return at, err == nil
+}
+
+// queueNames returns queue, or with "" every queue.
+func (d *driver) queueNames(ctx context.Context, queue string) ([]string, error) {
+	if queue != "" {
+		return []string{queue}, nil
+	}
+	qs, err := d.ListQueues(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(qs))
+	for i, q := range qs {
+		out[i] = q.Name
+	}
+	return out, nil
+}
+
+// findMessage returns the stream sequences of the snapshot queue's
+// messages with id. JetStream looks messages up by sequence or subject
+// only, and a work-queue stream allows no second consumer to read it
+// with: it reads the queue's messages one request each (as ListPending
+// does), which suits an operator's look-up, not a hot path.
+func (d *driver) findMessage(ctx context.Context, queue string, s *queueSnapshot, id string) ([]uint64, error) {
+	var seqs []uint64
+	subject := d.names.subject(queue)
+	for seq := s.info.State.FirstSeq; s.info.State.Msgs > 0 && seq <= s.info.State.LastSeq; {
+		m, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if messageID(m.Header, s.info.Config.Name, m.Sequence) == id {
+			seqs = append(seqs, m.Sequence)
+		}
+		seq = m.Sequence + 1
+	}
+	return seqs, nil
+}
+
+// stateOf says where the message at seq is: waiting (due or scheduled),
+// never delivered, or else held by a consumer (a work-queue stream holds
+// only unfinished messages).
+func (s *queueSnapshot) stateOf(seq uint64) (pubsub.MessageState, deliveryState) {
+	if ds, ok := s.scheduled[seq]; ok {
+		return pubsub.StateScheduled, ds
+	}
+	if ds, ok := s.due[seq]; ok {
+		return pubsub.StatePending, ds
+	}
+	if s.cons == nil || seq > s.cons.Delivered.Stream {
+		return pubsub.StatePending, deliveryState{}
+	}
+	return pubsub.StateInFlight, deliveryState{}
+}
+
+// GetMessage finds message id in queue's stream (or every queue's).
+func (d *driver) GetMessage(ctx context.Context, queue, id string) (pubsub.MessageDetail, error) {
+	names, err := d.queueNames(ctx, queue)
+	if err != nil {
+		return pubsub.MessageDetail{}, err
+	}
+	for _, name := range names {
+		s, err := d.snapshot(ctx, name)
+		if err != nil {
+			return pubsub.MessageDetail{}, err
+		}
+		seqs, err := d.findMessage(ctx, name, s, id)
+		if err != nil {
+			return pubsub.MessageDetail{}, fmt.Errorf("queue %s: find message %s: %w", name, id, err)
+		}
+		if len(seqs) == 0 {
+			continue
+		}
+		m, err := s.stream.GetMsg(ctx, seqs[0])
+		if err != nil {
+			return pubsub.MessageDetail{}, fmt.Errorf("queue %s: read message %s: %w", name, id, err)
+		}
+		return s.detail(name, m), nil
+	}
+	return pubsub.MessageDetail{}, fmt.Errorf("message %s: %w", id, pubsub.ErrMessageNotFound)
+}
+
+// detail describes a stored message of the snapshot's queue.
+func (s *queueSnapshot) detail(queue string, m *jetstream.RawStreamMsg) pubsub.MessageDetail {
+	md := metadataOf(m.Header, nil)
+	state, ds := s.stateOf(m.Sequence)
+	out := pubsub.MessageDetail{
+		ID: messageID(m.Header, s.info.Config.Name, m.Sequence), Queue: queue, State: state,
+		Payload: m.Data, Metadata: md, Priority: priorityOf(md, queueInfoOf(s.info).Priority),
+		Attempts: ds.attempts(ds.Deliveries), LastError: ds.LastError, CreatedAt: m.Time,
+		FirstFailureAt: ds.FirstFailureAt, LastFailureAt: ds.LastFailureAt,
+	}
+	if state == pubsub.StateScheduled {
+		out.AvailableAt = ds.RetryAt
+	}
+	if state == pubsub.StateInFlight {
+		// JetStream tells the delivery count to the consumer only: this
+		// delivery, at least.
+		out.Attempts = max(out.Attempts, 1)
+	}
+	return out
+}
+
+// DeleteMessage deletes the waiting copies of message id from their
+// streams, and their delivery states.
+func (d *driver) DeleteMessage(ctx context.Context, queue, id string) error {
+	names, err := d.queueNames(ctx, queue)
+	if err != nil {
+		return err
+	}
+	deleted, held := 0, 0
+	for _, name := range names {
+		s, err := d.snapshot(ctx, name)
+		if err != nil {
+			return err
+		}
+		seqs, err := d.findMessage(ctx, name, s, id)
+		if err != nil {
+			return fmt.Errorf("queue %s: find message %s: %w", name, id, err)
+		}
+		for _, seq := range seqs {
+			if state, _ := s.stateOf(seq); state == pubsub.StateInFlight {
+				held++
+				continue
+			}
+			if err := s.stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				return fmt.Errorf("queue %s: delete message %s: %w", name, id, err)
+			}
+			d.removeStates(name, []*delivery{{seq: seq}})
+			deleted++
+		}
+	}
+	switch {
+	case deleted > 0:
+		return nil
+	case held > 0:
+		return fmt.Errorf("message %s: %w: a consumer holds it", id, pubsub.ErrMessageInFlight)
+	}
+	return fmt.Errorf("message %s: %w", id, pubsub.ErrMessageNotFound)
+}
