@@ -30,6 +30,7 @@ func (a *app) publishCommand() *cobra.Command {
 		priority string
 		to       string
 		metadata map[string]string
+		sched    schedule
 	)
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
@@ -57,11 +58,20 @@ instance_ttl and broadcast_retention come from the configuration of --service
 QUANTUM_FLOW_BROADCAST_RETENTION, the file).
 On addressed and broadcast queues each line of text output is "ID INSTANCE",
 one per copy. --instance ID marks the messages as published by instance ID,
-so that replies (consensus results) are addressed to it.`,
+so that replies (consensus results) are addressed to it.
+
+--delay 30s or --at 2026-12-24T18:00:00Z publishes the messages delayed or
+scheduled: they count as scheduled in stats, pending lists them with their
+AVAILABLE_AT, and no consumer gets them before (a bad value, or both flags,
+is a usage error, exit 2). --ttl 10m makes them expire: not taken by then,
+they become dead letters with the reason "expired"; without it the queue's
+message_ttl applies (producers' entries in the configuration).`,
 		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","change":"tune cache"}' --instance ops-1
   quantumflow publish rollback_triggers_queue --payload '{"reason":"error rate"}' --to singularity-2 --json
   quantumflow publish rollback_triggers_queue --payload '{"reason":"bad deploy"}' --to all
-  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'`,
+  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'
+  quantumflow publish metrics_to_guardian_queue --payload '{"cpu":0.4}' --delay 30s
+  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p2"}' --at 2026-12-24T18:00:00Z --ttl 24h`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("payload") {
@@ -69,6 +79,10 @@ so that replies (consensus results) are addressed to it.`,
 			}
 			if !json.Valid([]byte(payload)) {
 				return usageErrorf("--payload is not valid JSON: %s", short(payload, 80))
+			}
+			deliverAt, expiresAt, err := sched.parse(time.Now())
+			if err != nil {
+				return err
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
@@ -124,6 +138,9 @@ so that replies (consensus results) are addressed to it.`,
 			if err := p.prepare(ctx, cfg); err != nil {
 				return err
 			}
+			if prod, ok := cfg.Producer(queue); ok && expiresAt.IsZero() && prod.MessageTTL > 0 {
+				expiresAt = time.Now().Add(prod.MessageTTL)
+			}
 			for done := 0; done < count; {
 				n := min(publishBatch, count-done)
 				msgs := make([]*message.Message, n)
@@ -134,6 +151,12 @@ so that replies (consensus results) are addressed to it.`,
 					}
 					if prio != nil {
 						pubsub.SetPriority(m, *prio)
+					}
+					if !deliverAt.IsZero() {
+						pubsub.SetDeliverAt(m, deliverAt)
+					}
+					if !expiresAt.IsZero() {
+						pubsub.SetExpiresAt(m, expiresAt)
 					}
 					if p.origin != "" {
 						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
@@ -157,6 +180,7 @@ so that replies (consensus results) are addressed to it.`,
 	c.Flags().StringVar(&priority, "priority", "", `message priority: an integer, "normal" or "high" (default: the queue's)`)
 	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
+	sched.flags(c)
 	return c
 }
 
