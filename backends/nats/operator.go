@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,32 +42,93 @@ func (d *driver) SetQueuePaused(ctx context.Context, queue string, paused bool) 
 	if err != nil {
 		return fmt.Errorf("queue %s: paused: %w", queue, err)
 	}
+	// This process knows at once; the watch tells the same a moment later.
+	d.paused.once.Do(func() { d.paused.start(d.registry) })
+	d.paused.put(queue, paused)
 	return nil
 }
 
-// PausedQueues lists the paused keys.
-func (d *driver) PausedQueues(ctx context.Context) ([]string, error) {
-	var out []string
-	err := d.retry(ctx, "list paused queues", attemptTimeout, func(ctx context.Context) error {
-		out = out[:0]
-		lister, err := d.registry.ListKeysFiltered(ctx, "p.>")
-		if err != nil {
-			return err
-		}
-		for key := range lister.Keys() {
-			name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, "p."))
-			if err == nil {
-				out = append(out, string(name))
-			}
-		}
-		// A list cut short by ctx must not pass for the whole.
-		return ctx.Err()
-	})
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+// pausedWatch keeps the paused queues as the registry bucket says, from
+// a watch of its "p." keys: the engine asks every half second, and a
+// listing each time would create a consumer on the bucket's stream each
+// time, in every process.
+type pausedWatch struct {
+	once  sync.Once
+	ready chan struct{} // closed once the watch delivered the keys there were
+	mu    sync.Mutex
+	set   map[string]bool
+	err   error
+	w     jetstream.KeyWatcher
+}
+
+// start starts the watch.
+func (p *pausedWatch) start(kv jetstream.KeyValue) {
+	p.ready = make(chan struct{})
+	p.set = map[string]bool{}
+	w, err := kv.Watch(context.Background(), "p.>")
 	if err != nil {
-		return nil, fmt.Errorf("paused queues: %w", err)
+		p.err = err
+		close(p.ready)
+		return
+	}
+	p.mu.Lock()
+	p.w = w
+	p.mu.Unlock()
+	go func() {
+		readyOnce := sync.OnceFunc(func() { close(p.ready) })
+		defer readyOnce()
+		for e := range w.Updates() {
+			if e == nil {
+				readyOnce() // the keys there were are all in
+				continue
+			}
+			name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "p."))
+			if err != nil {
+				continue
+			}
+			p.put(string(name), e.Operation() == jetstream.KeyValuePut)
+		}
+	}()
+}
+
+// put records a queue as paused or not.
+func (p *pausedWatch) put(queue string, paused bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if paused {
+		p.set[queue] = true
+	} else {
+		delete(p.set, queue)
+	}
+}
+
+// stop ends the watch.
+func (p *pausedWatch) stop() {
+	p.mu.Lock()
+	w := p.w
+	p.mu.Unlock()
+	if w != nil {
+		_ = w.Stop()
+	}
+}
+
+// PausedQueues returns the paused queues the watch knows, once it has
+// read those there were.
+func (d *driver) PausedQueues(ctx context.Context) ([]string, error) {
+	d.paused.once.Do(func() { d.paused.start(d.registry) })
+	select {
+	case <-d.paused.ready:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("paused queues: %w", ctx.Err())
+	}
+	d.paused.mu.Lock()
+	defer d.paused.mu.Unlock()
+	if d.paused.err != nil {
+		return nil, fmt.Errorf("paused queues: %w", d.paused.err)
+	}
+	out := make([]string, 0, len(d.paused.set))
+	for q := range d.paused.set {
+		out = append(out, q)
 	}
 	return out, nil
 }
