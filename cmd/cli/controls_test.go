@@ -45,8 +45,25 @@ func TestPublishScheduleFlagsRefuseBadInput(t *testing.T) {
 // and an unknown id (exit 2).
 func TestPauseShowDelete(t *testing.T) {
 	t.Parallel()
+	t.Run("Mem", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		pauseShowDelete(t, b, b.backend)
+	})
+	t.Run("Postgres", func(t *testing.T) {
+		t.Parallel()
+		url := postgresURL(t)
+		backend, err := pubsub.Open(context.Background(), url)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = backend.Close() })
+		pauseShowDelete(t, &bundle{env: map[string]string{"QUANTUM_FLOW_DATABASE_URL": url}}, backend)
+	})
+}
+
+// pauseShowDelete runs TestPauseShowDelete's commands on b; backend is
+// another process's view of the same storage, which holds a message.
+func pauseShowDelete(t *testing.T, b *bundle, backend *pubsub.Backend) {
 	ctx := context.Background()
-	b := setup(t)
 	require.Equal(t, cli.ExitOK, b.run(t, "init").code)
 	q := topology.MetricsQueue
 
@@ -100,7 +117,7 @@ func TestPauseShowDelete(t *testing.T) {
 	held := r.lines(t)[0]["id"].(string)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ch, err := b.backend.Subscriber().Subscribe(sctx, topology.ProposalsQueue)
+	ch, err := backend.Subscriber().Subscribe(sctx, topology.ProposalsQueue)
 	require.NoError(t, err)
 	msg := <-ch
 	require.Equal(t, held, msg.UUID)

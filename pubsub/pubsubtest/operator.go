@@ -99,7 +99,7 @@ func (s *suite) testDelayedPublish(t *testing.T) {
 	require.Equal(t, now.UUID, receiveAck(t, ch).UUID)
 	m := Receive(t, ch)
 	require.Equal(t, delayed.UUID, m.UUID)
-	require.False(t, time.Now().Before(due), "delivered %s before it was due", due.Sub(time.Now()))
+	require.False(t, time.Now().Before(due), "delivered %s before it was due", time.Until(due))
 	require.Equal(t, 1, delivery(t, m, queue).Attempt)
 	m.Ack()
 	requireCounts(t, b, queue, counts{})
