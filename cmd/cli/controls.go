@@ -66,6 +66,18 @@ func messageQueueFlag(c *cobra.Command, queue *string) {
 	c.Flags().StringVar(queue, "queue", "", "look only in this queue (default: every queue; broadcast copies share their message's id)")
 }
 
+// openForMessage checks show's and delete's --queue, then opens the
+// backend.
+func (a *app) openForMessage(ctx context.Context, queue string) (*pubsub.Backend, error) {
+	if queue != "" {
+		if err := pubsub.ValidateQueueName(queue); err != nil {
+			return nil, err
+		}
+	}
+	_, b, err := a.open(ctx)
+	return b, err
+}
+
 func (a *app) showCommand() *cobra.Command {
 	var queue string
 	c := &cobra.Command{
@@ -80,12 +92,7 @@ With --json, one object.`,
   quantumflow show 6f1c2a8e-0d7b-4d55-9f0e-1b7c3a2d9e41 --queue proposals_for_consensus_queue --json`,
 		Args: exactArgs("ID"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			if queue != "" {
-				if err := pubsub.ValidateQueueName(queue); err != nil {
-					return err
-				}
-			}
-			_, b, err := a.open(ctx)
+			b, err := a.openForMessage(ctx, queue)
 			if err != nil {
 				return err
 			}
@@ -138,12 +145,7 @@ error (exit 2); dead letters are removed with quantumflow dlq purge --id.`,
 		Example: `  quantumflow delete 6f1c2a8e-0d7b-4d55-9f0e-1b7c3a2d9e41`,
 		Args:    exactArgs("ID"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			if queue != "" {
-				if err := pubsub.ValidateQueueName(queue); err != nil {
-					return err
-				}
-			}
-			_, b, err := a.open(ctx)
+			b, err := a.openForMessage(ctx, queue)
 			if err != nil {
 				return err
 			}
