@@ -162,6 +162,10 @@ func (e *engine) refreshPausesIfOld(ctx context.Context) {
 	fresh := time.Since(e.pauses.readAt) < PausePoll
 	e.pauses.mu.Unlock()
 	if !fresh {
+		// Bounded: a backend that does not answer must not hold up a
+		// subscription; the poll reads again within PausePoll.
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
 		e.refreshPauses(ctx, qp)
 	}
 }

@@ -42,8 +42,8 @@ func (d *driver) SetQueuePaused(ctx context.Context, queue string, paused bool) 
 	if err != nil {
 		return fmt.Errorf("queue %s: paused: %w", queue, err)
 	}
-	// This process knows at once; the watch tells the same a moment later.
-	d.paused.once.Do(func() { d.paused.start(d.registry) })
+	// This process knows at once; its watch, if one runs, tells the same
+	// a moment later.
 	d.paused.put(queue, paused)
 	return nil
 }
@@ -51,50 +51,69 @@ func (d *driver) SetQueuePaused(ctx context.Context, queue string, paused bool) 
 // pausedWatch keeps the paused queues as the registry bucket says, from
 // a watch of its "p." keys: the engine asks every half second, and a
 // listing each time would create a consumer on the bucket's stream each
-// time, in every process.
+// time, in every process. A watch that failed or ended (the bucket
+// deleted) is started again by the next read.
 type pausedWatch struct {
-	once  sync.Once
-	ready chan struct{} // closed once the watch delivered the keys there were
-	mu    sync.Mutex
-	set   map[string]bool
-	err   error
-	w     jetstream.KeyWatcher
+	mu      sync.Mutex
+	w       jetstream.KeyWatcher
+	ready   chan struct{} // closed once the watch delivered the keys there were, or ended
+	ended   bool          // the watch failed or ended: start another
+	stopped bool          // the driver closed
+	set     map[string]bool
 }
 
-// start starts the watch.
-func (p *pausedWatch) start(kv jetstream.KeyValue) {
-	p.ready = make(chan struct{})
-	p.set = map[string]bool{}
-	w, err := kv.Watch(context.Background(), "p.>")
-	if err != nil {
-		p.err = err
-		close(p.ready)
-		return
-	}
+// current returns the running watch's ready channel, starting a watch
+// if none runs.
+func (p *pausedWatch) current(ctx context.Context, kv jetstream.KeyValue) (chan struct{}, error) {
 	p.mu.Lock()
-	p.w = w
-	p.mu.Unlock()
-	go func() {
-		readyOnce := sync.OnceFunc(func() { close(p.ready) })
-		defer readyOnce()
-		for e := range w.Updates() {
-			if e == nil {
-				readyOnce() // the keys there were are all in
-				continue
-			}
-			name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "p."))
-			if err != nil {
-				continue
-			}
+	defer p.mu.Unlock()
+	if p.stopped {
+		return nil, pubsub.ErrClosed
+	}
+	if p.w != nil && !p.ended {
+		return p.ready, nil
+	}
+	// The watch lives with the driver, not with the read that starts it:
+	// nats.go ends a watch's subscription with the context it was given.
+	w, err := kv.Watch(context.WithoutCancel(ctx), "p.>")
+	if err != nil {
+		return nil, err
+	}
+	p.w, p.ended, p.ready, p.set = w, false, make(chan struct{}), map[string]bool{}
+	go p.follow(w, p.ready)
+	return p.ready, nil
+}
+
+// follow applies the watch's updates until it ends.
+func (p *pausedWatch) follow(w jetstream.KeyWatcher, ready chan struct{}) {
+	readyOnce := sync.OnceFunc(func() { close(ready) })
+	defer func() {
+		p.mu.Lock()
+		if p.w == w {
+			p.ended = true
+		}
+		p.mu.Unlock()
+		readyOnce()
+	}()
+	for e := range w.Updates() {
+		if e == nil {
+			readyOnce() // the keys there were are all in
+			continue
+		}
+		name, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(e.Key(), "p."))
+		if err == nil {
 			p.put(string(name), e.Operation() == jetstream.KeyValuePut)
 		}
-	}()
+	}
 }
 
 // put records a queue as paused or not.
 func (p *pausedWatch) put(queue string, paused bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.set == nil {
+		p.set = map[string]bool{}
+	}
 	if paused {
 		p.set[queue] = true
 	} else {
@@ -106,6 +125,7 @@ func (p *pausedWatch) put(queue string, paused bool) {
 func (p *pausedWatch) stop() {
 	p.mu.Lock()
 	w := p.w
+	p.stopped = true
 	p.mu.Unlock()
 	if w != nil {
 		_ = w.Stop()
@@ -115,16 +135,19 @@ func (p *pausedWatch) stop() {
 // PausedQueues returns the paused queues the watch knows, once it has
 // read those there were.
 func (d *driver) PausedQueues(ctx context.Context) ([]string, error) {
-	d.paused.once.Do(func() { d.paused.start(d.registry) })
+	ready, err := d.paused.current(ctx, d.registry)
+	if err != nil {
+		return nil, fmt.Errorf("paused queues: %w", err)
+	}
 	select {
-	case <-d.paused.ready:
+	case <-ready:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("paused queues: %w", ctx.Err())
 	}
 	d.paused.mu.Lock()
 	defer d.paused.mu.Unlock()
-	if d.paused.err != nil {
-		return nil, fmt.Errorf("paused queues: %w", d.paused.err)
+	if d.paused.ended {
+		return nil, errors.New("paused queues: the watch of the registry ended; the next read starts another")
 	}
 	out := make([]string, 0, len(d.paused.set))
 	for q := range d.paused.set {
