@@ -67,7 +67,9 @@ type QueueStats struct {
 	Pending int64 `json:"pending"`
 	// InFlight counts messages delivered and not yet acked or nacked.
 	InFlight int64 `json:"in_flight"`
-	// Scheduled counts messages waiting for a delayed retry.
+	// Scheduled counts messages waiting until a later time: for a
+	// delayed retry, or published delayed or scheduled
+	// (MetadataDeliverAt).
 	Scheduled int64 `json:"scheduled"`
 	// DeadLetters counts dead letters whose original queue is this one.
 	DeadLetters int64 `json:"dead_letters"`
@@ -78,6 +80,9 @@ type QueueStats struct {
 	// dead-lettered, ...) and health figures (dead tuples, oldest open
 	// transaction age in seconds, ...). Keys depend on the backend.
 	Counters map[string]int64 `json:"counters,omitempty"`
+	// Paused is true while the queue is paused (Backend.PauseQueue): its
+	// consumers take none of its messages.
+	Paused bool `json:"paused"`
 }
 
 // PendingMessage is a message waiting in a queue.
@@ -91,8 +96,8 @@ type PendingMessage struct {
 	Priority Priority          `json:"priority"`
 	Payload  []byte            `json:"payload"`
 	Metadata map[string]string `json:"metadata,omitempty"`
-	// AvailableAt is when a message waiting for a retry becomes
-	// deliverable; zero when it already is.
+	// AvailableAt is when a message waiting for a retry, or published
+	// delayed or scheduled, becomes deliverable; zero when it already is.
 	AvailableAt time.Time `json:"available_at,omitzero"`
 }
 

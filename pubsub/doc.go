@@ -32,4 +32,16 @@
 //
 // Retrying, backoff and the decision to dead-letter belong to the
 // middleware package; backends only carry them out.
+//
+// # Operator controls
+//
+// Backend.PauseQueue and ResumeQueue pause a queue for every process on
+// the backend (drivers keep the state: QueuePauser); the engine reads it
+// every PausePoll and receives nothing for a paused queue, giving back
+// what it received ahead. A message with MetadataDeliverAt (SetDeliverAt)
+// is not delivered before that time and counts as scheduled until then;
+// one with MetadataExpiresAt (SetExpiresAt) that a subscription receives
+// after that time becomes a dead letter with the error ReasonExpired
+// instead. Backend.GetMessage and DeleteMessage find one message by id
+// (drivers: MessageStore).
 package pubsub

@@ -181,6 +181,12 @@ const (
 	// consumer, which had not settled it when its subscription ended. Its
 	// attempt counts; no failure is recorded.
 	SettleInterrupted
+	// SettleDefer makes the message ready again after Settlement.Delay
+	// with its delivery undone, as GiveBack does: it was received before
+	// it was due (MetadataDeliverAt), on a backend that stores a delayed
+	// message by delivering it and deferring it then (NATS), or whose
+	// clock is behind the engine's. No failure is recorded.
+	SettleDefer
 )
 
 // String returns the action's name.
@@ -194,6 +200,8 @@ func (a SettleAction) String() string {
 		return "dead_letter"
 	case SettleInterrupted:
 		return "interrupted"
+	case SettleDefer:
+		return "defer"
 	}
 	return "unknown"
 }

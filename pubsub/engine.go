@@ -35,6 +35,8 @@ type engine struct {
 	settles settleQueues
 	leases  chan struct{} // closed to stop lease extension
 	leaseWG sync.WaitGroup
+
+	pauses pauses
 }
 
 func newEngine(d Driver, log *slog.Logger) *engine {
@@ -46,6 +48,7 @@ func newEngine(d Driver, log *slog.Logger) *engine {
 	}
 	e := &engine{d: d, tuning: t, log: log, closing: make(chan struct{}), receivers: map[string]*receiver{}, leases: make(chan struct{})}
 	e.settles.init(e)
+	e.startPauses()
 	if le, ok := d.(LeaseExtender); ok {
 		e.leaseWG.Add(1)
 		go func() {
@@ -88,7 +91,7 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 		return err
 	}
 	for _, m := range msgs {
-		if _, _, err := PriorityOf(m); err != nil {
+		if err := checkMetadata(m); err != nil {
 			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
 		}
 	}
@@ -134,6 +137,7 @@ func (e *engine) Subscribe(ctx context.Context, queue string) (<-chan *message.M
 	if err := e.d.EnsureQueue(ctx, queue); err != nil {
 		return nil, e.wrap("subscribe to", queue, err)
 	}
+	e.refreshPausesIfOld(ctx)
 	e.mu.Lock()
 	if e.subClosed {
 		e.mu.Unlock()
@@ -142,6 +146,7 @@ func (e *engine) Subscribe(ctx context.Context, queue string) (<-chan *message.M
 	r := e.receivers[queue]
 	if r == nil {
 		r = newReceiver(e, queue)
+		r.halted = e.pauses.paused(queue)
 		e.receivers[queue] = r
 		e.recvs.Add(1)
 		go func() {
@@ -229,6 +234,7 @@ func (e *engine) close() error {
 	e.closeSubscriber()
 	close(e.leases)
 	e.leaseWG.Wait()
+	e.stopPauses()
 	return e.d.Close()
 }
 

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"context"
 	"fmt"
+	"slices"
 )
 
 // engineAdmin is the Admin of an engine's driver: it checks arguments
@@ -64,6 +65,12 @@ func (a engineAdmin) Stats(ctx context.Context, queue string) (QueueStats, error
 		st, err = a.e.d.Stats(ctx, queue)
 		return err
 	})
+	if qp, ok := a.e.d.(QueuePauser); ok && err == nil {
+		var paused []string
+		paused, err = qp.PausedQueues(ctx)
+		base, _ := SplitInstanceQueue(queue)
+		st.Paused = slices.Contains(paused, queue) || slices.Contains(paused, base)
+	}
 	return st, a.e.wrap("stats of", queue, err)
 }
 

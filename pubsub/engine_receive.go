@@ -45,7 +45,8 @@ type receiver struct {
 	nextTicket uint64
 	nextResult uint64
 	results    map[uint64]receiveResult
-	pauses     int // admin reads in progress: no receives
+	pauses     int  // admin reads in progress: no receives
+	halted     bool // the queue is paused: no receives, nothing handed out
 	retryAt    time.Time
 	backoff    Backoff
 }
@@ -97,7 +98,7 @@ func (r *receiver) leave(s *subscription) int {
 // next returns the next message for s, waiting for one; false when s ends.
 func (r *receiver) next(s *subscription) (*Received, bool) {
 	r.mu.Lock()
-	for len(r.buf) > 0 {
+	for len(r.buf) > 0 && !r.halted {
 		m := r.buf[0]
 		r.buf[0] = nil
 		r.buf = r.buf[1:]
@@ -241,7 +242,26 @@ func (r *receiver) takeResult(res receiveResult) {
 	r.mu.Lock()
 	r.backoff.Reset()
 	r.mu.Unlock()
-	r.handOut(res.got, len(res.got) == res.need)
+	r.handOut(r.e.screen(r.queue, res.got), len(res.got) == res.need)
+}
+
+// setHalted halts the receiver (its queue was paused: receives in flight
+// are cancelled, and what it holds goes back at the next plan) or lets it
+// receive again.
+func (r *receiver) setHalted(halted bool) {
+	r.mu.Lock()
+	changed := r.halted != halted
+	r.halted = halted
+	if changed && halted {
+		for _, c := range r.cancels {
+			c()
+		}
+		r.target = 1
+	}
+	r.mu.Unlock()
+	if changed {
+		r.wake()
+	}
 }
 
 // plan looks at the subscriptions, the buffer and the receives in flight:
@@ -257,6 +277,14 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 	// them. And only with no receive in flight, whose messages would
 	// overtake them too: those are cancelled, to return what they have.
 	r.buf = slices.DeleteFunc(r.buf, (*Received).Lost)
+	if r.halted {
+		// Paused: back to the queue, once no receive in flight can bring
+		// messages that would overtake them.
+		if r.inflight == 0 {
+			stale, r.buf = r.buf, nil
+		}
+		return stale, 0, 0, nil
+	}
 	if slices.ContainsFunc(r.buf, func(m *Received) bool { return now.Sub(m.receivedAt) >= t.PrefetchHold }) {
 		if r.inflight > 0 {
 			for _, c := range r.cancels {
@@ -327,7 +355,7 @@ func (r *receiver) handOut(got []*Received, full bool) {
 	}
 	r.handedAt = now
 	for _, m := range got {
-		if len(r.waiters) > 0 && r.pauses == 0 {
+		if len(r.waiters) > 0 && r.pauses == 0 && !r.halted {
 			w := r.waiters[0]
 			r.waiters = r.waiters[1:]
 			w <- m
@@ -418,6 +446,28 @@ func (r *receiver) held() []*Received {
 		if m := s.current.Load(); m != nil {
 			out = append(out, m)
 		}
+	}
+	return out
+}
+
+// screen settles, instead of handing them out, the received messages
+// that expired (dead letters with ReasonExpired) or are not due yet
+// (deferred until they are: see SettleDefer), and returns the others.
+func (e *engine) screen(queue string, got []*Received) []*Received {
+	now := time.Now()
+	out := got[:0]
+	for _, m := range got {
+		// Malformed values never get this far: Publish refuses them.
+		if exp, ok, _ := timeOf(m.ID, m.Metadata, MetadataExpiresAt); ok && !now.Before(exp) {
+			e.log.Info("quantumflow: message expired; moved to the dead letters", slog.String("queue", queue), slog.String("message_id", m.ID))
+			e.settles.add(queue, Settlement{Msg: m, Action: SettleDeadLetter, Error: ReasonExpired, DeadLetter: &DeadLetterReason{Error: ReasonExpired}})
+			continue
+		}
+		if at, ok, _ := timeOf(m.ID, m.Metadata, MetadataDeliverAt); ok && at.After(now) {
+			e.settles.add(queue, Settlement{Msg: m, Action: SettleDefer, Delay: at.Sub(now)})
+			continue
+		}
+		out = append(out, m)
 	}
 	return out
 }

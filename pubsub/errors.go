@@ -29,4 +29,10 @@ var (
 	ErrUnavailable = errors.New("pubsub: backend unavailable")
 	// ErrInvalidArgument is returned for an argument the backend refused.
 	ErrInvalidArgument = errors.New("pubsub: invalid argument")
+	// ErrMessageNotFound is returned for a message id the backend does not
+	// hold (never published, or acknowledged since).
+	ErrMessageNotFound = errors.New("pubsub: message not found")
+	// ErrMessageInFlight is returned by DeleteMessage for a message a
+	// consumer holds: it can be deleted once it is back in its queue.
+	ErrMessageInFlight = errors.New("pubsub: message in flight")
 )

@@ -90,6 +90,26 @@ func To(instance string) PublishOption {
 	return func(m *message.Message) { m.Metadata.Set(pubsub.MetadataTo, instance) }
 }
 
+// WithDelay makes the message deliverable d after now, not before (a
+// delayed publish): until then it counts as scheduled in Stats. It is
+// checked and counted from the moment the option is applied.
+func WithDelay(d time.Duration) PublishOption {
+	return func(m *message.Message) { pubsub.SetDeliverAt(m, time.Now().Add(d)) }
+}
+
+// WithDeliverAt makes the message deliverable at t, not before (a
+// scheduled publish); a time already past delivers at once.
+func WithDeliverAt(t time.Time) PublishOption {
+	return func(m *message.Message) { pubsub.SetDeliverAt(m, t) }
+}
+
+// WithTTL makes the message expire d after now: if no consumer took it
+// by then, it becomes a dead letter with the reason "expired" (never
+// dropped). It replaces the queue's message_ttl for this message.
+func WithTTL(d time.Duration) PublishOption {
+	return func(m *message.Message) { pubsub.SetExpiresAt(m, time.Now().Add(d)) }
+}
+
 // WithID sets the message's id instead of a new random UUID; useful to make
 // a publish idempotent on the caller's side.
 func WithID(id string) PublishOption {
@@ -149,6 +169,9 @@ func (p *Publisher) PublishMessages(ctx context.Context, msgs ...*message.Messag
 		}
 		if _, has, _ := pubsub.PriorityOf(m); !has && p.producer.Priority != "" && p.producer.Priority != topology.PriorityNormal {
 			pubsub.SetPriority(m, p.producer.Priority.Backend())
+		}
+		if _, has, _ := pubsub.ExpiresAtOf(m); !has && p.producer.MessageTTL > 0 {
+			pubsub.SetExpiresAt(m, start.Add(p.producer.MessageTTL))
 		}
 		m.Metadata.Set(pubsub.MetadataOrigin, p.r.cfg.Service.InstanceID)
 		m.SetContext(ctx)

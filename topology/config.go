@@ -408,6 +408,11 @@ func (s ServiceConfig) Validate() error {
 			ps.add("%s.handler=\"\": must not be empty", name)
 		}
 	}
+	for _, p := range s.Producers {
+		if msg := checkMessageTTL(p.MessageTTL); msg != "" {
+			ps.add("%s.producers.%s.message_ttl=%s: %s", s.Name, p.Key, p.MessageTTL, msg)
+		}
+	}
 	if len(ps.list) > 0 {
 		svc := s.Name
 		if !known {

@@ -192,7 +192,9 @@
 // ErrInvalidConfig, each naming where the value came from (file:line and
 // key, variable, or flag) and the value: workers that are not an integer
 // from 1 to MaxWorkers (1024), max_retries outside 0..MaxRetriesLimit
-// (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour),
+// (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour), a
+// producer's message_ttl neither 0 nor a Go duration from MinMessageTTL
+// (1s) to MessageTTLLimit (720h),
 // instance_ttl or broadcast_retention that is not a Go duration from
 // MinInstanceWait (1ms) to InstanceTTLLimit (720h, 30 days) or
 // BroadcastRetentionLimit (2160h, 90 days), an unknown entry, a queue_name that is not one of the six or not one the

@@ -46,7 +46,8 @@ type entryYAML struct {
 }
 
 type producerYAML struct {
-	entryYAML `yaml:",inline"`
+	entryYAML  `yaml:",inline"`
+	MessageTTL yaml.Node `yaml:"message_ttl"`
 }
 
 type consumerYAML struct {
@@ -70,7 +71,7 @@ type shape struct {
 
 var (
 	producerShape = &shape{what: "a producer entry",
-		keys: []string{"queue_name", "workers", "max_retries", "retry_delay_ms", "priority", "delivery"}}
+		keys: []string{"queue_name", "workers", "max_retries", "retry_delay_ms", "priority", "delivery", "message_ttl"}}
 	consumerShape = &shape{what: "a consumer entry",
 		keys: []string{"queue_name", "workers", "handler", "handler_method", "max_retries", "retry_delay_ms", "priority", "delivery"}}
 	serviceShape = &shape{what: "a service section",
@@ -278,10 +279,14 @@ func (f *fileConfig) apply(cfg *ServiceConfig, ps *problems) {
 	}
 	for _, key := range f.keysInFileOrder(slices.Collect(maps.Keys(sec.Producers)), cfg.Name, "producers") {
 		var e *entryYAML
-		if p := sec.Producers[key]; p != nil {
+		p := sec.Producers[key]
+		if p != nil {
 			e = &p.entryYAML
 		}
 		f.applyEntry(cfg, SideProducer, key, e, nil, ps)
+		if p != nil {
+			f.applyMessageTTL(cfg, key, p, ps)
+		}
 	}
 	for _, key := range f.keysInFileOrder(slices.Collect(maps.Keys(sec.Consumers)), cfg.Name, "consumers") {
 		c := sec.Consumers[key]
@@ -425,4 +430,51 @@ func (f *fileConfig) keysInFileOrder(keys []string, path ...string) []string {
 			cmp.Compare(a, b))
 	})
 	return keys
+}
+
+// applyMessageTTL sets a producer entry's message_ttl.
+func (f *fileConfig) applyMessageTTL(cfg *ServiceConfig, key string, y *producerYAML, ps *problems) {
+	name := cfg.Name + ".producers." + key + ".message_ttl"
+	v, ok := f.scalar(&y.MessageTTL, name, ps)
+	if !ok {
+		return
+	}
+	d, msg := parseMessageTTL(v)
+	if msg != "" {
+		ps.add("%s:%d: %s=%s: %s", f.path, y.MessageTTL.Line, name, quote(v), msg)
+		return
+	}
+	for i := range cfg.Producers {
+		if cfg.Producers[i].Key == key {
+			cfg.Producers[i].MessageTTL = d
+		}
+	}
+}
+
+// parseMessageTTL parses a message_ttl: "0" or a duration from
+// MinMessageTTL to MessageTTLLimit.
+func parseMessageTTL(s string) (time.Duration, string) {
+	if strings.TrimSpace(s) == "0" {
+		return 0, ""
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, "not a duration (a number with a unit: 30s, 10m, 24h; 0 for none)"
+	}
+	return d, checkMessageTTL(d)
+}
+
+// checkMessageTTL says how d is outside the message_ttl range, or "".
+func checkMessageTTL(d time.Duration) string {
+	switch {
+	case d == 0:
+		return ""
+	case d < 0:
+		return "must not be negative"
+	case d < MinMessageTTL:
+		return "must be 0 (none) or at least " + formatDuration(MinMessageTTL)
+	case d > MessageTTLLimit:
+		return "must be at most " + formatDuration(MessageTTLLimit)
+	}
+	return ""
 }

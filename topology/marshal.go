@@ -19,6 +19,8 @@ type producerView struct {
 	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
 	Priority     Priority `json:"priority" yaml:"priority"`
 	Delivery     Delivery `json:"delivery" yaml:"delivery"`
+	// MessageTTL is a Go duration ("10m"), left out when there is none.
+	MessageTTL string `json:"message_ttl,omitempty" yaml:"message_ttl,omitempty"`
 }
 
 // consumerView is a Consumer as JSON and YAML show it.
@@ -34,7 +36,11 @@ type consumerView struct {
 }
 
 func (p Producer) view() producerView {
-	return producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority, p.Delivery}
+	v := producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority, p.Delivery, ""}
+	if p.MessageTTL != 0 {
+		v.MessageTTL = formatDuration(p.MessageTTL)
+	}
+	return v
 }
 
 func (c Consumer) view() consumerView {
@@ -52,6 +58,13 @@ func (p *Producer) UnmarshalJSON(b []byte) error {
 	}
 	*p = Producer{Key: v.Key, Queue: v.Queue, Workers: v.Workers, MaxRetries: v.MaxRetries,
 		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery}
+	if v.MessageTTL != "" {
+		d, err := time.ParseDuration(v.MessageTTL)
+		if err != nil {
+			return fmt.Errorf("message_ttl: %w", err)
+		}
+		p.MessageTTL = d
+	}
 	return nil
 }
 

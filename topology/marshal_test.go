@@ -100,7 +100,7 @@ func TestExampleFile(t *testing.T) {
 		BroadcastRetention: 72 * time.Hour,
 		Producers: []Producer{
 			{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 5, RetryDelay: 500 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork},
-			{Key: "metrics_to_guardian", Queue: MetricsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork},
+			{Key: "metrics_to_guardian", Queue: MetricsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork, MessageTTL: time.Hour},
 			{Key: "patterns_for_aggregator", Queue: PatternsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork},
 		},
 		Consumers: []Consumer{

@@ -70,6 +70,11 @@ const (
 	// also refuses either shorter than its stale timeout (three
 	// heartbeats), after which its own instance would count as gone.
 	MinInstanceWait = time.Millisecond
+	// MinMessageTTL and MessageTTLLimit bound a producer's message_ttl
+	// (0, or absent, is no expiry): shorter than a second expires messages
+	// in transit, longer than 30 days is better purged by hand.
+	MinMessageTTL   = time.Second
+	MessageTTLLimit = 30 * 24 * time.Hour
 )
 
 // How long what waits for an instance that stopped heartbeating waits,
@@ -157,6 +162,12 @@ type Producer struct {
 	Priority Priority `yaml:"priority" json:"priority"`
 	// Delivery is how the queue's messages reach the consumer's instances.
 	Delivery Delivery `yaml:"delivery" json:"delivery"`
+	// MessageTTL is message_ttl: how long after its publish a message of
+	// the queue expires (a dead letter with the reason "expired" if no
+	// consumer took it by then), unless the publish sets its own
+	// (router.WithTTL). Zero: messages do not expire. A Go duration in the
+	// file ("10m"), from MinMessageTTL to MessageTTLLimit.
+	MessageTTL time.Duration `yaml:"-" json:"-"`
 }
 
 // Consumer is one queue a service consumes, with its handler.

@@ -43,6 +43,11 @@
 // Delivery is at least once: a message handed out and not acked before
 // its subscription ended is delivered again.
 //
+// A message published delayed or scheduled (pubsub.MetadataDeliverAt)
+// waits in the heap of delayed retries until its time. The storage keeps
+// the paused queues (pubsub.QueuePauser) and finds and deletes messages by
+// id (pubsub.MessageStore).
+//
 // # Capabilities
 //
 // delayed_redelivery, priority_order and dead_letters. Not durable:

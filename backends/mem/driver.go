@@ -21,11 +21,13 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	explicit := make([]bool, len(msgs))
 	for i, msg := range msgs {
 		prio, has, _ := pubsub.PriorityOf(msg) // the engine checked it
+		at, _, _ := pubsub.DeliverAtOf(msg)
 		entries[i] = entry{
-			id:       msg.UUID,
-			payload:  bytes.Clone(msg.Payload),
-			metadata: maps.Clone(map[string]string(msg.Metadata)),
-			priority: prio,
+			id:          msg.UUID,
+			payload:     bytes.Clone(msg.Payload),
+			metadata:    maps.Clone(map[string]string(msg.Metadata)),
+			priority:    prio,
+			availableAt: at,
 		}
 		explicit[i] = has
 	}
@@ -36,6 +38,7 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	ready := 0
 	for i := range entries {
 		e := &entries[i]
 		if !explicit[i] {
@@ -44,10 +47,16 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 		q.seq++
 		e.seq = q.seq
 		e.created = now
+		if e.availableAt.After(now) {
+			q.scheduleLocked(e, e.availableAt)
+			continue
+		}
+		e.availableAt = time.Time{}
 		q.ready.push(e)
+		ready++
 	}
 	q.count.published += int64(len(entries))
-	q.wakeLocked(len(entries))
+	q.wakeLocked(ready)
 	return nil
 }
 
@@ -107,6 +116,8 @@ func (d *driver) Settle(_ context.Context, queue string, ss []pubsub.Settlement)
 			q.deadLetter(e, *s.DeadLetter, s.Error)
 		case pubsub.SettleInterrupted:
 			q.interrupted(e)
+		case pubsub.SettleDefer:
+			q.deferred(e, s.Delay)
 		}
 	}
 	return nil

@@ -23,6 +23,7 @@ type entry struct {
 	// attempts counts deliveries so far.
 	attempts     int
 	firstFailure time.Time
+	lastFailure  time.Time
 	lastError    string
 	// availableAt is when a message waiting for a retry becomes ready;
 	// zero once it is.
@@ -82,6 +83,28 @@ func (h *entryHeap) pop() *entry {
 		h.items = append(make([]*entry, 0, c/2), h.items...)
 	}
 	return top
+}
+
+// remove takes the entry at index i out of the heap.
+func (h *entryHeap) remove(i int) {
+	n := len(h.items) - 1
+	h.items[i] = h.items[n]
+	h.items[n] = nil
+	h.items = h.items[:n]
+	if i < n {
+		h.down(i)
+		h.up(i)
+	}
+}
+
+// index returns the index of the first entry with id, or -1.
+func (h *entryHeap) index(id string) int {
+	for i, e := range h.items {
+		if e.id == id {
+			return i
+		}
+	}
+	return -1
 }
 
 func (h *entryHeap) up(i int) {
@@ -201,6 +224,8 @@ type queue struct {
 	timer    *time.Timer
 	timerAt  time.Time
 	inFlight int64
+	// leased holds the messages consumers hold (for message detail).
+	leased map[*entry]struct{}
 	// waiters are idle subscriptions, woken last-in first-out: the most
 	// recently idle one is the likeliest to be running.
 	waiters []*waiter
@@ -216,6 +241,7 @@ func newQueue(st *store, name string) *queue {
 		spec:      pubsub.DefaultQueueSpec(name),
 		ready:     entryHeap{less: readyBefore},
 		scheduled: entryHeap{less: dueBefore},
+		leased:    map[*entry]struct{}{},
 	}
 }
 
@@ -229,6 +255,7 @@ func (q *queue) take(n int, w *waiter) []*entry {
 		for len(out) < n && q.ready.len() > 0 {
 			e := q.ready.pop()
 			e.attempts++
+			q.leased[e] = struct{}{}
 			out = append(out, e)
 		}
 		q.inFlight += int64(len(out))
@@ -287,6 +314,35 @@ func (q *queue) giveBack(e *entry) {
 	q.readyAgainLocked(e)
 }
 
+// deferred makes a message received before it was due wait until at, its
+// delivery undone.
+func (q *queue) deferred(e *entry, delay time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	e.attempts--
+	q.count.delivered--
+	q.settledLocked(e)
+	q.scheduleLocked(e, time.Now().Add(delay))
+}
+
+// scheduleLocked makes e wait until at.
+func (q *queue) scheduleLocked(e *entry, at time.Time) {
+	if q.stopped {
+		q.ready.push(e)
+		q.wakeLocked(1)
+		return
+	}
+	e.availableAt = at
+	q.scheduled.push(e)
+	q.armLocked()
+}
+
+// settledLocked records that no consumer holds e any more.
+func (q *queue) settledLocked(e *entry) {
+	q.inFlight--
+	delete(q.leased, e)
+}
+
 // interrupted makes a message whose consumer's subscription ended before
 // it settled it ready again, its attempt counted.
 func (q *queue) interrupted(e *entry) {
@@ -296,15 +352,15 @@ func (q *queue) interrupted(e *entry) {
 }
 
 func (q *queue) readyAgainLocked(e *entry) {
-	q.inFlight--
+	q.settledLocked(e)
 	q.ready.push(e)
 	q.wakeLocked(1)
 }
 
 // ack removes a settled message.
-func (q *queue) ack(*entry) {
+func (q *queue) ack(e *entry) {
 	q.mu.Lock()
-	q.inFlight--
+	q.settledLocked(e)
 	q.count.acked++
 	q.mu.Unlock()
 }
@@ -314,18 +370,17 @@ func (q *queue) nack(e *entry, delay time.Duration, lastError string) {
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.inFlight--
+	q.settledLocked(e)
 	q.count.nacked++
 	if e.firstFailure.IsZero() {
 		e.firstFailure = now
 	}
+	e.lastFailure = now
 	if lastError != "" {
 		e.lastError = lastError
 	}
-	if delay > 0 && !q.stopped {
-		e.availableAt = now.Add(delay)
-		q.scheduled.push(e)
-		q.armLocked()
+	if delay > 0 {
+		q.scheduleLocked(e, now.Add(delay))
 		return
 	}
 	q.ready.push(e)
@@ -338,7 +393,7 @@ func (q *queue) deadLetter(e *entry, reason pubsub.DeadLetterReason, lastError s
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.inFlight--
+	q.settledLocked(e)
 	q.count.deadLettered++
 	first := e.firstFailure
 	if first.IsZero() {

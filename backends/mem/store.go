@@ -28,6 +28,10 @@ type store struct {
 	dlSeq     uint64
 
 	reg registry
+
+	// pausedMu guards paused: the queues paused.
+	pausedMu sync.Mutex
+	paused   map[string]bool
 }
 
 // deadLetter is a stored dead letter.
@@ -38,7 +42,7 @@ type deadLetter struct {
 }
 
 func newStore(name string) *store {
-	return &store{name: name, dead: map[string]*deadLetter{}, deadCount: map[string]int64{}}
+	return &store{name: name, dead: map[string]*deadLetter{}, deadCount: map[string]int64{}, paused: map[string]bool{}}
 }
 
 // queue returns the named queue, creating it with default settings.

@@ -44,6 +44,8 @@ type driver struct {
 
 	// removals are the state removals running (see removeStates).
 	removals sync.WaitGroup
+
+	paused pausedWatch
 }
 
 var (
@@ -155,6 +157,7 @@ func (d *driver) LeaseInterval() time.Duration { return max(d.cfg.ackWait/3, 100
 // the connection. The engine calls it once no other call is in progress.
 func (d *driver) Close() error {
 	d.removals.Wait()
+	d.paused.stop()
 	var err error
 	if ferr := d.nc.FlushTimeout(5 * time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
 		err = fmt.Errorf("flush acks: %w", ferr)

@@ -87,8 +87,15 @@
 // that failed or was given back, what JetStream does not: its first and
 // last failure time, last error, retry time and the deliveries that did
 // not count. Messages that are neither never touch it. The key-value
-// bucket QF-REGISTRY holds the instance registry (pubsub.InstanceStore)
-// and the latest message of each broadcast queue.
+// bucket QF-REGISTRY holds the instance registry (pubsub.InstanceStore),
+// the latest message of each broadcast queue and the paused queues
+// (pubsub.QueuePauser: keys "p.<queue>", watched by every process). A
+// message published delayed or scheduled is stored at once with a
+// delivery state in QF-STATE that says when it is due (Stats counts it as
+// scheduled); a consumer that receives it early gives it back with a nak
+// delayed until then, not counted as an attempt (see scheduleDelayed for
+// why not the server's message schedules). GetMessage and DeleteMessage
+// (pubsub.MessageStore) read a queue's stream message by message.
 //
 // # Delivery semantics
 //

@@ -9,6 +9,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // SendBatch publishes msgs to queue and returns once JetStream has
@@ -26,9 +28,15 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	if err != nil {
 		return err
 	}
-	out := make([]*nats.Msg, len(msgs))
-	for i, m := range msgs {
-		out[i] = natsMessage(q.subject, m, m.UUID)
+	out := make([]*nats.Msg, 0, len(msgs))
+	var delayed []*nats.Msg
+	for _, m := range msgs {
+		nm := natsMessage(q.subject, m, m.UUID)
+		if at, ok, _ := pubsub.DeliverAtOf(m); ok && at.After(time.Now()) {
+			delayed = append(delayed, nm)
+			continue
+		}
+		out = append(out, nm)
 	}
 	recreate := func(ctx context.Context) {
 		// No stream answered: either JetStream is briefly unavailable, or
@@ -47,7 +55,42 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			d.log.Debug("recreating the stream failed", "queue", queue, "error", err)
 		}
 	}
-	return d.publishAll(ctx, out, &q.batched, recreate)
+	if len(out) > 0 {
+		if err := d.publishAll(ctx, out, &q.batched, recreate); err != nil {
+			return err
+		}
+	}
+	return d.publishDelayed(ctx, queue, delayed, recreate)
+}
+
+// publishDelayed publishes delayed messages one by one, for their
+// sequences, and records them as scheduled (see scheduleDelayed).
+func (d *driver) publishDelayed(ctx context.Context, queue string, msgs []*nats.Msg, noStream func(context.Context)) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	seqs := make([]uint64, len(msgs))
+	for i, m := range msgs {
+		err := d.retry(ctx, "publish", 0, func(ctx context.Context) error {
+			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+			defer cancel()
+			// A retry of a message stored already is a duplicate, whose
+			// ack carries the stored message's sequence.
+			ack, err := d.js.PublishMsg(actx, m)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				noStream(ctx)
+			}
+			if err == nil {
+				seqs[i] = ack.Sequence
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	d.scheduleDelayed(ctx, queue, msgs, seqs)
+	return nil
 }
 
 // publishAll publishes msgs and waits for every ack, retrying (d.retry)

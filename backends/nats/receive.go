@@ -179,6 +179,11 @@ func (d *driver) received(ctx context.Context, q *queueEntry, ms []jetstream.Msg
 		}
 		dv := &delivery{msg: m, seq: meta.Sequence.Stream, delivered: meta.NumDelivered, published: meta.Timestamp}
 		d.loadState(sctx, q.name, dv)
+		if dv.delivered <= 1 {
+			// A delayed message has a state from its publish (see
+			// scheduleDelayed), for its settlement to remove.
+			_, dv.hasState = deliverAtOf(m.Headers())
+		}
 		attempt := int(dv.delivered)
 		if dv.hasState {
 			attempt = max(1, dv.state.attempts(dv.delivered))
@@ -250,6 +255,9 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		case pubsub.SettleInterrupted:
 			// Back at once, its attempt counted, no failure recorded.
 			s.Delay = 0
+		case pubsub.SettleDefer:
+			// Not due yet: back when it is, this delivery not counted.
+			ds.Uncounted++
 		}
 		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now.Add(s.Delay), dv.delivered, dv.published
 		writes = append(writes, stateWrite{dv: dv, ds: ds})

@@ -21,6 +21,9 @@ type queueSnapshot struct {
 	// again, by stream sequence: due ones are deliverable now, scheduled
 	// ones wait for their retry time.
 	due, scheduled map[uint64]deliveryState
+	// early counts the scheduled messages never delivered yet (published
+	// delayed): the consumer counts them as pending.
+	early int64
 }
 
 // snapshot reads what Stats and ListPending need, again while that fails
@@ -59,6 +62,15 @@ func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot
 			// message was settled.
 			continue
 		}
+		if ds.Deliveries == 0 {
+			// Published delayed: scheduled until due, or until delivered
+			// (early, then deferred with a state of its own).
+			if ds.RetryAt.After(now) && (s.cons == nil || seq > s.cons.Delivered.Stream) {
+				s.scheduled[seq] = ds
+				s.early++
+			}
+			continue
+		}
 		if ds.RetryAt.After(now) {
 			s.scheduled[seq] = ds
 		} else {
@@ -72,9 +84,9 @@ func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot
 // first sequence that may hold one.
 func (s *queueSnapshot) undelivered() (n int64, from uint64) {
 	if s.cons == nil {
-		return int64(s.info.State.Msgs), s.info.State.FirstSeq
+		return int64(s.info.State.Msgs) - s.early, s.info.State.FirstSeq
 	}
-	return int64(s.cons.NumPending), s.cons.Delivered.Stream + 1
+	return int64(s.cons.NumPending) - s.early, s.cons.Delivered.Stream + 1
 }
 
 // Stats reads a queue's counts from its stream and consumer:
@@ -103,7 +115,7 @@ func (d *driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 		},
 	}
 	if s.cons != nil {
-		st.InFlight = max(0, int64(s.cons.NumAckPending)-due-scheduled)
+		st.InFlight = max(0, int64(s.cons.NumAckPending)-due-(scheduled-s.early))
 		st.Counters["ack_pending"] = int64(s.cons.NumAckPending)
 		st.Counters["delivered"] = int64(s.cons.Delivered.Consumer)
 		st.Counters["redelivered"] = int64(s.cons.NumRedelivered)
@@ -201,7 +213,9 @@ func (d *driver) ListPending(ctx context.Context, queue string, limit int) ([]pu
 			if !ok {
 				break
 			}
-			add(m, 0, time.Time{})
+			if _, early := s.scheduled[m.Sequence]; !early {
+				add(m, 0, time.Time{})
+			}
 			seq = m.Sequence + 1
 		}
 	}

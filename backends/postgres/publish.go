@@ -43,6 +43,9 @@ type rows struct {
 	payloads   [][]byte
 	metadata   []string
 	priorities []int32 // noPriority: the queue's
+	// availableAt is when each message becomes deliverable (the zero
+	// time: at once); nil while no message of the rows is delayed.
+	availableAt []time.Time
 }
 
 // noPriority marks a message without a priority of its own in the insert's
@@ -84,6 +87,16 @@ func (r *rows) add(msgs []*message.Message) error {
 		if payload == nil {
 			payload = []byte{}
 		}
+		at, delayed, err := pubsub.DeliverAtOf(m)
+		if err != nil {
+			return fmt.Errorf("%w: %w", pubsub.ErrInvalidArgument, err)
+		}
+		if delayed && r.availableAt == nil {
+			r.availableAt = make([]time.Time, len(r.ids), cap(r.ids))
+		}
+		if r.availableAt != nil {
+			r.availableAt = append(r.availableAt, at)
+		}
 		r.ids = append(r.ids, m.UUID)
 		r.payloads = append(r.payloads, payload)
 		r.metadata = append(r.metadata, md)
@@ -98,6 +111,16 @@ func validText(s string) bool {
 }
 
 func (r *rows) append(o *rows) {
+	if r.availableAt != nil || o.availableAt != nil {
+		if r.availableAt == nil {
+			r.availableAt = make([]time.Time, len(r.ids))
+		}
+		if o.availableAt == nil {
+			r.availableAt = append(r.availableAt, make([]time.Time, len(o.ids))...)
+		} else {
+			r.availableAt = append(r.availableAt, o.availableAt...)
+		}
+	}
 	r.ids = append(r.ids, o.ids...)
 	r.payloads = append(r.payloads, o.payloads...)
 	r.metadata = append(r.metadata, o.metadata...)
@@ -106,6 +129,10 @@ func (r *rows) append(o *rows) {
 
 // queue adds the insert of r to b.
 func (r *rows) queueInsert(b *pgx.Batch, q *queries) {
+	if r.availableAt != nil {
+		b.Queue(q.insertAt, r.queue, r.ids, r.payloads, r.metadata, r.priorities, r.availableAt)
+		return
+	}
 	b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
 }
 

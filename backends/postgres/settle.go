@@ -159,6 +159,8 @@ func (d *Driver) Settle(_ context.Context, queue string, ss []pubsub.Settlement)
 				b.addDeadLetter(l, s)
 			case pubsub.SettleInterrupted:
 				b.addRequeue(queue, l, 0, true, false, "")
+			case pubsub.SettleDefer:
+				b.addRequeue(queue, l, s.Delay, false, false, "")
 			}
 		}
 	})

@@ -11,9 +11,10 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq, instances, latest string // qualified table names
+	messages, queues, dlq, instances, latest, paused string // qualified table names
 
 	insert       string
+	insertAt     string
 	ensureQueues string
 	notify       string
 	claim        string
@@ -33,6 +34,7 @@ func newQueries(schema string) queries {
 		dlq:       s + ".quantum_flow_dlq",
 		instances: s + ".quantum_flow_instances",
 		latest:    s + ".quantum_flow_latest",
+		paused:    s + ".quantum_flow_paused_queues",
 	}
 	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
 
@@ -44,6 +46,17 @@ INSERT INTO {messages} (id, queue_name, payload, metadata, priority)
 SELECT u.id, $1, u.payload, u.metadata::jsonb,
        coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0)
 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[]) AS u(id, payload, metadata, priority)`)
+
+	// The same with when each message becomes deliverable (delayed and
+	// scheduled publishes; a time already past, or the zero time, is now),
+	// used only for batches that carry one, so that the common insert
+	// encodes no extra array.
+	q.insertAt = r.Replace(`
+INSERT INTO {messages} (id, queue_name, payload, metadata, priority, available_at)
+SELECT u.id, $1, u.payload, u.metadata::jsonb,
+       coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0),
+       greatest(u.available_at, now())
+FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[], $6::timestamptz[]) AS u(id, payload, metadata, priority, available_at)`)
 
 	// Queues used without a declaration, with their defaults (see
 	// ensureArgs); a declared queue keeps its settings.

@@ -67,6 +67,7 @@ type queueRow struct {
 	Scheduled          int64            `json:"scheduled"`
 	DeadLetters        int64            `json:"dead_letters"`
 	OldestPendingAgeMS int64            `json:"oldest_pending_age_ms"`
+	Paused             bool             `json:"paused"`
 	Counters           map[string]int64 `json:"counters,omitempty"`
 }
 
@@ -78,8 +79,9 @@ func (a *app) queuesCommand() *cobra.Command {
 retry settings and a snapshot of their stats (pending, in flight, waiting for a
 retry, dead letters, age of the oldest pending message). The instance queues
 of addressed and broadcast queues (QUEUE@INSTANCE) follow their queue, with
-the INSTANCE column set. With --json, one object per queue: queue, instance
-(for an instance queue), the settings and the stats.`,
+the INSTANCE column set. PAUSED says whether the queue is paused (quantumflow
+pause). With --json, one object per queue: queue, instance (for an instance
+queue), the settings, the stats and paused.`,
 		Args: noArgs,
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			_, b, err := a.open(ctx)
@@ -93,7 +95,7 @@ the INSTANCE column set. With --json, one object per queue: queue, instance
 			}
 			slices.SortFunc(infos, func(x, y pubsub.QueueInfo) int { return byQueueThenInstance(x.Name, y.Name) })
 			out := cmd.OutOrStdout()
-			t := newTable(out, "QUEUE", "INSTANCE", "PRIORITY", "PENDING", "IN_FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "MAX_RETRIES", "RETRY_DELAY")
+			t := newTable(out, "QUEUE", "INSTANCE", "PRIORITY", "PENDING", "IN_FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "MAX_RETRIES", "RETRY_DELAY", "PAUSED")
 			for _, qi := range infos {
 				st, err := b.Stats(ctx, qi.Name)
 				if err != nil {
@@ -103,7 +105,7 @@ the INSTANCE column set. With --json, one object per queue: queue, instance
 				row := queueRow{
 					Name: queue, Instance: instance, Priority: qi.Priority, MaxRetries: qi.MaxRetries, RetryDelayMS: qi.RetryDelay.Milliseconds(),
 					Pending: st.Pending, InFlight: st.InFlight, Scheduled: st.Scheduled, DeadLetters: st.DeadLetters,
-					OldestPendingAgeMS: st.OldestPendingAge.Milliseconds(), Counters: st.Counters,
+					OldestPendingAgeMS: st.OldestPendingAge.Milliseconds(), Paused: st.Paused, Counters: st.Counters,
 				}
 				if a.jsonOut {
 					if err := writeJSONLine(out, row); err != nil {
@@ -112,7 +114,7 @@ the INSTANCE column set. With --json, one object per queue: queue, instance
 					continue
 				}
 				t.row(row.Name, dash(instance), strconv.Itoa(int(row.Priority)), i64(row.Pending), i64(row.InFlight), i64(row.Scheduled),
-					i64(row.DeadLetters), fmtAge(st.OldestPendingAge), strconv.Itoa(row.MaxRetries), qi.RetryDelay.String())
+					i64(row.DeadLetters), fmtAge(st.OldestPendingAge), strconv.Itoa(row.MaxRetries), qi.RetryDelay.String(), yesNo(st.Paused))
 			}
 			if a.jsonOut {
 				return nil
@@ -128,9 +130,10 @@ func (a *app) statsCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "stats QUEUE [--instance ID]",
 		Short: "Show a snapshot of one queue",
-		Long: `stats shows a snapshot of one queue: pending, in flight, waiting for a retry,
-dead letters, the age of the oldest pending message and the counters the
-backend keeps. An unknown queue is a usage error (exit 2).
+		Long: `stats shows a snapshot of one queue: pending, in flight, scheduled (waiting
+for a retry, or published delayed or scheduled), dead letters, the age of the
+oldest pending message, whether it is paused and the counters the backend
+keeps. An unknown queue is a usage error (exit 2).
 
 On a queue with addressed or broadcast delivery, --instance ID (or QUEUE@ID)
 shows that instance's queue; without it, a row per instance queue and a
@@ -175,6 +178,7 @@ total (with --json, one object per instance and a last one with
 			t.row("scheduled", i64(st.Scheduled))
 			t.row("dead_letters", i64(st.DeadLetters))
 			t.row("oldest_pending_age", fmtAge(st.OldestPendingAge))
+			t.row("paused", yesNo(st.Paused))
 			for _, k := range sortedKeys(st.Counters) {
 				t.row(k, i64(st.Counters[k]))
 			}
@@ -188,7 +192,7 @@ func statsRow(queue, instance string, st pubsub.QueueStats) map[string]any {
 	row := map[string]any{
 		"queue": queue, "pending": st.Pending, "in_flight": st.InFlight, "scheduled": st.Scheduled,
 		"dead_letters": st.DeadLetters, "oldest_pending_age_ms": st.OldestPendingAge.Milliseconds(),
-		"counters": st.Counters,
+		"paused": st.Paused, "counters": st.Counters,
 	}
 	if instance != "" {
 		row["instance"] = instance
@@ -266,7 +270,8 @@ func (a *app) pendingCommand() *cobra.Command {
 		Use:   "pending QUEUE [--instance ID]",
 		Short: "List messages waiting in a queue, in delivery order",
 		Long: `pending lists up to --limit (at most ` + strconv.Itoa(MaxListLimit) + `) messages of a queue in delivery order
-(priority first, then oldest), including those waiting for a retry. With
+(priority first, then oldest), then those scheduled (waiting for a retry, or
+published with --delay or --at) with AVAILABLE_AT, when they are due. With
 --json, one object per message: id, queue, instance (on addressed and
 broadcast queues), created_at, attempts, priority, available_at, payload,
 metadata.
@@ -347,4 +352,11 @@ instance, up to --limit in all. --instance on a work queue is a usage error.`,
 	}
 	c.Flags().IntVar(&limit, "limit", 100, "how many messages to list at most (at most "+strconv.Itoa(MaxListLimit)+")")
 	return c
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }

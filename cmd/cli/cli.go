@@ -192,6 +192,10 @@ Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration.`,
 		a.statsCommand(),
 		a.pendingCommand(),
 		a.publishCommand(),
+		a.pauseCommand(true),
+		a.pauseCommand(false),
+		a.showCommand(),
+		a.deleteCommand(),
 		a.consumeCommand(),
 		a.instancesCommand(),
 		a.dlqCommand(),
@@ -276,7 +280,7 @@ func isUsage(err error) bool {
 	if errors.As(err, &ue) {
 		return true
 	}
-	for _, s := range []error{topology.ErrInvalidConfig, pubsub.ErrInvalidURL, pubsub.ErrUnknownScheme, pubsub.ErrInvalidQueueName, pubsub.ErrInvalidArgument, pubsub.ErrQueueNotFound, pubsub.ErrUnsupported} {
+	for _, s := range []error{topology.ErrInvalidConfig, pubsub.ErrInvalidURL, pubsub.ErrUnknownScheme, pubsub.ErrInvalidQueueName, pubsub.ErrInvalidArgument, pubsub.ErrQueueNotFound, pubsub.ErrMessageNotFound, pubsub.ErrUnsupported} {
 		if errors.Is(err, s) {
 			return true
 		}

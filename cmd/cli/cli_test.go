@@ -127,6 +127,7 @@ func TestHelpForEveryCommand(t *testing.T) {
 	t.Parallel()
 	cmds := [][]string{
 		{}, {"init"}, {"queues"}, {"stats"}, {"pending"}, {"publish"}, {"consume"}, {"instances"},
+		{"pause"}, {"resume"}, {"show"}, {"delete"},
 		{"dlq"}, {"dlq", "list"}, {"dlq", "retry"}, {"dlq", "purge"},
 		{"config"}, {"config", "show"}, {"config", "check"}, {"demo"}, {"version"}, {"serve"},
 	}

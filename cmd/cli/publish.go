@@ -33,6 +33,7 @@ func (a *app) publishCommand() *cobra.Command {
 		to       string
 		metadata map[string]string
 		raw      bool
+		sched    schedule
 	)
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
@@ -67,11 +68,20 @@ contracts: required fields, types, ranges, a schema_version no newer than
 this binary knows); a payload that does not is refused with exit 2, naming
 the field, and nothing is published. The messages then carry the metadata
 quantumflow_content_type and quantumflow_schema. --raw publishes the payload
-as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
+as is (any JSON): a typed consumer dead-letters what its contract refuses.
+
+--delay 30s or --at 2026-12-24T18:00:00Z publishes the messages delayed or
+scheduled: they count as scheduled in stats, pending lists them with their
+AVAILABLE_AT, and no consumer gets them before (a bad value, or both flags,
+is a usage error, exit 2). --ttl 10m makes them expire: not taken by then,
+they become dead letters with the reason "expired"; without it the queue's
+message_ttl applies (producers' entries in the configuration).`,
 		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","instance":"ops-1","change":"tune cache","risk":0.2}' --instance ops-1
   quantumflow publish rollback_triggers_queue --payload '{"id":"rb1","instance":"singularity-2","reason":"error rate"}' --to singularity-2 --json
   quantumflow publish rollback_triggers_queue --payload '{"id":"rb2","instance":"all","reason":"bad deploy"}' --to all
   quantumflow publish guardian_safety_profiles_queue --payload '{"id":"sp1","version":3,"max_risk":0.5}'
+  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p2","instance":"ops-1","change":"resize pool","risk":0.4}' --delay 30s
+  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p3","instance":"ops-1","change":"drop index","risk":0.9}' --at 2026-12-24T18:00:00Z --ttl 24h
   quantumflow publish proposals_for_consensus_queue --payload '{"anything":"goes"}' --raw`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
@@ -80,6 +90,10 @@ as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
 			}
 			if err := json.Unmarshal([]byte(payload), new(json.RawMessage)); err != nil {
 				return usageErrorf("publish: queue %s: --payload is not valid JSON (%v): %s", args[0], err, short(payload, 80))
+			}
+			deliverAt, expiresAt, err := sched.parse(time.Now())
+			if err != nil {
+				return err
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
@@ -140,6 +154,9 @@ as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
 			if err := p.prepare(ctx, cfg); err != nil {
 				return err
 			}
+			if prod, ok := cfg.Producer(queue); ok && expiresAt.IsZero() && prod.MessageTTL > 0 {
+				expiresAt = time.Now().Add(prod.MessageTTL)
+			}
 			for done := 0; done < count; {
 				n := min(publishBatch, count-done)
 				msgs := make([]*message.Message, n)
@@ -150,6 +167,12 @@ as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
 					}
 					if prio != nil {
 						pubsub.SetPriority(m, *prio)
+					}
+					if !deliverAt.IsZero() {
+						pubsub.SetDeliverAt(m, deliverAt)
+					}
+					if !expiresAt.IsZero() {
+						pubsub.SetExpiresAt(m, expiresAt)
 					}
 					if p.origin != "" {
 						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
@@ -174,6 +197,7 @@ as is (any JSON): a typed consumer dead-letters what its contract refuses.`,
 	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
 	c.Flags().BoolVar(&raw, "raw", false, "publish the payload as is, without checking it against the queue's contract")
+	sched.flags(c)
 	return c
 }
 

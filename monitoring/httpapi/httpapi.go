@@ -8,7 +8,11 @@
 //	GET  /readyz                       backend reachable and storage initialised
 //	GET  /api/queues                   every queue with stats, rates, and the DLQ alert state
 //	GET  /api/queues/{queue}           one queue, or one instance queue QUEUE@INSTANCE
-//	GET  /api/queues/{queue}/pending   pending messages (?limit=N, default 100)
+//	GET  /api/queues/{queue}/pending   pending messages (?limit=N, default 100; ?offset=N skips N)
+//	POST /api/queues/{queue}/pause     pause the queue, for every process (admin)
+//	POST /api/queues/{queue}/resume    resume it (admin)
+//	GET  /api/messages/{id}            one message: state, attempts, last error, payload (?queue=Q)
+//	DELETE /api/messages/{id}          remove a waiting message (?queue=Q; admin): 404, 409 when held
 //	GET  /api/instances                the instance registry, each instance with its state
 //	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&limit=N)
 //	POST /api/dlq/retry                move dead letters back to their queue
@@ -189,11 +193,15 @@ func New(opts Options) http.Handler {
 	rs.handle("GET", "/readyz", http.HandlerFunc(a.readyz))
 	rs.handle("GET", "/api/queues", knownParams(a.backendOr503(a.listQueues)))
 	rs.handle("GET", "/api/queues/{queue}", knownParams(a.backendOr503(a.getQueue)))
-	rs.handle("GET", "/api/queues/{queue}/pending", knownParams(a.backendOr503(a.listPending), "limit"))
+	rs.handle("GET", "/api/queues/{queue}/pending", knownParams(a.backendOr503(a.listPending), "limit", "offset"))
 	rs.handle("GET", "/api/instances", knownParams(a.backendOr503(a.listInstances)))
 	rs.handle("GET", "/api/dlq", knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "limit"))
 	rs.handle("POST", "/api/dlq/retry", a.admin(knownParams(a.backendOr503(a.retryDLQ))))
 	rs.handle("POST", "/api/dlq/purge", a.admin(knownParams(a.backendOr503(a.purgeDLQ))))
+	rs.handle("POST", "/api/queues/{queue}/pause", a.admin(knownParams(a.backendOr503(a.pauseQueue(true)))))
+	rs.handle("POST", "/api/queues/{queue}/resume", a.admin(knownParams(a.backendOr503(a.pauseQueue(false)))))
+	rs.handle("GET", "/api/messages/{id}", knownParams(a.backendOr503(a.getMessage), "queue"))
+	rs.handle("DELETE", "/api/messages/{id}", a.admin(knownParams(a.backendOr503(a.deleteMessage), "queue")))
 
 	static, _ := fs.Sub(staticFS, "static")
 	rs.handle("GET", "/static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -347,9 +355,11 @@ func limitParam(w http.ResponseWriter, r *http.Request) (int, bool) {
 
 func (a *api) backendError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, pubsub.ErrQueueNotFound):
+	case errors.Is(err, pubsub.ErrQueueNotFound), errors.Is(err, pubsub.ErrMessageNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
-	case errors.Is(err, pubsub.ErrInvalidQueueName):
+	case errors.Is(err, pubsub.ErrMessageInFlight):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, pubsub.ErrInvalidQueueName), errors.Is(err, pubsub.ErrInvalidArgument):
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, pubsub.ErrUnsupported):
 		writeError(w, http.StatusNotImplemented, err.Error())

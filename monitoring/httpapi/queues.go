@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -24,16 +26,18 @@ type QueueView struct {
 	Name string `json:"name"`
 	// Instance is the instance of an instance queue's view (Name is then
 	// its queue's); empty for a queue.
-	Instance         string           `json:"instance,omitempty"`
-	Priority         pubsub.Priority  `json:"priority"`
-	MaxRetries       int              `json:"max_retries"`
-	RetryDelayMS     int64            `json:"retry_delay_ms"`
-	Pending          int64            `json:"pending"`
-	InFlight         int64            `json:"in_flight"`
-	Scheduled        int64            `json:"scheduled"`
-	DeadLetters      int64            `json:"dead_letters"`
-	OldestPendingAge float64          `json:"oldest_pending_age_seconds"`
-	Counters         map[string]int64 `json:"counters,omitempty"`
+	Instance         string          `json:"instance,omitempty"`
+	Priority         pubsub.Priority `json:"priority"`
+	MaxRetries       int             `json:"max_retries"`
+	RetryDelayMS     int64           `json:"retry_delay_ms"`
+	Pending          int64           `json:"pending"`
+	InFlight         int64           `json:"in_flight"`
+	Scheduled        int64           `json:"scheduled"`
+	DeadLetters      int64           `json:"dead_letters"`
+	OldestPendingAge float64         `json:"oldest_pending_age_seconds"`
+	// Paused is true while the queue is paused (POST .../pause).
+	Paused   bool             `json:"paused"`
+	Counters map[string]int64 `json:"counters,omitempty"`
 	// Rates are per-second changes over the last minute of observations:
 	// "pending" (the depth's trend) and each counter the backend keeps.
 	// Absent until two observations a second apart exist.
@@ -137,6 +141,7 @@ func (a *api) groupView(ctx context.Context, g *queueGroup) (v QueueView, ok boo
 		total.Scheduled += st.Scheduled
 		total.DeadLetters += st.DeadLetters
 		total.OldestPendingAge = max(total.OldestPendingAge, st.OldestPendingAge)
+		total.Paused = total.Paused || st.Paused
 		for k, n := range st.Counters {
 			total.Counters[k] += n
 		}
@@ -185,7 +190,7 @@ func (a *api) view(info pubsub.QueueInfo, st pubsub.QueueStats, key string) Queu
 		Name: queue, Instance: instance, Priority: info.Priority, MaxRetries: info.MaxRetries,
 		RetryDelayMS: info.RetryDelay.Milliseconds(),
 		Pending:      st.Pending, InFlight: st.InFlight, Scheduled: st.Scheduled,
-		DeadLetters: st.DeadLetters, OldestPendingAge: st.OldestPendingAge.Seconds(),
+		DeadLetters: st.DeadLetters, OldestPendingAge: st.OldestPendingAge.Seconds(), Paused: st.Paused,
 		Counters: st.Counters, Rates: a.observe(key, st),
 	}
 }
@@ -310,9 +315,12 @@ func instanceQueues(infos []pubsub.QueueInfo, queue string) []string {
 // instance queue names its queue in Queue and the instance in Instance,
 // as `quantumflow pending --json` and `dlq list --json` do.
 type MessageView struct {
-	ID             string            `json:"id"`
-	Queue          string            `json:"queue"`
-	Instance       string            `json:"instance,omitempty"`
+	ID       string `json:"id"`
+	Queue    string `json:"queue"`
+	Instance string `json:"instance,omitempty"`
+	// State is where the message is, in GET /api/messages/{id}: pending,
+	// scheduled, in_flight or dead_letter.
+	State          string            `json:"state,omitempty"`
 	Payload        json.RawMessage   `json:"payload,omitempty"`
 	PayloadBase64  []byte            `json:"payload_base64,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
@@ -349,6 +357,13 @@ func (a *api) listPending(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	offset, ok := offsetParam(w, r)
+	if !ok {
+		return
+	}
+	// A page is the messages after offset: read up to offset+limit, and
+	// one more to say whether another page follows.
+	want := offset + limit + 1
 	ctx, cancel := a.ctx(r)
 	defer cancel()
 	name := r.PathValue("queue")
@@ -367,10 +382,10 @@ func (a *api) listPending(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []MessageView{}
 	for i, n := range names {
-		if len(out) >= limit {
+		if len(out) >= want {
 			break
 		}
-		msgs, err := a.opts.Backend.ListPending(ctx, n, limit-len(out))
+		msgs, err := a.opts.Backend.ListPending(ctx, n, want-len(out))
 		if errors.Is(err, pubsub.ErrQueueNotFound) && i == 0 && len(names) > 1 {
 			continue // the queue itself is not needed to list its instances'
 		}
@@ -387,10 +402,27 @@ func (a *api) listPending(w http.ResponseWriter, r *http.Request) {
 			out = append(out, v)
 		}
 	}
+	more := len(out) > offset+limit
+	out = out[min(offset, len(out)):min(offset+limit, len(out))]
 	queue, instance := pubsub.SplitInstanceQueue(name)
-	resp := map[string]any{"queue": queue, "messages": out}
+	resp := map[string]any{"queue": queue, "messages": out, "offset": offset, "more": more}
 	if instance != "" {
 		resp["instance"] = instance
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// offsetParam reads ?offset, how many pending messages a page skips: 0 to
+// 10000 (pages read from the head of the queue).
+func offsetParam(w http.ResponseWriter, r *http.Request) (int, bool) {
+	s := r.URL.Query().Get("offset")
+	if s == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 10000 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("offset=%q: want an integer from 0 to 10000", s))
+		return 0, false
+	}
+	return n, true
 }

@@ -144,7 +144,7 @@ func TestQueryParametersAreChecked(t *testing.T) {
 	for _, p := range []string{
 		"/api/dlq?queue=q2;x", "/api/dlq?queue=q2&bogus=1", "/api/dlq?queu=q2", "/api/dlq?queue=q2&queue=q1",
 		"/api/dlq?queue=%zz", "/api/dlq?limit=1;limit=2", "/api/queues?x=1", "/api/queues/q1?limit=1",
-		"/api/queues/q1/pending?limit=5&offset=1", "/api/instances?service=singularity",
+		"/api/queues/q1/pending?limit=5&page=1", "/api/instances?service=singularity",
 	} {
 		r := do(t, b.server, "GET", p, "", nil)
 		require.Equal(t, http.StatusBadRequest, r.status, "%s: %s", p, r.body)

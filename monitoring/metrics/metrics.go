@@ -73,6 +73,7 @@ const (
 	QueueScheduled        = "quantumflow_queue_scheduled_messages"
 	QueueDeadLetters      = "quantumflow_queue_dead_letters"
 	QueueOldestPendingAge = "quantumflow_queue_oldest_pending_age_seconds"
+	QueuePaused           = "quantumflow_queue_paused"
 	DeadLetters           = "quantumflow_dead_letters"
 	DeadLetterThreshold   = "quantumflow_dead_letters_alert_threshold"
 	DeadLetterAlert       = "quantumflow_dead_letters_alert"
@@ -200,7 +201,7 @@ func Names() []string {
 	return []string{
 		MessagesPublished, MessagesConsumed, MessagesFailed, MessagesRetried, MessagesDeadLettered,
 		PublishFailures, Events, HandlerDuration, EndToEndLatency,
-		QueuePending, QueueInFlight, QueueScheduled, QueueDeadLetters, QueueOldestPendingAge,
+		QueuePending, QueueInFlight, QueueScheduled, QueueDeadLetters, QueueOldestPendingAge, QueuePaused,
 		DeadLetters, DeadLetterThreshold, DeadLetterAlert, BackendUp, StatsPolls, Instances,
 	}
 }

@@ -207,6 +207,14 @@ func metricsMatchTraffic(t *testing.T, b *pubsub.Backend) {
 	require.Equal(t, float64(0), value(t, reg, metrics.QueueScheduled, ql(topology.ProposalsQueue)))
 	require.Equal(t, float64(K), value(t, reg, metrics.QueueDeadLetters, ql(topology.ProposalsQueue)))
 	require.Equal(t, float64(0), value(t, reg, metrics.QueueOldestPendingAge, ql(topology.ProposalsQueue)))
+	require.Equal(t, float64(0), value(t, reg, metrics.QueuePaused, ql(topology.ProposalsQueue)))
+
+	// A paused queue's gauge is 1 at the next poll.
+	require.NoError(t, b.PauseQueue(ctx, topology.MetricsQueue))
+	_, err = p.Poll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, float64(1), value(t, reg, metrics.QueuePaused, ql(topology.MetricsQueue)))
+	require.NoError(t, b.ResumeQueue(ctx, topology.MetricsQueue))
 	bl := map[string]string{"backend": backend}
 	require.Equal(t, float64(K), value(t, reg, metrics.DeadLetters, bl))
 	require.Equal(t, float64(K-1), value(t, reg, metrics.DeadLetterThreshold, bl))

@@ -264,6 +264,7 @@ func (p *Poller) queueSeries(snap Snapshot, live map[string]bool) []queueSeries 
 		return [numQueueGauges]float64{
 			gaugePending: float64(s.Pending), gaugeInFlight: float64(s.InFlight), gaugeScheduled: float64(s.Scheduled),
 			gaugeDeadLetters: float64(s.DeadLetters), gaugeOldestAge: s.OldestPendingAge.Seconds(),
+			gaugePaused: boolGauge(s.Paused),
 		}
 	}
 	var out []queueSeries
@@ -294,7 +295,7 @@ func (p *Poller) queueSeries(snap Snapshot, live map[string]bool) []queueSeries 
 		}
 		v := values(s)
 		for g := range numQueueGauges {
-			if g == gaugeOldestAge {
+			if g == gaugeOldestAge || g == gaugePaused {
 				o.values[g] = max(o.values[g], v[g])
 			} else {
 				o.values[g] += v[g]
@@ -337,4 +338,12 @@ func (p *Poller) setInstances(snap Snapshot) {
 		}
 	}
 	p.services = services
+}
+
+// boolGauge is a gauge's value of a yes or no: 1 or 0.
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

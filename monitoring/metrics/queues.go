@@ -15,6 +15,7 @@ const (
 	gaugeScheduled
 	gaugeDeadLetters
 	gaugeOldestAge
+	gaugePaused
 	numQueueGauges
 )
 
@@ -47,9 +48,10 @@ func newQueueGauges(backend string) *queueGauges {
 	for i, d := range []struct{ name, help string }{
 		gaugePending:     {QueuePending, "Messages ready to be delivered now."},
 		gaugeInFlight:    {QueueInFlight, "Messages delivered and not yet acked or nacked."},
-		gaugeScheduled:   {QueueScheduled, "Messages waiting for a delayed retry."},
+		gaugeScheduled:   {QueueScheduled, "Messages waiting for a delayed retry, or published delayed or scheduled."},
 		gaugeDeadLetters: {QueueDeadLetters, "Dead letters whose original queue is this one."},
 		gaugeOldestAge:   {QueueOldestPendingAge, "Age of the oldest pending message, in seconds (0 when none)."},
+		gaugePaused:      {QueuePaused, "1 while the queue is paused (quantumflow pause): no consumer takes its messages; else 0."},
 	} {
 		// One help text for both label sets: a registry refuses a name
 		// with two.

@@ -113,6 +113,10 @@ func Run(t *testing.T, h Harness) {
 		{"InstanceGone", s.testInstanceGone},
 		{"InstanceRegistry", s.testInstanceRegistry},
 		{"Inbox", s.testInbox},
+		{"Pause", s.testPause},
+		{"DelayedPublish", s.testDelayedPublish},
+		{"Expiry", s.testExpiry},
+		{"ShowAndDelete", s.testShowAndDelete},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -293,6 +293,8 @@
         if (e.status !== 501) throw e; // 501: the backend keeps no instance registry
       }
       renderInstances(instances);
+      // controls.js adds the queue controls and pages to what is drawn.
+      document.dispatchEvent(new CustomEvent("quantumflow:refreshed", { detail: ov }));
       $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "1";
     } catch (e) {
@@ -302,6 +304,9 @@
       $("#updated").textContent = "error: " + e.message;
     }
   }
+
+  // What controls.js shares with this file.
+  window.QuantumFlow = { api, show, confirmThen, refresh, el, when, age, payloadText, token, admin: () => adminEnabled };
 
   function schedule() {
     clearInterval(timer);
