@@ -67,10 +67,10 @@ func pauseShowDelete(t *testing.T, b *bundle, backend *pubsub.Backend) {
 	require.Equal(t, cli.ExitOK, b.run(t, "init").code)
 	q := topology.MetricsQueue
 
-	r := b.run(t, "publish", q, "--payload", `{"n":1}`, "--delay", "1h", "--json")
+	r := b.run(t, "publish", q, "--payload", `{"n":1}`, "--raw", "--delay", "1h", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	delayed := r.lines(t)[0]["id"].(string)
-	r = b.run(t, "publish", q, "--payload", `{"n":2}`, "--at", "2099-12-24T18:00:00Z", "--json")
+	r = b.run(t, "publish", q, "--payload", `{"n":2}`, "--raw", "--at", "2099-12-24T18:00:00Z", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	r = b.run(t, "stats", q, "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
@@ -112,7 +112,7 @@ func pauseShowDelete(t *testing.T, b *bundle, backend *pubsub.Backend) {
 	r = b.run(t, "delete", delayed)
 	require.Equal(t, cli.ExitUsage, r.code)
 
-	r = b.run(t, "publish", topology.ProposalsQueue, "--payload", `{}`, "--json")
+	r = b.run(t, "publish", topology.ProposalsQueue, "--payload", `{}`, "--raw", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	held := r.lines(t)[0]["id"].(string)
 	sctx, cancel := context.WithCancel(ctx)
