@@ -87,9 +87,10 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}
+	limit := e.maxPayload()
 	for _, m := range msgs {
-		if _, _, err := PriorityOf(m); err != nil {
-			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
+		if err := checkMessage(m, limit); err != nil {
+			return fmt.Errorf("publish to queue %s: %w", queue, err)
 		}
 	}
 	if len(msgs) == 0 {
@@ -105,6 +106,14 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 		return fmt.Errorf("publish to queue %s: %w", queue, ErrClosed)
 	}
 	return e.wrap("publish to", queue, e.d.SendBatch(ctx, queue, msgs))
+}
+
+// maxPayload is the driver's payload limit, 0 when it has none.
+func (e *engine) maxPayload() int {
+	if l, ok := e.d.(PayloadLimiter); ok {
+		return l.MaxPayload()
+	}
+	return 0
 }
 
 func (e *engine) isClosed() bool {
