@@ -62,18 +62,19 @@ func ValidateDedupWindow(w time.Duration) error {
 	return nil
 }
 
-// checkMessage refuses what no backend stores: a malformed priority, a
-// dedup key that is too long, a payload over the driver's limit (limit 0:
-// none).
-func checkMessage(m *message.Message, limit int) error {
+// ValidateMessage refuses what no backend stores: a malformed priority,
+// an empty or overlong dedup key, a payload over maxPayload (0: no
+// limit). Publish checks every message with it before the driver sees
+// them; a driver's own publish path (PostgreSQL's PublishTx) calls it.
+func ValidateMessage(m *message.Message, maxPayload int) error {
 	if _, _, err := PriorityOf(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	if k, ok := m.Metadata[MetadataDedupKey]; ok && (k == "" || len(k) > MaxDedupKeyLen) {
 		return fmt.Errorf("%w: message %s: metadata %s: want 1-%d bytes, got %d", ErrInvalidArgument, m.UUID, MetadataDedupKey, MaxDedupKeyLen, len(k))
 	}
-	if limit > 0 && len(m.Payload) > limit {
-		return fmt.Errorf("%w: %w: message %s: payload is %d bytes, over the backend's limit of %d bytes", ErrInvalidArgument, ErrPayloadTooLarge, m.UUID, len(m.Payload), limit)
+	if maxPayload > 0 && len(m.Payload) > maxPayload {
+		return fmt.Errorf("%w: %w: message %s: payload is %d bytes, over the backend's limit of %d bytes", ErrInvalidArgument, ErrPayloadTooLarge, m.UUID, len(m.Payload), maxPayload)
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 	}
 	limit := e.maxPayload()
 	for _, m := range msgs {
-		if err := checkMessage(m, limit); err != nil {
+		if err := ValidateMessage(m, limit); err != nil {
 			return fmt.Errorf("publish to queue %s: %w", queue, err)
 		}
 	}

@@ -575,14 +575,14 @@ func TestQueueSpecs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := open(t, pgtest.Database(t))
-	declared := pubsub.QueueSpec{Name: "never_retry", Priority: pubsub.PriorityHigh}
+	declared := pubsub.QueueSpec{Name: "never_retry", Priority: pubsub.PriorityHigh, DedupWindow: time.Second}
 	require.NoError(t, b.DeclareQueue(ctx, declared))
 	require.NoError(t, b.Publisher().Publish("undeclared", newMsg("x")))
 	qs, err := b.ListQueues(ctx)
 	require.NoError(t, err)
 	got := map[string]pubsub.QueueSpec{}
 	for _, q := range qs {
-		got[q.Name] = pubsub.QueueSpec{Name: q.Name, Priority: q.Priority, MaxRetries: q.MaxRetries, RetryDelay: q.RetryDelay}
+		got[q.Name] = pubsub.QueueSpec{Name: q.Name, Priority: q.Priority, MaxRetries: q.MaxRetries, RetryDelay: q.RetryDelay, DedupWindow: q.DedupWindow}
 	}
 	require.Equal(t, map[string]pubsub.QueueSpec{
 		"never_retry": declared,
