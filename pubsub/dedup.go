@@ -3,7 +3,10 @@ package pubsub
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
@@ -26,7 +29,8 @@ const (
 	MaxDedupWindow     = 24 * time.Hour
 )
 
-// MaxDedupKeyLen is the longest dedup key, in bytes.
+// MaxDedupKeyLen is the longest dedup key, in bytes. A key is UTF-8 text
+// without control characters (it travels in a NATS header).
 const MaxDedupKeyLen = 512
 
 // ErrPayloadTooLarge is returned, wrapped with ErrInvalidArgument, for a
@@ -70,8 +74,8 @@ func ValidateMessage(m *message.Message, maxPayload int) error {
 	if _, _, err := PriorityOf(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
-	if k, ok := m.Metadata[MetadataDedupKey]; ok && (k == "" || len(k) > MaxDedupKeyLen) {
-		return fmt.Errorf("%w: message %s: metadata %s: want 1-%d bytes, got %d", ErrInvalidArgument, m.UUID, MetadataDedupKey, MaxDedupKeyLen, len(k))
+	if k, ok := m.Metadata[MetadataDedupKey]; ok && (k == "" || len(k) > MaxDedupKeyLen || !utf8.ValidString(k) || strings.ContainsFunc(k, unicode.IsControl)) {
+		return fmt.Errorf("%w: message %s: metadata %s: want 1-%d bytes of UTF-8 text without control characters, got %d bytes", ErrInvalidArgument, m.UUID, MetadataDedupKey, MaxDedupKeyLen, len(k))
 	}
 	if maxPayload > 0 && len(m.Payload) > maxPayload {
 		return fmt.Errorf("%w: %w: message %s: payload is %d bytes, over the backend's limit of %d bytes", ErrInvalidArgument, ErrPayloadTooLarge, m.UUID, len(m.Payload), maxPayload)

@@ -206,7 +206,7 @@ type queue struct {
 	// recently idle one is the likeliest to be running.
 	waiters []*waiter
 	// dedup holds the dedup keys stored within the queue's window.
-	dedup   dedupset.Set
+	dedup   dedupset.Set[string]
 	count   counters
 	stopped bool
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // SendBatch publishes msgs to queue and returns once JetStream has
@@ -27,8 +29,16 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 		return err
 	}
 	out := make([]*nats.Msg, len(msgs))
+	keyed := false
 	for i, m := range msgs {
-		out[i] = natsMessage(q.subject, m, m.UUID)
+		publishID := m.UUID
+		if key := m.Metadata[pubsub.MetadataDedupKey]; key != "" {
+			publishID, keyed = dedupMsgID(key), true
+		}
+		out[i] = natsMessage(q.subject, m, publishID)
+		if err := d.checkSize(m, out[i]); err != nil {
+			return err
+		}
 	}
 	recreate := func(ctx context.Context) {
 		// No stream answered: either JetStream is briefly unavailable, or
@@ -47,15 +57,25 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			d.log.Debug("recreating the stream failed", "queue", queue, "error", err)
 		}
 	}
-	return d.publishAll(ctx, out, &q.batched, recreate)
+	if !keyed {
+		return d.publishAll(ctx, out, &q.batched, recreate, nil)
+	}
+	// A batch's answer does not say which of its messages were
+	// duplicates: keyed publishes take the per-message path, whose acks do.
+	acks := make(map[*nats.Msg]*jetstream.PubAck, len(out))
+	if err := d.publishAll(ctx, out, nil, recreate, func(m *nats.Msg, a *jetstream.PubAck) { acks[m] = a }); err != nil {
+		return err
+	}
+	return d.learnFirstIDs(ctx, q, msgs, out, acks)
 }
 
 // publishAll publishes msgs and waits for every ack, retrying (d.retry)
 // the ones that failed transiently. While batched (not nil) is true (the
 // stream allows fast batch publishing), several messages go as batches
 // first. noStream, when not nil, is called after a publish found no
-// stream answering.
-func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atomic.Bool, noStream func(context.Context)) error {
+// stream answering. acked, when not nil, is given each message's ack
+// (from the goroutine of publishAll).
+func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atomic.Bool, noStream func(context.Context), acked func(*nats.Msg, *jetstream.PubAck)) error {
 	useBatches := batched != nil && batched.Load()
 	// No Nats-Expected-Stream header: a subject of this backend belongs to
 	// one stream by construction (the server refuses a stream whose
@@ -75,8 +95,12 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 			// future bookkeeping. Each attempt gets its own timeout so
 			// that an ack lost in a reconnect is retried.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			_, err = d.js.PublishMsg(actx, msgs[0])
+			var ack *jetstream.PubAck
+			ack, err = d.js.PublishMsg(actx, msgs[0])
 			cancel()
+			if err == nil && acked != nil {
+				acked(msgs[0], ack)
+			}
 		case useBatches:
 			msgs, err = d.publishBatches(ctx, msgs)
 			var apiErr *jetstream.APIError
@@ -89,10 +113,10 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 					// worth a refused batch per publish from now on.
 					batched.Store(false)
 				}
-				msgs, err = d.publishAsync(ctx, msgs)
+				msgs, err = d.publishAsync(ctx, msgs, nil)
 			}
 		default:
-			msgs, err = d.publishAsync(ctx, msgs)
+			msgs, err = d.publishAsync(ctx, msgs, acked)
 		}
 		if noStream != nil && errors.Is(err, jetstream.ErrNoStreamResponse) {
 			noStream(ctx)
@@ -115,8 +139,9 @@ const attemptTimeout = 5 * time.Second
 const requestTry = time.Second
 
 // publishAsync publishes msgs without waiting between them, then waits
-// for every ack. It returns the messages that failed and the first error.
-func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
+// for every ack, given to acked when not nil. It returns the messages that
+// failed and the first error.
+func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg, acked func(*nats.Msg, *jetstream.PubAck)) ([]*nats.Msg, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var failed []*nats.Msg
 	var firstErr error
@@ -140,7 +165,10 @@ func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Ms
 	}
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if acked != nil {
+				acked(msgs[i], ack)
+			}
 		case err := <-f.Err():
 			fail(msgs[i], err)
 		case <-ctx.Done():

@@ -6,16 +6,17 @@ package dedupset
 
 import "time"
 
-// Set maps dedup keys to message ids until each key's window ends.
+// Set maps dedup keys to values (the id of the message that stored the
+// key, and what else the caller needs) until each key's window ends.
 // Expired keys are dropped as later calls pass them, oldest first, so the
 // set holds about one window's keys whatever the traffic.
-type Set struct {
-	ids   map[string]entry
+type Set[V any] struct {
+	ids   map[string]entry[V]
 	order []stamp // keys in the order they were added
 }
 
-type entry struct {
-	id      string
+type entry[V any] struct {
+	id      V
 	expires time.Time
 }
 
@@ -24,36 +25,37 @@ type stamp struct {
 	expires time.Time
 }
 
-// Lookup returns the id stored under key if its window has not ended at
-// now.
-func (s *Set) Lookup(key string, now time.Time) (string, bool) {
+// Lookup returns the value stored under key if its window has not ended
+// at now.
+func (s *Set[V]) Lookup(key string, now time.Time) (V, bool) {
 	s.expire(now)
 	e, ok := s.ids[key]
 	if !ok || !now.Before(e.expires) {
-		return "", false
+		var zero V
+		return zero, false
 	}
 	return e.id, true
 }
 
-// Add remembers key for id until now+window, replacing what key held.
-func (s *Set) Add(key, id string, now time.Time, window time.Duration) {
+// Add remembers key with v until now+window, replacing what key held.
+func (s *Set[V]) Add(key string, v V, now time.Time, window time.Duration) {
 	if s.ids == nil {
-		s.ids = map[string]entry{}
+		s.ids = map[string]entry[V]{}
 	}
 	exp := now.Add(window)
-	s.ids[key] = entry{id: id, expires: exp}
+	s.ids[key] = entry[V]{id: v, expires: exp}
 	s.order = append(s.order, stamp{key: key, expires: exp})
 }
 
 // Len returns how many keys the set holds, expired ones not yet dropped
 // included.
-func (s *Set) Len() int { return len(s.ids) }
+func (s *Set[V]) Len() int { return len(s.ids) }
 
 // expire drops the keys added first while their windows have ended. A key
 // added again later has a later stamp: only its latest one removes it.
 // Windows of different lengths (a queue declared again) may leave an
 // expired key behind a live one for a while; it is never returned.
-func (s *Set) expire(now time.Time) {
+func (s *Set[V]) expire(now time.Time) {
 	n := 0
 	for n < len(s.order) && !now.Before(s.order[n].expires) {
 		st := s.order[n]

@@ -9,7 +9,7 @@ import (
 
 func TestSet(t *testing.T) {
 	t.Parallel()
-	var s Set
+	var s Set[string]
 	t0 := time.Unix(1000, 0)
 	_, ok := s.Lookup("k", t0)
 	require.False(t, ok)
@@ -36,7 +36,7 @@ func TestSet(t *testing.T) {
 
 func TestSetBounded(t *testing.T) {
 	t.Parallel()
-	var s Set
+	var s Set[string]
 	t0 := time.Unix(1000, 0)
 	for i := range 100_000 {
 		now := t0.Add(time.Duration(i) * time.Millisecond)

@@ -186,7 +186,7 @@ func (s *suite) testDedupInvalid(t *testing.T) {
 		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "window %s", w)
 		require.ErrorContains(t, err, queue)
 	}
-	for _, k := range []string{"", strings.Repeat("k", pubsub.MaxDedupKeyLen+1)} {
+	for _, k := range []string{"", strings.Repeat("k", pubsub.MaxDedupKeyLen+1), "line\nbreak", "\xff"} {
 		err := b.Publisher().Publish(queue, keyed("x", k))
 		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "key of %d bytes", len(k))
 		require.ErrorContains(t, err, pubsub.MetadataDedupKey)
