@@ -30,6 +30,7 @@ func (a *app) publishCommand() *cobra.Command {
 		priority string
 		to       string
 		metadata map[string]string
+		dedupKey string
 	)
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
@@ -57,11 +58,19 @@ instance_ttl and broadcast_retention come from the configuration of --service
 QUANTUM_FLOW_BROADCAST_RETENTION, the file).
 On addressed and broadcast queues each line of text output is "ID INSTANCE",
 one per copy. --instance ID marks the messages as published by instance ID,
-so that replies (consensus results) are addressed to it.`,
+so that replies (consensus results) are addressed to it.
+
+--dedup-key KEY publishes the message with a dedup key: within the queue's
+dedup_window (2m by default) a message already published with KEY on the
+queue makes this publish store nothing, and the id printed is the stored
+message's (with --json, "duplicate": true). It takes --count 1 (exit 2
+otherwise). A payload over the backend's limit (1 MiB by default on every
+backend) is refused (exit 2), nothing published.`,
 		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","change":"tune cache"}' --instance ops-1
   quantumflow publish rollback_triggers_queue --payload '{"reason":"error rate"}' --to singularity-2 --json
   quantumflow publish rollback_triggers_queue --payload '{"reason":"bad deploy"}' --to all
-  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'`,
+  quantumflow publish guardian_safety_profiles_queue --payload '{"max_error_rate":0.05}'
+  quantumflow publish metrics_to_guardian_queue --payload '{"run":"r-17"}' --dedup-key run-r-17`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("payload") {
@@ -69,6 +78,9 @@ so that replies (consensus results) are addressed to it.`,
 			}
 			if !json.Valid([]byte(payload)) {
 				return usageErrorf("--payload is not valid JSON: %s", short(payload, 80))
+			}
+			if err := checkDedupKey(cmd, dedupKey, count); err != nil {
+				return err
 			}
 			var prio *pubsub.Priority
 			if cmd.Flags().Changed("priority") {
@@ -114,6 +126,9 @@ so that replies (consensus results) are addressed to it.`,
 			if err := checkQueue(ctx, b, cfg, queue); err != nil {
 				return err
 			}
+			if limit := b.MaxPayload(); limit > 0 && len(payload) > limit {
+				return usageErrorf("publish to queue %s: --payload is %d bytes, over the backend's limit of %d bytes: nothing published", queue, len(payload), limit)
+			}
 			p := &publication{
 				b: b, out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, mode: mode, to: to,
 				service: consumingService(cfg, queue), wait: waitOf(cfg, mode), log: a.logger(),
@@ -138,6 +153,9 @@ so that replies (consensus results) are addressed to it.`,
 					if p.origin != "" {
 						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
 					}
+					if dedupKey != "" {
+						pubsub.SetDedupKey(m, dedupKey)
+					}
 					msgs[i] = m
 				}
 				if err := p.send(ctx, msgs); err != nil {
@@ -157,7 +175,25 @@ so that replies (consensus results) are addressed to it.`,
 	c.Flags().StringVar(&priority, "priority", "", `message priority: an integer, "normal" or "high" (default: the queue's)`)
 	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
+	c.Flags().StringVar(&dedupKey, "dedup-key", "", "dedup key: within the queue's dedup_window a second publish with it stores nothing and prints the first message's id")
 	return c
+}
+
+// checkDedupKey refuses a --dedup-key no backend takes, or with more than
+// one copy (all but the first would be dropped as duplicates).
+func checkDedupKey(cmd *cobra.Command, key string, count int) error {
+	if !cmd.Flags().Changed("dedup-key") {
+		return nil
+	}
+	m := message.NewMessage("check", nil)
+	pubsub.SetDedupKey(m, key)
+	if err := pubsub.ValidateMessage(m, 0); err != nil {
+		return usageErrorf("--dedup-key %s: 1-%d bytes of UTF-8 text without control characters", short(strconv.Quote(key), 80), pubsub.MaxDedupKeyLen)
+	}
+	if count != 1 {
+		return usageErrorf("--dedup-key with --count %d: every copy would carry the key and only the first be stored; publish one", count)
+	}
+	return nil
 }
 
 // publication sends messages to a queue as its delivery mode says, and
@@ -180,6 +216,8 @@ type publication struct {
 	// targets are the instances of a fan-out (addressed to all, or a
 	// broadcast), found once by prepare.
 	targets []string
+	// sent are the ids of the batch being sent, as sent.
+	sent map[*message.Message]string
 }
 
 // prepare finds the instances a fan-out goes to and declares the instance
@@ -220,6 +258,11 @@ func (p *publication) warnUnregistered(ctx context.Context) {
 
 // send publishes one batch and prints what was sent.
 func (p *publication) send(ctx context.Context, msgs []*message.Message) error {
+	// The ids as sent: a duplicate comes back with the stored one's.
+	p.sent = make(map[*message.Message]string, len(msgs))
+	for _, m := range msgs {
+		p.sent[m] = m.UUID
+	}
 	switch {
 	case p.mode == topology.DeliveryWork:
 		if err := p.b.Publisher().Publish(p.queue, msgs...); err != nil {
@@ -261,6 +304,8 @@ func (p *publication) print(msgs []*message.Message, instance string) error {
 		switch {
 		case p.json && instance != "":
 			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue, "instance": instance})
+		case p.json && pubsub.DedupKeyOf(m) != "":
+			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue, "duplicate": p.sent[m] != m.UUID})
 		case p.json:
 			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue})
 		case instance != "":
