@@ -116,6 +116,7 @@ func TestQuickRun(t *testing.T) {
 	require.Equal(t, 8, issues[3], "issue 3's seven performance targets, consume also at equal durability")
 	require.Equal(t, 12, issues[4], "issue 4: publish 1/call (1 and 64 publishers), batch, consume at two sync policies, the three publish targets again at equal dedup, and latency")
 	require.Equal(t, 8, issues[11], "issue 11: the addressed round trip's p50 and p99 against the work queue's on mem, postgres, nats and nats_sync")
+	require.Equal(t, 4, issues[12], "issue 12: publish with dedup keys against without, 1 and 100 per call, on postgres and nats")
 
 	dir := t.TempDir()
 	require.NoError(t, rep.WriteFiles(dir))
@@ -129,7 +130,7 @@ func TestQuickRun(t *testing.T) {
 
 	md, err := os.ReadFile(filepath.Join(dir, bench.FileMarkdown))
 	require.NoError(t, err)
-	for _, want := range []string{"## Targets of issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)", "misrouted", "copies delivered / expected", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
+	for _, want := range []string{"## Targets of issues 3 (PostgreSQL), 4 (NATS), 11 (delivery to instances) and 12 (effectively-once)", "misrouted", "copies delivered / expected", "× pgx", "× jetstream", "× jetstream_msgid", "× gochannel", "× watermill_sql", "fsync=on", rep.Machine.CPU} {
 		require.Contains(t, string(md), want)
 	}
 

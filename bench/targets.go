@@ -162,6 +162,15 @@ func checkTargets(rep *Report) []Target {
 	}
 	latency(4, "End-to-end latency at 200 msg/s: p50 ≤ 2 ms [default sync]", SubjectNATS, 200, "p50", 2)
 
+	// Issue 12: dedup keys cost publishes at most 10%, on the same
+	// backend in the same run.
+	for _, subject := range []string{SubjectPostgres, SubjectNATS} {
+		for _, batch := range []int{1, 100} {
+			ratio(12, fmt.Sprintf("Publish with a dedup key on every message (%s per call) ≥ 0.9× without keys [%s]", plural(batch, "message"), subject),
+				ScenarioPublishDedup, subject, func(p Params) bool { return p.Dedup && p.Batch == batch }, subject, "≥", 0.9, "")
+		}
+	}
+
 	// Issue 11: addressing each consensus result to its proposer, with
 	// many instances, costs at most 1.3× of the round trip on a work queue
 	// with one instance, on the same backend in the same run.
