@@ -20,6 +20,7 @@ type queries struct {
 	notify       string
 	claim        string
 	ack          string
+	ackTx        string
 	requeue      string
 	deadLetter   string
 	extend       string
@@ -137,6 +138,12 @@ DELETE FROM {dedup} WHERE ctid = ANY(ARRAY(
 // settleQueries fills in the settlements' statements.
 func (q *queries) settleQueries(r *strings.Replacer) {
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
+
+	// An ack inside the handler's transaction (AckTx): only while this
+	// consumer holds the lease, so that a lease lost to another consumer
+	// deletes nothing and the handler's transaction is rolled back. The
+	// engine's ack of the message afterwards deletes nothing.
+	q.ackTx = r.Replace(`DELETE FROM {messages} WHERE seq = $1 AND locked_by = $2 AND status = 'processing'`)
 
 	// Back to the queue: a nack (attempt counted, maybe delayed, error
 	// kept), an interrupted delivery (counted) or a give-back (nothing
