@@ -209,6 +209,11 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// Before the request is handed over: from then on the dispatcher may
+	// append other publishes to its rows.
+	if req.rows.keys != nil {
+		d.startDedupExpiry()
+	}
 	p := d.pub
 	p.mu.RLock()
 	if p.closed {
@@ -217,9 +222,6 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	}
 	p.reqs <- req
 	p.mu.RUnlock()
-	if req.rows.keys != nil {
-		d.startDedupExpiry()
-	}
 	select {
 	case err := <-req.done:
 		if err == nil {
