@@ -48,7 +48,7 @@ type rows struct {
 	// keys are the messages' dedup keys ("" for none), nil while none has
 	// one: only then do the rows go through the dedup insert.
 	keys []string
-	// dups are, after a write, the messages not stored as duplicates:
+	// dups are, after a write, the duplicates, which were not stored:
 	// their positions in the arrays and the ids stored for their keys.
 	dups []dup
 }
