@@ -36,7 +36,7 @@ func TestQuickRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the quick benchmark run takes about a minute")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	rep, err := bench.Run(ctx, bench.Config{Quick: true, Progress: testLog{t}, Command: "go run ./cmd/quantumflow-bench --quick"})
 	require.NoError(t, err)
