@@ -85,11 +85,13 @@ func TestQuickRun(t *testing.T) {
 			require.Positive(t, r.CopiesExpected, name)
 			require.Equal(t, r.CopiesExpected, r.Copies, "%s: every instance gets every safety profile", name)
 		}
-		// Every backend figure has a ratio, except the small backlog and
-		// the work-queue round trip, which are themselves the baselines of
-		// the large backlog and the addressed round trip.
+		// Every backend figure has a ratio, except the small backlog, the
+		// work-queue round trip and the publish without dedup keys, which
+		// are themselves the baselines of the large backlog, the addressed
+		// round trip and the publish with keys.
 		baseline := r.Scenario == bench.ScenarioBacklog && r.Pending == rep.Sizes.BacklogSmall ||
-			r.Scenario == bench.ScenarioAddressed && r.Delivery == "work"
+			r.Scenario == bench.ScenarioAddressed && r.Delivery == "work" ||
+			r.Scenario == bench.ScenarioPublishDedup && !r.Dedup
 		if r.Kind == bench.KindBackend && !baseline {
 			require.NotEmpty(t, r.Ratios, "%s %+v has no ratio to a baseline", name, r.Params)
 			for _, x := range r.Ratios {
