@@ -70,11 +70,12 @@ const (
 	ScenarioBroadcast    = "broadcast"
 	ScenarioBacklog      = "backlog"
 	ScenarioMixed        = "mixed"
+	ScenarioPublishDedup = "publish_dedup"
 )
 
 // Scenarios returns every scenario name, in the order they run.
 func Scenarios() []string {
-	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioConsume, ScenarioTypedConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
+	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioPublishDedup, ScenarioConsume, ScenarioTypedConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
 }
 
 // Subjects returns every subject name: backends first, then baselines.
@@ -148,10 +149,14 @@ type Params struct {
 	// Handler is the handler of a typed consume run: HandlerTyped or
 	// HandlerUntyped (the baseline).
 	Handler string `json:"handler,omitempty"`
+	// Dedup gives every message published a dedup key of its own (issue
+	// 12): the publish_dedup scenario compares it with the same publish
+	// without keys, on the same backend.
+	Dedup bool `json:"dedup,omitempty"`
 }
 
 func (p Params) key() string {
-	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d/%s/%s", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances, p.Delivery, p.Handler)
+	return fmt.Sprintf("%d/%d/%d/%d/%g/%d/%s/%d/%s/%s/%t", p.PayloadBytes, p.Publishers, p.Batch, p.Workers, p.Rate, p.Pending, p.Profile, p.Instances, p.Delivery, p.Handler, p.Dedup)
 }
 
 // Result is one measurement of one subject.
@@ -480,6 +485,9 @@ func (j *job) String() string {
 	if p.Handler != "" {
 		parts = append(parts, "handler="+p.Handler)
 	}
+	if p.Dedup {
+		parts = append(parts, "dedup_keys")
+	}
 	return fmt.Sprintf("%s %s %s", j.scenario, j.def.Name, strings.Join(parts, " "))
 }
 
@@ -567,6 +575,18 @@ func plan(sz Sizes, cfg Config) []*job {
 		link(add(ScenarioPublishBatch, SubjectPostgres, p), pg, wm)
 		link(add(ScenarioPublishBatch, SubjectNATS, p), js, jsm)
 		link(add(ScenarioPublishBatch, SubjectNATSSync, p), jss)
+	}
+	// publish_dedup (issue 12): every message with a dedup key of its own
+	// (none is a duplicate: the cost of the check), against the same
+	// publish without keys on the same backend.
+	for _, c := range []struct{ pubs, batch int }{{8, 1}, {4, 100}} {
+		newCase("%s, %s, %s per call", fmtBytes(small), plural(c.pubs, "publisher"), plural(c.batch, "message"))
+		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+			p := Params{PayloadBytes: small, Publishers: c.pubs, Batch: c.batch}
+			plain := add(ScenarioPublishDedup, b, p)
+			p.Dedup = true
+			link(add(ScenarioPublishDedup, b, p), plain)
+		}
 	}
 	// consume from a preloaded backlog.
 	for _, c := range []struct{ size, workers int }{{small, 1}, {small, 4}, {small, 16}, {large, 4}} {
@@ -776,7 +796,7 @@ func (r *runner) progress(j *job, res *Result) {
 
 func (r *runner) measure(ctx context.Context, inst *instance, j *job, res *Result) error {
 	switch j.scenario {
-	case ScenarioPublish, ScenarioPublishBatch:
+	case ScenarioPublish, ScenarioPublishBatch, ScenarioPublishDedup:
 		return r.publishThroughput(ctx, inst, j.params, res)
 	case ScenarioConsume:
 		return r.consumeThroughput(ctx, inst, j.params, res)
@@ -853,6 +873,9 @@ func diffParams(p, b Params) string {
 	}
 	if p.Handler != b.Handler {
 		out = append(out, b.Handler+" handler")
+	}
+	if p.Dedup && !b.Dedup {
+		out = append(out, "no dedup keys")
 	}
 	return strings.Join(out, ", ")
 }

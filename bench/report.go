@@ -92,6 +92,8 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 		"Concurrent publishers each publishing one message per call, back to back, for the publish window after a warm-up. msg/s published (the call returned). The pgx floor uses at most 8 connections: its 64-publisher figure is its 8-connection figure. jetstream_msgid is the jetstream floor with a unique Nats-Msg-Id on each message: the NATS backend always sends one (the message UUID, for issue 4's retry dedup), and the server's duplicate check costs publish throughput the plain floor does not pay."},
 	ScenarioPublishBatch: {"Publish, 100 messages per call",
 		"4 concurrent publishers, 100 messages per call. pgx: COPY of 100 rows per transaction; jetstream: 100 PublishAsync then wait for every PubAck (jetstream_msgid: the same with a Nats-Msg-Id on each, as the NATS backend sends); watermill-sql: one multi-row INSERT."},
+	ScenarioPublishDedup: {"Publish with dedup keys",
+		"Issue 12: every message published with a dedup key of its own (no duplicates: what the check costs), against the same publish without keys on the same backend in the same run; 8 publishers of 1 message per call and 4 of 100. PostgreSQL claims each key in quantum_flow_dedup in the publish's transaction; NATS sends the key as Nats-Msg-Id and takes the per-message path (its acks say which were duplicates) instead of fast batches; mem looks the key up in a map. Ratio: with keys / without (issue 12: ≥ 0.9)."},
 	ScenarioConsume: {"Consume from a preloaded backlog",
 		"The backlog is published first, then the workers take messages (no-op handler, ack). msg/s from the first message received to the last of the backlog (or the consume bound). pgx and jetstream floors run at most 4 consumers; GoChannel fans out and runs one subscription."},
 	ScenarioTypedConsume: {"Typed consume",
@@ -197,7 +199,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 }
 
 // issueTopics names the issues that set targets.
-var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances", 12: "typed contracts"}
+var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances", 12: "typed contracts and effectively-once"}
 
 // targetIssues lists the issues of the report's targets:
 // "issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)".
@@ -259,6 +261,11 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 		head = []string{"subject", "payload", "publishers", "per call", "msg/s", "vs baseline (higher is better)"}
 		cells = func(r *Result) []string {
 			return []string{subj(r), fmtBytes(r.PayloadBytes), fmt.Sprint(r.Publishers), fmt.Sprint(r.Batch), figure(r), ratios(r)}
+		}
+	case ScenarioPublishDedup:
+		head = []string{"subject", "publishers", "per call", "dedup keys", "msg/s", "vs without keys (higher is better)"}
+		cells = func(r *Result) []string {
+			return []string{subj(r), fmt.Sprint(r.Publishers), fmt.Sprint(r.Batch), yesNo(r.Dedup), figure(r), ratios(r)}
 		}
 	case ScenarioConsume:
 		head = []string{"subject", "payload", "workers", "pending", "msg/s", "vs baseline (higher is better)"}
@@ -338,6 +345,13 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 	if len(notes) > 0 {
 		fmt.Fprintf(b, "\n%s\n", strings.Join(notes, "\n"))
 	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 func caseLabel(r *Result) string {

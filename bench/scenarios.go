@@ -5,10 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // sleepCtx sleeps for d or until ctx is done.
@@ -34,6 +40,12 @@ func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params
 		return err
 	}
 	var count, seq atomic.Int64
+	send := inst.publish
+	if p.Dedup {
+		send = func(_ context.Context, queue string, payloads [][]byte) error {
+			return publishWithKeys(inst.backend, queue, payloads, &seq)
+		}
+	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var firstErr error
@@ -46,7 +58,7 @@ func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params
 				for i := range batch {
 					batch[i] = newPayload(tmpl, seq.Add(1))
 				}
-				if err := inst.publish(runCtx, queue, batch); err != nil {
+				if err := send(runCtx, queue, batch); err != nil {
 					if runCtx.Err() == nil {
 						errOnce.Do(func() { firstErr = err })
 						cancel()
@@ -81,6 +93,20 @@ func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params
 		return fmt.Errorf("no publish call completed in %s", r.sizes.Publish.D()+30*time.Second)
 	}
 	return nil
+}
+
+// publishWithKeys publishes payloads to queue through b, each message
+// with a dedup key of its own (from seq), so none is a duplicate.
+func publishWithKeys(b *pubsub.Backend, queue string, payloads [][]byte, seq *atomic.Int64) error {
+	if b == nil {
+		return errors.New("dedup keys: the subject is not a QuantumFlow backend")
+	}
+	msgs := make([]*message.Message, len(payloads))
+	for i, p := range payloads {
+		msgs[i] = message.NewMessage(watermill.NewUUID(), p)
+		pubsub.SetDedupKey(msgs[i], "bench-"+strconv.FormatInt(seq.Add(1), 10))
+	}
+	return b.Publisher().Publish(queue, msgs...)
 }
 
 // preload publishes n messages to queue in batches of 100 from 4

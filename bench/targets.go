@@ -169,6 +169,14 @@ func checkTargets(rep *Report) []Target {
 		ratio(12, fmt.Sprintf("Typed consume (router.Handle decoding and validating each payload, 4 workers) ≥ 0.9× untyped consume [%s]", b),
 			ScenarioTypedConsume, b, typed, b, "≥", 0.9, scaled)
 	}
+	// Issue 12: dedup keys cost publishes at most 10%, on the same
+	// backend in the same run.
+	for _, subject := range []string{SubjectPostgres, SubjectNATS} {
+		for _, batch := range []int{1, 100} {
+			ratio(12, fmt.Sprintf("Publish with a dedup key on every message (%s per call) ≥ 0.9× without keys [%s]", plural(batch, "message"), subject),
+				ScenarioPublishDedup, subject, func(p Params) bool { return p.Dedup && p.Batch == batch }, subject, "≥", 0.9, "")
+		}
+	}
 
 	// Issue 11: addressing each consensus result to its proposer, with
 	// many instances, costs at most 1.3× of the round trip on a work queue

@@ -42,12 +42,18 @@ type QueueSpec struct {
 	// RetryDelay is the delay before the first retry (the middleware
 	// doubles it for each further one).
 	RetryDelay time.Duration
+	// DedupWindow is how long a dedup key (MetadataDedupKey) is
+	// remembered, from MinDedupWindow to MaxDedupWindow. Zero, and only
+	// here, means DefaultDedupWindow: DeclareQueue fills it in before the
+	// driver sees the spec.
+	DedupWindow time.Duration
 }
 
 // DefaultQueueSpec is the spec of a queue used without a declaration:
-// normal priority, DefaultMaxRetries, DefaultRetryDelay.
+// normal priority, DefaultMaxRetries, DefaultRetryDelay,
+// DefaultDedupWindow.
 func DefaultQueueSpec(name string) QueueSpec {
-	return QueueSpec{Name: name, Priority: PriorityNormal, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay}
+	return QueueSpec{Name: name, Priority: PriorityNormal, MaxRetries: DefaultMaxRetries, RetryDelay: DefaultRetryDelay, DedupWindow: DefaultDedupWindow}
 }
 
 // QueueInfo describes a known queue.
@@ -56,7 +62,9 @@ type QueueInfo struct {
 	Priority   Priority      `json:"priority"`
 	MaxRetries int           `json:"max_retries"`
 	RetryDelay time.Duration `json:"retry_delay_ns"`
-	CreatedAt  time.Time     `json:"created_at,omitzero"`
+	// DedupWindow is the queue's dedup window (QueueSpec.DedupWindow).
+	DedupWindow time.Duration `json:"dedup_window_ns"`
+	CreatedAt   time.Time     `json:"created_at,omitzero"`
 }
 
 // QueueStats is a snapshot of one queue. Counts are exact at the time of

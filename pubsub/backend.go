@@ -199,6 +199,10 @@ func (b *Backend) Capabilities() Capabilities {
 	return b.engine.d.Capabilities()
 }
 
+// MaxPayload returns the largest payload, in bytes, the backend stores
+// (see PayloadLimiter); 0 means it has no limit of its own.
+func (b *Backend) MaxPayload() int { return b.engine.maxPayload() }
+
 // Scheme returns the URL scheme the backend was opened with.
 func (b *Backend) Scheme() string { return b.scheme }
 

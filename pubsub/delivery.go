@@ -32,6 +32,10 @@ type Delivery struct {
 	retryDelay time.Duration
 	lastError  string
 	deadLetter *DeadLetterReason
+
+	// received is the driver's record of the delivery, for drivers'
+	// own extensions (ReceivedOf).
+	received *Received
 }
 
 // DeadLetterReason says why and where a message failed.
@@ -94,6 +98,18 @@ type deliveryKey struct{}
 // hand (tests, a backend with a context of its own).
 func AttachDelivery(msg *message.Message, d *Delivery) {
 	msg.SetContext(context.WithValue(msg.Context(), deliveryKey{}, d))
+}
+
+// ReceivedOf returns the driver's record of msg's delivery (its AckID is
+// the driver's handle on it), or nil when msg was not delivered by a
+// QuantumFlow backend. Drivers' own extensions use it (the PostgreSQL
+// backend's AckTx acknowledges a message inside the handler's
+// transaction); it is not for handlers.
+func ReceivedOf(msg *message.Message) *Received {
+	if d := DeliveryOf(msg); d != nil {
+		return d.received
+	}
+	return nil
 }
 
 // DeliveryOf returns the Delivery a backend attached to msg, or nil when the

@@ -44,4 +44,29 @@
 // after that time becomes a dead letter with the error ReasonExpired
 // instead. Backend.GetMessage and DeleteMessage find one message by id
 // (drivers: MessageStore).
+//
+// # Deduplication
+//
+// A message published with a dedup key (MetadataDedupKey: SetDedupKey,
+// router.WithDedupKey, `quantumflow publish --dedup-key`) is stored only
+// if no message with the same key was stored on the same queue within the
+// queue's dedup window (QueueSpec.DedupWindow: DefaultDedupWindow, 2
+// minutes, unless declared; from MinDedupWindow to MaxDedupWindow, 24h).
+// Otherwise Publish stores nothing, returns nil and sets the message's
+// UUID to the id of the message stored with the key; concurrent publishes
+// of one key store one message and all learn its id. The window counts
+// from the publish that stored the key. This is publish-side: a message
+// delivered twice (at least once) is a consumer's matter (the PostgreSQL
+// backend's HandleInTx commits a handler's writes with the ack). Each
+// backend's package doc says how it keeps keys, and where it cannot know
+// the first id (NATS, once the first message was consumed).
+//
+// # Payload limit
+//
+// Every backend states the largest payload it stores (PayloadLimiter,
+// Backend.MaxPayload): 1 MiB by default everywhere (PostgreSQL's
+// max_payload URL parameter, NATS's server max_payload less 8 KiB for
+// headers, mem's fixed). A larger payload fails Publish with
+// ErrPayloadTooLarge (and ErrInvalidArgument), naming the queue, the
+// message, its size and the limit, and nothing of that publish is stored.
 package pubsub

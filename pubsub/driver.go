@@ -37,7 +37,16 @@ type Driver interface {
 	// doc where it cannot. It must honour ctx: a ctx already done stores
 	// nothing. A message carries its priority in its metadata
 	// (PriorityOf); without one, the queue's declared priority applies.
-	// The driver must not keep or change msgs after it returns.
+	//
+	// A message with a dedup key (DedupKeyOf) whose key was stored on
+	// queue within the queue's dedup window, by an earlier publish or an
+	// earlier message of msgs, is not stored: SendBatch sets its UUID to
+	// the stored message's id, so that the publisher learns it (empty when
+	// the backend cannot know it any more; its package doc says when).
+	// Concurrent publishes of one key store exactly one message, and every
+	// other one learns its id. The window counts from the publish that
+	// stored the key. Apart from that UUID, the driver must not keep or
+	// change msgs after it returns.
 	SendBatch(ctx context.Context, queue string, msgs []*message.Message) error
 
 	// EnsureQueue makes queue known to the backend, with DefaultQueueSpec

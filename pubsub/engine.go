@@ -90,9 +90,10 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 	if err := ValidateQueueName(queue); err != nil {
 		return err
 	}
+	limit := e.maxPayload()
 	for _, m := range msgs {
-		if err := checkMetadata(m); err != nil {
-			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
+		if err := ValidateMessage(m, limit); err != nil {
+			return fmt.Errorf("publish to queue %s: %w", queue, err)
 		}
 	}
 	if len(msgs) == 0 {
@@ -108,6 +109,14 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 		return fmt.Errorf("publish to queue %s: %w", queue, ErrClosed)
 	}
 	return e.wrap("publish to", queue, e.d.SendBatch(ctx, queue, msgs))
+}
+
+// maxPayload is the driver's payload limit, 0 when it has none.
+func (e *engine) maxPayload() int {
+	if l, ok := e.d.(PayloadLimiter); ok {
+		return l.MaxPayload()
+	}
+	return 0
 }
 
 func (e *engine) isClosed() bool {

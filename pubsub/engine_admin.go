@@ -39,6 +39,12 @@ func (a engineAdmin) DeclareQueue(ctx context.Context, spec QueueSpec) error {
 	if spec.RetryDelay < 0 {
 		return fmt.Errorf("queue %s: retry delay must be >= 0, got %s", spec.Name, spec.RetryDelay)
 	}
+	if spec.DedupWindow == 0 {
+		spec.DedupWindow = DefaultDedupWindow
+	}
+	if err := ValidateDedupWindow(spec.DedupWindow); err != nil {
+		return fmt.Errorf("queue %s: %w: %w", spec.Name, ErrInvalidArgument, err)
+	}
 	if err := a.check("declare", spec.Name); err != nil {
 		return err
 	}

@@ -40,7 +40,7 @@ func (s *subscription) deliver(m *Received) bool {
 	if m.Metadata != nil {
 		msg.Metadata = m.Metadata
 	}
-	d := &Delivery{Queue: s.r.queue, Attempt: m.Attempt, FirstFailureAt: m.FirstFailureAt}
+	d := &Delivery{Queue: s.r.queue, Attempt: m.Attempt, FirstFailureAt: m.FirstFailureAt, received: m}
 	// Done once settled, or when the subscription ends (watched below).
 	ctx := NewDeliveryContext(s.ctx, d)
 	defer ctx.End()

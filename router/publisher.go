@@ -116,7 +116,19 @@ func WithID(id string) PublishOption {
 	return func(m *message.Message) { m.UUID = id }
 }
 
-// Publish publishes one message with payload and returns its id.
+// WithDedupKey sets the message's dedup key (pubsub.MetadataDedupKey):
+// within the queue's dedup_window (2 minutes by default), publishing
+// another message with the same key on the queue stores nothing, and
+// Publish returns the id of the message stored first. The key is 1-512
+// bytes of UTF-8 text without control characters. On NATS the first id
+// can be unknown (""), see backends/nats.
+func WithDedupKey(key string) PublishOption {
+	return func(m *message.Message) { pubsub.SetDedupKey(m, key) }
+}
+
+// Publish publishes one message with payload and returns its id: with
+// WithDedupKey, the id of the message stored with the key, which is not
+// this one's when it was a duplicate.
 func (p *Publisher) Publish(ctx context.Context, payload []byte, opts ...PublishOption) (string, error) {
 	msg := message.NewMessage(watermill.NewUUID(), payload)
 	for _, o := range opts {

@@ -398,6 +398,11 @@ func (s ServiceConfig) Validate() error {
 		} else if d > RetryDelayLimit {
 			ps.add("%s.retry_delay_ms=%d: must be at most %d", name, d.Milliseconds(), RetryDelayLimit.Milliseconds())
 		}
+		if d := *e.dedupWindow; d != 0 {
+			if msg := checkDedupWindow(d); msg != "" {
+				ps.add("%s.dedup_window=%s: %s", name, d, msg)
+			}
+		}
 		if msg := checkPriority(string(*e.priority)); msg != "" {
 			ps.add("%s.priority=%s: %s", name, quote(string(*e.priority)), msg)
 		}
@@ -613,6 +618,28 @@ func parseWait(s string, limit time.Duration) (time.Duration, string) {
 	return d, checkWait(d, limit)
 }
 
+// parseDedupWindow parses dedup_window: a Go duration from
+// pubsub.MinDedupWindow to DedupWindowLimit.
+func parseDedupWindow(s string) (time.Duration, string) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, "not a duration (a number with a unit: 2m, 30s, 1h)"
+	}
+	return d, checkDedupWindow(d)
+}
+
+// checkDedupWindow says how d is outside pubsub.MinDedupWindow..
+// DedupWindowLimit, or "".
+func checkDedupWindow(d time.Duration) string {
+	switch {
+	case d < pubsub.MinDedupWindow:
+		return "must be at least " + formatDuration(pubsub.MinDedupWindow)
+	case d > DedupWindowLimit:
+		return "must be at most " + formatDuration(DedupWindowLimit)
+	}
+	return ""
+}
+
 // checkWait says how d is outside MinInstanceWait..limit, or "".
 func checkWait(d, limit time.Duration) string {
 	switch {
@@ -667,6 +694,9 @@ type entryRef struct {
 	priority   *Priority
 	delivery   *Delivery
 	handler    *string // nil for a producer
+	// dedupWindow is last so that the positional literals above stay
+	// readable.
+	dedupWindow *time.Duration
 }
 
 func (e entryRef) path() string { return e.side + "s." + e.key }
@@ -676,11 +706,11 @@ func (s *ServiceConfig) entries() []entryRef {
 	out := make([]entryRef, 0, len(s.Producers)+len(s.Consumers))
 	for i := range s.Producers {
 		p := &s.Producers[i]
-		out = append(out, entryRef{SideProducer, p.Key, &p.Queue, &p.Workers, &p.MaxRetries, &p.RetryDelay, &p.Priority, &p.Delivery, nil})
+		out = append(out, entryRef{SideProducer, p.Key, &p.Queue, &p.Workers, &p.MaxRetries, &p.RetryDelay, &p.Priority, &p.Delivery, nil, &p.DedupWindow})
 	}
 	for i := range s.Consumers {
 		c := &s.Consumers[i]
-		out = append(out, entryRef{SideConsumer, c.Key, &c.Queue, &c.Workers, &c.MaxRetries, &c.RetryDelay, &c.Priority, &c.Delivery, &c.Handler})
+		out = append(out, entryRef{SideConsumer, c.Key, &c.Queue, &c.Workers, &c.MaxRetries, &c.RetryDelay, &c.Priority, &c.Delivery, &c.Handler, &c.DedupWindow})
 	}
 	return out
 }

@@ -8,7 +8,10 @@
 // (queues it handles, each with a handler name). Default returns the
 // seed's configuration of a service; Queues the six queue declarations.
 // Every entry defaults to max_retries 3 and retry_delay_ms 1000;
-// rollback_triggers_queue is high priority.
+// rollback_triggers_queue is high priority. An entry's dedup_window (a Go
+// duration from 100ms to DedupWindowLimit, 24h; DefaultDedupWindow, 2m,
+// when unset) is how long its queue remembers a message's dedup key
+// (router.WithDedupKey): it is declared with the queue (Spec).
 //
 // A consumer's workers are how many of the queue's messages the service
 // handles at once; a producer's workers (the seed's publisher
@@ -194,7 +197,8 @@
 // from 1 to MaxWorkers (1024), max_retries outside 0..MaxRetriesLimit
 // (1000), retry_delay_ms outside 0..RetryDelayLimit (one hour), a
 // producer's message_ttl neither 0 nor a Go duration from MinMessageTTL
-// (1s) to MessageTTLLimit (720h),
+// (1s) to MessageTTLLimit (720h), dedup_window outside
+// 100ms..DedupWindowLimit (24h),
 // instance_ttl or broadcast_retention that is not a Go duration from
 // MinInstanceWait (1ms) to InstanceTTLLimit (720h, 30 days) or
 // BroadcastRetentionLimit (2160h, 90 days), an unknown entry, a queue_name that is not one of the six or not one the
@@ -211,7 +215,8 @@
 // # Showing a configuration
 //
 // ServiceConfig marshals to JSON with retry_delay_ms in milliseconds and
-// instance_ttl and broadcast_retention as Go durations ("24h"), and
+// instance_ttl, broadcast_retention and a dedup_window set as Go durations
+// ("24h"), and
 // MarshalFile writes services back in the file format (with a comment
 // saying what each side's workers count), which Load reads to the same
 // configuration. Redacted returns a copy fit to print.

@@ -43,6 +43,7 @@ type entryYAML struct {
 	RetryDelayMS yaml.Node `yaml:"retry_delay_ms"`
 	Priority     yaml.Node `yaml:"priority"`
 	Delivery     yaml.Node `yaml:"delivery"`
+	DedupWindow  yaml.Node `yaml:"dedup_window"`
 }
 
 type producerYAML struct {
@@ -71,9 +72,9 @@ type shape struct {
 
 var (
 	producerShape = &shape{what: "a producer entry",
-		keys: []string{"queue_name", "workers", "max_retries", "retry_delay_ms", "priority", "delivery", "message_ttl"}}
+		keys: []string{"queue_name", "workers", "max_retries", "retry_delay_ms", "priority", "delivery", "message_ttl", "dedup_window"}}
 	consumerShape = &shape{what: "a consumer entry",
-		keys: []string{"queue_name", "workers", "handler", "handler_method", "max_retries", "retry_delay_ms", "priority", "delivery"}}
+		keys: []string{"queue_name", "workers", "handler", "handler_method", "max_retries", "retry_delay_ms", "priority", "delivery", "dedup_window"}}
 	serviceShape = &shape{what: "a service section",
 		keys: []string{"database_url", "messaging_url", "instance_id", "instance_ttl", "broadcast_retention", "producers", "consumers"},
 		sub: map[string]*shape{
@@ -343,6 +344,13 @@ func (f *fileConfig) applyEntry(cfg *ServiceConfig, side, key string, y *entryYA
 			ps.add("%s:%d: %s.retry_delay_ms=%s: %s", f.path, y.RetryDelayMS.Line, name, quote(v), msg)
 		} else {
 			*ref.retryDelay = d
+		}
+	}
+	if v, ok := f.scalar(&y.DedupWindow, name+".dedup_window", ps); ok {
+		if d, msg := parseDedupWindow(v); msg != "" {
+			ps.add("%s:%d: %s.dedup_window=%s: %s", f.path, y.DedupWindow.Line, name, quote(v), msg)
+		} else {
+			*ref.dedupWindow = d
 		}
 	}
 	if v, ok := f.scalar(&y.Priority, name+".priority", ps); ok {

@@ -20,7 +20,8 @@ type producerView struct {
 	Priority     Priority `json:"priority" yaml:"priority"`
 	Delivery     Delivery `json:"delivery" yaml:"delivery"`
 	// MessageTTL is a Go duration ("10m"), left out when there is none.
-	MessageTTL string `json:"message_ttl,omitempty" yaml:"message_ttl,omitempty"`
+	MessageTTL  string `json:"message_ttl,omitempty" yaml:"message_ttl,omitempty"`
+	DedupWindow string `json:"dedup_window,omitempty" yaml:"dedup_window,omitempty"`
 }
 
 // consumerView is a Consumer as JSON and YAML show it.
@@ -33,10 +34,12 @@ type consumerView struct {
 	RetryDelayMS int64    `json:"retry_delay_ms" yaml:"retry_delay_ms"`
 	Priority     Priority `json:"priority" yaml:"priority"`
 	Delivery     Delivery `json:"delivery" yaml:"delivery"`
+	DedupWindow  string   `json:"dedup_window,omitempty" yaml:"dedup_window,omitempty"`
 }
 
 func (p Producer) view() producerView {
-	v := producerView{p.Key, p.Queue, p.Workers, p.MaxRetries, p.RetryDelay.Milliseconds(), p.Priority, p.Delivery, ""}
+	v := producerView{Key: p.Key, Queue: p.Queue, Workers: p.Workers, MaxRetries: p.MaxRetries, RetryDelayMS: p.RetryDelay.Milliseconds(),
+		Priority: p.Priority, Delivery: p.Delivery, DedupWindow: windowString(p.DedupWindow)}
 	if p.MessageTTL != 0 {
 		v.MessageTTL = formatDuration(p.MessageTTL)
 	}
@@ -44,7 +47,28 @@ func (p Producer) view() producerView {
 }
 
 func (c Consumer) view() consumerView {
-	return consumerView{c.Key, c.Queue, c.Workers, c.Handler, c.MaxRetries, c.RetryDelay.Milliseconds(), c.Priority, c.Delivery}
+	return consumerView{c.Key, c.Queue, c.Workers, c.Handler, c.MaxRetries, c.RetryDelay.Milliseconds(), c.Priority, c.Delivery, windowString(c.DedupWindow)}
+}
+
+// windowString shows a dedup window as a Go duration, "" for zero (the
+// default).
+func windowString(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return formatDuration(d)
+}
+
+// parseWindowString reads what windowString writes.
+func parseWindowString(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("dedup_window %q: %w", s, err)
+	}
+	return d, nil
 }
 
 // MarshalJSON shows the retry delay as retry_delay_ms, a number.
@@ -56,8 +80,12 @@ func (p *Producer) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
+	w, err := parseWindowString(v.DedupWindow)
+	if err != nil {
+		return err
+	}
 	*p = Producer{Key: v.Key, Queue: v.Queue, Workers: v.Workers, MaxRetries: v.MaxRetries,
-		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery}
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery, DedupWindow: w}
 	if v.MessageTTL != "" {
 		d, err := time.ParseDuration(v.MessageTTL)
 		if err != nil {
@@ -77,8 +105,12 @@ func (c *Consumer) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
+	w, err := parseWindowString(v.DedupWindow)
+	if err != nil {
+		return err
+	}
 	*c = Consumer{Key: v.Key, Queue: v.Queue, Handler: v.Handler, Workers: v.Workers, MaxRetries: v.MaxRetries,
-		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery}
+		RetryDelay: time.Duration(v.RetryDelayMS) * time.Millisecond, Priority: v.Priority, Delivery: v.Delivery, DedupWindow: w}
 	return nil
 }
 

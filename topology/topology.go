@@ -75,7 +75,16 @@ const (
 	// in transit, longer than 30 days is better purged by hand.
 	MinMessageTTL   = time.Second
 	MessageTTLLimit = 30 * 24 * time.Hour
+	// DedupWindowLimit bounds dedup_window (pubsub.MaxDedupWindow): a
+	// backend remembers every key of a window (NATS in the server's
+	// memory), so a window of days is memory a stray digit would cost.
+	DedupWindowLimit = pubsub.MaxDedupWindow
 )
+
+// DefaultDedupWindow is the dedup_window of an entry that sets none (its
+// DedupWindow is zero): how long a queue remembers a message's dedup key
+// (router.WithDedupKey).
+const DefaultDedupWindow = pubsub.DefaultDedupWindow
 
 // How long what waits for an instance that stopped heartbeating waits,
 // by default: instance_ttl and broadcast_retention.
@@ -168,6 +177,10 @@ type Producer struct {
 	// (router.WithTTL). Zero: messages do not expire. A Go duration in the
 	// file ("10m"), from MinMessageTTL to MessageTTLLimit.
 	MessageTTL time.Duration `yaml:"-" json:"-"`
+	// DedupWindow is dedup_window: how long the queue remembers a dedup
+	// key, from pubsub.MinDedupWindow to DedupWindowLimit; zero means
+	// DefaultDedupWindow. JSON and YAML show it as a Go duration ("2m").
+	DedupWindow time.Duration `yaml:"-" json:"-"`
 }
 
 // Consumer is one queue a service consumes, with its handler.
@@ -195,16 +208,18 @@ type Consumer struct {
 	Priority Priority `yaml:"priority" json:"priority"`
 	// Delivery is how the queue's messages reach this service's instances.
 	Delivery Delivery `yaml:"delivery" json:"delivery"`
+	// DedupWindow is dedup_window, as for a Producer.
+	DedupWindow time.Duration `yaml:"-" json:"-"`
 }
 
 // Spec returns the pubsub declaration of the consumer's queue.
 func (c Consumer) Spec() pubsub.QueueSpec {
-	return pubsub.QueueSpec{Name: c.Queue, Priority: c.Priority.Backend(), MaxRetries: c.MaxRetries, RetryDelay: c.RetryDelay}
+	return pubsub.QueueSpec{Name: c.Queue, Priority: c.Priority.Backend(), MaxRetries: c.MaxRetries, RetryDelay: c.RetryDelay, DedupWindow: c.DedupWindow}
 }
 
 // Spec returns the pubsub declaration of the producer's queue.
 func (p Producer) Spec() pubsub.QueueSpec {
-	return pubsub.QueueSpec{Name: p.Queue, Priority: p.Priority.Backend(), MaxRetries: p.MaxRetries, RetryDelay: p.RetryDelay}
+	return pubsub.QueueSpec{Name: p.Queue, Priority: p.Priority.Backend(), MaxRetries: p.MaxRetries, RetryDelay: p.RetryDelay, DedupWindow: p.DedupWindow}
 }
 
 // ServiceConfig is one service's configuration: the seed's

@@ -37,11 +37,12 @@ func (d *driver) ListQueues(context.Context) ([]pubsub.QueueInfo, error) {
 		q := v.(*queue)
 		q.mu.Lock()
 		out = append(out, pubsub.QueueInfo{
-			Name:       q.name,
-			Priority:   q.spec.Priority,
-			MaxRetries: q.spec.MaxRetries,
-			RetryDelay: q.spec.RetryDelay,
-			CreatedAt:  q.created,
+			Name:        q.name,
+			Priority:    q.spec.Priority,
+			MaxRetries:  q.spec.MaxRetries,
+			RetryDelay:  q.spec.RetryDelay,
+			DedupWindow: q.spec.DedupWindow,
+			CreatedAt:   q.created,
 		})
 		q.mu.Unlock()
 		return true

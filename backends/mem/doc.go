@@ -48,6 +48,18 @@
 // the paused queues (pubsub.QueuePauser) and finds and deletes messages by
 // id (pubsub.MessageStore).
 //
+// # Deduplication and payload limit
+//
+// Each queue keeps the dedup keys (pubsub.MetadataDedupKey) of the
+// messages it stored, with their ids, for the queue's dedup window, in a
+// map whose expired keys are dropped oldest first as publishes pass them:
+// a publish of a key the map holds stores nothing, and Publish sets the
+// message's UUID to the stored one's id (whether or not it was consumed
+// since). The payload limit (pubsub.PayloadLimiter) is 1 MiB, the other
+// backends' default, so that what passes in tests passes in production: a
+// larger payload is refused with pubsub.ErrPayloadTooLarge, nothing of the
+// publish stored.
+//
 // # Capabilities
 //
 // delayed_redelivery, priority_order and dead_letters. Not durable:

@@ -13,7 +13,8 @@ import (
 )
 
 // SendBatch adds msgs to queue in one step: all of them or, on error,
-// none.
+// none. A message whose dedup key the queue holds within its window is
+// not added: its UUID becomes the stored message's id.
 func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Message) error {
 	// Copy before taking any lock: the caller may reuse its messages once
 	// Publish returns.
@@ -38,15 +39,23 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	now := time.Now()
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	ready := 0
+	stored, ready := 0, 0
 	for i := range entries {
 		e := &entries[i]
+		if key := e.metadata[pubsub.MetadataDedupKey]; key != "" {
+			if id, dup := q.dedup.Lookup(key, now); dup {
+				msgs[i].UUID = id
+				continue
+			}
+			q.dedup.Add(key, e.id, now, q.spec.DedupWindow)
+		}
 		if !explicit[i] {
 			e.priority = q.spec.Priority
 		}
 		q.seq++
 		e.seq = q.seq
 		e.created = now
+		stored++
 		if e.availableAt.After(now) {
 			q.scheduleLocked(e, e.availableAt)
 			continue
@@ -55,10 +64,14 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 		q.ready.push(e)
 		ready++
 	}
-	q.count.published += int64(len(entries))
+	q.count.published += int64(stored)
 	q.wakeLocked(ready)
 	return nil
 }
+
+// MaxPayload is the mem backend's payload limit: the default of the
+// other backends, so that what passes in tests passes in production.
+func (d *driver) MaxPayload() int { return pubsub.DefaultMaxPayload }
 
 // EnsureQueue creates the queue with the default settings unless it
 // exists.

@@ -112,7 +112,10 @@ type driver struct {
 	closed atomic.Bool
 }
 
-var _ pubsub.Driver = (*driver)(nil)
+var (
+	_ pubsub.Driver         = (*driver)(nil)
+	_ pubsub.PayloadLimiter = (*driver)(nil)
+)
 
 // Capabilities returns what every mem backend can do.
 func (d *driver) Capabilities() pubsub.Capabilities { return capabilities }

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quantumflow/quantumflow/internal/dedupset"
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
@@ -229,6 +230,8 @@ type queue struct {
 	// waiters are idle subscriptions, woken last-in first-out: the most
 	// recently idle one is the likeliest to be running.
 	waiters []*waiter
+	// dedup holds the dedup keys stored within the queue's window.
+	dedup   dedupset.Set[string]
 	count   counters
 	stopped bool
 }

@@ -52,6 +52,7 @@ var (
 	_ pubsub.Driver           = (*driver)(nil)
 	_ pubsub.LeaseExtender    = (*driver)(nil)
 	_ pubsub.NamespaceDropper = (*driver)(nil)
+	_ pubsub.PayloadLimiter   = (*driver)(nil)
 )
 
 func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {

@@ -188,7 +188,7 @@ func (d *driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery)
 		// queue's dedup window, and a retry must not be dropped as a
 		// duplicate of the failed delivery.
 		m := natsMessage(qe.subject, msg, e.ID+"@dlq:"+strconv.FormatUint(e.seq, 10))
-		if err := d.publishAll(ctx, []*nats.Msg{m}, nil, nil); err != nil {
+		if err := d.publishAll(ctx, []*nats.Msg{m}, nil, nil, nil); err != nil {
 			return moved, fmt.Errorf("retry dead letter %s to %s: %w", e.ID, e.Queue, err)
 		}
 		if err := d.dlqStream.DeleteMsg(ctx, e.seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -44,7 +44,11 @@
 //	prefetch=N            most messages one receive takes (1024; 1: no
 //	                      receiving ahead), see pubsub.Tuning
 //	dedup_window=DURATION how long a message id is remembered to drop a
-//	                      republished duplicate (2m)
+//	                      republished duplicate (2m), for queues used
+//	                      without a declaration and the dead-letter
+//	                      stream; a declared queue's stream has the
+//	                      queue's dedup window (QueueSpec.DedupWindow,
+//	                      the topology's dedup_window)
 //	publish_timeout=DURATION  how long Publish, Open, Init, DeclareQueue and
 //	                      the others named under Delivery semantics keep
 //	                      retrying transient failures (30s)
@@ -116,6 +120,32 @@
 // the rest goes through nats.go's PublishMsgAsync, which says why; on a
 // server or stream without fast batches every message goes that way.
 // Metadata travels as one JSON header.
+//
+// # Deduplication and payload limit
+//
+// A message with a dedup key (pubsub.MetadataDedupKey, router.WithDedupKey)
+// is published with Nats-Msg-Id "qf-key:<key>" (its id travels as Qf-Id),
+// and every queue has a stream of its own whose duplicate window is the
+// queue's dedup window: JetStream drops a second message with the key
+// within the window. Such publishes take the per-message path (the answer
+// to a fast batch does not say which messages were duplicates). The
+// duplicate's ack names the stored message's stream sequence; Publish sets
+// the duplicate's UUID to the stored message's id, which it knows when
+// this backend stored the key (it remembers the keys it stored for the
+// window, checked against that sequence) or reads from the stream while
+// the message is still there. Once the stored message was consumed (a
+// work queue's stream drops acked messages), another process publishing
+// the key gets "" as the id: the message is not stored again, but its id
+// is no longer known. The window counts from the publish that stored the
+// key; JetStream forgets keys on a timer, up to about 50ms after the
+// window ends.
+//
+// The payload limit (pubsub.PayloadLimiter) is the server's max_payload
+// (1 MiB by default; the server's configuration, up to 64 MiB) less 8 KiB
+// kept for the headers: a larger payload is refused before anything is
+// sent, with pubsub.ErrPayloadTooLarge naming the queue, the message, its
+// size and the limit. A message whose payload fits but whose metadata
+// takes it over max_payload is refused the same way.
 //
 // Fast batches are spoken by hand (a reply subject per message naming the
 // batch; batchpublish.go) because nats.go v1.55.0 has no API for them,

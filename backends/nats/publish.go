@@ -28,15 +28,21 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	if err != nil {
 		return err
 	}
-	out := make([]*nats.Msg, 0, len(msgs))
-	var delayed []*nats.Msg
-	for _, m := range msgs {
-		nm := natsMessage(q.subject, m, m.UUID)
-		if at, ok, _ := pubsub.DeliverAtOf(m); ok && at.After(time.Now()) {
-			delayed = append(delayed, nm)
-			continue
+	out := make([]*nats.Msg, len(msgs))
+	keyed, delayed := false, false
+	now := time.Now()
+	for i, m := range msgs {
+		publishID := m.UUID
+		if key := m.Metadata[pubsub.MetadataDedupKey]; key != "" {
+			publishID, keyed = dedupMsgID(key), true
 		}
-		out = append(out, nm)
+		out[i] = natsMessage(q.subject, m, publishID)
+		if err := d.checkSize(m, out[i]); err != nil {
+			return err
+		}
+		if at, ok, _ := pubsub.DeliverAtOf(m); ok && at.After(now) {
+			delayed = true
+		}
 	}
 	recreate := func(ctx context.Context) {
 		// No stream answered: either JetStream is briefly unavailable, or
@@ -55,50 +61,29 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			d.log.Debug("recreating the stream failed", "queue", queue, "error", err)
 		}
 	}
-	if len(out) > 0 {
-		if err := d.publishAll(ctx, out, &q.batched, recreate); err != nil {
-			return err
-		}
+	if !keyed && !delayed {
+		return d.publishAll(ctx, out, &q.batched, recreate, nil)
 	}
-	return d.publishDelayed(ctx, queue, delayed, recreate)
-}
-
-// publishDelayed publishes delayed messages one by one, for their
-// sequences, and records them as scheduled (see scheduleDelayed).
-func (d *driver) publishDelayed(ctx context.Context, queue string, msgs []*nats.Msg, noStream func(context.Context)) error {
-	if len(msgs) == 0 {
-		return nil
+	// A batch's answer does not say which of its messages were duplicates
+	// nor where they were stored: keyed and delayed publishes take the
+	// per-message path, whose acks do.
+	acks := make(map[*nats.Msg]*jetstream.PubAck, len(out))
+	if err := d.publishAll(ctx, out, nil, recreate, func(m *nats.Msg, a *jetstream.PubAck) { acks[m] = a }); err != nil {
+		return err
 	}
-	seqs := make([]uint64, len(msgs))
-	for i, m := range msgs {
-		err := d.retry(ctx, "publish", 0, func(ctx context.Context) error {
-			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			defer cancel()
-			// A retry of a message stored already is a duplicate, whose
-			// ack carries the stored message's sequence.
-			ack, err := d.js.PublishMsg(actx, m)
-			if errors.Is(err, jetstream.ErrNoStreamResponse) {
-				noStream(ctx)
-			}
-			if err == nil {
-				seqs[i] = ack.Sequence
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
+	if delayed {
+		d.scheduleDelayed(ctx, queue, out, acks)
 	}
-	d.scheduleDelayed(ctx, queue, msgs, seqs)
-	return nil
+	return d.learnFirstIDs(ctx, q, msgs, out, acks)
 }
 
 // publishAll publishes msgs and waits for every ack, retrying (d.retry)
 // the ones that failed transiently. While batched (not nil) is true (the
 // stream allows fast batch publishing), several messages go as batches
 // first. noStream, when not nil, is called after a publish found no
-// stream answering.
-func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atomic.Bool, noStream func(context.Context)) error {
+// stream answering. acked, when not nil, is given each message's ack
+// (from the goroutine of publishAll).
+func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atomic.Bool, noStream func(context.Context), acked func(*nats.Msg, *jetstream.PubAck)) error {
 	useBatches := batched != nil && batched.Load()
 	// No Nats-Expected-Stream header: a subject of this backend belongs to
 	// one stream by construction (the server refuses a stream whose
@@ -118,8 +103,12 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 			// future bookkeeping. Each attempt gets its own timeout so
 			// that an ack lost in a reconnect is retried.
 			actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-			_, err = d.js.PublishMsg(actx, msgs[0])
+			var ack *jetstream.PubAck
+			ack, err = d.js.PublishMsg(actx, msgs[0])
 			cancel()
+			if err == nil && acked != nil {
+				acked(msgs[0], ack)
+			}
 		case useBatches:
 			msgs, err = d.publishBatches(ctx, msgs)
 			var apiErr *jetstream.APIError
@@ -132,10 +121,10 @@ func (d *driver) publishAll(ctx context.Context, msgs []*nats.Msg, batched *atom
 					// worth a refused batch per publish from now on.
 					batched.Store(false)
 				}
-				msgs, err = d.publishAsync(ctx, msgs)
+				msgs, err = d.publishAsync(ctx, msgs, nil)
 			}
 		default:
-			msgs, err = d.publishAsync(ctx, msgs)
+			msgs, err = d.publishAsync(ctx, msgs, acked)
 		}
 		if noStream != nil && errors.Is(err, jetstream.ErrNoStreamResponse) {
 			noStream(ctx)
@@ -158,8 +147,9 @@ const attemptTimeout = 5 * time.Second
 const requestTry = time.Second
 
 // publishAsync publishes msgs without waiting between them, then waits
-// for every ack. It returns the messages that failed and the first error.
-func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Msg, error) {
+// for every ack, given to acked when not nil. It returns the messages that
+// failed and the first error.
+func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg, acked func(*nats.Msg, *jetstream.PubAck)) ([]*nats.Msg, error) {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var failed []*nats.Msg
 	var firstErr error
@@ -183,7 +173,10 @@ func (d *driver) publishAsync(ctx context.Context, msgs []*nats.Msg) ([]*nats.Ms
 	}
 	for i, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if acked != nil {
+				acked(msgs[i], ack)
+			}
 		case err := <-f.Err():
 			fail(msgs[i], err)
 		case <-ctx.Done():

@@ -7,11 +7,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/quantumflow/quantumflow/internal/dedupset"
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
@@ -36,6 +38,11 @@ type queueEntry struct {
 	// than 2.14 does not know the setting and leaves it off). Cleared
 	// when the server says batch publishing is disabled after all.
 	batched atomic.Bool
+	// window is the stream's duplicate window, the queue's dedup window;
+	// dedup caches the keys this driver stored within it (see dedup.go).
+	window  time.Duration
+	dedupMu sync.Mutex
+	dedup   dedupset.Set[storedKey]
 	ready   chan struct{}
 	err     error
 }
@@ -121,7 +128,7 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 		// A full queue refuses new messages (Publish fails) rather than
 		// dropping old ones.
 		Discard:    jetstream.DiscardNew,
-		Duplicates: d.cfg.dedupWindow,
+		Duplicates: spec.DedupWindow,
 		Metadata:   queueMetadata(spec),
 		// Publishing several messages goes as fast batches: one answer
 		// per batch instead of one per message (see batchpublish.go).
@@ -169,7 +176,8 @@ func declaredAs(metadata map[string]string, spec pubsub.QueueSpec) bool {
 func queueInfoOf(si *jetstream.StreamInfo) pubsub.QueueInfo {
 	md := si.Config.Metadata
 	def := pubsub.DefaultQueueSpec(md[metaQueue])
-	info := pubsub.QueueInfo{Name: def.Name, Priority: def.Priority, MaxRetries: def.MaxRetries, RetryDelay: def.RetryDelay, CreatedAt: si.Created}
+	info := pubsub.QueueInfo{Name: def.Name, Priority: def.Priority, MaxRetries: def.MaxRetries, RetryDelay: def.RetryDelay,
+		DedupWindow: si.Config.Duplicates, CreatedAt: si.Created}
 	if p, err := strconv.Atoi(md[metaPriority]); err == nil {
 		info.Priority = pubsub.Priority(p)
 	}
@@ -227,6 +235,8 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
 		s := pubsub.DefaultQueueSpec(e.name)
+		// A queue used without a declaration has the URL's dedup_window.
+		s.DedupWindow = d.cfg.dedupWindow
 		if spec != nil {
 			s = *spec
 		}
@@ -239,7 +249,8 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		}
 	case err != nil:
 		return fmt.Errorf("queue %s: stream %s: %w", e.name, e.stream, err)
-	case spec != nil && (!declaredAs(st.CachedInfo().Config.Metadata, *spec) || !st.CachedInfo().Config.AllowBatchPublish && batchPublishKnown(st.CachedInfo())):
+	case spec != nil && (!declaredAs(st.CachedInfo().Config.Metadata, *spec) || st.CachedInfo().Config.Duplicates != spec.DedupWindow ||
+		!st.CachedInfo().Config.AllowBatchPublish && batchPublishKnown(st.CachedInfo())):
 		// Only when the declaration changed, or the stream predates fast
 		// batch publishing on a server that has it (once): every router
 		// declares its queues at start, and nats-server v2.15.2 races
@@ -247,12 +258,14 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		// consumer create.
 		cfg := st.CachedInfo().Config
 		cfg.Metadata = queueMetadata(*spec)
+		cfg.Duplicates = spec.DedupWindow
 		cfg.AllowBatchPublish = batchPublishKnown(st.CachedInfo())
 		if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("queue %s: update stream %s: %w", e.name, e.stream, err)
 		}
 	}
 	e.priority = queueInfoOf(st.CachedInfo()).Priority
+	e.window = st.CachedInfo().Config.Duplicates
 	e.batched.Store(st.CachedInfo().Config.AllowBatchPublish)
 
 	if spec != nil {

@@ -300,7 +300,7 @@ func (d *driver) deadLetter(ctx context.Context, queue string, s pubsub.Settleme
 	m := deadLetterMessage(d.names.dlqSubject(queue), s.Msg.ID, s.Msg.Payload, info)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.cfg.publishTimeout)
 	defer cancel()
-	if err := d.publishAll(pctx, []*nats.Msg{m}, nil, nil); err != nil {
+	if err := d.publishAll(pctx, []*nats.Msg{m}, nil, nil, nil); err != nil {
 		_ = dv.msg.NakWithDelay(time.Second)
 		return fmt.Errorf("dead letter %s: storing the copy failed; the message stays in its queue: %w", s.Msg.ID, err)
 	}

@@ -28,10 +28,10 @@ func (d *Driver) Init(ctx context.Context) error {
 func (d *Driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error {
 	// Stored as given: MaxRetries 0 is "never retry", RetryDelay 0 "at once".
 	_, err := d.pool.Exec(ctx, `
-INSERT INTO `+d.q.queues+` (name, priority, max_retries, retry_delay_ms) VALUES ($1, $2, $3, $4)
+INSERT INTO `+d.q.queues+` (name, priority, max_retries, retry_delay_ms, dedup_window_ms) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority, max_retries = EXCLUDED.max_retries,
-    retry_delay_ms = EXCLUDED.retry_delay_ms, updated_at = now()`,
-		spec.Name, int32(spec.Priority), spec.MaxRetries, spec.RetryDelay.Milliseconds())
+    retry_delay_ms = EXCLUDED.retry_delay_ms, dedup_window_ms = EXCLUDED.dedup_window_ms, updated_at = now()`,
+		spec.Name, int32(spec.Priority), spec.MaxRetries, spec.RetryDelay.Milliseconds(), spec.DedupWindow.Milliseconds())
 	if err != nil {
 		return d.wrapErr(err)
 	}
@@ -41,17 +41,19 @@ ON CONFLICT (name) DO UPDATE SET priority = EXCLUDED.priority, max_retries = EXC
 
 // ListQueues lists the queues of quantum_flow_queues by name.
 func (d *Driver) ListQueues(ctx context.Context) ([]pubsub.QueueInfo, error) {
-	rows, err := d.pool.Query(ctx, `SELECT name, priority, max_retries, retry_delay_ms, created_at FROM `+d.q.queues+` ORDER BY name`)
+	rows, err := d.pool.Query(ctx, `SELECT name, priority, max_retries, retry_delay_ms, coalesce(dedup_window_ms, $1), created_at FROM `+d.q.queues+` ORDER BY name`,
+		pubsub.DefaultDedupWindow.Milliseconds())
 	if err != nil {
 		return nil, d.wrapErr(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pubsub.QueueInfo, error) {
 		var qi pubsub.QueueInfo
 		var prio int32
-		var delayMS int64
-		err := r.Scan(&qi.Name, &prio, &qi.MaxRetries, &delayMS, &qi.CreatedAt)
+		var delayMS, windowMS int64
+		err := r.Scan(&qi.Name, &prio, &qi.MaxRetries, &delayMS, &windowMS, &qi.CreatedAt)
 		qi.Priority = pubsub.Priority(prio)
 		qi.RetryDelay = time.Duration(delayMS) * time.Millisecond
+		qi.DedupWindow = time.Duration(windowMS) * time.Millisecond
 		return qi, err
 	})
 	if err != nil {

@@ -47,7 +47,16 @@ type config struct {
 	syncAcks bool
 	// maxConns caps the connection pool unless pool_max_conns is given.
 	maxConns int32
+	// maxPayload is the largest payload a message may have, in bytes.
+	// Defaults to pubsub.DefaultMaxPayload (1 MiB, NATS's default too);
+	// at most maxPayloadLimit.
+	maxPayload int
 }
+
+// maxPayloadLimit caps max_payload: a publish transaction carries up to
+// publish_batch messages, and each is held in memory by the publisher,
+// the dispatcher and the server's statement at once.
+const maxPayloadLimit = 64 << 20
 
 // URL parameters the backend reads itself.
 const (
@@ -60,10 +69,11 @@ const (
 	paramNotifyDebounce = "notify_debounce"
 	paramAckDelay       = "ack_delay"
 	paramSyncAcks       = "sync_acks"
+	paramMaxPayload     = "max_payload"
 )
 
 var ownParams = []string{paramSchema, paramListen, paramPollInterval, paramLease, paramBatch,
-	paramPublishBatch, paramNotifyDebounce, paramAckDelay, paramSyncAcks}
+	paramPublishBatch, paramNotifyDebounce, paramAckDelay, paramSyncAcks, paramMaxPayload}
 
 // pgxParams are the connection parameters pgx (libpq's names) and pgxpool
 // understand, plus a few common server settings. Anything else in a URL is
@@ -97,6 +107,7 @@ func parseConfig(u *url.URL) (config, *url.URL, error) {
 		ackDelay:       5 * time.Millisecond,
 		maxConns:       20,
 		syncAcks:       true,
+		maxPayload:     pubsub.DefaultMaxPayload,
 	}
 	q := u.Query()
 	bad := func(name, value, want string) error {
@@ -157,6 +168,7 @@ func parseConfig(u *url.URL) (config, *url.URL, error) {
 		duration(paramAckDelay, 0, &cfg.ackDelay),
 		integer(paramBatch, 1, 10000, &cfg.batch),
 		integer(paramPublishBatch, 1, 100000, &cfg.publishBatch),
+		integer(paramMaxPayload, 1, maxPayloadLimit, &cfg.maxPayload),
 	} {
 		if err != nil {
 			return cfg, nil, err

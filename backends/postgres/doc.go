@@ -32,6 +32,14 @@
 //   - sync_acks=BOOL: whether claims, acks, nacks and dead-letter moves
 //     wait for their commit to reach disk, as publishes always do (default
 //     true; see Durability).
+//   - max_payload=BYTES: the largest payload a message may have (default
+//     1048576, 1 MiB, as NATS's default; at most 67108864, 64 MiB). A
+//     publish with a larger payload is refused before anything is written,
+//     with pubsub.ErrPayloadTooLarge naming the queue, the message, its
+//     size and the limit; PublishTx checks it too. A publish transaction
+//     carries up to publish_batch messages, each held in memory by the
+//     publisher and the server's statement: large payloads and large
+//     batches multiply.
 //
 // A backend opened with pubsub.WithNamespace(NS) keeps its tables in the
 // schema SCHEMA_NS (at most 50 characters in all), created by Init and
@@ -110,6 +118,44 @@
 // cancelled later, its transaction completes and only the wait ends.
 // PublishTx publishes inside the application's own transaction.
 //
+// # Deduplication
+//
+// A message with a dedup key (pubsub.MetadataDedupKey, router.WithDedupKey)
+// claims its key on its queue in quantum_flow_dedup, in the statement that
+// inserts the messages (migration 0004): a new row keyed (queue_name,
+// dedup_key) with the message's id and expires_at, now plus the queue's
+// dedup_window_ms (quantum_flow_queues; NULL is the default, 2 minutes).
+// A key whose row has not expired is a duplicate: the message is not
+// inserted and Publish sets its UUID to the row's id. A publish that meets
+// an expired row takes it over, so a key costs one row however often it is
+// published; rows of keys never published again are deleted through the
+// expires_at index, up to 5000 at a time, every minute by every backend
+// that published with a key or consumes. So the table holds about one
+// window's keys, and the check is a primary-key lookup. Concurrent
+// publishes of one key wait for each other on the row: one stores the
+// message, the others learn its id. Publishes without a key use the plain
+// insert and never touch the table; the consume path is unchanged.
+// PublishTx deduplicates the same way, within the caller's transaction (a
+// rollback releases the keys it claimed).
+//
+// # Effectively-once handling
+//
+// A handler whose effects are in the same database commits them together
+// with the message's acknowledgement: HandleInTx(ctx, msg, fn) runs fn in
+// a transaction, then AckTx deletes the message's row in it, guarded by
+// the lease (locked_by and status), and commits. A crash before the commit
+// leaves neither the effects nor the ack (the message comes back when its
+// lease runs out); after it, both. The router's ack afterwards deletes
+// nothing; a nack or dead letter of it does nothing either. A lease lost
+// meanwhile (the handler outlived a lease the backend could not extend)
+// fails AckTx with ErrLeaseLost and the transaction rolls back, so the
+// consumer that took the message over is the only one whose effects count.
+// From AckTx to the commit the row is locked, and the extension of the
+// consumer's other leases waits for it: keep what follows AckTx short
+// (HandleInTx acks last). TestHandleInTxSurvivesSIGKILL kills consumer
+// processes at random moments of 10k such handlings: each effect is
+// there exactly once.
+//
 // After a database restart the pool reconnects, the LISTEN connection is
 // re-established (and every queue re-checked, since notifications were
 // lost), and receives and the settle writer retry with backoff. A Publish
@@ -124,7 +170,8 @@
 // # Tables
 //
 // quantum_flow_queues (name, priority, max_retries, retry_delay_ms,
-// created_at, updated_at); quantum_flow_messages (seq, id, queue_name,
+// created_at, updated_at, dedup_window_ms); quantum_flow_dedup
+// (queue_name, dedup_key, id, expires_at, owner); quantum_flow_messages (seq, id, queue_name,
 // payload, metadata, priority, status, retry_count, created_at,
 // available_at, locked_until, locked_by, last_error, first_failed_at,
 // last_failed_at); quantum_flow_dlq (seq, id, queue_name, payload,

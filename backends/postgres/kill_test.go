@@ -37,6 +37,8 @@ func runChild() bool {
 		err = childConsumer()
 	case "init":
 		err = childInit()
+	case "txconsumer":
+		err = childTxConsumer()
 	default:
 		return false
 	}

@@ -64,12 +64,14 @@ type Driver struct {
 	queues   map[string]*queueState // queues received from
 
 	consumeStart sync.Once
+	dedupStart   sync.Once
 }
 
 var (
 	_ pubsub.Driver           = (*Driver)(nil)
 	_ pubsub.LeaseExtender    = (*Driver)(nil)
 	_ pubsub.NamespaceDropper = (*Driver)(nil)
+	_ pubsub.PayloadLimiter   = (*Driver)(nil)
 )
 
 func open(ctx context.Context, u *url.URL, opts pubsub.OpenOptions) (pubsub.Driver, error) {
@@ -158,7 +160,12 @@ func (d *Driver) startConsuming() {
 		}
 		d.goBackground(d.reap)
 	})
+	d.startDedupExpiry()
 }
+
+// MaxPayload is the largest payload a message may have: the URL's
+// max_payload, 1 MiB by default.
+func (d *Driver) MaxPayload() int { return d.cfg.maxPayload }
 
 // Capabilities returns what the backend can do: everything QuantumFlow
 // knows of.

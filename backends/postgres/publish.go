@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -46,6 +48,19 @@ type rows struct {
 	// availableAt is when each message becomes deliverable (the zero
 	// time: at once); nil while no message of the rows is delayed.
 	availableAt []time.Time
+	// keys are the messages' dedup keys ("" for none), nil while none has
+	// one: only then do the rows go through the dedup insert.
+	keys []string
+	// dups are, after a write, the duplicates, which were not stored:
+	// their positions in the arrays and the ids stored for their keys.
+	dups []dup
+}
+
+// dup is a message not stored because its dedup key was claimed: its
+// position in rows and the id of the message that claimed the key.
+type dup struct {
+	i  int
+	id string
 }
 
 // noPriority marks a message without a priority of its own in the insert's
@@ -97,6 +112,12 @@ func (r *rows) add(msgs []*message.Message) error {
 		if r.availableAt != nil {
 			r.availableAt = append(r.availableAt, at)
 		}
+		if key := m.Metadata[pubsub.MetadataDedupKey]; key != "" || r.keys != nil {
+			if r.keys == nil {
+				r.keys = make([]string, len(r.ids), len(r.ids)+1)
+			}
+			r.keys = append(r.keys, key)
+		}
 		r.ids = append(r.ids, m.UUID)
 		r.payloads = append(r.payloads, payload)
 		r.metadata = append(r.metadata, md)
@@ -121,19 +142,58 @@ func (r *rows) append(o *rows) {
 			r.availableAt = append(r.availableAt, o.availableAt...)
 		}
 	}
+	if r.keys != nil || o.keys != nil {
+		r.keys = append(r.keys, make([]string, len(r.ids)-len(r.keys))...)
+		r.keys = append(r.keys, o.keys...)
+		r.keys = append(r.keys, make([]string, len(o.ids)-len(o.keys))...)
+	}
 	r.ids = append(r.ids, o.ids...)
 	r.payloads = append(r.payloads, o.payloads...)
 	r.metadata = append(r.metadata, o.metadata...)
 	r.priorities = append(r.priorities, o.priorities...)
 }
 
-// queue adds the insert of r to b.
+// queueInsert adds the insert of r to b: the plain insert, or when a
+// message has a dedup key the dedup insert, whose result fills r.dups.
 func (r *rows) queueInsert(b *pgx.Batch, q *queries) {
-	if r.availableAt != nil {
-		b.Queue(q.insertAt, r.queue, r.ids, r.payloads, r.metadata, r.priorities, r.availableAt)
+	if r.keys == nil {
+		if r.availableAt != nil {
+			b.Queue(q.insertAt, r.queue, r.ids, r.payloads, r.metadata, r.priorities, r.availableAt)
+			return
+		}
+		b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
 		return
 	}
-	b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
+	at := r.availableAt
+	if at == nil {
+		at = make([]time.Time, len(r.ids))
+	}
+	r.dups = r.dups[:0]
+	b.Queue(q.insertDedup, r.queue, r.ids, r.payloads, r.metadata, r.priorities, r.keys,
+		pubsub.DefaultDedupWindow.Milliseconds(), newOwner(), at).Query(func(rs pgx.Rows) error {
+		var ord int64
+		var id string
+		_, err := pgx.ForEachRow(rs, []any{&ord, &id}, func() error {
+			r.dups = append(r.dups, dup{i: int(ord) - 1, id: id})
+			return nil
+		})
+		return err
+	})
+}
+
+// newOwner returns a token naming one dedup insert statement.
+func newOwner() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// setFirstIDs sets the UUID of each message of msgs that was a duplicate
+// to the id stored for its key.
+func setFirstIDs(msgs []*message.Message, dups []dup) {
+	for _, d := range dups {
+		msgs[d.i].UUID = d.id
+	}
 }
 
 // dispatcher writes published messages. Every SendBatch waits for the
@@ -152,6 +212,13 @@ type pubReq struct {
 	ctx  context.Context // a request whose ctx ends before its transaction starts is dropped
 	rows rows
 	done chan error
+	// group, off and n place the request's messages in the rows written
+	// (a request heading its group lends its rows to the others), and
+	// dups are those of them that were duplicates.
+	group *rows
+	off   int
+	n     int
+	dups  []dup
 }
 
 func newDispatcher(d *Driver) *dispatcher {
@@ -166,12 +233,17 @@ func newDispatcher(d *Driver) *dispatcher {
 // them starts, nothing is written; later, the write goes on and only the
 // wait ends.
 func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Message) error {
-	req := &pubReq{ctx: ctx, rows: rows{queue: queue}, done: make(chan error, 1)}
+	req := &pubReq{ctx: ctx, rows: rows{queue: queue}, done: make(chan error, 1), n: len(msgs)}
 	if err := req.rows.add(msgs); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	// Before the request is handed over: from then on the dispatcher may
+	// append other publishes to its rows.
+	if req.rows.keys != nil {
+		d.startDedupExpiry()
 	}
 	p := d.pub
 	p.mu.RLock()
@@ -183,6 +255,9 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	p.mu.RUnlock()
 	select {
 	case err := <-req.done:
+		if err == nil {
+			setFirstIDs(msgs, req.dups)
+		}
 		return d.wrapErr(err)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -262,8 +337,10 @@ func (p *dispatcher) flush(batch []*pubReq) {
 		// request's arrays are its own, and nobody reads them until the
 		// write is over.
 		if i := slices.IndexFunc(groups, func(g *rows) bool { return g.queue == r.rows.queue }); i >= 0 {
+			r.group, r.off = groups[i], groups[i].len()
 			groups[i].append(&r.rows)
 		} else {
+			r.group, r.off = &r.rows, 0
 			groups = append(groups, &r.rows)
 		}
 	}
@@ -271,9 +348,26 @@ func (p *dispatcher) flush(batch []*pubReq) {
 		return
 	}
 	err := p.write(groups)
+	if err == nil {
+		for _, r := range write {
+			r.dups = r.group.dupsIn(r.off, r.n)
+		}
+	}
 	for _, r := range write {
 		r.done <- err
 	}
+}
+
+// dupsIn returns the duplicates among the n messages from off of r,
+// numbered from off.
+func (r *rows) dupsIn(off, n int) []dup {
+	var out []dup
+	for _, d := range r.dups {
+		if d.i >= off && d.i < off+n {
+			out = append(out, dup{i: d.i - off, id: d.id})
+		}
+	}
+	return out
 }
 
 // write inserts rows in one transaction with the wake-up notifications,
@@ -349,6 +443,11 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 		return nil
 	}
 	r := rows{queue: queue}
+	for _, m := range msgs {
+		if err := pubsub.ValidateMessage(m, d.cfg.maxPayload); err != nil {
+			return fmt.Errorf("publish to queue %s: %w", queue, err)
+		}
+	}
 	if err := r.add(msgs); err != nil {
 		return fmt.Errorf("publish to queue %s: %w", queue, err)
 	}
@@ -362,6 +461,10 @@ func (d *Driver) PublishTx(ctx context.Context, tx pgx.Tx, queue string, msgs ..
 	b.Queue(d.q.notify, d.channel, []string{queue})
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("publish to queue %s: %w", queue, d.wrapErr(err))
+	}
+	if r.keys != nil {
+		d.startDedupExpiry()
+		setFirstIDs(msgs, r.dups)
 	}
 	return nil
 }

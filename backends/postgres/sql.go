@@ -11,14 +11,17 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq, instances, latest, paused string // qualified table names
+	messages, queues, dlq, instances, latest, paused, dedup string // qualified table names
 
 	insert       string
 	insertAt     string
+	insertDedup  string
+	expireDedup  string
 	ensureQueues string
 	notify       string
 	claim        string
 	ack          string
+	ackTx        string
 	requeue      string
 	deadLetter   string
 	extend       string
@@ -35,8 +38,9 @@ func newQueries(schema string) queries {
 		instances: s + ".quantum_flow_instances",
 		latest:    s + ".quantum_flow_latest",
 		paused:    s + ".quantum_flow_paused_queues",
+		dedup:     s + ".quantum_flow_dedup",
 	}
-	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
+	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq, "{dedup}", q.dedup)
 
 	// One queue's messages, in the order given (seq, the last tie-breaker
 	// of the delivery order, follows publish order). A message without a
@@ -90,12 +94,71 @@ RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m
 
 	q.settleQueries(r)
 	q.leaseQueries(r)
+	q.dedupQueries(r)
 	return q
+}
+
+// dedupQueries fills in the statements of publish-side deduplication
+// (migration 0004).
+func (q *queries) dedupQueries(r *strings.Replacer) {
+	// The insert of a queue's messages when some carry a dedup key ($6,
+	// '' for none); the insert above serves every other publish, so
+	// messages without a key pay nothing for deduplication. Each key's
+	// first message in the statement (k) claims the key: a new row, or
+	// the row of an expired claim, taken over. A live claim is updated to
+	// itself so that RETURNING yields the stored id even when another
+	// transaction committed it after this statement's snapshot was taken
+	// (the conflict waited for it). owner = $8, a token of this statement,
+	// tells the claims made here. Messages go in when they have no key or
+	// made a claim, in the order given; the result lists, by position
+	// (1-based), every message not stored and the id stored for its key.
+	// $9 is when each becomes deliverable, as in insertAt.
+	q.insertDedup = r.Replace(`
+WITH u AS (
+    SELECT * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[], $6::text[], $9::timestamptz[]) WITH ORDINALITY
+        AS u(id, payload, metadata, priority, dedup_key, available_at, ord)
+), k AS (
+    SELECT DISTINCT ON (dedup_key) dedup_key, id, ord FROM u WHERE dedup_key <> '' ORDER BY dedup_key, ord
+), d AS (
+    INSERT INTO {dedup} AS x (queue_name, dedup_key, id, expires_at, owner)
+    SELECT $1, k.dedup_key, k.id,
+           now() + coalesce((SELECT dedup_window_ms FROM {queues} WHERE name = $1), $7) * interval '1 millisecond', $8
+    FROM k
+    ON CONFLICT (queue_name, dedup_key) DO UPDATE
+    SET id = CASE WHEN x.expires_at <= now() THEN EXCLUDED.id ELSE x.id END,
+        owner = CASE WHEN x.expires_at <= now() THEN EXCLUDED.owner ELSE x.owner END,
+        expires_at = CASE WHEN x.expires_at <= now() THEN EXCLUDED.expires_at ELSE x.expires_at END
+    RETURNING x.dedup_key, x.id AS stored_id, x.owner = $8 AS claimed
+), m AS (
+    INSERT INTO {messages} (id, queue_name, payload, metadata, priority, available_at)
+    SELECT u.id, $1, u.payload, u.metadata::jsonb,
+           coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0),
+           greatest(u.available_at, now())
+    FROM u
+    WHERE u.dedup_key = '' OR u.ord IN (SELECT k.ord FROM k JOIN d ON d.dedup_key = k.dedup_key WHERE d.claimed)
+    ORDER BY u.ord
+)
+SELECT u.ord, d.stored_id
+FROM u JOIN d ON d.dedup_key = u.dedup_key JOIN k ON k.dedup_key = u.dedup_key
+WHERE NOT d.claimed OR u.ord <> k.ord`)
+
+	// Claims whose window ended, a batch at a time through the expiry
+	// index; a publish of their key would take them over anyway, this
+	// only keeps keys never published again from piling up.
+	q.expireDedup = r.Replace(`
+DELETE FROM {dedup} WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM {dedup} WHERE expires_at < now() LIMIT 5000 FOR UPDATE SKIP LOCKED))`)
 }
 
 // settleQueries fills in the settlements' statements.
 func (q *queries) settleQueries(r *strings.Replacer) {
 	q.ack = r.Replace(`DELETE FROM {messages} WHERE seq = ANY($1::int8[])`)
+
+	// An ack inside the handler's transaction (AckTx): only while this
+	// consumer holds the lease, so that a lease lost to another consumer
+	// deletes nothing and the handler's transaction is rolled back. The
+	// engine's ack of the message afterwards deletes nothing.
+	q.ackTx = r.Replace(`DELETE FROM {messages} WHERE seq = $1 AND locked_by = $2 AND status = 'processing'`)
 
 	// Back to the queue: a nack (attempt counted, maybe delayed, error
 	// kept), an interrupted delivery (counted) or a give-back (nothing

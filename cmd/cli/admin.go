@@ -62,6 +62,7 @@ type queueRow struct {
 	Priority           pubsub.Priority  `json:"priority"`
 	MaxRetries         int              `json:"max_retries"`
 	RetryDelayMS       int64            `json:"retry_delay_ms"`
+	DedupWindowMS      int64            `json:"dedup_window_ms"`
 	Pending            int64            `json:"pending"`
 	InFlight           int64            `json:"in_flight"`
 	Scheduled          int64            `json:"scheduled"`
@@ -76,7 +77,7 @@ func (a *app) queuesCommand() *cobra.Command {
 		Use:   "queues",
 		Short: "List queues with their settings and current stats",
 		Long: `queues lists the queues the backend knows, ordered by name, with their priority,
-retry settings and a snapshot of their stats (pending, in flight, waiting for a
+retry settings, dedup window and a snapshot of their stats (pending, in flight, waiting for a
 retry, dead letters, age of the oldest pending message). The instance queues
 of addressed and broadcast queues (QUEUE@INSTANCE) follow their queue, with
 the INSTANCE column set. PAUSED says whether the queue is paused (quantumflow
@@ -95,7 +96,7 @@ queue), the settings, the stats and paused.`,
 			}
 			slices.SortFunc(infos, func(x, y pubsub.QueueInfo) int { return byQueueThenInstance(x.Name, y.Name) })
 			out := cmd.OutOrStdout()
-			t := newTable(out, "QUEUE", "INSTANCE", "PRIORITY", "PENDING", "IN_FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "MAX_RETRIES", "RETRY_DELAY", "PAUSED")
+			t := newTable(out, "QUEUE", "INSTANCE", "PRIORITY", "PENDING", "IN_FLIGHT", "SCHEDULED", "DEAD", "OLDEST", "MAX_RETRIES", "RETRY_DELAY", "DEDUP_WINDOW", "PAUSED")
 			for _, qi := range infos {
 				st, err := b.Stats(ctx, qi.Name)
 				if err != nil {
@@ -104,7 +105,8 @@ queue), the settings, the stats and paused.`,
 				queue, instance := splitName(qi.Name)
 				row := queueRow{
 					Name: queue, Instance: instance, Priority: qi.Priority, MaxRetries: qi.MaxRetries, RetryDelayMS: qi.RetryDelay.Milliseconds(),
-					Pending: st.Pending, InFlight: st.InFlight, Scheduled: st.Scheduled, DeadLetters: st.DeadLetters,
+					DedupWindowMS: qi.DedupWindow.Milliseconds(),
+					Pending:       st.Pending, InFlight: st.InFlight, Scheduled: st.Scheduled, DeadLetters: st.DeadLetters,
 					OldestPendingAgeMS: st.OldestPendingAge.Milliseconds(), Paused: st.Paused, Counters: st.Counters,
 				}
 				if a.jsonOut {
@@ -114,7 +116,7 @@ queue), the settings, the stats and paused.`,
 					continue
 				}
 				t.row(row.Name, dash(instance), strconv.Itoa(int(row.Priority)), i64(row.Pending), i64(row.InFlight), i64(row.Scheduled),
-					i64(row.DeadLetters), fmtAge(st.OldestPendingAge), strconv.Itoa(row.MaxRetries), qi.RetryDelay.String(), yesNo(st.Paused))
+					i64(row.DeadLetters), fmtAge(st.OldestPendingAge), strconv.Itoa(row.MaxRetries), qi.RetryDelay.String(), qi.DedupWindow.String(), yesNo(st.Paused))
 			}
 			if a.jsonOut {
 				return nil

@@ -34,6 +34,7 @@ func (a *app) publishCommand() *cobra.Command {
 		metadata map[string]string
 		raw      bool
 		sched    schedule
+		dedupKey string
 	)
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
@@ -75,14 +76,22 @@ scheduled: they count as scheduled in stats, pending lists them with their
 AVAILABLE_AT, and no consumer gets them before (a bad value, or both flags,
 is a usage error, exit 2). --ttl 10m makes them expire: not taken by then,
 they become dead letters with the reason "expired"; without it the queue's
-message_ttl applies (producers' entries in the configuration).`,
+message_ttl applies (producers' entries in the configuration).
+
+--dedup-key KEY publishes the message with a dedup key: within the queue's
+dedup_window (2m by default) a message already published with KEY on the
+queue makes this publish store nothing, and the id printed is the stored
+message's (with --json, "duplicate": true). It takes --count 1 (exit 2
+otherwise). A payload over the backend's limit (1 MiB by default on every
+backend) is refused (exit 2), nothing published.`,
 		Example: `  quantumflow publish proposals_for_consensus_queue --payload '{"id":"p1","instance":"ops-1","change":"tune cache","risk":0.2}' --instance ops-1
   quantumflow publish rollback_triggers_queue --payload '{"id":"rb1","instance":"singularity-2","reason":"error rate"}' --to singularity-2 --json
   quantumflow publish rollback_triggers_queue --payload '{"id":"rb2","instance":"all","reason":"bad deploy"}' --to all
   quantumflow publish guardian_safety_profiles_queue --payload '{"id":"sp1","version":3,"max_risk":0.5}'
   quantumflow publish proposals_for_consensus_queue --payload '{"id":"p2","instance":"ops-1","change":"resize pool","risk":0.4}' --delay 30s
   quantumflow publish proposals_for_consensus_queue --payload '{"id":"p3","instance":"ops-1","change":"drop index","risk":0.9}' --at 2026-12-24T18:00:00Z --ttl 24h
-  quantumflow publish proposals_for_consensus_queue --payload '{"anything":"goes"}' --raw`,
+  quantumflow publish proposals_for_consensus_queue --payload '{"anything":"goes"}' --raw
+  quantumflow publish metrics_to_guardian_queue --payload '{"id":"m-r17","instance":"ops-1","error_rate":0.01,"latency_ms":12}' --dedup-key run-r-17`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("payload") {
@@ -93,6 +102,9 @@ message_ttl applies (producers' entries in the configuration).`,
 			}
 			deliverAt, expiresAt, err := sched.parse(time.Now())
 			if err != nil {
+				return err
+			}
+			if err := checkDedupKey(cmd, dedupKey, count); err != nil {
 				return err
 			}
 			var prio *pubsub.Priority
@@ -144,6 +156,9 @@ message_ttl applies (producers' entries in the configuration).`,
 			if err := checkQueue(ctx, b, cfg, queue); err != nil {
 				return err
 			}
+			if limit := b.MaxPayload(); limit > 0 && len(payload) > limit {
+				return usageErrorf("publish to queue %s: --payload is %d bytes, over the backend's limit of %d bytes: nothing published", queue, len(payload), limit)
+			}
 			p := &publication{
 				b: b, out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, mode: mode, to: to,
 				service: consumingService(cfg, queue), wait: waitOf(cfg, mode), log: a.logger(),
@@ -177,6 +192,9 @@ message_ttl applies (producers' entries in the configuration).`,
 					if p.origin != "" {
 						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
 					}
+					if dedupKey != "" {
+						pubsub.SetDedupKey(m, dedupKey)
+					}
 					msgs[i] = m
 				}
 				if err := p.send(ctx, msgs); err != nil {
@@ -198,6 +216,7 @@ message_ttl applies (producers' entries in the configuration).`,
 	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
 	c.Flags().BoolVar(&raw, "raw", false, "publish the payload as is, without checking it against the queue's contract")
 	sched.flags(c)
+	c.Flags().StringVar(&dedupKey, "dedup-key", "", "dedup key: within the queue's dedup_window a second publish with it stores nothing and prints the first message's id")
 	return c
 }
 
@@ -220,6 +239,23 @@ func checkContract(queue string, payload []byte, md map[string]string) (map[stri
 	return md, nil
 }
 
+// checkDedupKey refuses a --dedup-key no backend takes, or with more than
+// one copy (all but the first would be dropped as duplicates).
+func checkDedupKey(cmd *cobra.Command, key string, count int) error {
+	if !cmd.Flags().Changed("dedup-key") {
+		return nil
+	}
+	m := message.NewMessage("check", nil)
+	pubsub.SetDedupKey(m, key)
+	if err := pubsub.ValidateMessage(m, 0); err != nil {
+		return usageErrorf("--dedup-key %s: 1-%d bytes of UTF-8 text without control characters", short(strconv.Quote(key), 80), pubsub.MaxDedupKeyLen)
+	}
+	if count != 1 {
+		return usageErrorf("--dedup-key with --count %d: every copy would carry the key and only the first be stored; publish one", count)
+	}
+	return nil
+}
+
 // publication sends messages to a queue as its delivery mode says, and
 // prints each message or copy sent.
 type publication struct {
@@ -240,6 +276,8 @@ type publication struct {
 	// targets are the instances of a fan-out (addressed to all, or a
 	// broadcast), found once by prepare.
 	targets []string
+	// sent are the ids of the batch being sent, as sent.
+	sent map[*message.Message]string
 }
 
 // prepare finds the instances a fan-out goes to and declares the instance
@@ -280,6 +318,11 @@ func (p *publication) warnUnregistered(ctx context.Context) {
 
 // send publishes one batch and prints what was sent.
 func (p *publication) send(ctx context.Context, msgs []*message.Message) error {
+	// The ids as sent: a duplicate comes back with the stored one's.
+	p.sent = make(map[*message.Message]string, len(msgs))
+	for _, m := range msgs {
+		p.sent[m] = m.UUID
+	}
 	switch {
 	case p.mode == topology.DeliveryWork:
 		if err := p.b.Publisher().Publish(p.queue, msgs...); err != nil {
@@ -321,6 +364,8 @@ func (p *publication) print(msgs []*message.Message, instance string) error {
 		switch {
 		case p.json && instance != "":
 			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue, "instance": instance})
+		case p.json && pubsub.DedupKeyOf(m) != "":
+			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue, "duplicate": p.sent[m] != m.UUID})
 		case p.json:
 			err = writeJSONLine(p.out, map[string]any{"id": m.UUID, "queue": p.queue})
 		case instance != "":

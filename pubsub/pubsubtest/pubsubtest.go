@@ -42,6 +42,16 @@
 //     stores nothing and returns the context's error.
 //   - Errors read "<operation> queue <name>: <sentinel>" (for example
 //     "stats of queue q: pubsub: queue not found") on every backend.
+//   - A message with a dedup key (pubsub.MetadataDedupKey) whose key its
+//     queue stored within the queue's dedup window is not stored again:
+//     Publish returns nil and sets its UUID to the stored message's id,
+//     whether the first came in the same call, another call or another
+//     backend; concurrent publishes of one key store one message. Once the
+//     window ended, the key stores a new message.
+//   - Every backend states a payload limit (Backend.MaxPayload): a payload
+//     of the limit is stored, a larger one fails with ErrPayloadTooLarge
+//     (and ErrInvalidArgument) naming the queue, the size and the limit,
+//     and nothing of that publish is stored.
 //   - Publish and Subscribe with an invalid queue name fail with
 //     ErrInvalidQueueName; after Close, Publish and Subscribe fail with
 //     ErrClosed.
@@ -117,6 +127,11 @@ func Run(t *testing.T, h Harness) {
 		{"DelayedPublish", s.testDelayedPublish},
 		{"Expiry", s.testExpiry},
 		{"ShowAndDelete", s.testShowAndDelete},
+		{"Dedup", s.testDedup},
+		{"DedupWindowEnds", s.testDedupWindowEnds},
+		{"DedupConcurrent", s.testDedupConcurrent},
+		{"DedupInvalid", s.testDedupInvalid},
+		{"PayloadLimit", s.testPayloadLimit},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,75 @@
+// Package dedupset is an in-memory set of dedup keys, each remembered for
+// a window with the id of the message it stored. The mem backend keeps its
+// queues' dedup keys in one; the NATS backend caches the ids of the keys
+// it stored in one. It is not safe for concurrent use: callers lock.
+package dedupset
+
+import "time"
+
+// Set maps dedup keys to values (the id of the message that stored the
+// key, and what else the caller needs) until each key's window ends.
+// Expired keys are dropped as later calls pass them, oldest first, so the
+// set holds about one window's keys whatever the traffic.
+type Set[V any] struct {
+	ids   map[string]entry[V]
+	order []stamp // keys in the order they were added
+}
+
+type entry[V any] struct {
+	id      V
+	expires time.Time
+}
+
+type stamp struct {
+	key     string
+	expires time.Time
+}
+
+// Lookup returns the value stored under key if its window has not ended
+// at now.
+func (s *Set[V]) Lookup(key string, now time.Time) (V, bool) {
+	s.expire(now)
+	e, ok := s.ids[key]
+	if !ok || !now.Before(e.expires) {
+		var zero V
+		return zero, false
+	}
+	return e.id, true
+}
+
+// Add remembers key with v until now+window, replacing what key held.
+func (s *Set[V]) Add(key string, v V, now time.Time, window time.Duration) {
+	if s.ids == nil {
+		s.ids = map[string]entry[V]{}
+	}
+	exp := now.Add(window)
+	s.ids[key] = entry[V]{id: v, expires: exp}
+	s.order = append(s.order, stamp{key: key, expires: exp})
+}
+
+// Len returns how many keys the set holds, expired ones not yet dropped
+// included.
+func (s *Set[V]) Len() int { return len(s.ids) }
+
+// expire drops the keys added first while their windows have ended. A key
+// added again later has a later stamp: only its latest one removes it.
+// Windows of different lengths (a queue declared again) may leave an
+// expired key behind a live one for a while; it is never returned.
+func (s *Set[V]) expire(now time.Time) {
+	n := 0
+	for n < len(s.order) && !now.Before(s.order[n].expires) {
+		st := s.order[n]
+		if e, ok := s.ids[st.key]; ok && e.expires.Equal(st.expires) {
+			delete(s.ids, st.key)
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	s.order = s.order[n:]
+	// Give the array back once most of it is drained.
+	if c := cap(s.order); c > 1024 && len(s.order) < c/4 {
+		s.order = append(make([]stamp, 0, c/2), s.order...)
+	}
+}
