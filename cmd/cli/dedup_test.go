@@ -19,20 +19,20 @@ func TestPublishDedupKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	q := topology.MetricsQueue
-	r := b.run(t, "publish", q, "--payload", `{"run":"r-17"}`, "--dedup-key", "run-r-17", "--json")
+	r := b.run(t, "publish", q, "--payload", `{"run":"r-17"}`, "--raw", "--dedup-key", "run-r-17", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	first := r.lines(t)
 	require.Len(t, first, 1)
 	require.Equal(t, false, first[0]["duplicate"])
 
-	r = b.run(t, "publish", q, "--payload", `{"run":"r-17","again":true}`, "--dedup-key", "run-r-17", "--json")
+	r = b.run(t, "publish", q, "--payload", `{"run":"r-17","again":true}`, "--raw", "--dedup-key", "run-r-17", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	again := r.lines(t)
 	require.Len(t, again, 1)
 	require.Equal(t, first[0]["id"], again[0]["id"], "the duplicate prints the first message's id")
 	require.Equal(t, true, again[0]["duplicate"])
 
-	r = b.run(t, "publish", q, "--payload", `{}`, "--dedup-key", "run-r-17")
+	r = b.run(t, "publish", q, "--payload", `{}`, "--raw", "--dedup-key", "run-r-17")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)
 	require.Equal(t, first[0]["id"], strings.TrimSpace(r.stdout))
 
@@ -66,7 +66,7 @@ func TestPublishDedupKeyAndSizeRefused(t *testing.T) {
 		require.Contains(t, r.stderr, c.want, name)
 	}
 	big := `"` + strings.Repeat("x", pubsub.DefaultMaxPayload) + `"`
-	r := b.run(t, "publish", q, "--payload", big)
+	r := b.run(t, "publish", q, "--payload", big, "--raw")
 	require.Equal(t, cli.ExitUsage, r.code)
 	require.Contains(t, r.stderr, fmt.Sprintf("publish to queue %s: --payload is %d bytes, over the backend's limit of %d bytes", q, len(big), pubsub.DefaultMaxPayload))
 	st, err := b.backend.Stats(context.Background(), q)
