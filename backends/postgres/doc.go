@@ -133,7 +133,9 @@
 // quantum_flow_instances (service, id, host, pid, version, nonce,
 // started_at, heartbeat_at, consumers) and each broadcast queue's latest
 // message, quantum_flow_latest (queue_name, id, payload, metadata,
-// published_at); and quantum_flow_schema_migrations. A declared queue's row holds its spec
+// published_at); the audit log quantum_flow_audit (id, at, role, remote,
+// action, queue_name, count, detail, error); and
+// quantum_flow_schema_migrations. A declared queue's row holds its spec
 // as given (max_retries 0 is "never retry"); a queue published or
 // subscribed to without a declaration gets pubsub.DefaultQueueSpec. id is
 // the message id (Watermill's UUID),

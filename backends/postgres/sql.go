@@ -11,7 +11,7 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq, instances, latest string // qualified table names
+	messages, queues, dlq, instances, latest, audit string // qualified table names
 
 	insert       string
 	ensureQueues string
@@ -33,6 +33,7 @@ func newQueries(schema string) queries {
 		dlq:       s + ".quantum_flow_dlq",
 		instances: s + ".quantum_flow_instances",
 		latest:    s + ".quantum_flow_latest",
+		audit:     s + ".quantum_flow_audit",
 	}
 	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq)
 
