@@ -43,7 +43,9 @@ func setup(t *testing.T, opts httpapi.Options) *bundle {
 	if opts.Registry == nil {
 		opts.Registry = reg
 	}
-	srv := httptest.NewServer(httpapi.New(opts))
+	h := httpapi.New(opts)
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return &bundle{backend: b, server: srv, reg: reg}
 }
@@ -127,7 +129,9 @@ func bearer(tok string) string { return fmt.Sprintf("Bearer %s", tok) }
 
 func httpapiServer(t *testing.T, opts httpapi.Options) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(httpapi.New(opts))
+	h := httpapi.New(opts)
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -78,8 +78,6 @@ package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -104,9 +102,6 @@ import (
 // dead letters.
 const DefaultDLQAlertThreshold = 100
 
-// TokenEnv is the environment variable that holds the admin token.
-const TokenEnv = "QUANTUM_FLOW_ADMIN_TOKEN"
-
 // Options configure New.
 type Options struct {
 	// Backend is the backend whose queues are shown and worked. Required:
@@ -115,9 +110,18 @@ type Options struct {
 	// Registry is what /metrics exposes. Defaults to
 	// prometheus.DefaultGatherer.
 	Registry prometheus.Gatherer
-	// AdminToken is the bearer token mutating endpoints require. Empty
-	// disables mutations (they are refused).
+	// AdminToken is the bearer token mutating endpoints require (it
+	// reads too). Empty disables mutations (they are refused).
 	AdminToken string
+	// ReadToken, when set, is the bearer token every read needs (the
+	// API's GETs and /metrics; the health checks and the dashboard's own
+	// files stay open), unless it carries the admin token. Empty leaves
+	// reads open to whoever reaches the handler.
+	ReadToken string
+	// HistoryInterval is how often the server samples every queue's
+	// stats for the charts of the last hour (GET /api/history). Defaults
+	// to 10s.
+	HistoryInterval time.Duration
 	// DLQAlertThreshold is the number of dead letters (all queues) above
 	// which the backend is reported degraded. Defaults to 100.
 	DLQAlertThreshold int
@@ -142,9 +146,10 @@ type Options struct {
 var staticFS embed.FS
 
 type api struct {
-	opts     Options
-	log      *slog.Logger
-	tokenSum [32]byte
+	opts              Options
+	log               *slog.Logger
+	adminSum, readSum [32]byte
+	history           *history
 
 	mu      sync.Mutex
 	samples map[string][]sample
@@ -160,8 +165,20 @@ type sample struct {
 // rateWindow is how far back rates look.
 const rateWindow = time.Minute
 
-// New returns the handler.
-func New(opts Options) http.Handler {
+// Handler is the operator HTTP surface. It samples the queues for the
+// charts in the background while it is open: Close it when done.
+type Handler struct {
+	http.Handler
+	stop func()
+}
+
+// Close stops the background sampling. The handler still serves; its
+// charts no longer grow.
+func (h *Handler) Close() { h.stop() }
+
+// New returns the handler and starts sampling the queues' stats for its
+// charts (stop it with Close).
+func New(opts Options) *Handler {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.DefaultGatherer
 	}
@@ -177,23 +194,31 @@ func New(opts Options) http.Handler {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
+	if opts.HistoryInterval <= 0 {
+		opts.HistoryInterval = DefaultHistoryInterval
+	}
 	a := &api{opts: opts, log: opts.Logger, samples: map[string][]sample{}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.tokenSum = sha256.Sum256([]byte(opts.AdminToken))
+	a.adminSum, a.readSum = tokenSum(opts.AdminToken), tokenSum(opts.ReadToken)
+	a.history = newHistory(opts.HistoryInterval)
 
 	rs := newRoutes()
-	rs.handle("GET", "/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}}))
+	rs.handle("GET", "/metrics", a.read(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}})))
 	rs.handle("GET", "/healthz", http.HandlerFunc(a.healthz))
 	rs.handle("GET", "/readyz", http.HandlerFunc(a.readyz))
-	rs.handle("GET", "/api/queues", knownParams(a.backendOr503(a.listQueues)))
-	rs.handle("GET", "/api/queues/{queue}", knownParams(a.backendOr503(a.getQueue)))
-	rs.handle("GET", "/api/queues/{queue}/pending", knownParams(a.backendOr503(a.listPending), "limit"))
-	rs.handle("GET", "/api/instances", knownParams(a.backendOr503(a.listInstances)))
-	rs.handle("GET", "/api/dlq", knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "limit"))
-	rs.handle("POST", "/api/dlq/retry", a.admin(knownParams(a.backendOr503(a.retryDLQ))))
-	rs.handle("POST", "/api/dlq/purge", a.admin(knownParams(a.backendOr503(a.purgeDLQ))))
+	rs.handle("GET", "/api/queues", a.read(knownParams(a.backendOr503(a.listQueues))))
+	rs.handle("GET", "/api/queues/{queue}", a.read(knownParams(a.backendOr503(a.getQueue))))
+	rs.handle("GET", "/api/queues/{queue}/pending", a.read(knownParams(a.backendOr503(a.listPending), "limit")))
+	rs.handle("GET", "/api/instances", a.read(knownParams(a.backendOr503(a.listInstances))))
+	rs.handle("GET", "/api/dlq", a.read(knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "error_contains", "limit")))
+	rs.handle("GET", "/api/history", a.read(knownParams(a.backendOr503(a.getHistory), "queue")))
+	rs.handle("GET", "/api/audit", a.read(knownParams(a.backendOr503(a.listAudit), "limit")))
+	// Every mutation goes through a.admin with its action's name (see
+	// admin for the convention its handler follows).
+	rs.handle("POST", "/api/dlq/retry", a.admin("dlq.retry", knownParams(a.backendOr503(a.retryDLQ))))
+	rs.handle("POST", "/api/dlq/purge", a.admin("dlq.purge", knownParams(a.backendOr503(a.purgeDLQ))))
 
 	static, _ := fs.Sub(staticFS, "static")
 	rs.handle("GET", "/static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -203,7 +228,20 @@ func New(opts Options) http.Handler {
 	mux := rs.handler("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mountPoint(securityHeaders(mux))
+	stop := func() {}
+	if opts.Backend != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.sampleHistory(ctx)
+		}()
+		stop = sync.OnceFunc(func() {
+			cancel()
+			<-done
+		})
+	}
+	return &Handler{Handler: mountPoint(securityHeaders(mux)), stop: stop}
 }
 
 // mountPoint adapts the paths http.StripPrefix leaves to the handler's
@@ -265,34 +303,6 @@ func securityHeaders(next http.Handler) http.Handler {
 type slogErrorLog struct{ l *slog.Logger }
 
 func (s slogErrorLog) Println(v ...any) { s.l.Error("metrics endpoint", "error", fmt.Sprint(v...)) }
-
-// admin refuses a request without the admin bearer token.
-func (a *api) admin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.AdminToken == "" {
-			a.log.Warn("admin request refused: no admin token configured", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, "admin operations are disabled: set "+TokenEnv)
-			return
-		}
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
-			a.log.Warn("admin request refused: no bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="quantumflow"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer $"+TokenEnv+")")
-			return
-		}
-		// Hashing first makes the comparison constant-time in the token's
-		// length as well as its content.
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
-			a.log.Warn("admin request refused: wrong token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, "wrong admin token")
-			return
-		}
-		next(w, r)
-	}
-}
 
 func (a *api) backendOr503(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

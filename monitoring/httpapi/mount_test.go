@@ -49,7 +49,9 @@ func mountService(t *testing.T, mount func(mux *http.ServeMux, h http.Handler), 
 	opts.Registry = prometheus.NewRegistry()
 	s := &service{}
 	mux := http.NewServeMux()
-	mount(mux, httpapi.New(opts))
+	h := httpapi.New(opts)
+	t.Cleanup(h.Close)
+	mount(mux, h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.strays = append(s.strays, r.Method+" "+r.URL.Path)
