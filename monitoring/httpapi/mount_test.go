@@ -110,7 +110,7 @@ func TestMountedUnderPrefix(t *testing.T) {
 			links = append(links, l)
 		}
 	}
-	require.Len(t, links, 2, "the stylesheet and the script")
+	require.Len(t, links, 3, "the stylesheet and the two scripts")
 	var script string
 	for _, l := range links {
 		require.False(t, strings.HasPrefix(l[1], "/"), "index.html links %s absolutely", l[1])
@@ -118,8 +118,12 @@ func TestMountedUnderPrefix(t *testing.T) {
 		require.True(t, strings.HasPrefix(u.Path, "/ops/quantumflow/static/"), u.Path)
 		res, body := get(t, client, u.String())
 		require.Equal(t, http.StatusOK, res.StatusCode, u.Path)
-		if strings.HasSuffix(u.Path, ".js") {
+		switch {
+		case strings.HasSuffix(u.Path, "/app.js"):
 			script = body
+		case strings.HasSuffix(u.Path, ".js"):
+			require.NotRegexp(t, absoluteRE, body, "%s names an absolute path", u.Path)
+			require.NotContains(t, body, "fetch(", "%s fetches nothing", u.Path)
 		}
 	}
 	require.NotEmpty(t, script)
