@@ -10,10 +10,12 @@
 //	GET  /api/queues/{queue}           one queue, or one instance queue QUEUE@INSTANCE
 //	GET  /api/queues/{queue}/pending   pending messages (?limit=N, default 100)
 //	GET  /api/instances                the instance registry, each instance with its state
-//	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&limit=N)
+//	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&error_contains=TEXT&limit=N)
+//	GET  /api/history                  the last hour of every queue summed, or of one (?queue=Q)
+//	GET  /api/audit                    the audit log, newest first (?limit=N)
 //	POST /api/dlq/retry                move dead letters back to their queue
 //	POST /api/dlq/purge                delete dead letters
-//	GET  /                             the web dashboard (embedded HTML and JS)
+//	GET  /                             the web dashboard (embedded HTML, CSS and JS)
 //
 // A path asked with another method answers 405 with an Allow header; an
 // unknown path under /api/ answers 404; a query parameter the endpoint does
@@ -39,17 +41,42 @@
 // POST bodies are one JSON document selecting what to act on: {"queue":
 // "Q"} for the dead letters of a queue and its instance queues ({"queue":
 // "Q@I"} for one instance queue's), {"instance": "I"} for one instance's,
-// {"ids": ["..."]} for some, {"all": true} for every one; at least one of
-// them, so an empty body changes nothing. A body with anything after its
+// {"ids": ["..."]} for some, {"error_contains": "text"} for those whose
+// error contains the text, ignoring case (alone, or narrowing the others),
+// {"all": true} for every one; at least one of them, so an empty body
+// changes nothing. A body with anything after its
 // document (a second one included) is refused with 400, and one over
 // MaxBodyBytes (1 MiB) with 413, before anything changes.
 //
-// Every mutating endpoint requires "Authorization: Bearer TOKEN" with the
-// configured admin token (QUANTUM_FLOW_ADMIN_TOKEN), compared in constant
-// time: no header is 401, a wrong token 403, and with no token configured
+// # Access
+//
+// Two roles, each with its bearer token ("Authorization: Bearer TOKEN",
+// compared in constant time; Tokens reads them from the environment or
+// files): admin (Options.AdminToken, QUANTUM_FLOW_ADMIN_TOKEN) for every
+// mutation, and every read; read (Options.ReadToken,
+// QUANTUM_FLOW_READ_TOKEN): when set, every read (the /api/ GETs and
+// /metrics) needs it or the admin token. /healthz, /readyz and the
+// dashboard's own files are always open. No token is 401, a wrong one 403,
+// the read token on a mutation 403, and with no admin token configured
 // mutations are disabled (403). Nothing mutates on GET. Bearer tokens are
-// not sent by browsers on their own, so a cross-site form cannot forge a
-// mutation.
+// not sent by browsers on their own (the dashboard keeps its token in
+// sessionStorage; no cookie is set), so a cross-site form cannot forge a
+// request.
+//
+// # Audit log
+//
+// Every mutation is registered with its action's name through the admin
+// wrapper, which records it in the backend's audit log
+// (pubsub.Backend.RecordAudit) with the role, the client's address, the
+// action, the queue, how many messages changed and what else was selected,
+// before the answer is sent: see admin for the convention a mutating
+// handler follows. GET /api/audit lists it.
+//
+// # Charts
+//
+// While it is open (until Close), the handler samples every queue's stats
+// every Options.HistoryInterval (10s) and keeps the last hour in memory:
+// GET /api/history, the dashboard's charts.
 //
 // When the dead letters of all queues exceed DLQAlertThreshold (default
 // 100, the seed's production alert) the API and dashboard report the
@@ -62,16 +89,21 @@
 // Oban Web are mounted, with http.StripPrefix:
 //
 //	mux := http.NewServeMux()
-//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", httpapi.New(httpapi.Options{
-//		Backend: backend, Registry: reg, AdminToken: os.Getenv(httpapi.TokenEnv), Logger: logger,
-//	})))
+//	admin, read, err := httpapi.Tokens(os.LookupEnv)
+//	...
+//	h := httpapi.New(httpapi.Options{
+//		Backend: backend, Registry: reg, AdminToken: admin, ReadToken: read, Logger: logger,
+//	})
+//	defer h.Close()
+//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", h))
 //
 // The dashboard is then /quantumflow/ (the mux redirects /quantumflow
 // there), the API /quantumflow/api/..., and the metrics and health checks
 // /quantumflow/metrics, /quantumflow/healthz and /quantumflow/readyz. The
-// prefix may be stripped with or without its trailing slash. Whoever can
-// reach the prefix can read queues, pending payloads and dead letters:
-// expose it as the rest of the service's admin surface, not publicly. The
+// prefix may be stripped with or without its trailing slash. Without a
+// read token, whoever can reach the prefix can read queues, pending
+// payloads and dead letters: set one, or expose the prefix as the rest of
+// the service's admin surface, not publicly. The
 // dashboard refuses to be framed (X-Frame-Options, CSP frame-ancestors), so
 // it is a page of its own, not a panel inside the service's pages.
 package httpapi

@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
-	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	_ "github.com/quantumflow/quantumflow/backends/nats"
+	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	_ "github.com/quantumflow/quantumflow/backends/postgres"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/monitoring/httpapi"
