@@ -174,3 +174,30 @@ func TestServeAccessUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestAuditCommand: an empty log prints the header only; --limit is
+// bounded (exit 2 outside 1..10000); the CLI's retry and purge are
+// recorded with role cli, their queue, count and selection.
+func TestAuditCommand(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r := b.run(t, "audit")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	require.Equal(t, 1, strings.Count(strings.TrimSpace(r.stdout), "\n")+1, "the header only: %q", r.stdout)
+	for _, bad := range []string{"0", "10001", "-1"} {
+		r = b.run(t, "audit", "--limit", bad)
+		require.Equal(t, cli.ExitUsage, r.code, bad)
+		require.Contains(t, r.stderr, "--limit", bad)
+	}
+	deadLetterVia(t, b.backend, "q1", `{}`)
+	r = b.run(t, "dlq", "retry", "--queue", "q1", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	r = b.run(t, "dlq", "purge", "--all", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	es, err := b.backend.Audit(context.Background(), 10)
+	require.NoError(t, err)
+	require.Len(t, es, 2)
+	require.Equal(t, pubsub.AuditEntry{Action: "dlq.purge", Count: 0, Detail: "all"}, pubsub.AuditEntry{Action: es[0].Action, Count: es[0].Count, Detail: es[0].Detail})
+	require.Equal(t, pubsub.AuditEntry{Action: "dlq.retry", Queue: "q1", Count: 1}, pubsub.AuditEntry{Action: es[1].Action, Queue: es[1].Queue, Count: es[1].Count})
+	require.Equal(t, pubsub.AuditRoleCLI, es[1].Role)
+}
