@@ -33,21 +33,7 @@ type bundle struct {
 // setup opens a private mem backend and serves the API over it.
 func setup(t *testing.T, opts httpapi.Options) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	b, err := pubsub.Open(ctx, "mem://")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Init(ctx))
-	reg := prometheus.NewRegistry()
-	opts.Backend = b
-	if opts.Registry == nil {
-		opts.Registry = reg
-	}
-	h := httpapi.New(opts)
-	t.Cleanup(h.Close)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	return &bundle{backend: b, server: srv, reg: reg}
+	return setupOn(t, "mem", opts)
 }
 
 func publish(t *testing.T, b *pubsub.Backend, queue string, payloads ...string) []string {
