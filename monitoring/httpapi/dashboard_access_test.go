@@ -22,7 +22,8 @@ import (
 // letters are filtered by queue and error text; with the admin token the
 // filtered set is retried, then another filtered set purged, each after a
 // confirmation (nothing changes on the first click); both are in the
-// audit log on the page; and at phone width nothing overflows the screen.
+// audit log on the page; at phone width nothing overflows the screen; and
+// "Forget" drops the token and what it showed.
 // Screenshots of each step are kept in the artifact directory (see
 // artifactDir) as dashboard-access-<backend>-<step>.png.
 func TestDashboardAccess(t *testing.T) {
@@ -166,6 +167,14 @@ func dashboardAccess(t *testing.T, browser, kind string) {
 		t.Errorf("the page is wider than a phone; elements past its edge:\n%s", wide)
 	}
 	shot("5-phone")
+
+	// Forgetting the token hides what it showed.
+	require.NoError(t, chromedp.Do(bctx,
+		chromedp.Click(css(`#forget-token`)),
+		waitText(`#status`, "token needed"),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("tbody tr").length === 0 && sessionStorage.getItem("quantumflow.token") === null`,
+			chromedp.WithPollingInterval(50*time.Millisecond)),
+	))
 
 	entries, err := b.backend.Audit(ctx, 10)
 	require.NoError(t, err)

@@ -342,13 +342,13 @@
     return { selection: Object.keys(sel).length ? sel : { all: true }, query, filtered: Object.keys(sel).length > 0 };
   }
 
-  // optional returns what get resolves to, or null when the backend
-  // does not keep it (501).
-  async function optional(get) {
+  // optional returns what get resolves to, or null when the answer is
+  // one of statuses: 501, the backend does not keep it, by default.
+  async function optional(get, statuses) {
     try {
       return await get();
     } catch (e) {
-      if (e.status === 501) return null;
+      if ((statuses || [501]).includes(e.status)) return null;
       throw e;
     }
   }
@@ -365,7 +365,9 @@
         if (b.dataset.armed !== "1") b.textContent = verb + (f.filtered ? " all matching" : " all shown");
       }
       const cq = $("#chart-queue").value;
-      renderHistory(await api("GET", "api/history" + (cq ? "?queue=" + encodeURIComponent(cq) : "")));
+      // 404: a queue too new to have been sampled yet.
+      renderHistory(await optional(() => api("GET", "api/history" + (cq ? "?queue=" + encodeURIComponent(cq) : "")), [404]) ||
+        { points: [], interval_seconds: 0 });
       renderInstances(await optional(() => api("GET", "api/instances")));
       const audit = await optional(() => api("GET", "api/audit?limit=50"));
       renderAudit(audit && audit.entries);
@@ -380,6 +382,8 @@
       if (denied) {
         $("#token-state").textContent = e.status === 401 ? "this dashboard needs a read or admin token" : "token refused: " + e.message;
         document.body.dataset.role = "none";
+        // What an earlier token showed goes too.
+        for (const t of document.querySelectorAll("tbody, #charts svg")) t.replaceChildren();
       }
     }
   }
