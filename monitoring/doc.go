@@ -42,7 +42,10 @@
 //		WrapPublisher: topts.Wrap,
 //	})
 //
-//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", httpapi.New(httpapi.Options{
-//		Backend: backend, Registry: reg, AdminToken: os.Getenv(httpapi.TokenEnv), Logger: logger,
-//	})))
+//	admin, read, _ := httpapi.Tokens(os.LookupEnv)
+//	h := httpapi.New(httpapi.Options{
+//		Backend: backend, Registry: reg, AdminToken: admin, ReadToken: read, Logger: logger,
+//	})
+//	defer h.Close()
+//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", h))
 package monitoring

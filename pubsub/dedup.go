@@ -67,11 +67,12 @@ func ValidateDedupWindow(w time.Duration) error {
 }
 
 // ValidateMessage refuses what no backend stores: a malformed priority,
+// delivery time or expiry (checkMetadata),
 // an empty or overlong dedup key, a payload over maxPayload (0: no
 // limit). Publish checks every message with it before the driver sees
 // them; a driver's own publish path (PostgreSQL's PublishTx) calls it.
 func ValidateMessage(m *message.Message, maxPayload int) error {
-	if _, _, err := PriorityOf(m); err != nil {
+	if err := checkMetadata(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 	}
 	if k, ok := m.Metadata[MetadataDedupKey]; ok && (k == "" || len(k) > MaxDedupKeyLen || !utf8.ValidString(k) || strings.ContainsFunc(k, unicode.IsControl)) {

@@ -27,7 +27,8 @@ type store struct {
 	deadCount map[string]int64
 	dlSeq     uint64
 
-	reg registry
+	reg   registry
+	audit auditLog
 
 	// pausedMu guards paused: the queues paused.
 	pausedMu sync.Mutex

@@ -15,6 +15,7 @@ import (
 //	dead letters     QF-DLQ              subjects QF.dlq.<token>
 //	delivery state   QF-STATE            subjects QF.state.<token>.<stream seq>
 //	instances        QF-REGISTRY         key-value bucket (stream KV_QF-REGISTRY)
+//	audit log        QF-AUDIT            subject QF.audit
 //
 // Queue streams start with "<prefix>_" and the two system streams with
 // "<prefix>-", so no queue name can collide with them.
@@ -23,8 +24,8 @@ import (
 // the namespace's '_' written '-' (QF-qfdemo-1a2b for qfdemo_1a2b): its
 // queue streams are QF-qfdemo-1a2b_<token>, its subjects
 // QF-qfdemo-1a2b.q.<token>, and so on. The names are apart from the
-// namespace-less ones (which start "QF_" or are exactly QF-DLQ, QF-STATE
-// and QF-REGISTRY) and from every other namespace's: a namespace has no
+// namespace-less ones (which start "QF_" or are exactly QF-DLQ, QF-STATE,
+// QF-AUDIT and QF-REGISTRY) and from every other namespace's: a namespace has no
 // '-', and after the '_' to '-' mapping no '_' either, so where the
 // namespace ends in a stream name is never in doubt (with the namespace
 // as given, namespace a's queue b_c and namespace a_b's queue c would
@@ -58,6 +59,8 @@ func (n names) dlqSubject(queue string) string   { return n.prefix + ".dlq." + t
 func (n names) dlqSubjects() string              { return n.prefix + ".dlq.>" }
 func (n names) stateStream() string              { return n.prefix + "-STATE" }
 func (n names) registry() string                 { return n.prefix + "-REGISTRY" }
+func (n names) auditStream() string              { return n.prefix + "-AUDIT" }
+func (n names) auditSubject() string             { return n.prefix + ".audit" }
 func (n names) stateSubjects() string            { return n.prefix + ".state.>" }
 func (n names) stateQueueFilter(q string) string { return n.prefix + ".state." + token(q) + ".*" }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // DropNamespace deletes everything the namespace the driver was opened in
-// holds: its queue streams, its dead-letter and delivery-state streams and
+// holds: its queue streams, its dead-letter, delivery-state and audit streams and
 // its registry bucket (see names for how they are told apart from every
 // other namespace's). The engine has stopped publishing and receiving; the
 // state removals under way finish first. A cluster's transient conditions
@@ -54,7 +54,7 @@ func (d *driver) namespaceStreams(ctx context.Context) ([]string, error) {
 	lister := d.js.StreamNames(ctx, jetstream.WithStreamListSubject(d.names.prefix+".>"))
 	var out []string
 	for name := range lister.Name() {
-		if name == d.names.dlqStream() || name == d.names.stateStream() || strings.HasPrefix(name, d.names.streamPrefix()) {
+		if name == d.names.dlqStream() || name == d.names.stateStream() || name == d.names.auditStream() || strings.HasPrefix(name, d.names.streamPrefix()) {
 			out = append(out, name)
 		}
 	}

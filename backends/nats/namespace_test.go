@@ -73,6 +73,10 @@ func TestNamespace(t *testing.T) {
 	insts, err := demoA.Driver().(pubsub.InstanceStore).ListInstances(ctx)
 	require.NoError(t, err)
 	require.Empty(t, insts, "demo's instance is not demo_a's")
+	require.NoError(t, demo.RecordAudit(ctx, pubsub.AuditEntry{Role: pubsub.AuditRoleCLI, Action: "dlq.purge", Count: 1}))
+	audit, err := demoA.Audit(ctx, 10)
+	require.NoError(t, err)
+	require.Empty(t, audit, "demo's audit log is not demo_a's")
 
 	before := streamNames(t, srv.ClientURL())
 	require.NoError(t, demo.DropNamespace(ctx))
@@ -83,7 +87,7 @@ func TestNamespace(t *testing.T) {
 			dropped = append(dropped, s)
 		}
 	}
-	require.ElementsMatch(t, []string{"QF-demo_a_q", "QF-demo-DLQ", "QF-demo-STATE", "KV_QF-demo-REGISTRY"}, dropped)
+	require.ElementsMatch(t, []string{"QF-demo_a_q", "QF-demo-DLQ", "QF-demo-STATE", "QF-demo-AUDIT", "KV_QF-demo-REGISTRY"}, dropped)
 	require.Len(t, after, len(before)-len(dropped), "nothing made")
 
 	for b, want := range map[*pubsub.Backend]int64{plain: 1, demoA: 2} {

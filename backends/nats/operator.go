@@ -167,15 +167,18 @@ func (d *driver) PausedQueues(ctx context.Context) ([]string, error) {
 // subject when due, under a new sequence and without the original's
 // Nats-Msg-Id deduplication, and it would need a stream setting
 // (AllowMsgSchedules) on every queue stream, existing ones included.
-func (d *driver) scheduleDelayed(ctx context.Context, queue string, msgs []*nats.Msg, seqs []uint64) {
+func (d *driver) scheduleDelayed(ctx context.Context, queue string, msgs []*nats.Msg, acks map[*nats.Msg]*jetstream.PubAck) {
 	now := time.Now()
 	var ws []stateWrite
-	for i, m := range msgs {
+	for _, m := range msgs {
 		at, ok := deliverAtOf(m.Header)
-		if !ok || !at.After(now) {
+		ack := acks[m]
+		if !ok || !at.After(now) || ack == nil || ack.Duplicate {
+			// A duplicate's sequence is the stored message's, whose
+			// schedule it must not change.
 			continue
 		}
-		ws = append(ws, stateWrite{dv: &delivery{seq: seqs[i]}, ds: deliveryState{Waiting: true, RetryAt: at, PublishedAt: now}})
+		ws = append(ws, stateWrite{dv: &delivery{seq: ack.Sequence}, ds: deliveryState{Waiting: true, RetryAt: at, PublishedAt: now}})
 	}
 	d.putStates(ctx, queue, ws)
 }

@@ -47,7 +47,7 @@ type queueEntry struct {
 	err     error
 }
 
-// Init creates the dead-letter and delivery-state streams and the
+// Init creates the dead-letter, delivery-state and audit streams and the
 // instance registry's bucket. It is idempotent and safe to run from
 // several processes at once.
 func (d *driver) Init(ctx context.Context) error {
@@ -93,7 +93,7 @@ func (d *driver) Init(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("init: bucket %s: %w", d.names.registry(), err)
 	}
-	return nil
+	return d.ensureAudit(ctx)
 }
 
 // ensureStream creates a stream unless it exists; an existing stream keeps

@@ -181,10 +181,11 @@
 // started_at, heartbeat_at, consumers) and each broadcast queue's latest
 // message, quantum_flow_latest (queue_name, id, payload, metadata,
 // published_at); the paused queues, quantum_flow_paused_queues
-// (queue_name, paused_at: pubsub.QueuePauser); and
-// quantum_flow_schema_migrations. A message published delayed or
-// scheduled (pubsub.MetadataDeliverAt) gets that time as available_at,
-// the column retries use. A declared queue's row holds its spec
+// (queue_name, paused_at: pubsub.QueuePauser); the audit log
+// quantum_flow_audit (id, at, role, remote, action, queue_name, count,
+// detail, error); and quantum_flow_schema_migrations. A message published
+// delayed or scheduled (pubsub.MetadataDeliverAt) gets that time as
+// available_at, the column retries use. A declared queue's row holds its spec
 // as given (max_retries 0 is "never retry"); a queue published or
 // subscribed to without a declaration gets pubsub.DefaultQueueSpec. id is
 // the message id (Watermill's UUID),

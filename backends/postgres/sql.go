@@ -11,7 +11,7 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq, instances, latest, paused, dedup string // qualified table names
+	messages, queues, dlq, instances, latest, paused, dedup, audit string // qualified table names
 
 	insert       string
 	insertAt     string
@@ -39,6 +39,7 @@ func newQueries(schema string) queries {
 		latest:    s + ".quantum_flow_latest",
 		paused:    s + ".quantum_flow_paused_queues",
 		dedup:     s + ".quantum_flow_dedup",
+		audit:     s + ".quantum_flow_audit",
 	}
 	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq, "{dedup}", q.dedup)
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -263,6 +264,31 @@ or --all.`,
 	return c
 }
 
+// auditEntry is the audit log's entry of a retry or purge of s that
+// changed n dead letters, and failed with err if not nil.
+func (s selection) auditEntry(verb string, n int, err error) pubsub.AuditEntry {
+	e := pubsub.AuditEntry{Action: map[string]string{"retried": "dlq.retry", "purged": "dlq.purge"}[verb], Queue: s.scope.queue, Count: n}
+	var detail []string
+	if s.scope.instance != "" {
+		if s.scope.queue != "" {
+			e.Queue = pubsub.InstanceQueue(s.scope.queue, s.scope.instance)
+		} else {
+			detail = append(detail, "instance="+s.scope.instance)
+		}
+	}
+	if len(s.ids) > 0 {
+		detail = append(detail, "ids="+strconv.Itoa(len(s.ids)))
+	}
+	if s.scope == (dlqScope{}) && len(s.ids) == 0 {
+		detail = append(detail, "all")
+	}
+	e.Detail = strings.Join(detail, " ")
+	if err != nil {
+		e.Error = err.Error()
+	}
+	return e
+}
+
 func (a *app) dlqApply(ctx context.Context, cmd *cobra.Command, verb string, s selection, do func(*pubsub.Backend, pubsub.DeadLetterQuery) (int, error)) error {
 	_, b, err := a.open(ctx)
 	if err != nil {
@@ -283,9 +309,12 @@ func (a *app) dlqApply(ctx context.Context, cmd *cobra.Command, verb string, s s
 		m, err := do(b, pubsub.DeadLetterQuery{Queue: name, IDs: s.ids})
 		n += m
 		if err != nil {
-			return fmt.Errorf("dead letters %s (%d so far): %w", verb, n, err)
+			err = fmt.Errorf("dead letters %s (%d so far): %w", verb, n, err)
+			a.recordAudit(ctx, b, s.auditEntry(verb, n, err))
+			return err
 		}
 	}
+	a.recordAudit(ctx, b, s.auditEntry(verb, n, nil))
 	out := cmd.OutOrStdout()
 	if a.jsonOut {
 		row := map[string]any{verb: n, "queue": s.scope.queue, "ids": s.ids}

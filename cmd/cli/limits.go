@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
 
@@ -56,6 +57,7 @@ var countLimits = []countLimit{
 	{command: "dlq list", flag: "limit", min: 1, max: MaxListLimit},
 	{command: "dlq retry", flag: "id", max: MaxIDs, slice: true},
 	{command: "dlq purge", flag: "id", max: MaxIDs, slice: true},
+	{command: "audit", flag: "limit", min: 1, max: pubsub.MaxAuditLimit},
 	// The demo checks its own lower bounds.
 	{command: "demo", flag: "instances", min: math.MinInt, max: MaxDemoInstances},
 	{command: "demo", flag: "rounds", min: math.MinInt, max: MaxDemoRounds},

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +22,10 @@ const defaultServeAddr = "127.0.0.1:8470"
 
 func (a *app) serveCommand() *cobra.Command {
 	var (
-		addr      string
-		threshold int
-		interval  time.Duration
+		addr            string
+		threshold       int
+		interval        time.Duration
+		tlsCert, tlsKey string
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -36,8 +37,10 @@ func (a *app) serveCommand() *cobra.Command {
   /metrics                         Prometheus metrics (queue gauges polled from the backend)
   /healthz, /readyz                alive; backend reachable and storage initialised
   /api/queues[/{queue}[/pending]]  queues, stats, pending messages (GET)
-  /api/dlq                         dead letters (GET)
+  /api/dlq                         dead letters (GET; ?error_contains= filters)
   /api/dlq/retry, /api/dlq/purge   work the dead-letter queue (POST)
+  /api/history                     depth and throughput of the last hour (GET)
+  /api/audit                       the audit log of every mutation (GET)
 
 It listens on 127.0.0.1 unless --http names another host; an address without
 a host (":8470") also means 127.0.0.1. Use 0.0.0.0:PORT to listen on every
@@ -46,9 +49,18 @@ interface.
 A service can mount the same handler under a prefix of its own mux instead:
 see the package github.com/quantumflow/quantumflow/monitoring/httpapi.
 
-Mutating requests need "Authorization: Bearer $QUANTUM_FLOW_ADMIN_TOKEN". The
-token is read from the environment only (never a flag, which other users could
-see); without it retry and purge are refused.
+Mutating requests need "Authorization: Bearer $QUANTUM_FLOW_ADMIN_TOKEN";
+without it retry and purge are refused. With QUANTUM_FLOW_READ_TOKEN set,
+every read (the API's GETs and /metrics) needs it or the admin token; the
+health checks and the dashboard's page stay open (the page asks for a token).
+Tokens are read from the environment, or from the file that
+QUANTUM_FLOW_ADMIN_TOKEN_FILE or QUANTUM_FLOW_READ_TOKEN_FILE names, never
+from a flag, which other users could see. Every mutation is recorded in the
+backend's audit log (quantumflow audit, /api/audit).
+
+--tls-cert and --tls-key (PEM files) serve HTTPS instead of HTTP: use them
+whenever the dashboard is reached over a network, since tokens travel in
+every request.
 
 Instances (the dashboard's panel, /api/instances, quantumflow_instances) are
 gone after instance_ttl without a heartbeat, from the configuration of
@@ -59,7 +71,8 @@ When the dead letters of all queues pass --dlq-alert-threshold (the seed's
 100), the dashboard shows the backend as degraded, the metric
 quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 		Example: `  QUANTUM_FLOW_ADMIN_TOKEN=$(openssl rand -hex 16) quantumflow serve --url postgres://app@db/singularity
-  quantumflow serve --http 0.0.0.0:8470 --dlq-alert-threshold 500`,
+  QUANTUM_FLOW_ADMIN_TOKEN_FILE=/run/secrets/qf-admin QUANTUM_FLOW_READ_TOKEN_FILE=/run/secrets/qf-read \
+    quantumflow serve --http 0.0.0.0:8470 --tls-cert /etc/qf/tls.crt --tls-key /etc/qf/tls.key`,
 		Args: noArgs,
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
 			listenAddr, err := loopbackDefault(addr)
@@ -72,14 +85,20 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			if interval <= 0 {
 				return usageErrorf("--poll-interval must be positive, got %s", interval)
 			}
+			token, readToken, err := httpapi.Tokens(a.env.LookupEnv)
+			if err != nil {
+				return usageError{err}
+			}
+			tlsCfg, err := tlsConfig(tlsCert, tlsKey)
+			if err != nil {
+				return err
+			}
 			cfg, b, err := a.open(ctx)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
 			log := a.logger()
-			token, _ := a.env.LookupEnv(httpapi.TokenEnv)
-			token = strings.TrimSpace(token)
 			if token == "" {
 				log.Warn("no " + httpapi.TokenEnv + ": dead-letter retry and purge are disabled")
 			}
@@ -103,9 +122,14 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 				return fmt.Errorf("serve: listen on %s: %w", listenAddr, err)
 			}
 			url := "http://" + ln.Addr().String() + "/"
+			if tlsCfg != nil {
+				ln = tls.NewListener(ln, tlsCfg)
+				url = "https://" + ln.Addr().String() + "/"
+			}
 			out := cmd.OutOrStdout()
 			if a.jsonOut {
-				err = writeJSONLine(out, map[string]any{"listening": url, "backend": b.String(), "admin_enabled": token != "", "dlq_alert_threshold": threshold})
+				err = writeJSONLine(out, map[string]any{"listening": url, "backend": b.String(), "admin_enabled": token != "",
+					"read_token_required": readToken != "", "dlq_alert_threshold": threshold})
 			} else {
 				err = writeFlush(out, []byte(fmt.Sprintf("serving %s on %s (dashboard /, metrics /metrics; admin %s)\n",
 					b.String(), url, map[bool]string{true: "enabled", false: "disabled: no " + httpapi.TokenEnv}[token != ""])))
@@ -118,10 +142,12 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 			runCtx, stop := context.WithCancel(ctx)
 			var polling sync.WaitGroup
 			polling.Go(func() { _ = poller.Run(runCtx) })
-			err = httpapi.Serve(ctx, ln, httpapi.New(httpapi.Options{
-				Backend: b, Registry: reg, AdminToken: token, DLQAlertThreshold: threshold, Logger: log,
+			h := httpapi.New(httpapi.Options{
+				Backend: b, Registry: reg, AdminToken: token, ReadToken: readToken, DLQAlertThreshold: threshold, Logger: log,
 				InstanceTTL: cfg.InstanceTTL,
-			}))
+			})
+			err = httpapi.Serve(ctx, ln, h)
+			h.Close()
 			stop()
 			polling.Wait()
 			return err
@@ -130,7 +156,26 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
 	c.Flags().StringVar(&addr, "http", defaultServeAddr, "address to listen on, HOST:PORT (no host: 127.0.0.1)")
 	c.Flags().IntVar(&threshold, "dlq-alert-threshold", metrics.DefaultDLQAlertThreshold, "dead letters (all queues) above which the backend is degraded")
 	c.Flags().DurationVar(&interval, "poll-interval", metrics.DefaultPollInterval, "how often queue stats are read for the metrics")
+	c.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	c.Flags().StringVar(&tlsKey, "tls-key", "", "the PEM private key file of --tls-cert")
 	return c
+}
+
+// tlsConfig loads --tls-cert and --tls-key: nil when neither is given.
+// Only one of them, or files that do not load as a key pair, are usage
+// errors (exit 2), before anything is opened.
+func tlsConfig(cert, key string) (*tls.Config, error) {
+	switch {
+	case cert == "" && key == "":
+		return nil, nil
+	case cert == "" || key == "":
+		return nil, usageErrorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, usageErrorf("--tls-cert %s, --tls-key %s: %v", cert, key, err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 // loopbackDefault checks a HOST:PORT listen address and gives an address

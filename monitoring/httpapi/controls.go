@@ -35,6 +35,7 @@ func (a *api) pauseQueue(paused bool) http.HandlerFunc {
 			a.backendError(w, err)
 			return
 		}
+		reportMutation(r, Mutation{Queue: name})
 		a.log.Info("queue paused or resumed", "queue", name, "paused", paused, "remote", r.RemoteAddr)
 		writeJSON(w, http.StatusOK, map[string]any{"queue": name, "paused": paused})
 	}
@@ -96,6 +97,7 @@ func (a *api) deleteMessage(w http.ResponseWriter, r *http.Request) {
 		a.backendError(w, err)
 		return
 	}
+	reportMutation(r, Mutation{Queue: queue, Count: 1, Detail: "id " + id})
 	a.log.Info("message deleted", "id", id, "queue", queue, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "deleted": true})
 }

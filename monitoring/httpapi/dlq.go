@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -76,6 +78,11 @@ func (a *api) listDLQ(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	contains := r.URL.Query().Get("error_contains")
+	if err := checkErrorContains(contains); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ctx, cancel := a.ctx(r)
 	defer cancel()
 	names, err := a.dlqQueues(ctx, scope)
@@ -88,14 +95,14 @@ func (a *api) listDLQ(w http.ResponseWriter, r *http.Request) {
 	}
 	var dls []pubsub.DeadLetter
 	for _, name := range names {
-		got, err := a.opts.Backend.ListDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: name, Limit: limit})
+		got, err := a.matchingDeadLetters(ctx, pubsub.DeadLetterQuery{Queue: name, Limit: limit}, contains)
 		if err != nil {
 			a.backendError(w, err)
 			return
 		}
 		dls = append(dls, got...)
 	}
-	if len(names) > 1 {
+	if len(names) > 1 || contains != "" {
 		slices.SortStableFunc(dls, func(x, y pubsub.DeadLetter) int { return y.CreatedAt.Compare(x.CreatedAt) })
 		dls = dls[:min(len(dls), limit)]
 	}
@@ -122,42 +129,108 @@ type Selection struct {
 	// IDs selects dead letters by message id (within Queue and Instance
 	// when given).
 	IDs []string `json:"ids,omitempty"`
+	// ErrorContains selects the dead letters whose error contains this
+	// text, ignoring case (within Queue, Instance and IDs when given).
+	ErrorContains string `json:"error_contains,omitempty"`
 	// All selects every dead letter; it must be said explicitly.
 	All bool `json:"all,omitempty"`
 }
 
-const selectionWant = `{"queue": "Q"}, {"instance": "I"}, {"ids": [...]} or {"all": true}`
+const selectionWant = `{"queue": "Q"}, {"instance": "I"}, {"ids": [...]}, {"error_contains": "text"} (alone or with the others) or {"all": true}`
+
+// MaxFilterScan is how many dead letters of each queue an error filter
+// (error_contains) looks through, newest first: a filtered retry or
+// purge acts on the matches among them, and is run again for older ones.
+const MaxFilterScan = 10_000
+
+// maxErrorContains bounds error_contains.
+const maxErrorContains = 1000
+
+func checkErrorContains(s string) error {
+	if len(s) > maxErrorContains {
+		return fmt.Errorf("error_contains: %d bytes, more than the limit of %d", len(s), maxErrorContains)
+	}
+	return nil
+}
+
+// matchingDeadLetters lists the dead letters q selects whose error
+// contains contains (ignoring case), at most q.Limit of them: with a
+// filter, the newest MaxFilterScan are looked through.
+func (a *api) matchingDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery, contains string) ([]pubsub.DeadLetter, error) {
+	if contains == "" {
+		return a.opts.Backend.ListDeadLetters(ctx, q)
+	}
+	limit := q.Limit
+	q.Limit = MaxFilterScan
+	all, err := a.opts.Backend.ListDeadLetters(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	want := strings.ToLower(contains)
+	out := slices.DeleteFunc(all, func(d pubsub.DeadLetter) bool { return !strings.Contains(strings.ToLower(d.Error), want) })
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
 
 // selection reads the body of a retry or purge. On failure it has
 // answered, and returns false.
-func (a *api) selection(w http.ResponseWriter, r *http.Request) (dlqScope, []string, bool) {
+func (a *api) selection(w http.ResponseWriter, r *http.Request) (Selection, dlqScope, bool) {
 	var sel Selection
 	if !decodeJSON(w, r, &sel, selectionWant) {
-		return dlqScope{}, nil, false
+		return sel, dlqScope{}, false
 	}
-	if sel.Queue == "" && sel.Instance == "" && len(sel.IDs) == 0 && !sel.All {
+	if sel.Queue == "" && sel.Instance == "" && len(sel.IDs) == 0 && sel.ErrorContains == "" && !sel.All {
 		writeError(w, http.StatusBadRequest, "select dead letters: "+selectionWant)
-		return dlqScope{}, nil, false
+		return sel, dlqScope{}, false
 	}
-	if sel.All && (sel.Queue != "" || sel.Instance != "" || len(sel.IDs) > 0) {
-		writeError(w, http.StatusBadRequest, `"all" cannot be combined with "queue", "instance" or "ids"`)
-		return dlqScope{}, nil, false
+	if sel.All && (sel.Queue != "" || sel.Instance != "" || len(sel.IDs) > 0 || sel.ErrorContains != "") {
+		writeError(w, http.StatusBadRequest, `"all" cannot be combined with "queue", "instance", "ids" or "error_contains"`)
+		return sel, dlqScope{}, false
+	}
+	if slices.Contains(sel.IDs, "") {
+		writeError(w, http.StatusBadRequest, `"ids": an empty id`)
+		return sel, dlqScope{}, false
+	}
+	if err := checkErrorContains(sel.ErrorContains); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return sel, dlqScope{}, false
 	}
 	scope, err := newDLQScope(sel.Queue, sel.Instance)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
-		return dlqScope{}, nil, false
+		return sel, dlqScope{}, false
 	}
-	return scope, sel.IDs, true
+	return sel, scope, true
+}
+
+// describe is the selection beyond its queue, for the audit log.
+func (s Selection) describe() string {
+	var parts []string
+	if s.Instance != "" {
+		parts = append(parts, "instance="+s.Instance)
+	}
+	if len(s.IDs) > 0 {
+		parts = append(parts, "ids="+strconv.Itoa(len(s.IDs)))
+	}
+	if s.ErrorContains != "" {
+		parts = append(parts, "error_contains="+strconv.Quote(s.ErrorContains))
+	}
+	if s.All {
+		parts = append(parts, "all")
+	}
+	return strings.Join(parts, " ")
 }
 
 // applyDLQ runs do over the queues the body selects and answers with how
 // many dead letters it acted on, under verb.
 func (a *api) applyDLQ(w http.ResponseWriter, r *http.Request, verb string, do func(context.Context, pubsub.DeadLetterQuery) (int, error)) {
-	scope, ids, ok := a.selection(w, r)
+	sel, scope, ok := a.selection(w, r)
 	if !ok {
 		return
 	}
+	ids := sel.IDs
 	ctx, cancel := a.ctx(r)
 	defer cancel()
 	names, err := a.dlqQueues(ctx, scope)
@@ -170,16 +243,38 @@ func (a *api) applyDLQ(w http.ResponseWriter, r *http.Request, verb string, do f
 	}
 	n := 0
 	for _, name := range names {
-		m, err := do(ctx, pubsub.DeadLetterQuery{Queue: name, IDs: ids})
+		m, err := a.applyDLQTo(ctx, pubsub.DeadLetterQuery{Queue: name, IDs: ids}, sel.ErrorContains, do)
 		n += m
 		if err != nil {
+			err = fmt.Errorf("%s %d dead letters, then: %w", verb, n, err)
+			reportMutation(r, Mutation{Queue: sel.Queue, Count: n, Detail: sel.describe(), Err: err})
 			a.log.Error("dead letters "+verb+" in part", "count", n, "queue", name, "error", err)
-			a.backendError(w, fmt.Errorf("%s %d dead letters, then: %w", verb, n, err))
+			a.backendError(w, err)
 			return
 		}
 	}
-	a.log.Info("dead letters "+verb, "count", n, "queue", scope.queue, "instance", scope.instance, "ids", len(ids), "remote", r.RemoteAddr)
+	reportMutation(r, Mutation{Queue: sel.Queue, Count: n, Detail: sel.describe()})
+	a.log.Info("dead letters "+verb, "count", n, "queue", scope.queue, "instance", scope.instance, "ids", len(ids),
+		"error_contains", sel.ErrorContains, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]int{verb: n})
+}
+
+// applyDLQTo runs do on q's dead letters, or, with an error filter, on
+// those of them whose error matches (their ids, as listed now: what is
+// dead-lettered meanwhile is left alone).
+func (a *api) applyDLQTo(ctx context.Context, q pubsub.DeadLetterQuery, contains string, do func(context.Context, pubsub.DeadLetterQuery) (int, error)) (int, error) {
+	if contains == "" {
+		return do(ctx, q)
+	}
+	matched, err := a.matchingDeadLetters(ctx, q, contains)
+	if err != nil || len(matched) == 0 {
+		return 0, err
+	}
+	q.IDs = make([]string, len(matched))
+	for i, d := range matched {
+		q.IDs[i] = d.ID
+	}
+	return do(ctx, q)
 }
 
 func (a *api) retryDLQ(w http.ResponseWriter, r *http.Request) {

@@ -33,19 +33,7 @@ type bundle struct {
 // setup opens a private mem backend and serves the API over it.
 func setup(t *testing.T, opts httpapi.Options) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	b, err := pubsub.Open(ctx, "mem://")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	require.NoError(t, b.Init(ctx))
-	reg := prometheus.NewRegistry()
-	opts.Backend = b
-	if opts.Registry == nil {
-		opts.Registry = reg
-	}
-	srv := httptest.NewServer(httpapi.New(opts))
-	t.Cleanup(srv.Close)
-	return &bundle{backend: b, server: srv, reg: reg}
+	return setupOn(t, "mem", opts)
 }
 
 func publish(t *testing.T, b *pubsub.Backend, queue string, payloads ...string) []string {
@@ -127,7 +115,9 @@ func bearer(tok string) string { return fmt.Sprintf("Bearer %s", tok) }
 
 func httpapiServer(t *testing.T, opts httpapi.Options) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(httpapi.New(opts))
+	h := httpapi.New(opts)
+	t.Cleanup(h.Close)
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -14,10 +14,12 @@
 //	GET  /api/messages/{id}            one message: state, attempts, last error, payload (?queue=Q)
 //	DELETE /api/messages/{id}          remove a waiting message (?queue=Q; admin): 404, 409 when held
 //	GET  /api/instances                the instance registry, each instance with its state
-//	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&limit=N)
+//	GET  /api/dlq                      dead letters (?queue=Q[@INSTANCE]&instance=ID&error_contains=TEXT&limit=N)
+//	GET  /api/history                  the last hour of every queue summed, or of one (?queue=Q)
+//	GET  /api/audit                    the audit log, newest first (?limit=N)
 //	POST /api/dlq/retry                move dead letters back to their queue
 //	POST /api/dlq/purge                delete dead letters
-//	GET  /                             the web dashboard (embedded HTML and JS)
+//	GET  /                             the web dashboard (embedded HTML, CSS and JS)
 //
 // A path asked with another method answers 405 with an Allow header; an
 // unknown path under /api/ answers 404; a query parameter the endpoint does
@@ -43,17 +45,42 @@
 // POST bodies are one JSON document selecting what to act on: {"queue":
 // "Q"} for the dead letters of a queue and its instance queues ({"queue":
 // "Q@I"} for one instance queue's), {"instance": "I"} for one instance's,
-// {"ids": ["..."]} for some, {"all": true} for every one; at least one of
-// them, so an empty body changes nothing. A body with anything after its
+// {"ids": ["..."]} for some, {"error_contains": "text"} for those whose
+// error contains the text, ignoring case (alone, or narrowing the others),
+// {"all": true} for every one; at least one of them, so an empty body
+// changes nothing. A body with anything after its
 // document (a second one included) is refused with 400, and one over
 // MaxBodyBytes (1 MiB) with 413, before anything changes.
 //
-// Every mutating endpoint requires "Authorization: Bearer TOKEN" with the
-// configured admin token (QUANTUM_FLOW_ADMIN_TOKEN), compared in constant
-// time: no header is 401, a wrong token 403, and with no token configured
+// # Access
+//
+// Two roles, each with its bearer token ("Authorization: Bearer TOKEN",
+// compared in constant time; Tokens reads them from the environment or
+// files): admin (Options.AdminToken, QUANTUM_FLOW_ADMIN_TOKEN) for every
+// mutation, and every read; read (Options.ReadToken,
+// QUANTUM_FLOW_READ_TOKEN): when set, every read (the /api/ GETs and
+// /metrics) needs it or the admin token. /healthz, /readyz and the
+// dashboard's own files are always open. No token is 401, a wrong one 403,
+// the read token on a mutation 403, and with no admin token configured
 // mutations are disabled (403). Nothing mutates on GET. Bearer tokens are
-// not sent by browsers on their own, so a cross-site form cannot forge a
-// mutation.
+// not sent by browsers on their own (the dashboard keeps its token in
+// sessionStorage; no cookie is set), so a cross-site form cannot forge a
+// request.
+//
+// # Audit log
+//
+// Every mutation is registered with its action's name through the admin
+// wrapper, which records it in the backend's audit log
+// (pubsub.Backend.RecordAudit) with the role, the client's address, the
+// action, the queue, how many messages changed and what else was selected,
+// before the answer is sent: see admin for the convention a mutating
+// handler follows. GET /api/audit lists it.
+//
+// # Charts
+//
+// While it is open (until Close), the handler samples every queue's stats
+// every Options.HistoryInterval (10s) and keeps the last hour in memory:
+// GET /api/history, the dashboard's charts.
 //
 // When the dead letters of all queues exceed DLQAlertThreshold (default
 // 100, the seed's production alert) the API and dashboard report the
@@ -66,24 +93,27 @@
 // Oban Web are mounted, with http.StripPrefix:
 //
 //	mux := http.NewServeMux()
-//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", httpapi.New(httpapi.Options{
-//		Backend: backend, Registry: reg, AdminToken: os.Getenv(httpapi.TokenEnv), Logger: logger,
-//	})))
+//	admin, read, err := httpapi.Tokens(os.LookupEnv)
+//	...
+//	h := httpapi.New(httpapi.Options{
+//		Backend: backend, Registry: reg, AdminToken: admin, ReadToken: read, Logger: logger,
+//	})
+//	defer h.Close()
+//	mux.Handle("/quantumflow/", http.StripPrefix("/quantumflow", h))
 //
 // The dashboard is then /quantumflow/ (the mux redirects /quantumflow
 // there), the API /quantumflow/api/..., and the metrics and health checks
 // /quantumflow/metrics, /quantumflow/healthz and /quantumflow/readyz. The
-// prefix may be stripped with or without its trailing slash. Whoever can
-// reach the prefix can read queues, pending payloads and dead letters:
-// expose it as the rest of the service's admin surface, not publicly. The
+// prefix may be stripped with or without its trailing slash. Without a
+// read token, whoever can reach the prefix can read queues, pending
+// payloads and dead letters: set one, or expose the prefix as the rest of
+// the service's admin surface, not publicly. The
 // dashboard refuses to be framed (X-Frame-Options, CSP frame-ancestors), so
 // it is a page of its own, not a panel inside the service's pages.
 package httpapi
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -108,9 +138,6 @@ import (
 // dead letters.
 const DefaultDLQAlertThreshold = 100
 
-// TokenEnv is the environment variable that holds the admin token.
-const TokenEnv = "QUANTUM_FLOW_ADMIN_TOKEN"
-
 // Options configure New.
 type Options struct {
 	// Backend is the backend whose queues are shown and worked. Required:
@@ -119,9 +146,18 @@ type Options struct {
 	// Registry is what /metrics exposes. Defaults to
 	// prometheus.DefaultGatherer.
 	Registry prometheus.Gatherer
-	// AdminToken is the bearer token mutating endpoints require. Empty
-	// disables mutations (they are refused).
+	// AdminToken is the bearer token mutating endpoints require (it
+	// reads too). Empty disables mutations (they are refused).
 	AdminToken string
+	// ReadToken, when set, is the bearer token every read needs (the
+	// API's GETs and /metrics; the health checks and the dashboard's own
+	// files stay open), unless it carries the admin token. Empty leaves
+	// reads open to whoever reaches the handler.
+	ReadToken string
+	// HistoryInterval is how often the server samples every queue's
+	// stats for the charts of the last hour (GET /api/history). Defaults
+	// to 10s.
+	HistoryInterval time.Duration
 	// DLQAlertThreshold is the number of dead letters (all queues) above
 	// which the backend is reported degraded. Defaults to 100.
 	DLQAlertThreshold int
@@ -146,9 +182,10 @@ type Options struct {
 var staticFS embed.FS
 
 type api struct {
-	opts     Options
-	log      *slog.Logger
-	tokenSum [32]byte
+	opts              Options
+	log               *slog.Logger
+	adminSum, readSum [32]byte
+	history           *history
 
 	mu      sync.Mutex
 	samples map[string][]sample
@@ -164,8 +201,20 @@ type sample struct {
 // rateWindow is how far back rates look.
 const rateWindow = time.Minute
 
-// New returns the handler.
-func New(opts Options) http.Handler {
+// Handler is the operator HTTP surface. It samples the queues for the
+// charts in the background while it is open: Close it when done.
+type Handler struct {
+	http.Handler
+	stop func()
+}
+
+// Close stops the background sampling. The handler still serves; its
+// charts no longer grow.
+func (h *Handler) Close() { h.stop() }
+
+// New returns the handler and starts sampling the queues' stats for its
+// charts (stop it with Close).
+func New(opts Options) *Handler {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.DefaultGatherer
 	}
@@ -181,27 +230,35 @@ func New(opts Options) http.Handler {
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
+	if opts.HistoryInterval <= 0 {
+		opts.HistoryInterval = DefaultHistoryInterval
+	}
 	a := &api{opts: opts, log: opts.Logger, samples: map[string][]sample{}}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	a.tokenSum = sha256.Sum256([]byte(opts.AdminToken))
+	a.adminSum, a.readSum = tokenSum(opts.AdminToken), tokenSum(opts.ReadToken)
+	a.history = newHistory(opts.HistoryInterval)
 
 	rs := newRoutes()
-	rs.handle("GET", "/metrics", promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}}))
+	rs.handle("GET", "/metrics", a.read(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{ErrorLog: slogErrorLog{a.log}})))
 	rs.handle("GET", "/healthz", http.HandlerFunc(a.healthz))
 	rs.handle("GET", "/readyz", http.HandlerFunc(a.readyz))
-	rs.handle("GET", "/api/queues", knownParams(a.backendOr503(a.listQueues)))
-	rs.handle("GET", "/api/queues/{queue}", knownParams(a.backendOr503(a.getQueue)))
-	rs.handle("GET", "/api/queues/{queue}/pending", knownParams(a.backendOr503(a.listPending), "limit", "offset"))
-	rs.handle("GET", "/api/instances", knownParams(a.backendOr503(a.listInstances)))
-	rs.handle("GET", "/api/dlq", knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "limit"))
-	rs.handle("POST", "/api/dlq/retry", a.admin(knownParams(a.backendOr503(a.retryDLQ))))
-	rs.handle("POST", "/api/dlq/purge", a.admin(knownParams(a.backendOr503(a.purgeDLQ))))
-	rs.handle("POST", "/api/queues/{queue}/pause", a.admin(knownParams(a.backendOr503(a.pauseQueue(true)))))
-	rs.handle("POST", "/api/queues/{queue}/resume", a.admin(knownParams(a.backendOr503(a.pauseQueue(false)))))
-	rs.handle("GET", "/api/messages/{id}", knownParams(a.backendOr503(a.getMessage), "queue"))
-	rs.handle("DELETE", "/api/messages/{id}", a.admin(knownParams(a.backendOr503(a.deleteMessage), "queue")))
+	rs.handle("GET", "/api/queues", a.read(knownParams(a.backendOr503(a.listQueues))))
+	rs.handle("GET", "/api/queues/{queue}", a.read(knownParams(a.backendOr503(a.getQueue))))
+	rs.handle("GET", "/api/queues/{queue}/pending", a.read(knownParams(a.backendOr503(a.listPending), "limit", "offset")))
+	rs.handle("GET", "/api/instances", a.read(knownParams(a.backendOr503(a.listInstances))))
+	rs.handle("GET", "/api/dlq", a.read(knownParams(a.backendOr503(a.listDLQ), "queue", "instance", "error_contains", "limit")))
+	rs.handle("GET", "/api/history", a.read(knownParams(a.backendOr503(a.getHistory), "queue")))
+	rs.handle("GET", "/api/audit", a.read(knownParams(a.backendOr503(a.listAudit), "limit")))
+	rs.handle("GET", "/api/messages/{id}", a.read(knownParams(a.backendOr503(a.getMessage), "queue")))
+	// Every mutation goes through a.admin with its action's name (see
+	// admin for the convention its handler follows).
+	rs.handle("POST", "/api/dlq/retry", a.admin("dlq.retry", knownParams(a.backendOr503(a.retryDLQ))))
+	rs.handle("POST", "/api/dlq/purge", a.admin("dlq.purge", knownParams(a.backendOr503(a.purgeDLQ))))
+	rs.handle("POST", "/api/queues/{queue}/pause", a.admin("queue.pause", knownParams(a.backendOr503(a.pauseQueue(true)))))
+	rs.handle("POST", "/api/queues/{queue}/resume", a.admin("queue.resume", knownParams(a.backendOr503(a.pauseQueue(false)))))
+	rs.handle("DELETE", "/api/messages/{id}", a.admin("message.delete", knownParams(a.backendOr503(a.deleteMessage), "queue")))
 
 	static, _ := fs.Sub(staticFS, "static")
 	rs.handle("GET", "/static/", http.StripPrefix("/static/", http.FileServerFS(static)))
@@ -211,7 +268,20 @@ func New(opts Options) http.Handler {
 	mux := rs.handler("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mountPoint(securityHeaders(mux))
+	stop := func() {}
+	if opts.Backend != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.sampleHistory(ctx)
+		}()
+		stop = sync.OnceFunc(func() {
+			cancel()
+			<-done
+		})
+	}
+	return &Handler{Handler: mountPoint(securityHeaders(mux)), stop: stop}
 }
 
 // mountPoint adapts the paths http.StripPrefix leaves to the handler's
@@ -273,34 +343,6 @@ func securityHeaders(next http.Handler) http.Handler {
 type slogErrorLog struct{ l *slog.Logger }
 
 func (s slogErrorLog) Println(v ...any) { s.l.Error("metrics endpoint", "error", fmt.Sprint(v...)) }
-
-// admin refuses a request without the admin bearer token.
-func (a *api) admin(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.opts.AdminToken == "" {
-			a.log.Warn("admin request refused: no admin token configured", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, "admin operations are disabled: set "+TokenEnv)
-			return
-		}
-		auth := r.Header.Get("Authorization")
-		scheme, token, ok := strings.Cut(auth, " ")
-		if auth == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
-			a.log.Warn("admin request refused: no bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="quantumflow"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token (Authorization: Bearer $"+TokenEnv+")")
-			return
-		}
-		// Hashing first makes the comparison constant-time in the token's
-		// length as well as its content.
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) != 1 {
-			a.log.Warn("admin request refused: wrong token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, "wrong admin token")
-			return
-		}
-		next(w, r)
-	}
-}
 
 func (a *api) backendOr503(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

@@ -49,7 +49,9 @@ func mountService(t *testing.T, mount func(mux *http.ServeMux, h http.Handler), 
 	opts.Registry = prometheus.NewRegistry()
 	s := &service{}
 	mux := http.NewServeMux()
-	mount(mux, httpapi.New(opts))
+	h := httpapi.New(opts)
+	t.Cleanup(h.Close)
+	mount(mux, h)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.strays = append(s.strays, r.Method+" "+r.URL.Path)
@@ -108,7 +110,7 @@ func TestMountedUnderPrefix(t *testing.T) {
 			links = append(links, l)
 		}
 	}
-	require.Len(t, links, 3, "the stylesheet and the scripts")
+	require.Len(t, links, 4, "the stylesheet and the three scripts")
 	var script string
 	for _, l := range links {
 		require.False(t, strings.HasPrefix(l[1], "/"), "index.html links %s absolutely", l[1])

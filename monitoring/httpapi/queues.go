@@ -57,7 +57,12 @@ type Overview struct {
 	Threshold    int         `json:"dlq_alert_threshold"`
 	Degraded     bool        `json:"degraded"`
 	AdminEnabled bool        `json:"admin_enabled"`
-	At           time.Time   `json:"at"`
+	// ReadTokenRequired says reads need a token (a read token is set).
+	ReadTokenRequired bool `json:"read_token_required"`
+	// Role is what the request's token allows: "admin", "read", or ""
+	// (no token, or one that matches neither).
+	Role string    `json:"role"`
+	At   time.Time `json:"at"`
 }
 
 // queueGroup is a queue and its instance queues, as ListQueues knows them.
@@ -164,7 +169,7 @@ func (a *api) overview(ctx context.Context) (Overview, error) {
 	}
 	ov := Overview{
 		Backend: b.String(), Capabilities: b.Capabilities().String(),
-		Threshold: a.opts.DLQAlertThreshold, AdminEnabled: a.opts.AdminToken != "",
+		Threshold: a.opts.DLQAlertThreshold, AdminEnabled: a.opts.AdminToken != "", ReadTokenRequired: a.opts.ReadToken != "",
 		Queues: []QueueView{}, At: time.Now().UTC(),
 	}
 	for _, g := range groupQueues(infos) {
@@ -245,6 +250,7 @@ func (a *api) listQueues(w http.ResponseWriter, r *http.Request) {
 		a.backendError(w, err)
 		return
 	}
+	ov.Role = a.roleOf(r)
 	writeJSON(w, http.StatusOK, ov)
 }
 

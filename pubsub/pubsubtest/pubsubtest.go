@@ -132,6 +132,7 @@ func Run(t *testing.T, h Harness) {
 		{"DedupConcurrent", s.testDedupConcurrent},
 		{"DedupInvalid", s.testDedupInvalid},
 		{"PayloadLimit", s.testPayloadLimit},
+		{"Audit", s.testAudit},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,15 +1,23 @@
 // QuantumFlow dashboard: polls the JSON API and renders queues (instance
-// queues grouped under theirs), the instance registry and dead letters. Everything untrusted (payloads, errors, ids) goes into the page
+// queues grouped under theirs), charts of the last hour, the instance
+// registry, dead letters (filtered by queue and error text) and the audit
+// log. Everything untrusted (payloads, errors, ids) goes into the page
 // through textContent, never as HTML.
+//
+// The token (read or admin) is kept in sessionStorage, for this tab only,
+// and sent as a bearer token with every request: no cookie, so no request
+// another site makes the browser send carries it.
 "use strict";
 
 (function () {
   const REFRESH_MS = 5000;
-  const TOKEN_KEY = "quantumflow.adminToken";
+  const TOKEN_KEY = "quantumflow.token";
   const EXPANDED_KEY = "quantumflow.expandedQueues";
   const $ = (sel) => document.querySelector(sel);
   let timer = null;
   let adminEnabled = false;
+  let role = "";
+  let errorTimer = null;
   // The queue groups whose instance rows are shown, kept for the tab.
   const expanded = new Set((() => {
     try { return JSON.parse(sessionStorage.getItem(EXPANDED_KEY) || "[]"); } catch (_) { return []; }
@@ -37,8 +45,8 @@
   function reconcile(tbody, items, key, attr, cells, decorate) {
     const old = new Map();
     for (const tr of tbody.children) old.set(tr.getAttribute(attr), tr);
-    const rows = items.map((item) => {
-      const k = key(item);
+    const rows = items.map((item, i) => {
+      const k = key(item, i);
       let tr = old.get(k);
       old.delete(k);
       const spec = cells(item);
@@ -105,7 +113,7 @@
   async function api(method, path, body) {
     const headers = { "Accept": "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    if (method !== "GET" && token()) headers["Authorization"] = "Bearer " + token();
+    if (token()) headers["Authorization"] = "Bearer " + token();
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
     let data = null;
     try { data = await res.json(); } catch (_) { /* empty body */ }
@@ -130,9 +138,15 @@
       alert.hidden = true;
     }
     adminEnabled = ov.admin_enabled;
-    $("#token-state").textContent = !adminEnabled
-      ? "admin operations disabled on the server (no QUANTUM_FLOW_ADMIN_TOKEN)"
-      : (token() ? "token set for this tab" : "no token: retry and purge will be refused");
+    role = ov.role || "";
+    let state;
+    if (role === "admin") state = "admin token: reads and changes";
+    else if (role === "read") state = "read token: changes will be refused";
+    else if (token()) state = "token not recognised";
+    else state = "no token: retry and purge will be refused";
+    if (!adminEnabled) state += " · admin operations disabled on the server (no QUANTUM_FLOW_ADMIN_TOKEN)";
+    $("#token-state").textContent = state;
+    document.body.dataset.role = role || "none";
 
     // A queue with instance queues is a group: its row shows the totals
     // and a toggle; its instances' rows follow it, shown while expanded.
@@ -190,6 +204,42 @@
     }
     sel.replaceChildren(...options);
     sel.value = names.includes(current) ? current : "";
+
+    const chart = $("#chart-queue");
+    const chartCurrent = chart.value;
+    chart.replaceChildren(el("option", { value: "", text: "all queues" }),
+      ...ov.queues.map((q) => el("option", { value: q.name, text: q.name })));
+    chart.value = ov.queues.some((q) => q.name === chartCurrent) ? chartCurrent : "";
+  }
+
+  // Charts of the last hour, sampled by the server (GET api/history).
+  function renderHistory(h) {
+    const points = h.points || [];
+    QFChart.draw($("#chart-depth"), points, [
+      { key: "pending", cls: "s-pending" }, { key: "in_flight", cls: "s-inflight" }, { key: "dead_letters", cls: "s-dead" },
+    ]);
+    QFChart.draw($("#chart-throughput"), points, [
+      { key: "in_per_second", cls: "s-in" }, { key: "out_per_second", cls: "s-out" },
+    ]);
+    const counted = points.some((p) => p.in_per_second !== undefined || p.out_per_second !== undefined);
+    let note = points.length + " samples, every " + h.interval_seconds + "s";
+    if (points.length > 1 && !counted) note += " · this backend keeps no throughput counters: depth only";
+    $("#chart-note").textContent = note;
+  }
+
+  function renderAudit(entries) {
+    $("#audit-unsupported").hidden = entries !== null;
+    const items = entries || [];
+    $("#audit-empty").hidden = entries === null || items.length > 0;
+    reconcile($("#audit tbody"), items, (e, i) => e.at + "/" + e.action + "/" + e.remote + "/" + e.count + "/" + (items.length - i), "data-key", (e) => [
+      { text: when(e.at) },
+      { class: "role", text: e.role },
+      { text: e.remote || "–" },
+      { class: "action", text: e.action },
+      { class: "queue", text: e.queue || "–" },
+      { class: "num count", text: String(e.count) },
+      { class: e.error ? "error" : "detail", text: [e.detail, e.error && "error: " + e.error].filter(Boolean).join(" · ") || "–" },
+    ], (tr, e) => tr.setAttribute("data-action", e.action));
   }
 
   function toggleGroup(queue) {
@@ -269,6 +319,7 @@
   async function mutate(action, selection) {
     if (!adminEnabled) { show("Admin operations are disabled on the server.", "error"); return; }
     if (!token()) { show("Enter the admin token first.", "error"); $("#token").focus(); return; }
+    if (role === "read") { show(action + " refused: the read token cannot change anything; enter the admin token.", "error"); return; }
     try {
       const res = await api("POST", "api/dlq/" + action, selection);
       const n = action === "retry" ? res.retried : res.purged;
@@ -279,29 +330,63 @@
     refresh();
   }
 
+  // dlqFilter is the dead letters' filter as the page shows it: a
+  // selection for retry and purge, and the query string of the list.
+  function dlqFilter() {
+    const queue = $("#dlq-queue").value;
+    const text = $("#dlq-error").value.trim();
+    const sel = {};
+    if (queue) sel.queue = queue;
+    if (text) sel.error_contains = text;
+    const query = Object.entries(sel).map(([k, v]) => "&" + k + "=" + encodeURIComponent(v)).join("");
+    return { selection: Object.keys(sel).length ? sel : { all: true }, query, filtered: Object.keys(sel).length > 0 };
+  }
+
+  // optional returns what get resolves to, or null when the answer is
+  // one of statuses: 501, the backend does not keep it, by default.
+  async function optional(get, statuses) {
+    try {
+      return await get();
+    } catch (e) {
+      if ((statuses || [501]).includes(e.status)) return null;
+      throw e;
+    }
+  }
+
   async function refresh() {
     try {
       const ov = await api("GET", "api/queues");
       renderQueues(ov);
-      const q = $("#dlq-queue").value;
-      const dl = await api("GET", "api/dlq?limit=100" + (q ? "&queue=" + encodeURIComponent(q) : ""));
+      const f = dlqFilter();
+      const dl = await api("GET", "api/dlq?limit=100" + f.query);
       renderDeadLetters(dl.dead_letters);
-      let instances = null;
-      try {
-        instances = await api("GET", "api/instances");
-      } catch (e) {
-        if (e.status !== 501) throw e; // 501: the backend keeps no instance registry
+      for (const [id, verb] of [["#retry-selected-queue", "Retry"], ["#purge-selected-queue", "Purge"]]) {
+        const b = $(id);
+        if (b.dataset.armed !== "1") b.textContent = verb + (f.filtered ? " all matching" : " all shown");
       }
-      renderInstances(instances);
+      const cq = $("#chart-queue").value;
+      // 404: a queue too new to have been sampled yet.
+      renderHistory(await optional(() => api("GET", "api/history" + (cq ? "?queue=" + encodeURIComponent(cq) : "")), [404]) ||
+        { points: [], interval_seconds: 0 });
+      renderInstances(await optional(() => api("GET", "api/instances")));
+      const audit = await optional(() => api("GET", "api/audit?limit=50"));
+      renderAudit(audit && audit.entries);
       // controls.js adds the queue controls and pages to what is drawn.
       document.dispatchEvent(new CustomEvent("quantumflow:refreshed", { detail: ov }));
       $("#updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "1";
     } catch (e) {
       const status = $("#status");
-      status.dataset.state = "unreachable";
-      status.textContent = "unreachable";
+      const denied = e.status === 401 || e.status === 403;
+      status.dataset.state = denied ? "locked" : "unreachable";
+      status.textContent = denied ? "token needed" : "unreachable";
       $("#updated").textContent = "error: " + e.message;
+      if (denied) {
+        $("#token-state").textContent = e.status === 401 ? "this dashboard needs a read or admin token" : "token refused: " + e.message;
+        document.body.dataset.role = "none";
+        // What an earlier token showed goes too.
+        for (const t of document.querySelectorAll("tbody, #charts svg")) t.replaceChildren();
+      }
     }
   }
 
@@ -320,16 +405,27 @@
       if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY);
       refresh();
     });
+    $("#token").addEventListener("keydown", (ev) => { if (ev.key === "Enter") $("#save-token").click(); });
+    $("#forget-token").addEventListener("click", () => {
+      sessionStorage.removeItem(TOKEN_KEY);
+      $("#token").value = "";
+      refresh();
+    });
+    $("#chart-queue").addEventListener("change", refresh);
+    $("#dlq-error").addEventListener("input", () => {
+      clearTimeout(errorTimer);
+      errorTimer = setTimeout(refresh, 300);
+    });
     $("#refresh").addEventListener("click", refresh);
     $("#auto-refresh").addEventListener("change", schedule);
     $("#dlq-queue").addEventListener("change", refresh);
-    $("#retry-selected-queue").addEventListener("click", () => {
-      const q = $("#dlq-queue").value;
-      mutate("retry", q ? { queue: q } : { all: true });
+    // Bulk actions work on the whole filtered set (the server selects
+    // it again by the same filter), after a confirmation.
+    $("#retry-selected-queue").addEventListener("click", (ev) => {
+      confirmThen(ev.target, () => mutate("retry", dlqFilter().selection));
     });
     $("#purge-selected-queue").addEventListener("click", (ev) => {
-      const q = $("#dlq-queue").value;
-      confirmThen(ev.target, () => mutate("purge", q ? { queue: q } : { all: true }));
+      confirmThen(ev.target, () => mutate("purge", dlqFilter().selection));
     });
     refresh();
     schedule();
