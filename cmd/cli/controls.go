@@ -40,14 +40,16 @@ unknown queue is a usage error (exit 2).`
 				return err
 			}
 			defer b.Close()
+			action := "queue.pause"
 			if paused {
 				err = b.PauseQueue(ctx, queue)
 			} else {
-				err = b.ResumeQueue(ctx, queue)
+				action, err = "queue.resume", b.ResumeQueue(ctx, queue)
 			}
 			if err != nil {
 				return err
 			}
+			a.recordAudit(ctx, b, pubsub.AuditEntry{Action: action, Queue: queue})
 			if a.jsonOut {
 				return writeJSONLine(cmd.OutOrStdout(), map[string]any{"queue": queue, "paused": paused})
 			}
@@ -153,6 +155,7 @@ error (exit 2); dead letters are removed with quantumflow dlq purge --id.`,
 			if err := b.DeleteMessage(ctx, queue, args[0]); err != nil {
 				return err
 			}
+			a.recordAudit(ctx, b, pubsub.AuditEntry{Action: "message.delete", Queue: queue, Count: 1, Detail: "id " + args[0]})
 			if a.jsonOut {
 				return writeJSONLine(cmd.OutOrStdout(), map[string]any{"id": args[0], "deleted": true})
 			}

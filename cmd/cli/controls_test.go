@@ -111,6 +111,15 @@ func pauseShowDelete(t *testing.T, b *bundle, backend *pubsub.Backend) {
 	require.Contains(t, r.stderr, "message not found")
 	r = b.run(t, "delete", delayed)
 	require.Equal(t, cli.ExitUsage, r.code)
+	// The mutations that happened are in the audit log, as the CLI's.
+	r = b.run(t, "audit", "--json")
+	require.Equal(t, cli.ExitOK, r.code, r.stderr)
+	var actions []string
+	for _, e := range r.lines(t) {
+		require.Equal(t, pubsub.AuditRoleCLI, e["role"])
+		actions = append(actions, e["action"].(string))
+	}
+	require.Equal(t, []string{"message.delete", "queue.resume", "queue.pause"}, actions, "newest first")
 
 	r = b.run(t, "publish", topology.ProposalsQueue, "--payload", `{}`, "--raw", "--json")
 	require.Equal(t, cli.ExitOK, r.code, r.stderr)

@@ -128,6 +128,8 @@ func deadLetterVia(t *testing.T, b *pubsub.Backend, queue, payload string) strin
 	require.NoError(t, b.Publisher().Publish(queue, msg))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	before, err := b.Stats(ctx, queue)
+	require.NoError(t, err)
 	ch, err := b.Subscriber().Subscribe(ctx, queue)
 	require.NoError(t, err)
 	select {
@@ -137,6 +139,12 @@ func deadLetterVia(t *testing.T, b *pubsub.Backend, queue, payload string) strin
 	case <-ctx.Done():
 		t.Fatal("no message to dead-letter")
 	}
+	// Settlements are asynchronous: the dead letter is there once listed
+	// (a command run right after the ack once found none).
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(ctx, queue)
+		return err == nil && st.DeadLetters > before.DeadLetters
+	}, 10*time.Second, 5*time.Millisecond, "the dead letter is stored")
 	return msg.UUID
 }
 
