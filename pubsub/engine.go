@@ -91,6 +91,9 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 		if _, _, err := PriorityOf(m); err != nil {
 			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
 		}
+		if err := validEnvelope(m); err != nil {
+			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
+		}
 	}
 	if len(msgs) == 0 {
 		return nil

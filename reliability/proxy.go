@@ -18,14 +18,14 @@ type proxy struct {
 	ln     net.Listener
 	target string
 
-	latency   atomic.Int64 // nanoseconds
-	mu        sync.Mutex
-	holes     chan struct{} // closed when the blackhole ends; nil when none
-	conns     map[net.Conn]struct{}
-	wg        sync.WaitGroup
-	closed    bool
-	resets    atomic.Int64
-	accepted  atomic.Int64
+	latency  atomic.Int64 // nanoseconds
+	mu       sync.Mutex
+	holes    chan struct{} // closed when the blackhole ends; nil when none
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	closed   bool
+	resets   atomic.Int64
+	accepted atomic.Int64
 }
 
 // startProxy listens on a loopback port and forwards to target.

@@ -11,7 +11,7 @@ import (
 // soakGoroutines more goroutines than it started with.
 const (
 	soakRSS        = 1024 // MiB
-	soakGoroutines = 50
+	soakGoroutines = 100
 )
 
 // soakScenario pushes many messages through the topology as fast as it

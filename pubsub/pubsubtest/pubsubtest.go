@@ -111,6 +111,7 @@ func Run(t *testing.T, h Harness) {
 		{"InstanceDeadLetters", s.testInstanceDeadLetters},
 		{"InstanceGone", s.testInstanceGone},
 		{"InstanceRegistry", s.testInstanceRegistry},
+		{"InvalidEnvelope", s.testInvalidEnvelope},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
