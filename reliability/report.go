@@ -66,9 +66,28 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 			writeResult(&b, r)
 		}
 	}
+	b.WriteString(hostileInput)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// hostileInput points at the tests of bad and hostile input, which go
+// test runs (they need no fault and no load).
+const hostileInput = `## Hostile input, fuzzing and secrets (run by go test, not this harness)
+
+| what | tests |
+|---|---|
+| CLI flags and arguments | cmd/cli TestUsageErrorsExit2 (15 cases, exit 2 naming what is wrong), TestHelpForEveryCommand |
+| environment variables | cmd/cli TestInvalidWorkerEnvExit2NamingIt; topology's env tests |
+| YAML | topology's config tests; FuzzLoadYAML (loads and validates, or ErrInvalidConfig) |
+| URL parameters | cmd/cli TestBadURLNeverShowsPassword (flag, environment, file; text and JSON); FuzzParseURL in backends/postgres and backends/nats (no password in any error) |
+| HTTP API | monitoring/httpapi TestMutationBodyIsOneJSONDocument, TestOversizedBodyIs413, TestWrongMethodIs405, TestQueryParametersAreChecked, TestMutationsNeedTheToken; FuzzRequest (no 5xx, no token in any answer; corpus: path traversal, SQL-injection shapes, NUL, wrong methods) |
+| payloads and metadata | conformance case InvalidEnvelope on every backend (id or metadata not UTF-8 or with NUL: ErrInvalidArgument, nothing stored); FuzzEnvelope in backends/postgres and backends/nats; the poison scenario above |
+| secrets | cmd/cli TestSecretsNeverShown: every command with a PostgreSQL and a NATS URL password, the admin token, nkey and creds files, at debug level in text and JSON |
+| PostgreSQL role owning only its schema | backends/postgres TestConformanceSchemaOwnerRole (docs/operations.md) |
+
+scripts/fuzz.sh runs every fuzz target (10s each in .ci/run); seed corpora are under each package's testdata/fuzz.
+`
 
 func verdict(r *Result) string {
 	if r.Pass {
