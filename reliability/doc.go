@@ -3,7 +3,8 @@
 // something — a consumer process SIGKILLed, the server restarted or gone
 // for a while, every database connection terminated, the network between
 // service and backend slowed, cut or reset, a transaction holding vacuum
-// back, malformed messages flooding in, a long soak — and accounts for
+// back, malformed messages flooding in, a long soak; on a three-node NATS
+// cluster the stream's leader, a follower, then every node — and accounts for
 // every message: published, consumed, dead-lettered, duplicated, lost.
 // Each scenario states its rule beside its figures and passes or fails
 // against it. Run it with `go run ./cmd/quantumflow-reliability` (or
