@@ -85,10 +85,8 @@ type tally struct {
 	latency   []time.Duration // first delivery's, from the intended send time
 	firstSeen []time.Time
 
-	consumed   atomic.Int64 // distinct messages
-	deliveries atomic.Int64
-	rejected   atomic.Int64
-	pubErrors  atomic.Int64
+	consumed  atomic.Int64 // distinct messages
+	pubErrors atomic.Int64
 	// slowestPublish is the longest publish call, in nanoseconds.
 	slowestPublish atomic.Int64
 }
@@ -101,7 +99,6 @@ func newTally(n int) *tally {
 // sent (Unix nanoseconds).
 func (t *tally) observe(n int, sent int64) {
 	now := time.Now()
-	t.deliveries.Add(1)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if n < 0 || n >= len(t.seen) {
@@ -122,7 +119,6 @@ func (t *tally) observe(n int, sent int64) {
 func (t *tally) handle(msg *message.Message) error {
 	p, err := decode(msg.Payload)
 	if err != nil {
-		t.rejected.Add(1)
 		return middleware.Permanent(fmt.Errorf("message %s: %w", msg.UUID, err))
 	}
 	t.observe(p.N, p.Sent)

@@ -98,9 +98,7 @@ func (f *flow) publishBatch(ctx context.Context, l load, start time.Time, from, 
 		began := time.Now()
 		err := f.pubs[q].PublishMessages(tryCtx, msgs...)
 		cancel()
-		took := int64(time.Since(began))
-		for old := f.t.slowestPublish.Load(); took > old && !f.t.slowestPublish.CompareAndSwap(old, took); old = f.t.slowestPublish.Load() {
-		}
+		f.t.noteCall(time.Since(began))
 		if err == nil {
 			f.t.mu.Lock()
 			for i := from; i < to; i++ {
@@ -220,5 +218,15 @@ func (f *flow) record(a accounting) {
 	}
 	if d := time.Duration(f.t.slowestPublish.Load()); d > 0 {
 		res.figure("slowest publish call", "%s", d.Round(time.Millisecond))
+	}
+}
+
+// noteCall records a publish call's duration if it is the slowest yet.
+func (t *tally) noteCall(d time.Duration) {
+	for {
+		old := t.slowestPublish.Load()
+		if int64(d) <= old || t.slowestPublish.CompareAndSwap(old, int64(d)) {
+			return
+		}
 	}
 }

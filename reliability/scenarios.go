@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"slices"
 	"sort"
 	"time"
 )
@@ -256,5 +255,5 @@ func (t *tally) goodLatencies(from, to int) []time.Duration {
 			out = append(out, t.latency[i])
 		}
 	}
-	return slices.Clip(out)
+	return out
 }
