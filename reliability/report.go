@@ -33,7 +33,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("Written by `scripts/reliability.sh` (`go run ./cmd/quantumflow-reliability`); see package reliability for what each scenario does and how messages are counted.\n\n")
 	fmt.Fprintf(&b, "- Mode: **%s**", rep.Mode)
 	if rep.Mode == "short" {
-		b.WriteString(" (every scenario at CI size; the full run's sizes are in the package documentation and in the scenarios' code)")
+		b.WriteString(" (every scenario at CI size: fewer messages, shorter faults and outages; `scripts/reliability.sh` without --short runs the full sizes: a 30s outage, a 20s blackhole, a 60s transaction, 10k malformed messages, a million-message soak)")
 	}
 	b.WriteString("\n")
 	if rep.Command != "" {
