@@ -8,7 +8,10 @@ import (
 
 // poisonNoise is the least the poison rule allows the good messages' p99
 // to grow by: below it, the machine's scheduling decides, not the queue.
-const poisonNoise = 20 * time.Millisecond
+// A short run's p99 rests on its ten slowest good messages, so a few
+// scheduling hiccups on a busy CI machine move it by hundreds of
+// milliseconds: its floor is wider.
+func poisonNoise(r *run) time.Duration { return pick(r, 20*time.Millisecond, 250*time.Millisecond) }
 
 // poisonScenario runs good messages alone, then the same good messages
 // with malformed ones mixed in (one in three), at the same good rate,
@@ -31,7 +34,7 @@ func poisonScenario(ctx context.Context, r *run) error {
 	if clean[1] > 0 {
 		r.res.figure("p99 ratio", "%.2fx", float64(mixed[1])/float64(clean[1]))
 	}
-	if limit := max(2*clean[1], clean[1]+poisonNoise); mixed[1] > limit {
+	if limit := max(2*clean[1], clean[1]+poisonNoise(r)); mixed[1] > limit {
 		r.res.fail("good p99 with poison %s over %s", mixed[1].Round(time.Millisecond), limit.Round(time.Millisecond))
 	}
 	return nil

@@ -47,7 +47,7 @@ var scenarios = []*scenario{
 		"nothing lost; while the transaction holds vacuum back, consumers keep up with the offered load (claim latency p99 under 5s during it); the backlog is gone once it ends",
 		longTxScenario},
 	{ScenarioPoison, []string{Mem, Postgres, NATS},
-		"every malformed message is in the dead letters with its reason; no good message is; the good messages' p99 latency stays within 2x of a clean run's (or 20ms of it, below which scheduling noise dominates)",
+		"every malformed message is in the dead letters with its reason; no good message is; the good messages' p99 latency stays within 2x of a clean run's (or within 20ms of it in a full run, 250ms in a short one whose p99 rests on ten messages: below that, scheduling noise dominates)",
 		poisonScenario},
 	{ScenarioSoak, []string{Mem, Postgres, NATS},
 		"zero lost; peak RSS within 1 GiB; goroutines at the end within 100 of the start (the embedded NATS server runs in the harness process, and keeps goroutines for the streams and consumers a scenario made)",
