@@ -25,8 +25,10 @@ func FuzzLoadYAML(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	none := func(string) (string, bool) { return "", false }
+	// One file per fuzzing process, written again for each input (a
+	// process runs its inputs one at a time).
+	path := filepath.Join(f.TempDir(), "quantumflow.yaml")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		path := filepath.Join(t.TempDir(), "quantumflow.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
