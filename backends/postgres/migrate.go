@@ -80,8 +80,17 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, schema string, fsys fs.FS)
 		return nil, fmt.Errorf("take migration lock: %w", err)
 	}
 	ident := pgx.Identifier{schema}.Sanitize()
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
-		return nil, fmt.Errorf("create schema %s: %w", schema, err)
+	// CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when
+	// the schema exists: a role that owns only its schema (made for it by
+	// an administrator) has no such right, so look first.
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look up schema %s: %w", schema, err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
+			return nil, fmt.Errorf("create schema %s: %w", schema, err)
+		}
 	}
 	table := ident + "." + migrationsTable
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+table+` (

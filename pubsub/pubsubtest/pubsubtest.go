@@ -133,6 +133,7 @@ func Run(t *testing.T, h Harness) {
 		{"DedupInvalid", s.testDedupInvalid},
 		{"PayloadLimit", s.testPayloadLimit},
 		{"Audit", s.testAudit},
+		{"InvalidEnvelope", s.testInvalidEnvelope},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,0 +1,54 @@
+package pubsubtest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// testInvalidEnvelope: a message whose id or metadata is not valid UTF-8
+// text without NUL characters is refused at Publish with
+// ErrInvalidArgument, naming what is wrong, and nothing of its batch is
+// stored; unicode that is valid passes unchanged (the reliability
+// suite's envelope fuzzing found NATS replacing invalid bytes in
+// metadata).
+func (s *suite) testInvalidEnvelope(t *testing.T) {
+	ctx := context.Background()
+	b := s.open(t)
+	q := newQueueName()
+	require.NoError(t, b.DeclareQueue(ctx, pubsub.QueueSpec{Name: q}))
+	for _, c := range []struct {
+		name, id, key, value, want string
+	}{
+		{"id not UTF-8", "id-\xff", "", "", "message id"},
+		{"id with NUL", "id\x00x", "", "", "message id"},
+		{"metadata value not UTF-8", "", "k", "\xfe\xff", `metadata "k"`},
+		{"metadata key with NUL", "", "k\x00", "v", "metadata"},
+	} {
+		good := newMessage("good")
+		bad := newMessage("bad")
+		if c.id != "" {
+			bad.UUID = c.id
+		}
+		if c.key != "" {
+			bad.Metadata.Set(c.key, c.value)
+		}
+		err := b.Publisher().Publish(q, good, bad)
+		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, c.name)
+		require.ErrorContains(t, err, c.want, c.name)
+	}
+	requireCounts(t, b, q, counts{})
+
+	ch := subscribe(t, b, q)
+	sent := message.NewMessage("ïd-☃", []byte("x"))
+	sent.Metadata.Set("ключ", "värde ☃")
+	publish(t, b, q, sent)
+	msg := Receive(t, ch)
+	require.Equal(t, sent.UUID, msg.UUID)
+	require.Equal(t, "värde ☃", msg.Metadata.Get("ключ"))
+	msg.Ack()
+}
