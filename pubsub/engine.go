@@ -95,9 +95,6 @@ func (e *engine) Publish(queue string, msgs ...*message.Message) error {
 		if err := ValidateMessage(m, limit); err != nil {
 			return fmt.Errorf("publish to queue %s: %w", queue, err)
 		}
-		if err := validEnvelope(m); err != nil {
-			return fmt.Errorf("publish to queue %s: %w: %w", queue, ErrInvalidArgument, err)
-		}
 	}
 	if len(msgs) == 0 {
 		return nil

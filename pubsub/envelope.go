@@ -3,6 +3,7 @@ package pubsub
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -27,3 +28,25 @@ func validEnvelope(m *message.Message) error {
 }
 
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// ValidateMessage refuses what no backend stores: an id or metadata that
+// is not UTF-8 text without NUL (validEnvelope), a malformed priority,
+// delivery time or expiry (checkMetadata),
+// an empty or overlong dedup key, a payload over maxPayload (0: no
+// limit). Publish checks every message with it before the driver sees
+// them; a driver's own publish path (PostgreSQL's PublishTx) calls it.
+func ValidateMessage(m *message.Message, maxPayload int) error {
+	if err := validEnvelope(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	if err := checkMetadata(m); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
+	}
+	if k, ok := m.Metadata[MetadataDedupKey]; ok && (k == "" || len(k) > MaxDedupKeyLen || !utf8.ValidString(k) || strings.ContainsFunc(k, unicode.IsControl)) {
+		return fmt.Errorf("%w: message %s: metadata %s: want 1-%d bytes of UTF-8 text without control characters, got %d bytes", ErrInvalidArgument, m.UUID, MetadataDedupKey, MaxDedupKeyLen, len(k))
+	}
+	if maxPayload > 0 && len(m.Payload) > maxPayload {
+		return fmt.Errorf("%w: %w: message %s: payload is %d bytes, over the backend's limit of %d bytes", ErrInvalidArgument, ErrPayloadTooLarge, m.UUID, len(m.Payload), maxPayload)
+	}
+	return nil
+}
