@@ -62,4 +62,3 @@ func ValidateDedupWindow(w time.Duration) error {
 	}
 	return nil
 }
-
