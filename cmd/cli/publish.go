@@ -3,7 +3,6 @@ package cli
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/spf13/cobra"
 
@@ -26,16 +24,7 @@ import (
 const publishBatch = 100
 
 func (a *app) publishCommand() *cobra.Command {
-	var (
-		payload  string
-		count    int
-		priority string
-		to       string
-		metadata map[string]string
-		raw      bool
-		sched    schedule
-		dedupKey string
-	)
+	var f publishFlags
 	c := &cobra.Command{
 		Use:   "publish QUEUE --payload JSON [--to INSTANCE]",
 		Short: "Publish messages to a queue",
@@ -94,129 +83,10 @@ backend) is refused (exit 2), nothing published.`,
   quantumflow publish metrics_to_guardian_queue --payload '{"id":"m-r17","instance":"ops-1","error_rate":0.01,"latency_ms":12}' --dedup-key run-r-17`,
 		Args: exactArgs("QUEUE"),
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("payload") {
-				return usageErrorf("publish needs --payload JSON")
-			}
-			if err := json.Unmarshal([]byte(payload), new(json.RawMessage)); err != nil {
-				return usageErrorf("publish: queue %s: --payload is not valid JSON (%v): %s", args[0], err, short(payload, 80))
-			}
-			deliverAt, expiresAt, err := sched.parse(time.Now())
-			if err != nil {
-				return err
-			}
-			if err := checkDedupKey(cmd, dedupKey, count); err != nil {
-				return err
-			}
-			var prio *pubsub.Priority
-			if cmd.Flags().Changed("priority") {
-				p, err := parsePriority(priority)
-				if err != nil {
-					return err
-				}
-				prio = &p
-			}
-			if cmd.Flags().Changed("to") && to != pubsub.InstanceAll {
-				if err := checkInstanceFlag("to", to); err != nil {
-					return err
-				}
-			}
-			queue, named, err := queueArg(args[0], "to", "")
-			if err != nil {
-				return err
-			}
-			switch {
-			case named != "" && to != "" && named != to:
-				return usageErrorf("%s names instance %s and --to names %s: name one", args[0], named, to)
-			case named != "":
-				to = named
-			}
-			cfg, err := a.loadConfig()
-			if err != nil {
-				return err
-			}
-			mode := deliveryOf(cfg, queue)
-			switch {
-			case mode == topology.DeliveryWork && to != "":
-				return usageErrorf("publish: queue %s has %s delivery (any instance takes any of its messages): it has no instance queues; drop --to", queue, mode)
-			case mode == topology.DeliveryAddressed && to == "":
-				return usageErrorf("publish: queue %s has %s delivery: name the instance each message is for with --to INSTANCE (or --to all)", queue, mode)
-			case mode == topology.DeliveryBroadcast && to == pubsub.InstanceAll:
-				to = ""
-			}
-			if !raw {
-				if metadata, err = checkContract(queue, []byte(payload), metadata); err != nil {
-					return err
-				}
-			}
-			b, err := a.openBackend(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			if err := checkQueue(ctx, b, cfg, queue); err != nil {
-				return err
-			}
-			if limit := b.MaxPayload(); limit > 0 && len(payload) > limit {
-				return usageErrorf("publish to queue %s: --payload is %d bytes, over the backend's limit of %d bytes: nothing published", queue, len(payload), limit)
-			}
-			p := &publication{
-				b: b, out: cmd.OutOrStdout(), json: a.jsonOut, queue: queue, mode: mode, to: to,
-				service: consumingService(cfg, queue), wait: waitOf(cfg, mode), log: a.logger(),
-			}
-			if a.instanceSet {
-				p.origin = cfg.InstanceID
-			}
-			if err := p.prepare(ctx, cfg); err != nil {
-				return err
-			}
-			if prod, ok := cfg.Producer(queue); ok && expiresAt.IsZero() && prod.MessageTTL > 0 {
-				expiresAt = time.Now().Add(prod.MessageTTL)
-			}
-			for done := 0; done < count; {
-				n := min(publishBatch, count-done)
-				msgs := make([]*message.Message, n)
-				for i := range msgs {
-					m := message.NewMessage(watermill.NewUUID(), message.Payload(payload))
-					for k, v := range metadata {
-						m.Metadata.Set(k, v)
-					}
-					if prio != nil {
-						pubsub.SetPriority(m, *prio)
-					}
-					if !deliverAt.IsZero() {
-						pubsub.SetDeliverAt(m, deliverAt)
-					}
-					if !expiresAt.IsZero() {
-						pubsub.SetExpiresAt(m, expiresAt)
-					}
-					if p.origin != "" {
-						m.Metadata.Set(pubsub.MetadataOrigin, p.origin)
-					}
-					if dedupKey != "" {
-						pubsub.SetDedupKey(m, dedupKey)
-					}
-					msgs[i] = m
-				}
-				if err := p.send(ctx, msgs); err != nil {
-					return fmt.Errorf("publish to queue %s (%d of %d published): %w", queue, done, count, err)
-				}
-				done += n
-			}
-			if mode == topology.DeliveryBroadcast && to == "" && len(p.targets) == 0 {
-				p.log.Warn("no instance of the consuming service is registered: the message is kept as the queue's latest, which instances get when they join",
-					"queue", queue, "service", p.service)
-			}
-			return nil
+			return a.publish(ctx, cmd, &f, args[0])
 		}),
 	}
-	c.Flags().StringVar(&payload, "payload", "", "message payload, a JSON document (required)")
-	c.Flags().IntVar(&count, "count", 1, "how many copies to publish (at most "+strconv.Itoa(MaxPublishCount)+")")
-	c.Flags().StringVar(&priority, "priority", "", `message priority: an integer, "normal" or "high" (default: the queue's)`)
-	c.Flags().StringVar(&to, "to", "", `instance the messages are for, or "all" (addressed queues: required; broadcast queues: one instance's copy)`)
-	c.Flags().StringToStringVar(&metadata, "metadata", nil, "message metadata key=value (repeatable)")
-	c.Flags().BoolVar(&raw, "raw", false, "publish the payload as is, without checking it against the queue's contract")
-	sched.flags(c)
-	c.Flags().StringVar(&dedupKey, "dedup-key", "", "dedup key: within the queue's dedup_window a second publish with it stores nothing and prints the first message's id")
+	f.register(c)
 	return c
 }
 
