@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/quantumflow/quantumflow/monitoring/httpapi"
 	"github.com/quantumflow/quantumflow/monitoring/metrics"
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // defaultServeAddr is loopback only: the admin API must be exposed on
@@ -21,12 +23,7 @@ import (
 const defaultServeAddr = "127.0.0.1:8470"
 
 func (a *app) serveCommand() *cobra.Command {
-	var (
-		addr            string
-		threshold       int
-		interval        time.Duration
-		tlsCert, tlsKey string
-	)
+	var f serveFlags
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the monitoring dashboard, the admin JSON API, /metrics and health checks",
@@ -75,89 +72,14 @@ quantumflow_dead_letters_alert goes to 1 and a warning is logged.`,
     quantumflow serve --http 0.0.0.0:8470 --tls-cert /etc/qf/tls.crt --tls-key /etc/qf/tls.key`,
 		Args: noArgs,
 		RunE: a.runE(func(ctx context.Context, cmd *cobra.Command, _ []string) error {
-			listenAddr, err := loopbackDefault(addr)
-			if err != nil {
-				return err
-			}
-			if threshold <= 0 {
-				return usageErrorf("--dlq-alert-threshold must be positive, got %d", threshold)
-			}
-			if interval <= 0 {
-				return usageErrorf("--poll-interval must be positive, got %s", interval)
-			}
-			token, readToken, err := httpapi.Tokens(a.env.LookupEnv)
-			if err != nil {
-				return usageError{err}
-			}
-			tlsCfg, err := tlsConfig(tlsCert, tlsKey)
-			if err != nil {
-				return err
-			}
-			cfg, b, err := a.open(ctx)
-			if err != nil {
-				return err
-			}
-			defer b.Close()
-			log := a.logger()
-			if token == "" {
-				log.Warn("no " + httpapi.TokenEnv + ": dead-letter retry and purge are disabled")
-			}
-
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			m, err := metrics.New(metrics.Options{Registerer: reg, Backend: b.Scheme()})
-			if err != nil {
-				return err
-			}
-			poller, err := metrics.NewPoller(metrics.PollerOptions{
-				Admin: b, Metrics: m, Interval: interval, DLQAlertThreshold: threshold, Logger: log,
-				InstanceTTL: cfg.InstanceTTL,
-			})
-			if err != nil {
-				return err
-			}
-
-			ln, err := net.Listen("tcp", listenAddr)
-			if err != nil {
-				return fmt.Errorf("serve: listen on %s: %w", listenAddr, err)
-			}
-			url := "http://" + ln.Addr().String() + "/"
-			if tlsCfg != nil {
-				ln = tls.NewListener(ln, tlsCfg)
-				url = "https://" + ln.Addr().String() + "/"
-			}
-			out := cmd.OutOrStdout()
-			if a.jsonOut {
-				err = writeJSONLine(out, map[string]any{"listening": url, "backend": b.String(), "admin_enabled": token != "",
-					"read_token_required": readToken != "", "dlq_alert_threshold": threshold})
-			} else {
-				err = writeFlush(out, []byte(fmt.Sprintf("serving %s on %s (dashboard /, metrics /metrics; admin %s)\n",
-					b.String(), url, map[bool]string{true: "enabled", false: "disabled: no " + httpapi.TokenEnv}[token != ""])))
-			}
-			if err != nil {
-				_ = ln.Close()
-				return err
-			}
-
-			runCtx, stop := context.WithCancel(ctx)
-			var polling sync.WaitGroup
-			polling.Go(func() { _ = poller.Run(runCtx) })
-			h := httpapi.New(httpapi.Options{
-				Backend: b, Registry: reg, AdminToken: token, ReadToken: readToken, DLQAlertThreshold: threshold, Logger: log,
-				InstanceTTL: cfg.InstanceTTL,
-			})
-			err = httpapi.Serve(ctx, ln, h)
-			h.Close()
-			stop()
-			polling.Wait()
-			return err
+			return a.serve(ctx, cmd, &f)
 		}),
 	}
-	c.Flags().StringVar(&addr, "http", defaultServeAddr, "address to listen on, HOST:PORT (no host: 127.0.0.1)")
-	c.Flags().IntVar(&threshold, "dlq-alert-threshold", metrics.DefaultDLQAlertThreshold, "dead letters (all queues) above which the backend is degraded")
-	c.Flags().DurationVar(&interval, "poll-interval", metrics.DefaultPollInterval, "how often queue stats are read for the metrics")
-	c.Flags().StringVar(&tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
-	c.Flags().StringVar(&tlsKey, "tls-key", "", "the PEM private key file of --tls-cert")
+	c.Flags().StringVar(&f.addr, "http", defaultServeAddr, "address to listen on, HOST:PORT (no host: 127.0.0.1)")
+	c.Flags().IntVar(&f.threshold, "dlq-alert-threshold", metrics.DefaultDLQAlertThreshold, "dead letters (all queues) above which the backend is degraded")
+	c.Flags().DurationVar(&f.interval, "poll-interval", metrics.DefaultPollInterval, "how often queue stats are read for the metrics")
+	c.Flags().StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate (chain) file; needs --tls-key")
+	c.Flags().StringVar(&f.tlsKey, "tls-key", "", "the PEM private key file of --tls-cert")
 	return c
 }
 
@@ -189,4 +111,111 @@ func loopbackDefault(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port), nil
+}
+
+// serveFlags are serve's flags.
+type serveFlags struct {
+	addr            string
+	threshold       int
+	interval        time.Duration
+	tlsCert, tlsKey string
+}
+
+// serveSetup is what serve checked before opening the backend.
+type serveSetup struct {
+	listenAddr       string
+	token, readToken string
+	tls              *tls.Config
+}
+
+// check checks the flags, the tokens and the TLS files: every refusal is
+// a usage error, before anything is opened.
+func (f *serveFlags) check(lookup func(string) (string, bool)) (serveSetup, error) {
+	var s serveSetup
+	var err error
+	if s.listenAddr, err = loopbackDefault(f.addr); err != nil {
+		return s, err
+	}
+	if f.threshold <= 0 {
+		return s, usageErrorf("--dlq-alert-threshold must be positive, got %d", f.threshold)
+	}
+	if f.interval <= 0 {
+		return s, usageErrorf("--poll-interval must be positive, got %s", f.interval)
+	}
+	if s.token, s.readToken, err = httpapi.Tokens(lookup); err != nil {
+		return s, usageError{err}
+	}
+	s.tls, err = tlsConfig(f.tlsCert, f.tlsKey)
+	return s, err
+}
+
+// serve runs the serve command until ctx ends.
+func (a *app) serve(ctx context.Context, cmd *cobra.Command, f *serveFlags) error {
+	s, err := f.check(a.env.LookupEnv)
+	if err != nil {
+		return err
+	}
+	cfg, b, err := a.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	log := a.logger()
+	if s.token == "" {
+		log.Warn("no " + httpapi.TokenEnv + ": dead-letter retry and purge are disabled")
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(metrics.Options{Registerer: reg, Backend: b.Scheme()})
+	if err != nil {
+		return err
+	}
+	poller, err := metrics.NewPoller(metrics.PollerOptions{
+		Admin: b, Metrics: m, Interval: f.interval, DLQAlertThreshold: f.threshold, Logger: log,
+		InstanceTTL: cfg.InstanceTTL,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := a.listen(cmd.OutOrStdout(), b, s, f.threshold)
+	if err != nil {
+		return err
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	var polling sync.WaitGroup
+	polling.Go(func() { _ = poller.Run(runCtx) })
+	h := httpapi.New(httpapi.Options{
+		Backend: b, Registry: reg, AdminToken: s.token, ReadToken: s.readToken, DLQAlertThreshold: f.threshold, Logger: log,
+		InstanceTTL: cfg.InstanceTTL,
+	})
+	err = httpapi.Serve(ctx, ln, h)
+	h.Close()
+	stop()
+	polling.Wait()
+	return err
+}
+
+// listen opens the listener (TLS with s.tls) and says where to out.
+func (a *app) listen(out io.Writer, b *pubsub.Backend, s serveSetup, threshold int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", s.listenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("serve: listen on %s: %w", s.listenAddr, err)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
+		url = "https://" + ln.Addr().String() + "/"
+	}
+	if a.jsonOut {
+		err = writeJSONLine(out, map[string]any{"listening": url, "backend": b.String(), "admin_enabled": s.token != "",
+			"read_token_required": s.readToken != "", "dlq_alert_threshold": threshold})
+	} else {
+		err = writeFlush(out, []byte(fmt.Sprintf("serving %s on %s (dashboard /, metrics /metrics; admin %s)\n",
+			b.String(), url, map[bool]string{true: "enabled", false: "disabled: no " + httpapi.TokenEnv}[s.token != ""])))
+	}
+	if err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	return ln, nil
 }
