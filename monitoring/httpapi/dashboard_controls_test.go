@@ -22,11 +22,19 @@ import (
 // (a delayed one with its time), a message's page shows its detail and
 // deletes it after a confirming second click, and the queue table pauses
 // and resumes a queue (confirmed too); the backend shows each change.
-// Screenshots of the queue page and the message page are kept.
+// On mem, PostgreSQL and NATS; screenshots of the queue page and the
+// message page are kept, named by backend.
 func TestDashboardControls(t *testing.T) {
 	t.Parallel()
 	browser := chromiumPath(t)
-	b := setup(t, httpapi.Options{AdminToken: token})
+	for _, kind := range backendKinds {
+		// One browser at a time: the machine is small.
+		t.Run(kind, func(t *testing.T) { dashboardControls(t, browser, kind) })
+	}
+}
+
+func dashboardControls(t *testing.T, browser, kind string) {
+	b := setupOn(t, kind, httpapi.Options{AdminToken: token})
 	ctx := context.Background()
 	const q = "proposals_for_consensus_queue"
 	payloads := make([]string, 25)
@@ -45,7 +53,7 @@ func TestDashboardControls(t *testing.T) {
 		t.Helper()
 		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(art, name), buf, 0o644))
+		require.NoError(t, os.WriteFile(filepath.Join(art, kind+"-"+name), buf, 0o644))
 	}
 	defer func() {
 		if t.Failed() {
