@@ -215,20 +215,7 @@ func (c *Cluster) Stop() error {
 
 // Restart stops the server (fast shutdown) and starts it again on the same
 // port and data. Open connections break; clients must reconnect.
-func (c *Cluster) Restart(ctx context.Context) error {
-	if c.external {
-		return ErrExternal
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped {
-		return errors.New("pgtest: restart of a stopped cluster")
-	}
-	if err := c.shutdown(); err != nil {
-		return err
-	}
-	return c.startLocked(ctx)
-}
+func (c *Cluster) Restart(ctx context.Context) error { return c.StopFor(ctx, 0) }
 
 // Kill stops the server with SIGKILL to the postmaster, as a crash would,
 // and starts it again, which runs crash recovery. Committed data survives.
