@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 )
 
@@ -22,10 +20,7 @@ func TestMain(m *testing.M) {
 		if bins.dir != "" {
 			_ = os.RemoveAll(bins.dir)
 		}
-	},
-		// Processes are forked from an OS thread kept for the life of the
-		// process, on purpose (see spawn).
-		goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/e2e.spawn.func1.1"))
+	})
 }
 
 // binaries are the programs the test runs, built once per test binary.

@@ -9,13 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/quantumflow/quantumflow/internal/pgtest"
 )
 
 // process is one program the test runs, started again after it is killed:
@@ -76,7 +77,7 @@ func (p *process) start(extra ...string) {
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Killed with the test binary too, should it die without cleaning up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	if err := pgtest.Spawn(cmd); err != nil {
 		_ = logFile.Close()
 		p.t.Fatalf("%s: start: %v", p.name, err)
 	}
@@ -91,34 +92,6 @@ func (p *process) start(extra ...string) {
 		p.mu.Unlock()
 		close(exited)
 	}()
-}
-
-var (
-	spawnOnce sync.Once
-	spawnCh   chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// spawn starts cmd from one OS thread that never exits: Pdeathsig fires
-// when the thread that forked the child exits, not the process, and Go
-// may retire threads (as internal/pgtest does).
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnCh = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for r := range spawnCh {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnCh <- spawnReq{cmd: cmd, done: done}
-	return <-done
 }
 
 // pid returns the current run's process id.

@@ -10,14 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/quantumflow/quantumflow/internal/journal"
+	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
@@ -85,7 +84,7 @@ func (p *consumerProcess) start() error {
 	cmd := exec.Command(p.exe, ChildArg, "-url", p.url, "-suffix", p.suffix, "-journal", p.journal)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := spawn(cmd); err != nil {
+	if err := pgtest.Spawn(cmd); err != nil {
 		_ = logFile.Close()
 		return err
 	}
@@ -218,33 +217,4 @@ func (f *flow) waitJournal(ctx context.Context, p *consumerProcess, want int64, 
 			return err
 		}
 	}
-}
-
-var (
-	spawnOnce sync.Once
-	spawnCh   chan spawnReq
-)
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// spawn starts cmd from one OS thread that never exits: Pdeathsig fires
-// when the thread that forked the child exits, not the process, and Go
-// retires the thread of a goroutine that ends locked to it (as
-// internal/pgtest's do), which could be one that forked a consumer.
-func spawn(cmd *exec.Cmd) error {
-	spawnOnce.Do(func() {
-		spawnCh = make(chan spawnReq)
-		go func() {
-			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
-			for r := range spawnCh {
-				r.done <- r.cmd.Start()
-			}
-		}()
-	})
-	done := make(chan error, 1)
-	spawnCh <- spawnReq{cmd: cmd, done: done}
-	return <-done
 }

@@ -336,7 +336,7 @@ func (c *Cluster) startLocked(ctx context.Context) error {
 		// which shuts the server down in order.
 		Setpgid: true,
 	}
-	if err := spawn(cmd); err != nil {
+	if err := Spawn(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("%w: start postgres: %v", ErrUnavailable, err)
 	}
@@ -418,10 +418,12 @@ var (
 	spawnCh   chan spawnReq
 )
 
-// spawn starts cmd from one OS thread that never exits. Pdeathsig fires
+// Spawn starts cmd from one OS thread that never exits. Pdeathsig fires
 // when the thread that forked the child exits, not the process; Go may
-// retire threads, so the fork happens on a thread locked for good.
-func spawn(cmd *exec.Cmd) error {
+// retire threads (a goroutine that ends locked to its thread takes the
+// thread with it), so the fork happens on a thread locked for good. The
+// e2e test and the reliability harness start their processes with it too.
+func Spawn(cmd *exec.Cmd) error {
 	spawnOnce.Do(func() {
 		spawnCh = make(chan spawnReq)
 		go func() {

@@ -40,7 +40,7 @@ func Main(m *testing.M) {
 // cluster's own forking thread are expected). after, when not nil, runs
 // before the check (to remove what the tests built, say).
 func MainCheckingLeaks(m *testing.M, after func(), opts ...goleak.Option) {
-	opts = append(opts, goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.spawn.func1.1"))
+	opts = append(opts, goleak.IgnoreTopFunction("github.com/quantumflow/quantumflow/internal/pgtest.Spawn.func1.1"))
 	goleak.VerifyTestMain(stopAfter{m, after}, opts...)
 }
 
