@@ -82,15 +82,25 @@ func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot
 
 // undelivered returns how many messages were never delivered, and the
 // first sequence that may hold one.
+//
+// It counts from the stream, not from the consumer's NumPending: the
+// server updates NumPending when the consumer hears of new messages, a
+// moment after the publish is acknowledged, so a Stats call right after
+// Publish saw fewer messages than were stored. The stream is a work queue
+// with one subject, so what it holds is exactly the undelivered messages
+// plus the consumer's ack-pending ones (an ack removes the message, and
+// a message deleted by an operator leaves the count with it).
 func (s *queueSnapshot) undelivered() (n int64, from uint64) {
 	if s.cons == nil {
 		return int64(s.info.State.Msgs) - s.early, s.info.State.FirstSeq
 	}
-	return int64(s.cons.NumPending) - s.early, s.cons.Delivered.Stream + 1
+	n = int64(s.info.State.Msgs) - int64(s.cons.NumAckPending) - s.early
+	return max(0, n), s.cons.Delivered.Stream + 1
 }
 
 // Stats reads a queue's counts from its stream and consumer:
-//   - Pending: messages never delivered (the consumer's NumPending), plus
+//   - Pending: messages never delivered (the stream's messages less the
+//     consumer's ack-pending ones), plus
 //     nacked ones deliverable again and not yet taken;
 //   - Scheduled: nacked messages waiting for their retry time;
 //   - InFlight: the consumer's ack-pending messages that are neither, that
