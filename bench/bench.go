@@ -724,8 +724,9 @@ func (r *runner) runAll(ctx context.Context, jobs []*job) map[string]*Result {
 func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]*Result) {
 	def := group[0].def
 	scenario := group[0].scenario
-	// Consume-type scenarios leave backlogs behind; give each of their
-	// measurements a fresh subject (a fresh database) in full mode.
+	// Consume-type scenarios leave backlogs and dead rows behind; give
+	// each of their measurements a fresh subject (a fresh database, the
+	// earlier ones dropped) in full mode.
 	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioTypedConsume || scenario == ScenarioBacklog)
 	// The router scenarios use the topology's fixed queue names and open
 	// their own backend each time.
@@ -735,6 +736,10 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 	openInst := func() {
 		if inst != nil {
 			_ = inst.close()
+			inst = nil
+		}
+		if perJob {
+			r.env.dropDatabases(ctx)
 		}
 		inst, openErr = def.open(ctx, r.env)
 		if openErr != nil {

@@ -99,20 +99,7 @@ func (e *env) database(ctx context.Context, key string) (string, error) {
 // may be open on the servers when it runs. Errors are logged: a reset that
 // fails leaves the run noisier, not wrong.
 func (e *env) reset(ctx context.Context) {
-	if e.pg != nil && !e.reuseDatabases {
-		for _, u := range e.created {
-			if err := e.pg.DropDatabase(ctx, u); err != nil {
-				e.logger.Warn("bench: drop database", "err", err)
-			}
-		}
-		e.created, e.databases = nil, nil
-		if conn, err := pgx.Connect(ctx, e.pg.URL()); err == nil {
-			if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
-				e.logger.Warn("bench: checkpoint", "err", err)
-			}
-			_ = conn.Close(context.WithoutCancel(ctx))
-		}
-	}
+	e.dropDatabases(ctx)
 	if e.nats != nil {
 		_ = e.nats.Close()
 		e.nats, e.natsErr = embedded.Start(ctx, embedded.Options{Logger: e.logger})
@@ -120,6 +107,30 @@ func (e *env) reset(ctx context.Context) {
 	if e.natsSync != nil {
 		_ = e.natsSync.Close()
 		e.natsSync, e.natsSyncErr = embedded.Start(ctx, embedded.Options{SyncAlways: true, Logger: e.logger})
+	}
+}
+
+// dropDatabases drops the databases made so far and checkpoints the
+// cluster, so that the next measurement pays neither for autovacuum of
+// their dead rows nor for flushing their writes. Without it, the second of
+// two consume measurements ran ~25% slower than the first whichever
+// handler it used (typed_consume on PostgreSQL: 0.70× in one order, 1.03×
+// in the other). Nothing may be open on those databases when it runs.
+func (e *env) dropDatabases(ctx context.Context) {
+	if e.pg == nil || e.reuseDatabases {
+		return
+	}
+	for _, u := range e.created {
+		if err := e.pg.DropDatabase(ctx, u); err != nil {
+			e.logger.Warn("bench: drop database", "err", err)
+		}
+	}
+	e.created, e.databases = nil, nil
+	if conn, err := pgx.Connect(ctx, e.pg.URL()); err == nil {
+		if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+			e.logger.Warn("bench: checkpoint", "err", err)
+		}
+		_ = conn.Close(context.WithoutCancel(ctx))
 	}
 }
 

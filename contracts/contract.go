@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	fastjson "github.com/segmentio/encoding/json"
 )
 
 // Metadata keys and the content type the typed publisher writes.
@@ -157,7 +158,7 @@ func Decode[T Contract](queue string, payload []byte, md message.Metadata) (T, e
 	if err := checkMetadata(want, md); err != nil {
 		return v, in(queue, want, err)
 	}
-	if err := json.Unmarshal(payload, &v); err != nil {
+	if err := unmarshal(payload, &v); err != nil {
 		return v, in(queue, want, jsonError(err, payload))
 	}
 	if err := checkVersion(want, v.PayloadVersion()); err != nil {
@@ -237,6 +238,21 @@ func checkMetadata(want Schema, md message.Metadata) error {
 		return Field(MetadataSchema, "version %d is newer than the newest this consumer knows (%d): deploy consumers before producers", s.Version, want.Version)
 	}
 	return nil
+}
+
+// unmarshal decodes payload into v with segmentio's encoding/json, which
+// decodes a contract about four times as fast as the standard library's
+// (router.Handle's cost per message, bench typed_consume). A payload it
+// refuses is decoded again by the standard library, whose errors say
+// which field and which JSON type were wrong: that path is rare and its
+// errors are what a producer reads.
+func unmarshal[T any](payload []byte, v *T) error {
+	if err := fastjson.Unmarshal(payload, v); err == nil {
+		return nil
+	}
+	var zero T
+	*v = zero
+	return json.Unmarshal(payload, v)
 }
 
 // jsonError turns a JSON error into one naming the field.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 
@@ -25,14 +27,15 @@ const (
 
 // options are the command's flags.
 type options struct {
-	quick     bool
-	out       string
-	results   string
-	scenarios []string
-	subjects  []string
-	jsonOut   bool
-	logLevel  string
-	logFormat string
+	quick      bool
+	out        string
+	results    string
+	scenarios  []string
+	subjects   []string
+	jsonOut    bool
+	logLevel   string
+	logFormat  string
+	cpuProfile string
 }
 
 // usageError marks an error as bad usage (exit 2).
@@ -113,6 +116,7 @@ not failures), 2 bad usage.`,
 	f.BoolVar(&o.jsonOut, "json", false, "print the report as one JSON object instead of Markdown")
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the backends' logs on stderr (only when given): debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	c.SetArgs(args)
 	c.SetOut(stdout)
 	c.SetErr(stderr)
@@ -176,6 +180,13 @@ func (o options) config(cmd *cobra.Command, stderr io.Writer) (bench.Config, err
 
 // run runs the harness and writes its report.
 func (o options) run(ctx context.Context, cfg bench.Config, stdout, stderr io.Writer) error {
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		return err
@@ -230,4 +241,20 @@ func commandLine(cmd *cobra.Command) string {
 		}
 	})
 	return strings.Join(parts, " ")
+}
+
+// startCPUProfile starts writing a CPU profile to path; stop ends it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, usageErrorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
