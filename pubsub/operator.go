@@ -19,7 +19,10 @@ import (
 type QueuePauser interface {
 	// SetQueuePaused records queue as paused, or as not paused.
 	SetQueuePaused(ctx context.Context, queue string, paused bool) error
-	// PausedQueues returns the paused queues, in any order.
+	// PausedQueues returns the paused queues, in any order, as this
+	// process knows them: a change made by another process may show a
+	// moment later (NATS reads a watch of the registry), well within
+	// PausePoll.
 	PausedQueues(ctx context.Context) ([]string, error)
 }
 

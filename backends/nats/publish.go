@@ -61,7 +61,10 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			d.log.Debug("recreating the stream failed", "queue", queue, "error", err)
 		}
 	}
-	if !keyed && !delayed {
+	switch {
+	case !keyed && !delayed && len(out) == 1:
+		return d.publishSingle(ctx, q, out[0], recreate)
+	case !keyed && !delayed:
 		return d.publishAll(ctx, out, &q.batched, recreate, nil)
 	}
 	// A batch's answer does not say which of its messages were duplicates

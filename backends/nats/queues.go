@@ -38,6 +38,8 @@ type queueEntry struct {
 	// than 2.14 does not know the setting and leaves it off). Cleared
 	// when the server says batch publishing is disabled after all.
 	batched atomic.Bool
+	// singles merges concurrent publishes of one message (coalesce.go).
+	singles singles
 	// window is the stream's duplicate window, the queue's dedup window;
 	// dedup caches the keys this driver stored within it (see dedup.go).
 	window  time.Duration

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -36,11 +37,15 @@ func (s *suite) testPause(t *testing.T) {
 	require.Equal(t, held.UUID, msg.UUID)
 
 	require.NoError(t, operator.PauseQueue(ctx, queue))
-	paused, err := consumer.PausedQueues(ctx)
-	require.NoError(t, err)
-	require.Contains(t, paused, queue)
-	// The contract's bound: every process notices within a poll; two
-	// make sure the consumer's has.
+	// Another process learns of it a moment later (NATS: from a watch
+	// of the registry); its engine then within a poll, and two make
+	// sure it has.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		paused, err := consumer.PausedQueues(ctx)
+		if assert.NoError(c, err) {
+			assert.Contains(c, paused, queue)
+		}
+	}, eventually, tick)
 	<-time.After(2 * pubsub.PausePoll)
 
 	later := []string{}
@@ -58,7 +63,7 @@ func (s *suite) testPause(t *testing.T) {
 
 	require.NoError(t, operator.ResumeQueue(ctx, queue))
 	require.ElementsMatch(t, later, receiveN(t, ch, 3))
-	st, err = operator.Stats(ctx, queue)
+	st, err := operator.Stats(ctx, queue)
 	require.NoError(t, err)
 	require.False(t, st.Paused)
 
