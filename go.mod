@@ -2,6 +2,8 @@ module github.com/quantumflow/quantumflow
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
 	github.com/ThreeDotsLabs/watermill-sql/v4 v4.1.2
