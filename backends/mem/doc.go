@@ -68,9 +68,9 @@
 // published message). A message of the reliability soak's shape (a
 // 40-byte payload, the two keys a router publisher adds) costs about 270
 // bytes; the garbage collector's headroom makes the process's resident
-// memory about twice the live heap. A batch published in one call shares
-// one allocation for its messages' bookkeeping, small payloads and
-// metadata, freed when the last of them is.
+// memory about twice the live heap. The messages of a batch published in
+// one call share three allocations (bookkeeping, payloads up to 512 bytes,
+// metadata), freed when the last of them is.
 //
 // # Capabilities
 //
