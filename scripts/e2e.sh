@@ -18,6 +18,7 @@
 # process's log, the journals and the NATS data under DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/goenv.sh
 
 backend="${1:-all}"
 [ $# -gt 0 ] && shift

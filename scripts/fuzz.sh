@@ -7,6 +7,7 @@
 # it: it becomes a regression case `go test` runs every time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/goenv.sh
 
 fuzztime="${FUZZTIME:-10s}"
 targets=(

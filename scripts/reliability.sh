@@ -19,6 +19,7 @@
 # an embedded NATS server. Exit status 1 when a scenario failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/goenv.sh
 
 args=("$@")
 short=false

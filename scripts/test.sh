@@ -7,6 +7,7 @@
 # Set CI=true to turn every "service unavailable" skip into a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/goenv.sh
 
 scripts/ensure-deps.sh
 

@@ -89,11 +89,9 @@ func (d *driver) Stats(_ context.Context, name string) (pubsub.QueueStats, error
 	if len(q.ready.items) > 0 {
 		oldest := q.ready.items[0].created
 		for _, e := range q.ready.items[1:] {
-			if e.created.Before(oldest) {
-				oldest = e.created
-			}
+			oldest = min(oldest, e.created)
 		}
-		st.OldestPendingAge = max(time.Since(oldest), time.Nanosecond)
+		st.OldestPendingAge = max(time.Since(time.Unix(0, oldest)), time.Nanosecond)
 	}
 	d.st.dlMu.Lock()
 	st.DeadLetters = d.st.deadCount[q.name]
@@ -119,11 +117,11 @@ func (d *driver) ListPending(_ context.Context, name string, limit int) ([]pubsu
 		out[i] = pubsub.PendingMessage{
 			ID:          e.id,
 			Queue:       q.name,
-			CreatedAt:   e.created,
+			CreatedAt:   e.createdAt(),
 			Attempts:    e.attempts,
 			Priority:    e.priority,
 			Payload:     bytes.Clone(e.payload),
-			Metadata:    maps.Clone(e.metadata),
+			Metadata:    metadataMap(e.metadata),
 			AvailableAt: e.availableAt,
 		}
 	}
@@ -192,9 +190,9 @@ func (d *driver) retryInto(q *queue, ids []string) int {
 		q.ready.push(&entry{
 			id:       dl.ID,
 			payload:  dl.Payload,
-			metadata: dl.Metadata,
+			metadata: appendMetadata(make([]string, 0, 2*len(dl.Metadata)), dl.Metadata),
 			priority: prio,
-			created:  now,
+			created:  now.UnixNano(),
 			seq:      q.seq,
 		})
 		n++

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -96,9 +95,11 @@ func (q *queue) detail(id string) (pubsub.MessageDetail, bool) {
 		return pubsub.MessageDetail{}, false
 	}
 	m := pubsub.MessageDetail{
-		ID: e.id, Queue: q.name, State: state, Payload: bytes.Clone(e.payload), Metadata: maps.Clone(e.metadata),
-		Priority: e.priority, Attempts: e.attempts, LastError: e.lastError, CreatedAt: e.created,
-		AvailableAt: e.availableAt, FirstFailureAt: e.firstFailure, LastFailureAt: e.lastFailure,
+		ID: e.id, Queue: q.name, State: state, Payload: bytes.Clone(e.payload), Metadata: metadataMap(e.metadata),
+		Priority: e.priority, Attempts: e.attempts, CreatedAt: e.createdAt(), AvailableAt: e.availableAt,
+	}
+	if f := e.failure; f != nil {
+		m.FirstFailureAt, m.LastFailureAt, m.LastError = f.first, f.last, f.lastError
 	}
 	return m, true
 }

@@ -1,6 +1,7 @@
 package mem
 
 import (
+	"bytes"
 	"sync"
 	"time"
 
@@ -11,25 +12,54 @@ import (
 // entry is one message in a queue. Its payload and metadata are private
 // copies, never modified after publish: deliveries and listings copy them
 // again.
+//
+// A queue may hold millions of entries (a backlog is the point of a
+// queue), so an entry is kept small: 128 bytes, plus its payload, its id
+// and two string headers per metadata key. SendBatch allocates a batch's
+// entries, small payloads and metadata pairs in one block each (see
+// there); the metadata is a slice of pairs rather than a map, which for
+// the few keys a message carries is a fifth of the bytes; the failure
+// record exists only for messages that failed.
 type entry struct {
-	id       string
-	payload  []byte
-	metadata map[string]string
+	id      string
+	payload []byte
+	// metadata is key, value, key, value...: see metadataPairs.
+	metadata []string
 	priority pubsub.Priority
-	created  time.Time
 	// seq orders messages of equal priority: it grows with every publish
 	// to the queue (and every dead-letter retry), so it is publish order
 	// even when the wall clock steps back.
 	seq uint64
+	// created is when the message was stored, in Unix nanoseconds: only
+	// listed and aged, never compared with a deadline, so the monotonic
+	// reading of a time.Time would buy nothing for its 16 more bytes.
+	created int64
 	// attempts counts deliveries so far.
-	attempts     int
-	firstFailure time.Time
-	lastFailure  time.Time
-	lastError    string
+	attempts int
+	// failure is nil until the first failed attempt.
+	failure *failure
 	// availableAt is when a message waiting for a retry becomes ready;
-	// zero once it is.
+	// zero once it is. A time.Time, monotonic reading included, as the
+	// queue's timer is set from it.
 	availableAt time.Time
 }
+
+// failure is what a message's failed attempts left.
+type failure struct {
+	first, last time.Time
+	lastError   string
+}
+
+// firstFailure returns when e first failed; zero if never.
+func (e *entry) firstFailure() time.Time {
+	if e.failure == nil {
+		return time.Time{}
+	}
+	return e.failure.first
+}
+
+// createdAt returns when e was stored.
+func (e *entry) createdAt() time.Time { return time.Unix(0, e.created) }
 
 // readyBefore is delivery order: higher priority, then older.
 func readyBefore(a, b *entry) bool {
@@ -375,12 +405,12 @@ func (q *queue) nack(e *entry, delay time.Duration, lastError string) {
 	defer q.mu.Unlock()
 	q.settledLocked(e)
 	q.count.nacked++
-	if e.firstFailure.IsZero() {
-		e.firstFailure = now
+	if e.failure == nil {
+		e.failure = &failure{first: now}
 	}
-	e.lastFailure = now
+	e.failure.last = now
 	if lastError != "" {
-		e.lastError = lastError
+		e.failure.lastError = lastError
 	}
 	if delay > 0 {
 		q.scheduleLocked(e, now.Add(delay))
@@ -398,7 +428,7 @@ func (q *queue) deadLetter(e *entry, reason pubsub.DeadLetterReason, lastError s
 	defer q.mu.Unlock()
 	q.settledLocked(e)
 	q.count.deadLettered++
-	first := e.firstFailure
+	first := e.firstFailure()
 	if first.IsZero() {
 		first = now
 	}
@@ -408,10 +438,12 @@ func (q *queue) deadLetter(e *entry, reason pubsub.DeadLetterReason, lastError s
 	}
 	q.st.addDeadLetter(&deadLetter{
 		DeadLetter: pubsub.DeadLetter{
-			ID:             e.id,
-			Queue:          q.name,
-			Payload:        e.payload,
-			Metadata:       e.metadata,
+			ID:    e.id,
+			Queue: q.name,
+			// A copy: e.payload may share its block with the rest of
+			// its batch, which a dead letter kept for days must not pin.
+			Payload:        bytes.Clone(e.payload),
+			Metadata:       metadataMap(e.metadata),
 			Error:          msg,
 			Attempts:       e.attempts,
 			Handler:        reason.Handler,
