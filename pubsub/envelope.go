@@ -29,6 +29,22 @@ func validEnvelope(m *message.Message) error {
 
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
+// ValidateMessageID returns an error wrapping ErrInvalidArgument unless id
+// can be a message's id: not empty, UTF-8 text without NUL characters, as
+// Publish requires (validEnvelope). Operations that take ids (dead-letter
+// queries, GetMessage, DeleteMessage) refuse any other before the driver
+// sees it, the same on every backend: PostgreSQL would fail on it and
+// NATS look for it, find nothing and report success.
+func ValidateMessageID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty message id", ErrInvalidArgument)
+	case !validText(id):
+		return fmt.Errorf("%w: message id %q: not valid UTF-8 text without NUL characters", ErrInvalidArgument, id)
+	}
+	return nil
+}
+
 // ValidateMessage refuses what no backend stores: an id or metadata that
 // is not UTF-8 text without NUL (validEnvelope), a malformed priority,
 // delivery time or expiry (checkMetadata),
