@@ -47,10 +47,11 @@ func ValidateMessageID(id string) error {
 
 // ValidateMessage refuses what no backend stores: an id or metadata that
 // is not UTF-8 text without NUL (validEnvelope), a malformed priority,
-// delivery time or expiry (checkMetadata),
-// an empty or overlong dedup key, a payload over maxPayload (0: no
-// limit). Publish checks every message with it before the driver sees
-// them; a driver's own publish path (PostgreSQL's PublishTx) calls it.
+// delivery time or expiry, an origin or recipient that is not an
+// instance id (checkMetadata), an empty or overlong dedup key, a payload
+// over maxPayload (0: no limit). Publish checks every message with it
+// before the driver sees them; a driver's own publish path (PostgreSQL's
+// PublishTx) calls it.
 func ValidateMessage(m *message.Message, maxPayload int) error {
 	if err := validEnvelope(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)

@@ -11,11 +11,11 @@ import (
 )
 
 // testInvalidEnvelope: a message whose id or metadata is not valid UTF-8
-// text without NUL characters is refused at Publish with
-// ErrInvalidArgument, naming what is wrong, and nothing of its batch is
-// stored; unicode that is valid passes unchanged (the reliability
-// suite's envelope fuzzing found NATS replacing invalid bytes in
-// metadata). An id no message can have is
+// text without NUL characters, or whose origin or recipient is not an
+// instance id, is refused at Publish with ErrInvalidArgument, naming what
+// is wrong, and nothing of its batch is stored; unicode that is valid
+// passes unchanged (the reliability suite's envelope fuzzing found NATS
+// replacing invalid bytes in metadata). An id no message can have is
 // refused by every operation that takes ids, before anything changes
 // (issue #15: PostgreSQL failed on it, NATS purged nothing and reported
 // success).
@@ -31,6 +31,8 @@ func (s *suite) testInvalidEnvelope(t *testing.T) {
 		{"id with NUL", "id\x00x", "", "", "message id"},
 		{"metadata value not UTF-8", "", "k", "\xfe\xff", `metadata "k"`},
 		{"metadata key with NUL", "", "k\x00", "v", "metadata"},
+		{"origin not an instance id", "", pubsub.MetadataOrigin, "../x", pubsub.MetadataOrigin},
+		{"recipient not an instance id", "", pubsub.MetadataTo, "a b", pubsub.MetadataTo},
 	} {
 		good := newMessage("good")
 		bad := newMessage("bad")
