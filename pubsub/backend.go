@@ -238,15 +238,17 @@ func (b *Backend) Close() error {
 var queueNameRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,200}$`)
 
 // ValidateQueueName returns an error wrapping ErrInvalidQueueName unless
-// name is 1–200 letters, digits, '_', '.' or '-', or such a name, '@' and
-// an instance id (an instance's queue, see InstanceQueue). Backends map
-// queue names onto table values, stream names and subjects, so every
-// backend accepts the same set.
+// name is 1–200 letters, digits, '_', '.' or '-' other than "." and ".."
+// (path segments, which URLs such as the HTTP API's /api/queues/{queue}
+// resolve away), or such a name, '@' and an instance id (an instance's
+// queue, see InstanceQueue). Backends map queue names onto table values,
+// stream names and subjects, so every backend accepts the same set.
 func ValidateQueueName(name string) error {
 	queue, instance := SplitInstanceQueue(name)
-	if !queueNameRE.MatchString(queue) || instance != "" && ValidateInstanceID(instance) != nil ||
+	if !queueNameRE.MatchString(queue) || queue == "." || queue == ".." ||
+		instance != "" && ValidateInstanceID(instance) != nil ||
 		instance == "" && strings.Contains(name, InstanceSeparator) {
-		return fmt.Errorf("%w %q: use 1-200 letters, digits, '_', '.' or '-' (and for an instance's queue '@' and 1-64 of those)", ErrInvalidQueueName, name)
+		return fmt.Errorf("%w %q: use 1-200 letters, digits, '_', '.' or '-', not . or .. alone (and for an instance's queue '@' and 1-64 of those)", ErrInvalidQueueName, name)
 	}
 	return nil
 }

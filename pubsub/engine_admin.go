@@ -108,6 +108,11 @@ func checkDeadLetterQuery(q DeadLetterQuery) error {
 	if q.Limit < 0 {
 		return fmt.Errorf("dead letters: limit must be >= 0, got %d", q.Limit)
 	}
+	for _, id := range q.IDs {
+		if err := ValidateMessageID(id); err != nil {
+			return fmt.Errorf("dead letters: %w", err)
+		}
+	}
 	return nil
 }
 

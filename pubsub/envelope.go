@@ -29,12 +29,29 @@ func validEnvelope(m *message.Message) error {
 
 func validText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
 
+// ValidateMessageID returns an error wrapping ErrInvalidArgument unless id
+// can be a message's id: not empty, UTF-8 text without NUL characters, as
+// Publish requires (validEnvelope). Operations that take ids (dead-letter
+// queries, GetMessage, DeleteMessage) refuse any other before the driver
+// sees it, the same on every backend: PostgreSQL would fail on it and
+// NATS look for it, find nothing and report success.
+func ValidateMessageID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty message id", ErrInvalidArgument)
+	case !validText(id):
+		return fmt.Errorf("%w: message id %q: not valid UTF-8 text without NUL characters", ErrInvalidArgument, id)
+	}
+	return nil
+}
+
 // ValidateMessage refuses what no backend stores: an id or metadata that
 // is not UTF-8 text without NUL (validEnvelope), a malformed priority,
-// delivery time or expiry (checkMetadata),
-// an empty or overlong dedup key, a payload over maxPayload (0: no
-// limit). Publish checks every message with it before the driver sees
-// them; a driver's own publish path (PostgreSQL's PublishTx) calls it.
+// delivery time or expiry, an origin or recipient that is not an
+// instance id (checkMetadata), an empty or overlong dedup key, a payload
+// over maxPayload (0: no limit). Publish checks every message with it
+// before the driver sees them; a driver's own publish path (PostgreSQL's
+// PublishTx) calls it.
 func ValidateMessage(m *message.Message, maxPayload int) error {
 	if err := validEnvelope(m); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidArgument, err)

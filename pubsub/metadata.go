@@ -64,10 +64,21 @@ func timeOf(id string, md message.Metadata, key string) (time.Time, bool, error)
 	return t, true, nil
 }
 
-// checkMetadata validates the metadata entries QuantumFlow reads.
+// checkMetadata validates the metadata entries QuantumFlow reads. An
+// origin or a recipient that is not an instance id would make a message
+// no reply or instance queue can be found for.
 func checkMetadata(msg *message.Message) error {
 	if _, _, err := PriorityOf(msg); err != nil {
 		return err
+	}
+	for _, k := range []string{MetadataOrigin, MetadataTo} {
+		v := msg.Metadata.Get(k)
+		if v == "" || k == MetadataTo && v == InstanceAll {
+			continue
+		}
+		if err := ValidateInstanceID(v); err != nil {
+			return fmt.Errorf("message %s: metadata %s=%q is not an instance id (1-64 letters, digits, '_', '.' or '-')", msg.UUID, k, v)
+		}
 	}
 	if _, _, err := DeliverAtOf(msg); err != nil {
 		return err

@@ -258,8 +258,8 @@ func (b *Backend) messageStore(op, queue, id string) (MessageStore, error) {
 			return nil, err
 		}
 	}
-	if id == "" {
-		return nil, fmt.Errorf("%s: %w: empty message id", op, ErrInvalidArgument)
+	if err := ValidateMessageID(id); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if b.engine.isClosed() {
 		return nil, fmt.Errorf("%s: %w", op, ErrClosed)

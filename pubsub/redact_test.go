@@ -60,8 +60,10 @@ func TestCapabilities(t *testing.T) {
 
 func TestValidateQueueName(t *testing.T) {
 	t.Parallel()
-	require.NoError(t, pubsub.ValidateQueueName("proposals_for_consensus_queue"))
-	for _, bad := range []string{"", "has space", "semi;colon", "quote'd"} {
+	for _, good := range []string{"proposals_for_consensus_queue", "a.b", "...", "..a", "q@.."} {
+		require.NoError(t, pubsub.ValidateQueueName(good), good)
+	}
+	for _, bad := range []string{"", "has space", "semi;colon", "quote'd", ".", "..", "..@s1", "../x"} {
 		err := pubsub.ValidateQueueName(bad)
 		require.ErrorIs(t, err, pubsub.ErrInvalidQueueName, bad)
 	}

@@ -199,8 +199,8 @@ func (a *app) dlqSelect(s *dlqSelector, verb string) (selection, error) {
 		return selection{}, usageErrorf("dlq %s needs a selector: --queue QUEUE[@INSTANCE], --instance ID, --id ID... or --all", verb)
 	}
 	for _, id := range s.ids {
-		if id == "" {
-			return selection{}, usageErrorf("dlq %s: empty --id", verb)
+		if err := pubsub.ValidateMessageID(id); err != nil {
+			return selection{}, usageErrorf("dlq %s: --id: %v", verb, err)
 		}
 	}
 	return selection{scope: scope, ids: s.ids}, nil

@@ -125,6 +125,12 @@ func (a *app) publish(ctx context.Context, cmd *cobra.Command, f *publishFlags, 
 			return err
 		}
 	}
+	// A message the backend would refuse (--metadata of the wrong shape)
+	// is refused before anything is opened: refused at Publish, it would
+	// leave behind the instance queues prepare declares.
+	if err := pubsub.ValidateMessage(f.message(pa, ""), 0); err != nil {
+		return usageErrorf("publish to queue %s: %v; nothing published", pa.queue, err)
+	}
 	b, err := a.openBackend(ctx, cfg)
 	if err != nil {
 		return err

@@ -104,6 +104,9 @@ func tlsConfig(cert, key string) (*tls.Config, error) {
 // without a host the loopback one, so that nothing is exposed by accident.
 func loopbackDefault(addr string) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = net.LookupPort("tcp", port)
+	}
 	if err != nil {
 		return "", usageErrorf("--http %q: want HOST:PORT, e.g. 127.0.0.1:8470: %v", addr, err)
 	}

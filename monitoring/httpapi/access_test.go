@@ -219,7 +219,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"GET", "/api/dlq?error_contains=a&error_contains=b", nil, 400, "more than once"},
 		{"POST", "/api/dlq/retry", map[string]any{"error_contains": long}, 400, "error_contains"},
 		{"POST", "/api/dlq/purge", map[string]any{"all": true, "error_contains": "x"}, 400, `"all" cannot be combined`},
-		{"POST", "/api/dlq/purge", map[string]any{"ids": []string{""}}, 400, "empty id"},
+		{"POST", "/api/dlq/purge", map[string]any{"ids": []string{""}}, 400, "empty message id"},
 		{"POST", "/api/dlq/retry", map[string]any{"error_contains": 5}, 400, "error_contains"},
 		{"POST", "/api/dlq/purge", map[string]any{"queue": "q1", "errors_contain": "x"}, 400, "unknown field"},
 		{"POST", "/api/dlq/purge", `{"error_contains":"` + strings.Repeat("y", httpapi.MaxBodyBytes) + `"}`, 413, "1 MiB"},

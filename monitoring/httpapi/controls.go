@@ -45,8 +45,8 @@ func (a *api) pauseQueue(paused bool) http.HandlerFunc {
 // failure it has answered, and returns false.
 func messageArgs(w http.ResponseWriter, r *http.Request) (queue, id string, ok bool) {
 	id, queue = r.PathValue("id"), r.URL.Query().Get("queue")
-	if id == "" || len(id) > maxMessageID || strings.ContainsFunc(id, func(c rune) bool { return c < ' ' }) {
-		writeError(w, http.StatusBadRequest, "message id "+strconv.Quote(id)+": want 1 to 256 printable characters")
+	if len(id) > maxMessageID || strings.ContainsFunc(id, func(c rune) bool { return c < ' ' }) || pubsub.ValidateMessageID(id) != nil {
+		writeError(w, http.StatusBadRequest, "message id "+strconv.Quote(id)+": want 1 to 256 printable characters of UTF-8 text")
 		return "", "", false
 	}
 	if queue != "" {

@@ -189,9 +189,11 @@ func (a *api) selection(w http.ResponseWriter, r *http.Request) (Selection, dlqS
 		writeError(w, http.StatusBadRequest, `"all" cannot be combined with "queue", "instance", "ids" or "error_contains"`)
 		return sel, dlqScope{}, false
 	}
-	if slices.Contains(sel.IDs, "") {
-		writeError(w, http.StatusBadRequest, `"ids": an empty id`)
-		return sel, dlqScope{}, false
+	for _, id := range sel.IDs {
+		if err := pubsub.ValidateMessageID(id); err != nil {
+			writeError(w, http.StatusBadRequest, `"ids": `+err.Error())
+			return sel, dlqScope{}, false
+		}
 	}
 	if err := checkErrorContains(sel.ErrorContains); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -11,11 +11,14 @@ import (
 )
 
 // testInvalidEnvelope: a message whose id or metadata is not valid UTF-8
-// text without NUL characters is refused at Publish with
-// ErrInvalidArgument, naming what is wrong, and nothing of its batch is
-// stored; unicode that is valid passes unchanged (the reliability
-// suite's envelope fuzzing found NATS replacing invalid bytes in
-// metadata).
+// text without NUL characters, or whose origin or recipient is not an
+// instance id, is refused at Publish with ErrInvalidArgument, naming what
+// is wrong, and nothing of its batch is stored; unicode that is valid
+// passes unchanged (the reliability suite's envelope fuzzing found NATS
+// replacing invalid bytes in metadata). An id no message can have is
+// refused by every operation that takes ids, before anything changes
+// (issue #15: PostgreSQL failed on it, NATS purged nothing and reported
+// success).
 func (s *suite) testInvalidEnvelope(t *testing.T) {
 	ctx := context.Background()
 	b := s.open(t)
@@ -28,6 +31,8 @@ func (s *suite) testInvalidEnvelope(t *testing.T) {
 		{"id with NUL", "id\x00x", "", "", "message id"},
 		{"metadata value not UTF-8", "", "k", "\xfe\xff", `metadata "k"`},
 		{"metadata key with NUL", "", "k\x00", "v", "metadata"},
+		{"origin not an instance id", "", pubsub.MetadataOrigin, "../x", pubsub.MetadataOrigin},
+		{"recipient not an instance id", "", pubsub.MetadataTo, "a b", pubsub.MetadataTo},
 	} {
 		good := newMessage("good")
 		bad := newMessage("bad")
@@ -42,6 +47,18 @@ func (s *suite) testInvalidEnvelope(t *testing.T) {
 		require.ErrorContains(t, err, c.want, c.name)
 	}
 	requireCounts(t, b, q, counts{})
+	for _, id := range []string{"", "id\x00x", "id-\xff"} {
+		query := pubsub.DeadLetterQuery{Queue: q, IDs: []string{id}}
+		_, err := b.ListDeadLetters(ctx, query)
+		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "list dead letters %q", id)
+		_, err = b.RetryDeadLetters(ctx, query)
+		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "retry dead letters %q", id)
+		_, err = b.PurgeDeadLetters(ctx, query)
+		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "purge dead letters %q", id)
+		_, err = b.GetMessage(ctx, q, id)
+		require.ErrorIs(t, err, pubsub.ErrInvalidArgument, "get message %q", id)
+		require.ErrorIs(t, b.DeleteMessage(ctx, q, id), pubsub.ErrInvalidArgument, "delete message %q", id)
+	}
 
 	ch := subscribe(t, b, q)
 	sent := message.NewMessage("ïd-☃", []byte("x"))
