@@ -13,18 +13,9 @@ import (
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
-// heldBytesBound is what a queued message of the reliability soak's shape
-// (40-byte JSON payload, a 20-byte id, the two metadata keys a router
-// publisher adds) may cost in the heap, id and heap slot included. The
-// soak holds up to a million of them on mem at once and must stay under
-// 1 GiB of RSS, which the garbage collector's headroom makes about twice
-// the live heap. It measured 598 bytes when entries held a cloned map
-// and three times; 271 now.
-const heldBytesBound = 320
-
 // heldBytes publishes n messages of the soak's shape to a fresh storage
 // and returns the live heap they add, per message.
-func heldBytes(t *testing.T, n int) float64 {
+func heldBytes(t testing.TB, n int) float64 {
 	be := open(t, "mem://")
 	stamp := strconv.FormatInt(time.Now().UnixNano(), 10)
 	publish := func(from, to int) {
@@ -52,11 +43,19 @@ func heldBytes(t *testing.T, n int) float64 {
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(n)
 }
 
-// TestHeldMessageFootprint guards the bytes a waiting message costs, which
-// bound how large a backlog mem holds in a given memory. Not parallel: it
-// reads the process's heap, which other tests would change under it.
-func TestHeldMessageFootprint(t *testing.T) {
-	per := heldBytes(t, 50_000)
-	t.Logf("%.0f bytes per held message", per)
-	require.Less(t, per, float64(heldBytesBound), "bytes per held message")
+// BenchmarkHeldMessage reports the bytes a waiting message of the
+// reliability soak's shape (40-byte JSON payload, a 20-byte id, the two
+// metadata keys a router publisher adds) costs in the heap: what bounds
+// the backlog mem holds in a given memory. The soak holds up to a million
+// of them at once within its 1 GiB RSS bound (RELIABILITY.md), which the
+// garbage collector's headroom makes about twice the live heap. It
+// measured 598 bytes when entries held a cloned map and three times; 271
+// since. A figure to read, not a test: memory targets live in the
+// harnesses.
+func BenchmarkHeldMessage(b *testing.B) {
+	var per float64
+	for b.Loop() {
+		per = heldBytes(b, 50_000)
+	}
+	b.ReportMetric(per, "B/held-msg")
 }
