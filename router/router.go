@@ -452,6 +452,9 @@ func (r *Router) serve(ctx context.Context, wm *message.Router, ws *workers, can
 		return fmt.Errorf("router %s: %w", r.Service(), err)
 	}
 
+	// Workers stop taking messages before the log line says so: a
+	// handler that finishes after it must not take another.
+	ws.halt()
 	r.logger.Info("router shutting down", "timeout", r.cfg.ShutdownTimeout)
 	finished := ws.stop(r.cfg.ShutdownTimeout)
 	if !finished {
@@ -596,14 +599,21 @@ func (w *workers) settled() {
 	}
 }
 
-// stop makes workers take no more messages and waits up to d for the
-// in-flight ones to be settled; it reports whether they all were.
-func (w *workers) stop(d time.Duration) bool {
+// halt makes workers take no more messages.
+func (w *workers) halt() {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if !w.stopped {
 		w.stopped = true
 		close(w.stopTaking)
 	}
+}
+
+// stop makes workers take no more messages and waits up to d for the
+// in-flight ones to be settled; it reports whether they all were.
+func (w *workers) stop(d time.Duration) bool {
+	w.halt()
+	w.mu.Lock()
 	if w.n == 0 {
 		w.mu.Unlock()
 		return true
