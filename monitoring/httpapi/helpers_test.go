@@ -72,6 +72,13 @@ func deadLetter(t *testing.T, b *pubsub.Backend, queue string, payloads ...strin
 		st, err := b.Stats(context.Background(), queue)
 		return err == nil && st.DeadLetters >= int64(len(payloads))
 	}, 5*time.Second, 10*time.Millisecond)
+	// End the subscription and wait for its channel to close: until then
+	// a receive of it may still take a message published after this
+	// returns, and hold it in flight for a moment.
+	cancel()
+	for msg := range ch {
+		msg.Nack()
+	}
 	return ids
 }
 
