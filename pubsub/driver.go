@@ -78,8 +78,10 @@ type Driver interface {
 
 	// GiveBack returns received messages that never reached a consumer to
 	// their queue, ready at once and in their order (as far as the backend
-	// can: JetStream redelivers in the order of its naks), with their delivery
-	// undone: the attempt ReceiveBatch counted is not counted. An error
+	// can: JetStream redelivers in the order of its naks, so the engine
+	// receives no further ahead until what it gave back came back), with
+	// their delivery undone: the attempt ReceiveBatch counted is not
+	// counted. An error
 	// means they come back only when their leases expire (their attempt
 	// then counted); a driver that retries the give-back itself returns
 	// nil.

@@ -49,6 +49,16 @@ type receiver struct {
 	halted     bool // the queue is paused: no receives, nothing handed out
 	retryAt    time.Time
 	backoff    Backoff
+
+	// Messages given back that no receive of this receiver has brought
+	// back yet, by ID, and until when to wait for them. JetStream
+	// redelivers in the order of its naks, not of the queue: messages
+	// received ahead while older given-back ones still wait on the server,
+	// then given back in their turn, would go behind those. So while any
+	// wait, the receiver receives only what waiting subscriptions take at
+	// once, and nothing goes back behind them.
+	givenBack      map[string]struct{}
+	givenBackUntil time.Time
 }
 
 // receiveResult is a finished ReceiveBatch.
@@ -241,8 +251,25 @@ func (r *receiver) takeResult(res receiveResult) {
 	}
 	r.mu.Lock()
 	r.backoff.Reset()
+	r.cameBack(res)
 	r.mu.Unlock()
 	r.handOut(r.e.screen(r.queue, res.got), len(res.got) == res.need)
+}
+
+// cameBack counts given-back messages a receive brought back. A receive
+// that brought fewer than it asked for found the queue without more ready
+// messages: the given-back ones that did not come back went to other
+// processes, and none wait on the server any more.
+func (r *receiver) cameBack(res receiveResult) {
+	if len(r.givenBack) == 0 {
+		return
+	}
+	for _, m := range res.got {
+		delete(r.givenBack, m.ID)
+	}
+	if len(res.got) < res.need {
+		clear(r.givenBack)
+	}
 }
 
 // setHalted halts the receiver (its queue was paused: receives in flight
@@ -301,13 +328,19 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 	if r.pauses > 0 || r.inflight >= t.ReceivesInFlight || t.ReceiveInOrder && r.unheld > 0 || now.Before(r.retryAt) {
 		return stale, 0, 0, nil
 	}
+	if len(r.givenBack) > 0 && now.After(r.givenBackUntil) {
+		clear(r.givenBack) // taken by other processes meanwhile
+	}
 	waiting, avail := len(r.waiters), len(r.buf)+r.incoming
+	ahead := len(r.givenBack) == 0
 	// Receive for subscriptions that wait and no receive in flight serves,
 	// and ahead of them while there is less than two batches' worth at hand.
 	switch {
+	case waiting > r.incoming && !ahead:
+		need = min(waiting-r.incoming, t.MaxBatch)
 	case waiting > r.incoming:
 		need = min(max(r.target-avail, waiting-r.incoming), t.MaxBatch)
-	case len(r.subs) > 0 && r.target > 1 && avail < 2*r.target:
+	case ahead && len(r.subs) > 0 && r.target > 1 && avail < 2*r.target:
 		need = r.target
 	default:
 		return stale, 0, 0, nil
@@ -381,12 +414,27 @@ func deliveryOrder(a, b *Received) int {
 	return 0
 }
 
+// givenBackWait is how long a receiver waits for messages it gave back
+// before it receives ahead again (see receiver.givenBack): long enough for
+// a slow consumer's next few receives, short enough that messages other
+// processes took do not stop it receiving ahead for long.
+const givenBackWait = 2 * time.Second
+
 // giveBack returns messages that reached no consumer to the queue.
 func (r *receiver) giveBack(ms []*Received) {
 	ms = slices.DeleteFunc(ms, (*Received).Lost)
 	if len(ms) == 0 {
 		return
 	}
+	r.mu.Lock()
+	if r.givenBack == nil {
+		r.givenBack = make(map[string]struct{}, len(ms))
+	}
+	for _, m := range ms {
+		r.givenBack[m.ID] = struct{}{}
+	}
+	r.givenBackUntil = time.Now().Add(givenBackWait)
+	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := r.e.d.GiveBack(ctx, r.queue, ms); err != nil {

@@ -466,6 +466,36 @@ func checkOrder(t *testing.T, b *pubsub.Backend, queue string, want []*message.M
 	requireCounts(t, b, queue, counts{})
 }
 
+// testOrderThroughGiveBacks checks that messages the engine received
+// ahead and gave back (its consumer stalled past the prefetch hold) come
+// again in their order, and with their attempt not counted: a consumer
+// alternates fast bursts, during which the engine receives ahead, with
+// stalls, after which it gives back what it holds.
+func (s *suite) testOrderThroughGiveBacks(t *testing.T) {
+	const total, stall = 60, 350 * time.Millisecond // stall: past the 200ms prefetch hold
+	b := s.open(t)
+	queue := newQueueName()
+	msgs := make([]*message.Message, total)
+	for i := range msgs {
+		msgs[i] = newMessage("order " + strconv.Itoa(i))
+	}
+	publish(t, b, queue, msgs...)
+	ch := subscribe(t, b, queue)
+	burst, left := 3, 3
+	for i, w := range msgs {
+		msg := Receive(t, ch)
+		require.Equal(t, w.UUID, msg.UUID, "message %d: want %s, got %s", i, w.Payload, msg.Payload)
+		require.Equal(t, 1, pubsub.DeliveryOf(msg).Attempt, "attempt of %s: given back, not counted", msg.Payload)
+		if left--; left == 0 {
+			time.Sleep(stall)
+			burst = burst%7 + 2 // bursts of 3 to 8, so stalls fall at every offset of a batch
+			left = burst
+		}
+		msg.Ack()
+	}
+	requireCounts(t, b, queue, counts{})
+}
+
 // testStatsAndPending checks that stats and the pending listing are true:
 // what they say is what a consumer then receives, step by step.
 func (s *suite) testStatsAndPending(t *testing.T) {

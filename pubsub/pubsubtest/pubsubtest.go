@@ -108,6 +108,7 @@ func Run(t *testing.T, h Harness) {
 		{"DeadLetters", s.testDeadLetters},
 		{"PurgeDeadLettersByQueue", s.testPurgeDeadLettersByQueue},
 		{"PriorityOrder", s.testPriorityOrder},
+		{"OrderThroughGiveBacks", s.testOrderThroughGiveBacks},
 		{"StatsAndPending", s.testStatsAndPending},
 		{"CloseUnderLoad", s.testCloseUnderLoad},
 		{"CloseIdempotent", s.testCloseIdempotent},
