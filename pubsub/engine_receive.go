@@ -38,10 +38,11 @@ type receiver struct {
 
 	// Receives in flight and finished.
 	receives   sync.WaitGroup
-	inflight   int                           // receives running or not yet taken
-	unheld     int                           // receives running that do not hold their messages yet
-	incoming   int                           // messages they asked for
-	cancels    map[uint64]context.CancelFunc // of the receives running
+	inflight   int                     // receives running or not yet taken
+	ahead      int                     // of them, those that receive ahead
+	unheld     int                     // receives running that do not hold their messages yet
+	incoming   int                     // messages they asked for
+	calls      map[uint64]*receiveCall // the receives running
 	nextTicket uint64
 	nextResult uint64
 	results    map[uint64]receiveResult
@@ -61,17 +62,26 @@ type receiver struct {
 	givenBackUntil time.Time
 }
 
+// receiveCall is a ReceiveBatch running.
+type receiveCall struct {
+	cancel context.CancelFunc
+	// ahead: it asked for more than the subscriptions waiting for it, so
+	// some of what it brings is buffered.
+	ahead bool
+}
+
 // receiveResult is a finished ReceiveBatch.
 type receiveResult struct {
-	need int
-	got  []*Received
-	err  error
+	need  int
+	ahead bool
+	got   []*Received
+	err   error
 }
 
 func newReceiver(e *engine, queue string) *receiver {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &receiver{e: e, queue: queue, ctx: ctx, cancel: cancel, wakeC: make(chan struct{}, 1), done: make(chan struct{}), target: 1,
-		cancels: map[uint64]context.CancelFunc{}, results: map[uint64]receiveResult{}}
+		calls: map[uint64]*receiveCall{}, results: map[uint64]receiveResult{}}
 }
 
 // wake makes the run loop look at the receiver's state again.
@@ -203,9 +213,10 @@ func (r *receiver) startReceive(ctx context.Context, need int, ticket uint64) {
 			m.receivedAt = now
 		}
 		r.mu.Lock()
-		r.cancels[ticket]()
-		delete(r.cancels, ticket)
-		r.results[ticket] = receiveResult{need: need, got: got, err: err}
+		call := r.calls[ticket]
+		call.cancel()
+		delete(r.calls, ticket)
+		r.results[ticket] = receiveResult{need: need, ahead: call.ahead, got: got, err: err}
 		r.mu.Unlock()
 		r.wake()
 	}()
@@ -231,6 +242,9 @@ func (r *receiver) takeResults() {
 		// buffered (paused waits for that).
 		r.mu.Lock()
 		r.inflight--
+		if res.ahead {
+			r.ahead--
+		}
 		r.incoming -= res.need
 		r.mu.Unlock()
 	}
@@ -280,8 +294,8 @@ func (r *receiver) setHalted(halted bool) {
 	changed := r.halted != halted
 	r.halted = halted
 	if changed && halted {
-		for _, c := range r.cancels {
-			c()
+		for _, c := range r.calls {
+			c.cancel()
 		}
 		r.target = 1
 	}
@@ -314,8 +328,8 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 	}
 	if slices.ContainsFunc(r.buf, func(m *Received) bool { return now.Sub(m.receivedAt) >= t.PrefetchHold }) {
 		if r.inflight > 0 {
-			for _, c := range r.cancels {
-				c()
+			for _, c := range r.calls {
+				c.cancel()
 			}
 			return nil, 0, 0, nil
 		}
@@ -325,33 +339,55 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 		// at once, and hold messages away from other processes again.)
 		r.target = 1
 	}
-	if r.pauses > 0 || r.inflight >= t.ReceivesInFlight || t.ReceiveInOrder && r.unheld > 0 || now.Before(r.retryAt) {
+	if r.inflight >= t.ReceivesInFlight || t.ReceiveInOrder && r.unheld > 0 || now.Before(r.retryAt) {
 		return stale, 0, 0, nil
 	}
 	if len(r.givenBack) > 0 && now.After(r.givenBackUntil) {
 		clear(r.givenBack) // taken by other processes meanwhile
 	}
-	waiting, avail := len(r.waiters), len(r.buf)+r.incoming
-	ahead := len(r.givenBack) == 0
-	// Receive for subscriptions that wait and no receive in flight serves,
-	// and ahead of them while there is less than two batches' worth at hand.
-	switch {
-	case waiting > r.incoming && !ahead:
-		need = min(waiting-r.incoming, t.MaxBatch)
-	case waiting > r.incoming:
-		need = min(max(r.target-avail, waiting-r.incoming), t.MaxBatch)
-	case ahead && len(r.subs) > 0 && r.target > 1 && avail < 2*r.target:
-		need = r.target
-	default:
+	need, ahead := r.need()
+	if need == 0 {
 		return stale, 0, 0, nil
 	}
 	r.inflight++
+	if ahead {
+		r.ahead++
+	}
 	r.unheld++
 	r.incoming += need
 	ticket = r.nextTicket
 	r.nextTicket++
-	ctx, r.cancels[ticket] = context.WithCancel(r.ctx)
+	call := &receiveCall{ahead: ahead}
+	ctx, call.cancel = context.WithCancel(r.ctx)
+	r.calls[ticket] = call
 	return stale, need, ticket, ctx
+}
+
+// need is the size of the next receive, zero for none: for the
+// subscriptions that wait and no receive in flight serves, and ahead of
+// them while there is less than two batches' worth at hand. ahead says
+// whether it asks for more than they take. r.mu is held.
+//
+// No receiving ahead while an admin read runs (it wants what this backend
+// holds given back: see paused) or while given-back messages are still
+// out (see givenBack). Receives for waiting subscriptions go on: what they
+// bring is in flight for a read, as it is for the driver, and stopping
+// them let a process that polled Stats hard starve its own consumers.
+func (r *receiver) need() (need int, ahead bool) {
+	t := r.e.tuning
+	waiting, avail := len(r.waiters), len(r.buf)+r.incoming
+	onDemand := waiting - r.incoming
+	mayAhead := r.pauses == 0 && len(r.givenBack) == 0
+	switch {
+	case onDemand > 0 && !mayAhead:
+		return min(onDemand, t.MaxBatch), false
+	case onDemand > 0:
+		need = min(max(r.target-avail, onDemand), t.MaxBatch)
+		return need, need > onDemand
+	case mayAhead && len(r.subs) > 0 && r.target > 1 && avail < 2*r.target:
+		return min(r.target, t.MaxBatch), true
+	}
+	return 0, false
 }
 
 // waitTime is how long the run loop may sleep: until the oldest buffered
@@ -388,7 +424,12 @@ func (r *receiver) handOut(got []*Received, full bool) {
 	}
 	r.handedAt = now
 	for _, m := range got {
-		if len(r.waiters) > 0 && r.pauses == 0 && !r.halted {
+		// Also while an admin read waits for the receives in flight (see
+		// paused): a message a subscription holds is in flight for the
+		// read as for the driver. Buffering it instead had it given back,
+		// and a process polling Stats often enough starved its own
+		// subscriptions: what each receive brought went back.
+		if len(r.waiters) > 0 && !r.halted {
 			w := r.waiters[0]
 			r.waiters = r.waiters[1:]
 			w <- m
@@ -449,8 +490,10 @@ func (r *receiver) giveBack(ms []*Received) {
 func (r *receiver) paused(ctx context.Context, read func() error) error {
 	r.mu.Lock()
 	r.pauses++
-	for _, c := range r.cancels {
-		c()
+	for _, c := range r.calls {
+		if c.ahead {
+			c.cancel()
+		}
 	}
 	r.mu.Unlock()
 	defer func() {
@@ -459,11 +502,14 @@ func (r *receiver) paused(ctx context.Context, read func() error) error {
 		r.mu.Unlock()
 		r.wake()
 	}()
-	// Receives in flight land first: their messages come after the
-	// buffered ones, and go back with them.
+	// Receives ahead in flight land first: their messages come after the
+	// buffered ones, and go back with them. (One could wait behind an
+	// earlier receive for waiting subscriptions, as results are taken in
+	// order; no driver's tuning starts a receive ahead of one that waits
+	// on an empty queue: ReceivesInFlight 1, or ReceiveInOrder.)
 	for {
 		r.mu.Lock()
-		n := r.inflight
+		n := r.ahead
 		r.mu.Unlock()
 		if n == 0 {
 			break

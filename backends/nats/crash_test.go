@@ -79,7 +79,7 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		st, err := b.Stats(context.Background(), queue)
 		if assert.NoError(c, err) {
-			assert.Equal(c, [3]int64{0, 0, 0}, [3]int64{st.Pending, st.InFlight, st.Scheduled})
+			assert.Equal(c, [3]int64{0, 0, 0}, [3]int64{st.Pending, st.InFlight, st.Scheduled}, "counters %v", st.Counters)
 		}
 	}, 10*time.Second, 20*time.Millisecond, "queue empty once everything is acked")
 	cancel()

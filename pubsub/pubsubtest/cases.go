@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -493,6 +494,60 @@ func (s *suite) testOrderThroughGiveBacks(t *testing.T) {
 		}
 		msg.Ack()
 	}
+	requireCounts(t, b, queue, counts{})
+}
+
+// testConsumeWhileRead checks that admin reads do not starve the
+// backend's own subscriptions: while a goroutine reads the queue's stats
+// and pending listing back to back, as a dashboard polling hard would,
+// four consumers still get every message.
+func (s *suite) testConsumeWhileRead(t *testing.T) {
+	// Starved, NATS consumed about 20 messages a second here; fed, all
+	// 500 take a second or two.
+	const total, bound = 500, 20 * time.Second
+	b := s.open(t)
+	queue := newQueueName()
+	msgs := make([]*message.Message, total)
+	for i := range msgs {
+		msgs[i] = newMessage("read " + strconv.Itoa(i))
+	}
+	publish(t, b, queue, msgs...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reads := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := b.Stats(ctx, queue); err != nil && ctx.Err() == nil {
+				reads <- err
+				return
+			}
+			if _, err := b.ListPending(ctx, queue, 10); err != nil && ctx.Err() == nil {
+				reads <- err
+				return
+			}
+		}
+		reads <- nil
+	}()
+	var got atomic.Int64
+	done := make(chan struct{})
+	for range 4 {
+		ch := subscribe(t, b, queue)
+		go func() {
+			for msg := range ch {
+				msg.Ack()
+				if got.Add(1) == total {
+					close(done)
+				}
+			}
+		}()
+	}
+	select {
+	case <-done:
+	case <-time.After(bound):
+		t.Fatalf("%d of %d messages consumed in %s while stats were read", got.Load(), total, bound)
+	}
+	cancel()
+	require.NoError(t, <-reads)
 	requireCounts(t, b, queue, counts{})
 }
 

@@ -110,6 +110,7 @@ func Run(t *testing.T, h Harness) {
 		{"PriorityOrder", s.testPriorityOrder},
 		{"OrderThroughGiveBacks", s.testOrderThroughGiveBacks},
 		{"StatsAndPending", s.testStatsAndPending},
+		{"ConsumeWhileRead", s.testConsumeWhileRead},
 		{"CloseUnderLoad", s.testCloseUnderLoad},
 		{"CloseIdempotent", s.testCloseIdempotent},
 		{"UnknownQueue", s.testUnknownQueue},
