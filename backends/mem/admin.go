@@ -86,11 +86,7 @@ func (d *driver) Stats(_ context.Context, name string) (pubsub.QueueStats, error
 			"dead_lettered": q.count.deadLettered,
 		},
 	}
-	if len(q.ready.items) > 0 {
-		oldest := q.ready.items[0].created
-		for _, e := range q.ready.items[1:] {
-			oldest = min(oldest, e.created)
-		}
+	if oldest, ok := q.ready.oldestCreated(); ok {
 		st.OldestPendingAge = max(time.Since(time.Unix(0, oldest)), time.Nanosecond)
 	}
 	d.st.dlMu.Lock()

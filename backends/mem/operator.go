@@ -77,13 +77,11 @@ func (d *driver) GetMessage(_ context.Context, queue, id string) (pubsub.Message
 func (q *queue) detail(id string) (pubsub.MessageDetail, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var e *entry
-	state := pubsub.StatePending
-	if i := q.ready.index(id); i >= 0 {
-		e = q.ready.items[i]
-	} else if i := q.scheduled.index(id); i >= 0 {
+	e, state := q.ready.find(id), pubsub.StatePending
+	if i := q.scheduled.index(id); e == nil && i >= 0 {
 		e, state = q.scheduled.items[i], pubsub.StateScheduled
-	} else {
+	}
+	if e == nil {
 		for l := range q.leased {
 			if l.id == id {
 				e, state = l, pubsub.StateInFlight
@@ -130,11 +128,10 @@ func (d *driver) DeleteMessage(_ context.Context, queue, id string) error {
 func (q *queue) remove(id string) (deleted, held int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for _, h := range []*entryHeap{&q.ready, &q.scheduled} {
-		for i := h.index(id); i >= 0; i = h.index(id) {
-			h.remove(i)
-			deleted++
-		}
+	deleted = q.ready.remove(id)
+	for i := q.scheduled.index(id); i >= 0; i = q.scheduled.index(id) {
+		q.scheduled.remove(i)
+		deleted++
 	}
 	for l := range q.leased {
 		if l.id == id {

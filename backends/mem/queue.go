@@ -248,7 +248,7 @@ type queue struct {
 	mu        sync.Mutex
 	spec      pubsub.QueueSpec
 	seq       uint64
-	ready     entryHeap
+	ready     readySet
 	scheduled entryHeap
 	// timer promotes due messages from scheduled to ready; timerAt is when
 	// it is set to fire, zero when it is not pending.
@@ -272,7 +272,7 @@ func newQueue(st *store, name string) *queue {
 		st:        st,
 		created:   time.Now(),
 		spec:      pubsub.DefaultQueueSpec(name),
-		ready:     entryHeap{less: readyBefore},
+		ready:     newReadySet(),
 		scheduled: entryHeap{less: dueBefore},
 		leased:    map[*entry]struct{}{},
 	}
