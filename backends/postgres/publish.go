@@ -198,14 +198,19 @@ func setFirstIDs(msgs []*message.Message, dups []dup) {
 
 // dispatcher writes published messages. Every SendBatch waits for the
 // commit of the transaction carrying its messages; concurrent calls share
-// transactions.
+// transactions. There is no dispatching goroutine: the publish that finds
+// nothing in flight starts the transaction's goroutine itself, and that
+// goroutine goes on with the publishes that gathered meanwhile, so a lone
+// publisher pays for two goroutine switches per publish, not for a relay.
 type dispatcher struct {
-	d    *Driver
-	reqs chan *pubReq
+	d *Driver
 
-	mu     sync.RWMutex // held for reading while sending on reqs
-	closed bool
-	done   chan struct{} // closed when the dispatcher has written everything
+	mu          sync.Mutex
+	pending     []*pubReq // waiting for a transaction, in the order they came
+	pendingRows int
+	inFlight    int // transactions being written
+	closed      bool
+	drained     chan struct{} // closed once closed and nothing is in flight
 }
 
 type pubReq struct {
@@ -222,9 +227,7 @@ type pubReq struct {
 }
 
 func newDispatcher(d *Driver) *dispatcher {
-	p := &dispatcher{d: d, reqs: make(chan *pubReq, 1024), done: make(chan struct{})}
-	go p.dispatch()
-	return p
+	return &dispatcher{d: d, drained: make(chan struct{})}
 }
 
 // SendBatch writes msgs to queue in one transaction, shared with
@@ -240,19 +243,14 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// Before the request is handed over: from then on the dispatcher may
+	// Before the request is handed over: from then on a transaction may
 	// append other publishes to its rows.
 	if req.rows.keys != nil {
 		d.startDedupExpiry()
 	}
-	p := d.pub
-	p.mu.RLock()
-	if p.closed {
-		p.mu.RUnlock()
-		return pubsub.ErrClosed
+	if err := d.pub.submit(req); err != nil {
+		return err
 	}
-	p.reqs <- req
-	p.mu.RUnlock()
 	select {
 	case err := <-req.done:
 		if err == nil {
@@ -264,52 +262,77 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	}
 }
 
+// submit queues a publish for the next transaction, starting it when none
+// is in flight.
+func (p *dispatcher) submit(req *pubReq) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return pubsub.ErrClosed
+	}
+	p.pending = append(p.pending, req)
+	p.pendingRows += req.rows.len()
+	p.startLocked()
+	return nil
+}
+
+// startLocked starts transactions for the pending publishes: one whenever
+// none is in flight, and more beside it for groups of groupRows messages
+// or more. Each carries up to publishBatch messages, in the order the
+// publishes came. p.mu is held.
+func (p *dispatcher) startLocked() {
+	for p.startable() {
+		go p.run(p.takeLocked())
+	}
+}
+
+func (p *dispatcher) startable() bool {
+	return len(p.pending) > 0 && p.inFlight < maxPublishTx && (p.inFlight == 0 || p.pendingRows >= groupRows)
+}
+
+func (p *dispatcher) takeLocked() []*pubReq {
+	var batch []*pubReq
+	batch, p.pending, p.pendingRows = takeGroup(p.pending, p.pendingRows, p.d.cfg.publishBatch)
+	p.inFlight++
+	return batch
+}
+
+// run writes batch, then the next group while one is due, in one
+// goroutine.
+func (p *dispatcher) run(batch []*pubReq) {
+	for batch != nil {
+		p.flush(batch)
+		p.mu.Lock()
+		p.inFlight--
+		batch = nil
+		if p.startable() {
+			batch = p.takeLocked()
+		}
+		p.startLocked()
+		if p.closed && p.inFlight == 0 {
+			close(p.drained)
+		}
+		p.mu.Unlock()
+	}
+}
+
 // close stops publishing: publishes already accepted are written, later
 // ones fail with ErrClosed.
 func (p *dispatcher) close() {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		<-p.drained
 		return
 	}
 	p.closed = true
-	close(p.reqs)
-	p.mu.Unlock()
-	<-p.done
-}
-
-// dispatch gathers publishes into transactions: one whenever none is in
-// flight, and more beside it for groups of groupRows messages or more.
-// Each transaction carries up to publishBatch messages, in the order the
-// publishes came.
-func (p *dispatcher) dispatch() {
-	defer close(p.done)
-	var pending []*pubReq
-	pendingRows, inFlight := 0, 0
-	written := make(chan struct{}, maxPublishTx)
-	reqs := p.reqs
-	for reqs != nil || len(pending) > 0 || inFlight > 0 {
-		for len(pending) > 0 && inFlight < maxPublishTx && (inFlight == 0 || pendingRows >= groupRows) {
-			var batch []*pubReq
-			batch, pending, pendingRows = takeGroup(pending, pendingRows, p.d.cfg.publishBatch)
-			inFlight++
-			go func() {
-				p.flush(batch)
-				written <- struct{}{}
-			}()
-		}
-		select {
-		case r, ok := <-reqs:
-			if !ok {
-				reqs = nil // closed: write what is pending, then end
-				continue
-			}
-			pending = append(pending, r)
-			pendingRows += r.rows.len()
-		case <-written:
-			inFlight--
-		}
+	// Pending publishes imply a transaction in flight, which writes them
+	// before it ends.
+	if p.inFlight == 0 {
+		close(p.drained)
 	}
+	p.mu.Unlock()
+	<-p.drained
 }
 
 // takeGroup splits the publishes of the next transaction off pending: the
