@@ -107,7 +107,7 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 	ScenarioBroadcast: {"Delivery to instances: broadcast fan-out",
 		"N Singularity routers and one CentralCloud router on one backend; CentralCloud publishes safety profiles (guardian_safety_profiles_queue, broadcast delivery) at a modest fixed rate, and each profile's latency runs from its intended send time until the last of the N instances has its copy. Copies delivered / expected counts each instance's copy of each profile once and must be 1.00: a copy still missing after the drain fails the measurement."},
 	ScenarioBacklog: {"Backlog growth",
-		"Consume rate (4 workers) with a small and with a large backlog waiting: the median of 5 samples, each starting the workers and timing the first messages from the first one; between samples the small backlog is topped up to its size again. The ratio compares the large backlog with the small one on the same backend."},
+		"Consume rate (4 workers) with a small and with a large backlog waiting: the median of 5 samples, each starting the workers and timing the first messages from the first one; between samples the small backlog is topped up to its size again. First message after: the median time from starting the workers (their Subscribe calls) to the first message any of them received. The ratio compares the large backlog with the small one on the same backend."},
 	ScenarioMixed: {"Mixed topology at the seed's scaling profiles",
 		"N Singularity routers and one CentralCloud router on one backend, with the profile's worker counts. Offered load per instance: 4 proposals/s (each answered by a consensus result), 10 metrics/s, 2 patterns/s; from CentralCloud 0.5 rollback triggers/s and 0.5 safety profiles/s per instance. Ratio: delivered / offered (1.00 = kept up)."},
 }
@@ -199,7 +199,7 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 }
 
 // issueTopics names the issues that set targets.
-var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances", 12: "typed contracts and effectively-once"}
+var issueTopics = map[int]string{3: "PostgreSQL", 4: "NATS", 11: "delivery to instances", 12: "typed contracts and effectively-once", 16: "performance, round two"}
 
 // targetIssues lists the issues of the report's targets:
 // "issues 3 (PostgreSQL), 4 (NATS) and 11 (delivery to instances)".
@@ -278,9 +278,9 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 			return []string{subj(r), r.Handler, fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
 		}
 	case ScenarioBacklog:
-		head = []string{"subject", "workers", "pending", "msg/s", "vs small backlog"}
+		head = []string{"subject", "workers", "pending", "msg/s", "first message after", "vs small backlog"}
 		cells = func(r *Result) []string {
-			return []string{subj(r), fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), ratios(r)}
+			return []string{subj(r), fmt.Sprint(r.Workers), fmt.Sprint(r.Pending), figure(r), fmt.Sprintf("%.2f ms", r.FirstMessageMs), ratios(r)}
 		}
 	case ScenarioLatency, ScenarioRoundTrip:
 		head = []string{"subject", "rate msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "received", "missing", "vs baseline (lower is better)"}

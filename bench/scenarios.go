@@ -170,7 +170,7 @@ func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params
 	if err != nil {
 		return err
 	}
-	got, elapsed, err := r.drain(ctx, inst, queue, p.Workers, int64(loaded))
+	got, elapsed, _, err := r.drain(ctx, inst, queue, p.Workers, int64(loaded))
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func (r *runner) backlogThroughput(ctx context.Context, inst *instance, p Params
 	if err != nil {
 		return err
 	}
-	var rates []float64
+	var rates, startups []float64
 	var total int64
 	var elapsedTotal time.Duration
 	for i := range backlogRepeats {
@@ -212,24 +212,24 @@ func (r *runner) backlogThroughput(ctx context.Context, inst *instance, p Params
 				return err
 			}
 		}
-		got, elapsed, err := r.drain(ctx, inst, queue, p.Workers, int64(r.sizes.BacklogSample))
+		got, elapsed, startup, err := r.drain(ctx, inst, queue, p.Workers, int64(r.sizes.BacklogSample))
 		if err != nil {
 			return err
 		}
 		rates = append(rates, rateOf(got, elapsed))
+		startups = append(startups, float64(startup)/float64(time.Millisecond))
 		total += got
 		elapsedTotal += elapsed
 	}
-	sorted := slices.Clone(rates)
-	slices.Sort(sorted)
 	res.Messages = total
 	res.Seconds = elapsedTotal.Seconds()
-	res.Throughput = sorted[len(sorted)/2]
+	res.Throughput = median(rates)
+	res.FirstMessageMs = median(startups)
 	parts := make([]string, len(rates))
 	for i, v := range rates {
-		parts[i] = fmtRate(v)
+		parts[i] = fmt.Sprintf("%s msg/s (first after %.2f ms)", fmtRate(v), startups[i])
 	}
-	note := fmt.Sprintf("median of %d samples of %d messages: %s msg/s", len(rates), r.sizes.BacklogSample, strings.Join(parts, ", "))
+	note := fmt.Sprintf("median of %d samples of %d messages: %s", len(rates), r.sizes.BacklogSample, strings.Join(parts, ", "))
 	res.Note = strings.TrimPrefix(res.Note+"; "+note, "; ")
 	return nil
 }
@@ -259,9 +259,13 @@ func (r *runner) preloadQueue(ctx context.Context, inst *instance, p Params, n i
 // drain starts workers consumers on queue and returns how many of the
 // first target messages arrived and the time from the first to the last
 // of them (or to the ConsumeMax bound).
-func (r *runner) drain(ctx context.Context, inst *instance, queue string, workers int, target int64) (int64, time.Duration, error) {
+// drain starts workers consumers of queue and stops them once they have
+// received target messages (or the consume bound passed): it returns how
+// many they received, the time from the first to the last, and the time
+// from the start of the consumers to the first.
+func (r *runner) drain(ctx context.Context, inst *instance, queue string, workers int, target int64) (int64, time.Duration, time.Duration, error) {
 	if target < 1 {
-		return 0, 0, fmt.Errorf("%w: nothing preloaded in %s", errNoMessages, queue)
+		return 0, 0, 0, fmt.Errorf("%w: nothing preloaded in %s", errNoMessages, queue)
 	}
 	var count, first, last atomic.Int64
 	done := make(chan struct{})
@@ -277,9 +281,10 @@ func (r *runner) drain(ctx context.Context, inst *instance, queue string, worker
 		}
 		return c <= target
 	}
+	start := time.Now().UnixNano()
 	stop, err := inst.consume(ctx, queue, workers, handle)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	timer := time.NewTimer(r.sizes.ConsumeMax.D())
 	select {
@@ -292,15 +297,22 @@ func (r *runner) drain(ctx context.Context, inst *instance, queue string, worker
 	got := min(count.Load(), target)
 	stop()
 	if err := ctx.Err(); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if got == 0 {
-		return 0, 0, fmt.Errorf("%w from %s within %s", errNoMessages, queue, r.sizes.ConsumeMax.D())
+		return 0, 0, 0, fmt.Errorf("%w from %s within %s", errNoMessages, queue, r.sizes.ConsumeMax.D())
 	}
 	if got == target {
 		end = last.Load()
 	}
-	return got, time.Duration(end - first.Load()), nil
+	return got, time.Duration(end - first.Load()), time.Duration(first.Load() - start), nil
+}
+
+// median returns the middle of vs (the upper one of an even count).
+func median(vs []float64) float64 {
+	sorted := slices.Clone(vs)
+	slices.Sort(sorted)
+	return sorted[len(sorted)/2]
 }
 
 // rateOf is the rate of got messages arriving over elapsed: got-1
