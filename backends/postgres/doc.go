@@ -25,8 +25,10 @@
 //   - batch=N: the most messages one claim takes (default 1000).
 //   - publish_batch=N: the most messages one publish transaction carries
 //     (default 1000).
-//   - notify_debounce=DURATION: the shortest time between two NOTIFYs of a
-//     queue from one backend (default 2ms).
+//   - notify_debounce=DURATION: a publish within this time of the last
+//     NOTIFY of its queue from this backend skips its own, unless the
+//     transaction before it skipped one too; a trailing NOTIFY covers the
+//     skipped ones when no transaction follows (default 2ms).
 //   - ack_delay=DURATION: how long acks and nacks may wait to be written
 //     together (default 5ms).
 //   - sync_acks=BOOL: whether claims, acks, nacks and dead-letter moves
@@ -111,9 +113,9 @@
 // the publishes that come gather for the next (several run side by side
 // only for groups of 100 messages or more); each returns after the commit
 // that carries its messages, so nil means durable. A publish
-// notifies consumers (NOTIFY in the same transaction, at most once per
-// notify_debounce per queue, with a trailing NOTIFY for the rest); they
-// also poll. A Publish whose context (its first message's) is done stores
+// notifies consumers (NOTIFY in the same transaction, in every other
+// transaction of a queue within notify_debounce, with a trailing NOTIFY
+// when publishing stops); they also poll. A Publish whose context (its first message's) is done stores
 // nothing; cancelled while it waits for a transaction, it is dropped;
 // cancelled later, its transaction completes and only the wait ends.
 // PublishTx publishes inside the application's own transaction.
