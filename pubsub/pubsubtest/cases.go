@@ -476,10 +476,7 @@ func (s *suite) testOrderThroughGiveBacks(t *testing.T) {
 	const total, stall = 60, 350 * time.Millisecond // stall: past the 200ms prefetch hold
 	b := s.open(t)
 	queue := newQueueName()
-	msgs := make([]*message.Message, total)
-	for i := range msgs {
-		msgs[i] = newMessage("order " + strconv.Itoa(i))
-	}
+	msgs := numbered(total, "order")
 	publish(t, b, queue, msgs...)
 	ch := subscribe(t, b, queue)
 	burst, left := 3, 3
@@ -489,7 +486,7 @@ func (s *suite) testOrderThroughGiveBacks(t *testing.T) {
 		require.Equal(t, 1, pubsub.DeliveryOf(msg).Attempt, "attempt of %s: given back, not counted", msg.Payload)
 		if left--; left == 0 {
 			time.Sleep(stall)
-			burst = burst%7 + 2 // bursts of 3 to 8, so stalls fall at every offset of a batch
+			burst = burst%7 + 2 // bursts of 2 to 8, so stalls fall at every offset of a batch
 			left = burst
 		}
 		msg.Ack()
@@ -507,11 +504,7 @@ func (s *suite) testConsumeWhileRead(t *testing.T) {
 	const total, bound = 500, 20 * time.Second
 	b := s.open(t)
 	queue := newQueueName()
-	msgs := make([]*message.Message, total)
-	for i := range msgs {
-		msgs[i] = newMessage("read " + strconv.Itoa(i))
-	}
-	publish(t, b, queue, msgs...)
+	publish(t, b, queue, numbered(total, "read")...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reads := make(chan error, 1)

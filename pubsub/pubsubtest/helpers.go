@@ -2,6 +2,7 @@ package pubsubtest
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,16 @@ func newQueueName() string {
 // newMessage returns a message with a fresh id and the payload.
 func newMessage(payload string) *message.Message {
 	return message.NewMessage(uuid.NewString(), []byte(payload))
+}
+
+// numbered returns n messages with fresh ids, their payloads "prefix 0",
+// "prefix 1" and so on.
+func numbered(n int, prefix string) []*message.Message {
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = newMessage(prefix + " " + strconv.Itoa(i))
+	}
+	return msgs
 }
 
 // publish publishes msgs to queue in one call.
