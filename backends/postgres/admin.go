@@ -104,15 +104,17 @@ func (d *Driver) Stats(ctx context.Context, queue string) (pubsub.QueueStats, er
 		return st, err
 	}
 	var oldestUS *int64
-	// One pass over the queue's rows through the queue index.
+	// One pass over the queue's rows through the queue index, and one
+	// over the parked leases.
 	err := d.pool.QueryRow(ctx, `
-SELECT w.ready, w.scheduled, w.oldest_us, w.leased,
+SELECT w.ready, w.scheduled, w.oldest_us,
+       w.leased + (SELECT count(*) FROM `+d.q.messages+` WHERE parked_until IS NOT NULL AND queue_name = $1),
        (SELECT count(*) FROM `+d.q.dlq+` WHERE queue_name = $1)
 FROM (SELECT count(*) FILTER (WHERE status = 'pending' AND available_at <= now()) AS ready,
              count(*) FILTER (WHERE status = 'pending' AND available_at > now()) AS scheduled,
              (extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'pending' AND available_at <= now())) * 1e6)::int8 AS oldest_us,
              count(*) FILTER (WHERE status = 'processing') AS leased
-      FROM `+d.q.messages+` WHERE queue_name = $1) w`, queue).Scan(&st.Pending, &st.Scheduled, &oldestUS, &st.InFlight, &st.DeadLetters)
+      FROM `+d.q.messages+` WHERE queue_name = $1 AND parked_until IS NULL) w`, queue).Scan(&st.Pending, &st.Scheduled, &oldestUS, &st.InFlight, &st.DeadLetters)
 	if err != nil {
 		return st, d.wrapErr(err)
 	}
@@ -157,7 +159,7 @@ func (d *Driver) ListPending(ctx context.Context, queue string, limit int) ([]pu
 SELECT id, queue_name, created_at, retry_count, priority, payload, metadata,
        CASE WHEN available_at > now() THEN available_at END
 FROM `+d.q.messages+`
-WHERE queue_name = $1 AND status = 'pending'
+WHERE queue_name = $1 AND parked_until IS NULL AND status = 'pending'
 ORDER BY available_at > now(), CASE WHEN available_at > now() THEN available_at END,
          priority DESC, created_at, seq
 LIMIT $2`, queue, limit)

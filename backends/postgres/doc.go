@@ -108,6 +108,24 @@
 // backend consuming from the database returns the messages to their
 // queues (counted as an attempt, last_error 'lease expired').
 //
+// A lease still held at its first extension is a slow message: the
+// extension parks it (parked_until, the lease's expiry) out of the queue
+// index and into an index of parked leases by expiry, so that claims stop
+// walking past it: with 10k slow messages in flight a claim costs what it
+// costs with none, instead of reading the 10k first (bench/RESULTS.md,
+// "Slow messages in flight"). Any return to the queue unparks. The reaper
+// runs every third of the lease in each consuming backend (or at once:
+// Driver.ReapExpired) and costs what expired, not the table: it returns
+// expired parked leases through their index, and reads the table for
+// unparked ones only while a lease holder is dead. Every consuming backend
+// is a lease holder with a heartbeat row in quantum_flow_lease_holders,
+// renewed every third of the lease; a claim takes rows only while its
+// holder's heartbeat runs, so a holder's unparked leases expire at most a
+// lease after its heartbeat did, and the row goes after a full reap that
+// came later. A backend that closes holding nothing deletes its row; one
+// that closes still holding leases lets its row run out at once. Once an
+// hour one backend of the database reads the table anyway, in case.
+//
 // Publish writes all its messages in one INSERT. Concurrent publishes on
 // one backend share transactions (group commit): while one is on its way,
 // the publishes that come gather for the next (several run side by side
@@ -176,7 +194,10 @@
 // (queue_name, dedup_key, id, expires_at, owner); quantum_flow_messages (seq, id, queue_name,
 // payload, metadata, priority, status, retry_count, created_at,
 // available_at, locked_until, locked_by, last_error, first_failed_at,
-// last_failed_at); quantum_flow_dlq (seq, id, queue_name, payload,
+// last_failed_at, parked_until); the lease holders'
+// heartbeats, quantum_flow_lease_holders (holder, alive_until, lease_ms;
+// a row named 'sweep' says when the hourly full reap is due);
+// quantum_flow_dlq (seq, id, queue_name, payload,
 // metadata, priority, error, attempts, handler, service, first_failed_at,
 // last_failed_at, message_created_at, created_at); the instance registry
 // quantum_flow_instances (service, id, host, pid, version, nonce,

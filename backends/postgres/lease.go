@@ -59,91 +59,135 @@ func (d *Driver) ExtendLeases(ctx context.Context, queue string, ms []*pubsub.Re
 	return nil
 }
 
-// reap returns the messages of consumers that died (their leases expired)
-// to their queues, every half lease, until the backend closes.
+// sweepInterval is how often one backend of the database reads the whole
+// table for expired leases, whatever the heartbeats say.
+const sweepInterval = time.Hour
+
+// reap returns expired leases to their queues every third of the lease,
+// and keeps this backend's heartbeat as a lease holder, until the backend
+// closes.
 func (d *Driver) reap() {
-	t := time.NewTicker(d.cfg.lease / 2)
+	t := time.NewTicker(d.cfg.lease / 3)
 	defer t.Stop()
 	for {
+		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.lease/3)
+		if err := d.heartbeat(ctx); err != nil && d.ctx.Err() == nil {
+			d.log.Warn("quantumflow: postgres: lease holder heartbeat failed; claims wait for the next", "error", d.wrapErr(err))
+		}
+		if _, err := d.ReapExpired(ctx); err != nil && d.ctx.Err() == nil {
+			d.log.Debug("quantumflow: postgres: reaping expired leases failed", "error", d.wrapErr(err))
+		}
+		cancel()
 		select {
 		case <-d.ctx.Done():
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.lease/2)
-		queues, err := d.reapOnce(ctx)
-		cancel()
+	}
+}
+
+// ReapExpired returns the messages whose leases expired to their queues
+// now, counted as failed attempts, and returns how many it returned. The
+// backend does it by itself every third of the lease while it consumes.
+//
+// Its cost grows with the leases that expired, not with the table: it
+// reads the index of parked leases (those held past their first
+// extension), and reads the table only while some lease holder's
+// heartbeat has run out (its unparked leases are nowhere else), and once
+// an hour for the whole database.
+func (d *Driver) ReapExpired(ctx context.Context) (int, error) {
+	n, err := d.reapWith(ctx, d.q.reapParked)
+	if err != nil {
+		return n, err
+	}
+	var dead bool
+	var start time.Time
+	if err := d.pool.QueryRow(ctx, d.q.deadHolders).Scan(&dead, &start); err != nil {
+		return n, err
+	}
+	if !dead && !d.sweepDue(ctx) {
+		return n, nil
+	}
+	m, err := d.reapWith(ctx, d.q.reapAll)
+	if err == nil && dead {
+		_, err = d.pool.Exec(ctx, d.q.dropHolders, start)
+	}
+	return n + m, err
+}
+
+// sweepDue reports whether this backend makes the hourly full reap.
+func (d *Driver) sweepDue(ctx context.Context) bool {
+	var due bool
+	err := d.pool.QueryRow(ctx, d.q.sweep, sweepInterval.Milliseconds()).Scan(&due)
+	return err == nil && due
+}
+
+// reapWith runs a reap statement until it returns fewer than its batch,
+// wakes the queues it returned messages to, and counts them.
+func (d *Driver) reapWith(ctx context.Context, query string) (int, error) {
+	total := 0
+	for {
+		var queues []string
+		var n int
+		rows, err := d.pool.Query(ctx, query)
 		if err != nil {
-			d.log.Debug("quantumflow: postgres: reaping expired leases failed", "error", d.wrapErr(err))
-			continue
+			return total, err
 		}
+		for rows.Next() {
+			var q string
+			var c int
+			if rows.Scan(&q, &c) == nil {
+				queues, n = append(queues, q), n+c
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, err
+		}
+		total += n
 		if len(queues) > 0 {
-			d.log.Info("quantumflow: postgres: returned messages of expired leases", "queues", queues)
+			d.log.Info("quantumflow: postgres: returned messages of expired leases", "queues", queues, "messages", n)
 			for _, q := range queues {
 				d.wake(q)
 			}
 			d.notifier.after(queues)
 		}
-	}
-}
-
-func (d *Driver) reapOnce(ctx context.Context) ([]string, error) {
-	rows, err := d.pool.Query(ctx, d.q.reap)
-	if err != nil {
-		return nil, err
-	}
-	var queues []string
-	for rows.Next() {
-		var q string
-		if rows.Scan(&q) == nil {
-			queues = append(queues, q)
-		}
-	}
-	rows.Close()
-	return queues, rows.Err()
-}
-
-// dedupExpiryInterval is how often a backend that published with dedup
-// keys, or consumes, deletes expired claims (quantum_flow_dedup).
-const dedupExpiryInterval = time.Minute
-
-// startDedupExpiry starts deleting expired dedup claims, once per
-// backend: from its first publish with a dedup key, or when it starts
-// consuming. Every backend doing it is harmless (SKIP LOCKED), and one is
-// enough to keep the table at about one window's keys.
-func (d *Driver) startDedupExpiry() {
-	d.dedupStart.Do(func() { d.goBackground(d.expireDedupLoop) })
-}
-
-func (d *Driver) expireDedupLoop() {
-	t := time.NewTicker(dedupExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := d.expireDedup(d.ctx); err != nil && d.ctx.Err() == nil {
-			d.log.Debug("quantumflow: postgres: deleting expired dedup keys failed", "error", d.wrapErr(err))
+		if n < reapBatch {
+			return total, nil
 		}
 	}
 }
 
-// expireDedup deletes the dedup claims whose window ended, in batches.
-func (d *Driver) expireDedup(ctx context.Context) error {
-	for {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		tag, err := d.pool.Exec(ctx, d.q.expireDedup)
-		cancel()
-		if err != nil {
-			if code, ok := sqlState(err); ok && code == "42P01" {
-				return nil // storage from before migration 0004: nothing to expire
-			}
-			return err
-		}
-		if tag.RowsAffected() < 5000 {
-			return nil
-		}
+// heartbeat records that this backend is alive as a lease holder for
+// another lease.
+func (d *Driver) heartbeat(ctx context.Context) error {
+	start := time.Now()
+	if _, err := d.pool.Exec(ctx, d.q.heartbeat, d.instance, d.cfg.lease.Milliseconds()); err != nil {
+		return err
 	}
+	d.beatMu.Lock()
+	d.lastBeat = start
+	d.beatMu.Unlock()
+	return nil
+}
+
+// holding makes sure this backend's heartbeat runs before it claims:
+// after two thirds of a lease without one it beats first. The claim
+// checks the heartbeat in the database too, so this only saves claims
+// that would take nothing.
+func (d *Driver) holding(ctx context.Context) error {
+	d.beatMu.Lock()
+	fresh := !d.lastBeat.IsZero() && time.Since(d.lastBeat) < 2*d.cfg.lease/3
+	d.beatMu.Unlock()
+	if fresh {
+		return nil
+	}
+	return d.heartbeat(ctx)
+}
+
+// stopHolding ends this backend's heartbeat on close (see
+// queries.stopHolding).
+func (d *Driver) stopHolding(ctx context.Context) error {
+	_, err := d.pool.Exec(ctx, d.q.stopHolding, d.instance)
+	return err
 }

@@ -95,7 +95,8 @@ WHERE i.indrelid = 'hot.quantum_flow_messages'::regclass`)
 		defs[name] = def
 	}
 	require.NoError(t, rows.Err())
-	require.Contains(t, defs, "quantum_flow_messages_queue_idx", "the claim's index")
+	require.Contains(t, defs, "quantum_flow_messages_ready_idx", "the claim's index")
+	require.Contains(t, defs, "quantum_flow_messages_parked_idx", "the index of parked leases")
 	for name, def := range defs {
 		for _, col := range []string{"status", "locked_until", "locked_by"} {
 			require.NotContains(t, def, col, "index %s", name)

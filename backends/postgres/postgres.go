@@ -64,7 +64,11 @@ type Driver struct {
 	queues   map[string]*queueState // queues received from
 
 	consumeStart sync.Once
+	consuming    atomic.Bool // startConsuming ran: this backend is a lease holder
 	dedupStart   sync.Once
+
+	beatMu   sync.Mutex
+	lastBeat time.Time // when the last heartbeat as a lease holder started
 }
 
 var (
@@ -155,6 +159,7 @@ func (d *Driver) goBackground(f func()) {
 // reaper of expired leases.
 func (d *Driver) startConsuming() {
 	d.consumeStart.Do(func() {
+		d.consuming.Store(true)
 		if d.cfg.listen {
 			d.goBackground(d.listen)
 		}
@@ -242,6 +247,13 @@ func (d *Driver) Close() error {
 	cancel()
 	d.cancel()
 	d.bg.Wait()
+	if d.consuming.Load() {
+		ctx, cancel := context.WithTimeout(d.workCtx, closeGrace)
+		if herr := d.stopHolding(ctx); herr != nil {
+			d.log.Debug("quantumflow: postgres: ending the lease holder heartbeat failed; it runs out by itself", "error", d.wrapErr(herr))
+		}
+		cancel()
+	}
 	d.pool.Close()
 	return err
 }

@@ -159,8 +159,8 @@ func TestConcurrentInit(t *testing.T) {
 	require.NoError(t, conn.QueryRow(ctx, `SELECT count(*), max(version) FROM qf.quantum_flow_schema_migrations`).Scan(&versions, &latest))
 	require.NoError(t, conn.QueryRow(ctx, `SELECT array_agg(tablename ORDER BY tablename) FROM pg_tables WHERE schemaname = 'qf'`).Scan(&tables))
 	require.Equal(t, latest, versions, "every migration applied once")
-	require.Equal(t, []string{"quantum_flow_audit", "quantum_flow_dedup", "quantum_flow_dlq", "quantum_flow_instances", "quantum_flow_latest", "quantum_flow_messages", "quantum_flow_paused_queues",
-		"quantum_flow_queues", "quantum_flow_schema_migrations"}, tables)
+	require.Equal(t, []string{"quantum_flow_audit", "quantum_flow_dedup", "quantum_flow_dlq", "quantum_flow_instances", "quantum_flow_latest", "quantum_flow_lease_holders", "quantum_flow_messages",
+		"quantum_flow_paused_queues", "quantum_flow_queues", "quantum_flow_schema_migrations"}, tables)
 	// And again, with the tables in place.
 	require.NoError(t, backends[0].Init(ctx))
 }

@@ -221,6 +221,9 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
 	ctx, cancel := context.WithTimeout(d.workCtx, claimTimeout)
 	defer cancel()
+	if err := d.holding(ctx); err != nil {
+		return nil, d.wrapErr(err)
+	}
 	qs.claimMu.Lock()
 	var unlockOnce sync.Once
 	unlock := func() { unlockOnce.Do(qs.claimMu.Unlock) }
@@ -239,7 +242,7 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 	// than autovacuum analyzes it) the planner guesses a handful of rows
 	// and sorts the whole queue instead: 2 ms became 70 ms at 100k rows.
 	pb.Queue(claimSettings)
-	pb.Queue(d.q.claim, queue, n, d.cfg.lease.Milliseconds(), owner)
+	pb.Queue(d.q.claim, queue, n, d.cfg.lease.Milliseconds(), owner, d.instance)
 	pb.Queue("COMMIT")
 	br := d.pool.SendBatch(ctx, pb)
 	_, err := br.Exec() // BEGIN

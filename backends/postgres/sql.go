@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -11,7 +12,7 @@ import (
 // queries holds the SQL of the hot paths with the schema filled in, built
 // once per backend.
 type queries struct {
-	messages, queues, dlq, instances, latest, paused, dedup, audit string // qualified table names
+	messages, queues, dlq, instances, latest, paused, dedup, audit, holders string // qualified table names
 
 	insert       string
 	insertAt     string
@@ -25,7 +26,13 @@ type queries struct {
 	requeue      string
 	deadLetter   string
 	extend       string
-	reap         string
+	reapParked   string
+	reapAll      string
+	heartbeat    string
+	deadHolders  string
+	dropHolders  string
+	stopHolding  string
+	sweep        string
 	nextDue      string
 }
 
@@ -40,8 +47,9 @@ func newQueries(schema string) queries {
 		paused:    s + ".quantum_flow_paused_queues",
 		dedup:     s + ".quantum_flow_dedup",
 		audit:     s + ".quantum_flow_audit",
+		holders:   s + ".quantum_flow_lease_holders",
 	}
-	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq, "{dedup}", q.dedup)
+	r := strings.NewReplacer("{messages}", q.messages, "{queues}", q.queues, "{dlq}", q.dlq, "{dedup}", q.dedup, "{holders}", q.holders)
 
 	// One queue's messages, in the order given (seq, the last tie-breaker
 	// of the delivery order, follows publish order). A message without a
@@ -74,12 +82,15 @@ ON CONFLICT (name) DO NOTHING`)
 
 	// The claim: the next messages of a queue in delivery order, skipping
 	// rows other consumers are claiming right now, leased to this consumer.
-	// It walks the queue index, skipping leased rows by their status; it
-	// changes no indexed column, so that the update is heap-only (see
-	// migration 0002). The rows are found by seq in the primary key rather
+	// It walks the queue index of unparked rows, skipping leased rows by
+	// their status (slow ones are parked out of the index, see migration
+	// 0007); it changes no indexed column, so that the update is heap-only
+	// (see migration 0002). The rows are found by seq in the primary key rather
 	// than joined: the plan is the same whatever the parameters, so it is
 	// planned once per connection (see claimSettings), where the join's
 	// plan depends on the LIMIT and was planned again for every claim.
+	// It takes nothing unless its holder's ($5) heartbeat runs: a lease
+	// of a holder that died is found and returned while its row lasts.
 	// Empty metadata comes back as NULL: nothing to copy or decode for
 	// most messages.
 	q.claim = r.Replace(`
@@ -87,7 +98,8 @@ UPDATE {messages} m
 SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
 WHERE m.seq = ANY(ARRAY(
     SELECT seq FROM {messages}
-    WHERE queue_name = $1 AND status = 'pending' AND available_at <= now()
+    WHERE queue_name = $1 AND parked_until IS NULL AND status = 'pending' AND available_at <= now()
+      AND EXISTS (SELECT 1 FROM {holders} WHERE holder = $5 AND alive_until > now())
     ORDER BY priority DESC, created_at, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
@@ -166,7 +178,7 @@ func (q *queries) settleQueries(r *strings.Replacer) {
 	// counted). Only the holder of the lease may do it.
 	q.requeue = r.Replace(`
 UPDATE {messages} m
-SET status = 'pending', locked_until = NULL, locked_by = NULL,
+SET status = 'pending', parked_until = NULL, locked_until = NULL, locked_by = NULL,
     available_at = now() + u.delay_ms * interval '1 millisecond',
     retry_count = m.retry_count + u.counted,
     last_error = coalesce(u.error, m.last_error),
@@ -194,37 +206,85 @@ FROM d`)
 
 }
 
-// leaseQueries fills in the statements about leases and due times.
+// reapBatch is how many expired leases one reap statement returns.
+const reapBatch = 1000
+
+// leaseQueries fills in the statements about leases, their holders and
+// due times.
 func (q *queries) leaseQueries(r *strings.Replacer) {
+	// An extension parks the rows it extends: a lease held this long is a
+	// slow message, out of the claim's way from now on (migration 0007).
 	q.extend = r.Replace(`
-UPDATE {messages} m SET locked_until = now() + $3 * interval '1 millisecond'
+UPDATE {messages} m
+SET locked_until = now() + $3 * interval '1 millisecond', parked_until = now() + $3 * interval '1 millisecond'
 FROM unnest($1::int8[], $2::text[]) AS u(seq, locked_by)
 WHERE m.seq = u.seq AND m.locked_by = u.locked_by AND m.status = 'processing'
 RETURNING m.seq`)
 
-	// Leases of consumers that died: back to the queue, counted as a failed
-	// attempt. No index serves it (one on status or locked_until would make
-	// every claim a full update, see migration 0002): it reads the table,
-	// every lease/2.
-	q.reap = r.Replace(`
+	// Expired leases back to their queue, counted as a failed attempt: the
+	// parked ones through their index, every one by reading the table. The
+	// rows are found by seq in the primary key, as the claim's are: with
+	// "seq IN (...)" the planner joined against a read of the whole table.
+	// The parked ones are taken in expiry order: without it the planner,
+	// misjudging how soon a read of the table would find a batch, read
+	// the table rather than the parked leases' index.
+	const reap = `
 WITH r AS (
     UPDATE {messages} m
-    SET status = 'pending', locked_until = NULL, locked_by = NULL, available_at = now(),
+    SET status = 'pending', parked_until = NULL, locked_until = NULL, locked_by = NULL, available_at = now(),
         retry_count = m.retry_count + 1, last_error = 'lease expired',
         first_failed_at = coalesce(m.first_failed_at, now()), last_failed_at = now()
-    WHERE m.seq IN (
+    WHERE m.seq = ANY(ARRAY(
         SELECT seq FROM {messages}
-        WHERE status = 'processing' AND locked_until < now()
-        LIMIT 1000
-        FOR UPDATE SKIP LOCKED)
+        WHERE %s
+        LIMIT %d
+        FOR UPDATE SKIP LOCKED))
     RETURNING m.queue_name
 )
-SELECT DISTINCT queue_name FROM r`)
+SELECT queue_name, count(*) FROM r GROUP BY queue_name`
+	q.reapParked = r.Replace(fmt.Sprintf(reap, "parked_until < now() ORDER BY parked_until", reapBatch))
+	q.reapAll = r.Replace(fmt.Sprintf(reap, "status = 'processing' AND locked_until < now()", reapBatch))
+
+	// This backend's heartbeat as a lease holder ($1), good for a lease
+	// ($2 milliseconds).
+	q.heartbeat = r.Replace(`
+INSERT INTO {holders} (holder, alive_until, lease_ms) VALUES ($1, now() + $2 * interval '1 millisecond', $2)
+ON CONFLICT (holder) DO UPDATE SET alive_until = EXCLUDED.alive_until, lease_ms = EXCLUDED.lease_ms`)
+	// Whether some holder's heartbeat ran out (the sweep's row aside), and
+	// the database's time, which bounds what a full reap from now returns.
+	q.deadHolders = r.Replace(`
+SELECT EXISTS (SELECT 1 FROM {holders} WHERE alive_until < now() AND holder <> 'sweep'), now()`)
+	// Holders whose every lease had expired before $1, when a full reap
+	// that returned them all started: a holder claims only while its
+	// heartbeat runs (see Driver.holding), so its leases expire at most a
+	// lease after its heartbeat ran out.
+	q.dropHolders = r.Replace(`
+DELETE FROM {holders}
+WHERE holder <> 'sweep' AND alive_until + lease_ms * interval '1 millisecond' < $1`)
+	// A closing backend's heartbeat: its row goes when it holds no
+	// unparked lease (the engine gave back what it buffered), otherwise it
+	// runs out now, so that the other backends return those leases as
+	// soon as they expire. Parked leases need no holder row.
+	q.stopHolding = r.Replace(`
+WITH held AS (
+    SELECT EXISTS (SELECT 1 FROM {messages}
+                   WHERE status = 'processing' AND parked_until IS NULL AND left(locked_by, length($1) + 1) = $1 || ':') AS yes
+), gone AS (
+    DELETE FROM {holders} WHERE holder = $1 AND NOT (SELECT yes FROM held)
+)
+UPDATE {holders} SET alive_until = least(alive_until, now()) WHERE holder = $1 AND (SELECT yes FROM held)`)
+	// The hourly full reap, in case (leases of a release before migration
+	// 0007, or of a holder row deleted by hand): the backend whose update
+	// moves the sweep's time on makes it.
+	q.sweep = r.Replace(`
+INSERT INTO {holders} AS h (holder, alive_until, lease_ms) VALUES ('sweep', now() + $1 * interval '1 millisecond', 0)
+ON CONFLICT (holder) DO UPDATE SET alive_until = EXCLUDED.alive_until WHERE h.alive_until < now()
+RETURNING true`)
 
 	// When the next scheduled message of a queue becomes due.
 	q.nextDue = r.Replace(`
 SELECT min(available_at) FROM {messages}
-WHERE queue_name = $1 AND status = 'pending' AND available_at > now()`)
+WHERE queue_name = $1 AND parked_until IS NULL AND status = 'pending' AND available_at > now()`)
 }
 
 // ensureArgs are the arguments of ensureQueues: the queues and their
