@@ -37,7 +37,20 @@
 //     the last instance has its copy; every copy must arrive;
 //   - mixed: the whole topology at the seed's small, medium and large
 //     profiles;
-//   - backlog: the consume rate with 10k and with 1M messages pending.
+//   - instances: the mixed run's large profile with 25 to 200 Singularity
+//     instances and CentralCloud in process on one backend (PostgreSQL,
+//     NATS): delivered/offered and the connections the server sees;
+//   - vacuum: a 4-worker consume of a backlog kept full by publishing,
+//     without and then during a transaction held open for a minute on the
+//     same database (PostgreSQL), with claim times and the messages
+//     table's dead tuples after the hold;
+//   - backlog: the consume rate with 10k and with 1M messages pending;
+//   - inflight: claim times with 10k slow messages held (PostgreSQL),
+//     before and after their first lease extension parks them, and the
+//     reaper's pass on a small and on a 1M-row table;
+//   - steady: publish and consume together at half the measured maximum
+//     for 10 minutes on PostgreSQL and NATS, the first minute against the
+//     last (latency, deliveries, storage size).
 //
 // Between the scenarios of a full run the servers are cleaned (databases
 // dropped, a checkpoint, fresh NATS servers), so that what one scenario
@@ -70,12 +83,16 @@ const (
 	ScenarioBroadcast    = "broadcast"
 	ScenarioBacklog      = "backlog"
 	ScenarioMixed        = "mixed"
+	ScenarioInstances    = "instances"
 	ScenarioPublishDedup = "publish_dedup"
+	ScenarioSteady       = "steady"
+	ScenarioVacuum       = "vacuum"
+	ScenarioInFlight     = "inflight"
 )
 
 // Scenarios returns every scenario name, in the order they run.
 func Scenarios() []string {
-	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioPublishDedup, ScenarioConsume, ScenarioTypedConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioBacklog}
+	return []string{ScenarioPublish, ScenarioPublishBatch, ScenarioPublishDedup, ScenarioConsume, ScenarioTypedConsume, ScenarioLatency, ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioInstances, ScenarioVacuum, ScenarioBacklog, ScenarioInFlight, ScenarioSteady}
 }
 
 // Subjects returns every subject name: backends first, then baselines.
@@ -198,6 +215,20 @@ type Result struct {
 	CopiesExpected int64 `json:"copies_expected,omitempty"`
 	// Queues breaks a mixed run down by queue.
 	Queues []QueueFigure `json:"queues,omitempty"`
+	// Steady is a steady run's maximum, deliveries and windows.
+	Steady *SteadyFigure `json:"steady,omitempty"`
+	// Vacuum is a held-back-vacuum run's figures.
+	Vacuum *VacuumFigures `json:"vacuum,omitempty"`
+	// InFlight is an inflight run's claim and reaper times.
+	InFlight *InFlightFigure `json:"inflight,omitempty"`
+	// Connections is, in an instances run, the most connections the
+	// server held for the run's backend in samples taken while it ran
+	// (PostgreSQL: pg_stat_activity rows of its database; NATS: the
+	// embedded server's clients); ConnectionBudget is what issue 16
+	// allows for its instances (PostgreSQL: 2 per instance plus the
+	// backend's pool size; NATS: 1 per instance).
+	Connections      int `json:"connections,omitempty"`
+	ConnectionBudget int `json:"connection_budget,omitempty"`
 	// Ratios compare the figure with the baselines; the first is the
 	// primary baseline.
 	Ratios []Ratio `json:"ratios,omitempty"`
@@ -233,7 +264,9 @@ type Ratio struct {
 	// lower is better) or "delivered" (mixed run: messages received over
 	// messages sent; Baseline is then "offered load" and BaselineValue the
 	// offered msg/s; broadcast run: copies delivered over copies expected,
-	// Baseline "expected copies" and BaselineValue their number).
+	// Baseline "expected copies" and BaselineValue their number;
+	// held-back-vacuum run: the rate during the hold over the rate
+	// without it, Baseline "no hold").
 	Metric        string  `json:"metric"`
 	BaselineValue float64 `json:"baseline_value"`
 	// Value is this figure divided by the baseline's.
@@ -373,6 +406,11 @@ type Sizes struct {
 	Mixed Duration `json:"mixed"`
 	// MixedInstances is the number of Singularity instances per profile.
 	MixedInstances map[string]int `json:"mixed_instances"`
+	// InstanceCounts are the Singularity instance counts of the instances
+	// scenario (the mixed run's large profile); InstancesWindow is how
+	// long each count sends.
+	InstanceCounts  []int    `json:"instance_counts"`
+	InstancesWindow Duration `json:"instances_window"`
 	// Instances is the number of Singularity instances of the addressed
 	// round trip and of the broadcast fan-out.
 	Instances int `json:"instances"`
@@ -381,6 +419,29 @@ type Sizes struct {
 	BroadcastRate float64 `json:"broadcast_rate"`
 	// Broadcast is how long safety profiles are published.
 	Broadcast Duration `json:"broadcast"`
+	// SteadyProbe is how long the steady scenario measures its maximum
+	// (publishers and consumers flat out together).
+	SteadyProbe Duration `json:"steady_probe"`
+	// Steady is how long the steady scenario offers half that maximum;
+	// SteadyWindow is the window its first and last figures are taken
+	// over (issue 16: the first and the last minute of 10).
+	Steady       Duration `json:"steady"`
+	SteadyWindow Duration `json:"steady_window"`
+	// VacuumBacklog is the backlog of the held-back-vacuum run, kept at
+	// that size by publishing while it runs (loaded within
+	// BacklogPreloadMax); VacuumHold is how long it holds a transaction
+	// open, and measures the rate without one for as long before;
+	// VacuumRecover is how long after the hold it waits for the dead
+	// tuples to come back under their bound.
+	VacuumBacklog int      `json:"vacuum_backlog"`
+	VacuumHold    Duration `json:"vacuum_hold"`
+	VacuumRecover Duration `json:"vacuum_recover"`
+	// InFlight is how many slow messages the inflight run holds;
+	// ClaimSamples how many claims it times in each of its phases;
+	// InFlightTable the backlog it loads for the reaper's large table.
+	InFlight      int `json:"inflight"`
+	ClaimSamples  int `json:"claim_samples"`
+	InFlightTable int `json:"inflight_table"`
 }
 
 // Duration is a time.Duration that reads well in JSON.
@@ -417,9 +478,20 @@ var fullSizes = Sizes{
 	BacklogPreloadMax: Duration(75 * time.Second),
 	Mixed:             Duration(6 * time.Second),
 	MixedInstances:    instancesPerProfile,
+	InstanceCounts:    []int{25, 50, 100, 200},
+	InstancesWindow:   Duration(10 * time.Second),
 	Instances:         25,
 	BroadcastRate:     20,
 	Broadcast:         Duration(5 * time.Second),
+	SteadyProbe:       Duration(10 * time.Second),
+	Steady:            Duration(10 * time.Minute),
+	SteadyWindow:      Duration(time.Minute),
+	VacuumBacklog:     200_000,
+	VacuumHold:        Duration(time.Minute),
+	VacuumRecover:     Duration(time.Minute),
+	InFlight:          10_000,
+	ClaimSamples:      1_000,
+	InFlightTable:     1_000_000,
 }
 
 var quickSizes = Sizes{
@@ -438,9 +510,23 @@ var quickSizes = Sizes{
 	BacklogPreloadMax: Duration(5 * time.Second),
 	Mixed:             Duration(400 * time.Millisecond),
 	MixedInstances:    instancesPerProfile,
+	InstanceCounts:    []int{5, 10},
+	InstancesWindow:   Duration(time.Second),
 	Instances:         5,
 	BroadcastRate:     20,
 	Broadcast:         Duration(500 * time.Millisecond),
+	SteadyProbe:       Duration(3 * time.Second),
+	// The issue's quick size: 1 minute. Windows of 10 s, so that the
+	// first and the last are still windows compared, not the whole run.
+	Steady:       Duration(time.Minute),
+	SteadyWindow: Duration(10 * time.Second),
+	// A few seconds: autovacuum may not come round in them.
+	VacuumBacklog: 5_000,
+	VacuumHold:    Duration(3 * time.Second),
+	VacuumRecover: Duration(3 * time.Second),
+	InFlight:      500,
+	ClaimSamples:  100,
+	InFlightTable: 5_000,
 }
 
 // job is one measurement to make.
@@ -678,6 +764,31 @@ func plan(sz Sizes, cfg Config) []*job {
 			add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
 		}
 	}
+	// many instances (issue 16): the mixed run's large profile at each
+	// instance count, every router of a count in this process on one
+	// backend.
+	for _, n := range sz.InstanceCounts {
+		newCase("large profile, %d instances, in process on one backend", n)
+		for _, b := range []string{SubjectPostgres, SubjectNATS} {
+			add(ScenarioInstances, b, Params{PayloadBytes: small, Profile: "large", Instances: n})
+		}
+	}
+	// steady state (issue 16): each backend on its own, NATS at its
+	// default sync (the issue's figures).
+	newCase("%s, 4 workers, half the measured maximum for %s (windows of %s)", fmtBytes(small), sz.Steady.D(), sz.SteadyWindow.D())
+	for _, b := range []string{SubjectPostgres, SubjectNATS} {
+		add(ScenarioSteady, b, Params{PayloadBytes: small, Workers: 4})
+	}
+	// held-back vacuum (issue 16): the backend, and the raw SKIP LOCKED
+	// loop on the same index for reference (no claim probe: its claims
+	// are not the backend's).
+	newCase("%s, 4 workers, %d pending, %s hold", fmtBytes(small), sz.VacuumBacklog, sz.VacuumHold.D())
+	for _, b := range []string{SubjectPostgres, SubjectPgx} {
+		add(ScenarioVacuum, b, Params{PayloadBytes: small, Workers: 4, Pending: sz.VacuumBacklog})
+	}
+	// slow messages in flight (issue 16): the PostgreSQL claim and reaper.
+	newCase("%s, %d held", fmtBytes(small), sz.InFlight)
+	add(ScenarioInFlight, SubjectPostgres, Params{PayloadBytes: small, Pending: sz.InFlight})
 	// Run scenario by scenario, and within one scenario subject by subject
 	// so a subject is opened once per scenario.
 	order := map[string]int{}
@@ -737,7 +848,7 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 	perJob := !r.cfg.Quick && (scenario == ScenarioConsume || scenario == ScenarioTypedConsume || scenario == ScenarioBacklog)
 	// The router scenarios use the topology's fixed queue names and open
 	// their own backend each time.
-	routed := def.Kind == KindBackend && slices.Contains([]string{ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed}, scenario)
+	routed := def.Kind == KindBackend && slices.Contains([]string{ScenarioRoundTrip, ScenarioAddressed, ScenarioBroadcast, ScenarioMixed, ScenarioInstances}, scenario)
 	var inst *instance
 	var openErr error
 	openInst := func() {
@@ -848,6 +959,9 @@ func (r *runner) progress(j *job, res *Result) {
 	if res.CopiesExpected > 0 {
 		fig += fmt.Sprintf("; copies %d of %d", res.Copies, res.CopiesExpected)
 	}
+	if res.ConnectionBudget > 0 {
+		fig += fmt.Sprintf("; %d connections (budget %d)", res.Connections, res.ConnectionBudget)
+	}
 	if res.Note != "" {
 		fig += "; " + res.Note
 	}
@@ -868,6 +982,12 @@ func (r *runner) measure(ctx context.Context, inst *instance, j *job, res *Resul
 		return r.latency(ctx, inst, j.params, res)
 	case ScenarioRoundTrip:
 		return r.roundTripRaw(ctx, inst, j.params, res)
+	case ScenarioSteady:
+		return r.steady(ctx, inst, j.def, j.params, res)
+	case ScenarioVacuum:
+		return r.vacuumHold(ctx, inst, j.params, res)
+	case ScenarioInFlight:
+		return r.inFlight(ctx, inst, j.params, res)
 	}
 	return fmt.Errorf("scenario %s: no runner for %s", j.scenario, j.def.Name)
 }
@@ -880,6 +1000,8 @@ func (r *runner) runRouted(ctx context.Context, j *job, res *Result) error {
 		return r.broadcastFanOut(ctx, j.def, j.params, res)
 	case ScenarioMixed:
 		return r.mixed(ctx, j.def, j.params, res)
+	case ScenarioInstances:
+		return r.instances(ctx, j.def, j.params, res)
 	}
 	return fmt.Errorf("scenario %s: not routed", j.scenario)
 }

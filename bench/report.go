@@ -110,6 +110,14 @@ var scenarioDoc = map[string]struct{ title, doc string }{
 		"Consume rate (4 workers) with a small and with a large backlog waiting: the median of 5 samples, each starting the workers and timing the first messages from the first one; between samples the small backlog is topped up to its size again. First message after: the median time from starting the workers (their Subscribe calls) to the first message any of them received. The ratio compares the large backlog with the small one on the same backend."},
 	ScenarioMixed: {"Mixed topology at the seed's scaling profiles",
 		"N Singularity routers and one CentralCloud router on one backend, with the profile's worker counts. Offered load per instance: 4 proposals/s (each answered by a consensus result), 10 metrics/s, 2 patterns/s; from CentralCloud 0.5 rollback triggers/s and 0.5 safety profiles/s per instance. Ratio: delivered / offered (1.00 = kept up)."},
+	ScenarioInstances: {"Many instances",
+		"Issue 16. The mixed run at the large profile's per-instance load (4 proposals/s, 10 metrics/s, 2 patterns/s per instance; from CentralCloud 0.5 rollback triggers/s and 0.5 safety profiles/s per instance) with 25, 50, 100 and 200 Singularity routers (5 and 10 in quick mode) and one CentralCloud router, all in this one process on one backend: on PostgreSQL one connection pool and one LISTEN connection for all of them, on NATS one connection. Delivered / offered as in the mixed run (1.00 = kept up; missing: not received within the drain). Connections: the most the server held for the run in samples taken while it ran (at least five per window): on PostgreSQL the rows of pg_stat_activity on the backend's database other than the counting connection (the pool's and the LISTEN connection), against a budget of 2 per instance plus CentralCloud's pool — here the process's one pool, its pool_max_conns —; on NATS the embedded server's client connections, against 1 per instance. On PostgreSQL the note gives the pool's acquires and how many waited for a connection. Delivered / offered is counted once the sends are done and drained: when the publishes fall behind the offered rate, it can still read 1.00, and the proposal→result latency (from each proposal's intended send time) shows by how much they fell behind."},
+	ScenarioVacuum: {"Held-back vacuum",
+		"Issue 16. A backlog is preloaded and kept at its size: 4 workers consume (no-op handler, ack) while 4 publishers replace what they take (batches of 100; a fixed publish rate would drain the backlog within seconds). The consume rate is measured for the hold's duration without a hold, then for as long while another connection holds a REPEATABLE READ transaction with an xid (txid_current) open on the same database: no row deleted meanwhile can be vacuumed, nor its index entry killed, so each claim may walk past all of them. A probe claims one message every 20 ms through the backend's driver (ReceiveBatch, then an ack) and times it: claim p50 / p99. After the hold, consuming and publishing go on for the recovery window while the messages table's n_dead_tup (pg_stat_user_tables) is watched: the figure is the time until it is first under the bound (the backlog plus 10k; between autovacuum visits, once a minute by default, n_dead_tup climbs by about one per consumed message), and the rate and claims after the hold say how fast consuming recovers. pgx is the raw SKIP LOCKED claim-100 + delete loop on the same index, for reference (no probe)."},
+	ScenarioInFlight: {"Slow messages in flight",
+		"Issue 16, PostgreSQL. Claim times of one message (the backend driver's ReceiveBatch of 1, then an ack), 1,000 of them per phase (100 in quick mode): with nothing held; right after N messages at the head of the queue were claimed and held, still in the queue index, so that each claim walks past them (what every claim paid before this round, however long the messages were held); and after their first lease extension (the engine extends what it holds every third of the lease) parked them out of the index. Then the reaper's pass (ReapExpired, the median of 5, nothing expired) on the table as it is and after a 1M-message backlog was loaded into another queue, beside one read of that table for expired leases, which is what the reaper did every half lease before; and one pass that returns 1,000 parked leases made expired."},
+	ScenarioSteady: {"Steady state at half the measured maximum",
+		"Issue 16. First the maximum: 32 publishers (one message per call) and 4 consuming workers flat out together on a queue of their own, for the steady probe window; the maximum is the rate consumed. Then half of it offered on an open-loop schedule (32 senders, one message per call, as the latency scenario) to 4 workers on a fresh queue, for the steady duration; latency from each message's intended send time, per window of intended send time (missing messages count with the time they had waited); delivered / offered over the whole run after the drain; and the storage size read at the end of each window while traffic flows: on PostgreSQL pg_total_relation_size of quantum_flow_messages (heap, indexes, TOAST; every queue of the database shares the table), on NATS the queue's stream directory in the embedded server's store (message blocks, index, consumer state), the stream's stored bytes beside it. Targets: last window's p99 ≤ 1.5× the first's, delivered / offered 1.00, size at the end ≤ 2× after the first window."},
 }
 
 // WriteMarkdown writes the report as Markdown: targets, subjects, then one
@@ -151,9 +159,16 @@ func (rep *Report) WriteMarkdown(w io.Writer, chartPath string) error {
 		for _, t := range rep.Targets {
 			fig := "—"
 			if t.Met != nil {
-				if t.Unit == "ms" {
+				switch {
+				case t.Op == "": // only reported: met once measured
+					fig = fmt.Sprintf("%.2f %s (reported)", t.Figure, t.Unit)
+				case t.Unit == "ms":
 					fig = fmt.Sprintf("%.2f ms (%s %g)", t.Figure, t.Op, t.Threshold)
-				} else {
+				case t.Unit == "s":
+					fig = fmt.Sprintf("%.1f s (%s %g s)", t.Figure, t.Op, t.Threshold)
+				case t.Unit == "connections" || t.Unit == "instances":
+					fig = fmt.Sprintf("%.0f %s (%s %g)", t.Figure, t.Unit, t.Op, t.Threshold)
+				default:
 					fig = fmt.Sprintf("%.2f× (%s %g×)", t.Figure, t.Op, t.Threshold)
 				}
 			}
@@ -326,6 +341,14 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 			}
 			return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), fmt.Sprintf("%.0f", r.Params.Rate), fmt.Sprintf("%.0f", r.Throughput), ratios(r), rt, rb, fmt.Sprintf("%.1f", worst), fmt.Sprint(r.Missing)}
 		}
+	case ScenarioInstances:
+		head, cells = instancesTable(subj)
+	case ScenarioSteady:
+		head, cells = steadyTable(subj)
+	case ScenarioVacuum:
+		head, cells = vacuumTable(subj)
+	case ScenarioInFlight:
+		head, cells = inFlightTable(subj)
 	}
 	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 	for _, r := range rows {

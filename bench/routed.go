@@ -322,23 +322,40 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 		return err
 	}
 	defer inst.close()
-	b := inst.backend
+	return r.mixedLoad(ctx, inst.backend, p, r.sizes.Mixed.D(), nil, res)
+}
+
+// mixedTopology is the routers and publishers of a mixed run, built and
+// not yet started.
+type mixedTopology struct {
+	all []*router.Router
+	// handlers observe each stream of mixedStreams, in its order.
+	handlers []*probeHandler
+	// pubs and senders are each stream's publishers and its concurrency
+	// (the producer's workers, times the instances publishing it).
+	pubs    [][]*router.Publisher
+	senders []int
+}
+
+// buildMixed builds the routers of a mixed run on b: CentralCloud and
+// p.Instances Singularity instances at p.Profile, on queues of their own.
+func (r *runner) buildMixed(b *pubsub.Backend, p Params) (*mixedTopology, error) {
 	suffix := fmt.Sprintf("_mx%d", r.env.seq.Add(1))
 	ccCfg, err := loadProfile(topology.CentralCloud, p.Profile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sgCfg, err := loadProfile(topology.Singularity, p.Profile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ccCfg, sgCfg = withSuffix(ccCfg, suffix), withSuffix(sgCfg, suffix)
 
-	handlers := make([]*probeHandler, len(mixedStreams))
+	t := &mixedTopology{handlers: make([]*probeHandler, len(mixedStreams)), pubs: make([][]*router.Publisher, len(mixedStreams)), senders: make([]int, len(mixedStreams))}
 	byQueue := map[string]*probeHandler{}
 	for i, s := range mixedStreams {
-		handlers[i] = newProbeHandler()
-		byQueue[s.queue] = handlers[i]
+		t.handlers[i] = newProbeHandler()
+		byQueue[s.queue] = t.handlers[i]
 	}
 	observe := func(queue string) router.Handler {
 		h := byQueue[queue]
@@ -357,12 +374,12 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 		topology.HandlePatternDiscovered: observe(topology.PatternsQueue),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if consensus, err = cc.Publisher(topology.ConsensusQueue + suffix); err != nil {
-		return err
+		return nil, err
 	}
-	all := []*router.Router{cc}
+	t.all = []*router.Router{cc}
 	var instances []*router.Router
 	for i := range p.Instances {
 		// Every instance gets every safety profile: one observes them, so
@@ -379,47 +396,61 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 			topology.HandleSafetyProfileUpdate: profiles,
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 		instances = append(instances, sg)
-		all = append(all, sg)
+		t.all = append(t.all, sg)
 	}
-	// Publishers and their concurrency (the producer's workers) per stream.
-	pubs := make([][]*router.Publisher, len(mixedStreams))
-	senders := make([]int, len(mixedStreams))
 	for i, s := range mixedStreams {
 		q := s.queue + suffix
+		pubRouters, cfg := instances, sgCfg
 		if s.fromCentral {
-			pub, err := cc.Publisher(q)
-			if err != nil {
-				return err
-			}
-			pubs[i] = []*router.Publisher{pub}
-			prod, _ := ccCfg.Producer(q)
-			senders[i] = max(1, prod.Workers)
-			continue
+			pubRouters, cfg = []*router.Router{cc}, ccCfg
 		}
-		for _, sg := range instances {
-			pub, err := sg.Publisher(q)
+		for _, rt := range pubRouters {
+			pub, err := rt.Publisher(q)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			pubs[i] = append(pubs[i], pub)
+			t.pubs[i] = append(t.pubs[i], pub)
 		}
-		prod, _ := sgCfg.Producer(q)
-		senders[i] = max(1, prod.Workers) * len(instances)
+		prod, _ := cfg.Producer(q)
+		t.senders[i] = max(1, prod.Workers) * len(pubRouters)
 	}
-	g, err := startRouters(ctx, all)
+	return t, nil
+}
+
+// mixedLoad builds and starts a mixed run's routers on b, offers the load
+// for window and fills res. during, when set, runs while the routers run
+// and the load is offered and drained (the instances scenario samples
+// connections in it); its context is cancelled before the routers stop.
+func (r *runner) mixedLoad(ctx context.Context, b *pubsub.Backend, p Params, window time.Duration, during func(context.Context), res *Result) error {
+	t, err := r.buildMixed(b, p)
+	if err != nil {
+		return err
+	}
+	g, err := startRouters(ctx, t.all)
 	if err != nil {
 		return err
 	}
 	defer g.stop()
+	if during != nil {
+		dctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			during(dctx)
+		}()
+		defer func() {
+			cancel()
+			<-done
+		}()
+	}
 	tmpl, err := payloadTemplate(p.PayloadBytes)
 	if err != nil {
 		return err
 	}
 
-	window := r.sizes.Mixed.D()
 	start := time.Now().Add(50 * time.Millisecond)
 	trackers := make([]*tracker, len(mixedStreams))
 	counts := make([]int, len(mixedStreams))
@@ -429,14 +460,14 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 		counts[i] = max(1, int(rate*window.Seconds()))
 		intervals[i] = time.Duration(float64(time.Second) / rate)
 		trackers[i] = newTracker(start, intervals[i], counts[i])
-		handlers[i].tr.Store(trackers[i])
+		t.handlers[i].tr.Store(trackers[i])
 	}
 	var wg sync.WaitGroup
 	sendErrs := make([]error, len(mixedStreams))
 	for i := range mixedStreams {
 		wg.Go(func() {
-			sendErrs[i] = sendAtRate(ctx, start, counts[i], intervals[i], senders[i], func(seq int64) error {
-				pub := pubs[i][int(seq)%len(pubs[i])]
+			sendErrs[i] = sendAtRate(ctx, start, counts[i], intervals[i], t.senders[i], func(seq int64) error {
+				pub := t.pubs[i][int(seq)%len(t.pubs[i])]
 				var opts []router.PublishOption
 				if mixedStreams[i].queue == topology.RollbackQueue {
 					// Addressed: to the instances in turn.
@@ -451,6 +482,12 @@ func (r *runner) mixed(ctx context.Context, def *subjectDef, p Params, res *Resu
 	if err := errors.Join(sendErrs...); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
+	return r.mixedResult(start, window, p, trackers, counts, intervals, res)
+}
+
+// mixedResult waits for each stream's stragglers and fills res: the
+// queues' figures, the round trip's latency and delivered/offered.
+func (r *runner) mixedResult(start time.Time, window time.Duration, p Params, trackers []*tracker, counts []int, intervals []time.Duration, res *Result) error {
 	var offered float64
 	var received, missing, dups int64
 	for i, s := range mixedStreams {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/quantumflow/quantumflow/pubsub"
 	"github.com/quantumflow/quantumflow/topology"
 )
@@ -179,6 +181,8 @@ type instance struct {
 	backend *pubsub.Backend
 	// maxWorkers caps concurrent subscriptions; 0 means no cap.
 	maxWorkers int
+	// url is the URL a backend was opened with (empty for a baseline).
+	url string
 }
 
 func (d *subjectDef) open(ctx context.Context, e *env) (*instance, error) {
@@ -201,7 +205,14 @@ func (d *subjectDef) open(ctx context.Context, e *env) (*instance, error) {
 		_ = b.Close()
 		return nil, fmt.Errorf("init %s: %w", b, err)
 	}
-	return &instance{subject: backendSubject(b), backend: b}, nil
+	return &instance{subject: backendSubject(b), backend: b, url: u}, nil
+}
+
+// pgDriver is what the scenarios that read the PostgreSQL backend's table
+// (steady, vacuum, inflight) need of its driver.
+type pgDriver interface {
+	Pool() *pgxpool.Pool
+	Schema() string
 }
 
 // backendSubject measures a backend through its public API only.
