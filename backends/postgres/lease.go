@@ -63,19 +63,23 @@ func (d *Driver) ExtendLeases(ctx context.Context, queue string, ms []*pubsub.Re
 // table for expired leases, whatever the heartbeats say.
 const sweepInterval = time.Hour
 
-// reap returns expired leases to their queues every third of the lease,
-// and keeps this backend's heartbeat as a lease holder, until the backend
-// closes.
+// reap keeps this backend's heartbeat as a lease holder and returns
+// expired leases to their queues, every third of the lease, until the
+// backend closes. The first pass waits for the first tick, as a lease
+// does: the hourly read of the whole table, due at a database's first
+// pass, would otherwise compete with a consumer's first messages.
 func (d *Driver) reap() {
 	t := time.NewTicker(d.cfg.lease / 3)
 	defer t.Stop()
-	for {
+	for reap := false; ; reap = true {
 		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.lease/3)
 		if err := d.heartbeat(ctx); err != nil && d.ctx.Err() == nil {
 			d.log.Warn("quantumflow: postgres: lease holder heartbeat failed; claims wait for the next", "error", d.wrapErr(err))
 		}
-		if _, err := d.ReapExpired(ctx); err != nil && d.ctx.Err() == nil {
-			d.log.Debug("quantumflow: postgres: reaping expired leases failed", "error", d.wrapErr(err))
+		if reap {
+			if _, err := d.ReapExpired(ctx); err != nil && d.ctx.Err() == nil {
+				d.log.Debug("quantumflow: postgres: reaping expired leases failed", "error", d.wrapErr(err))
+			}
 		}
 		cancel()
 		select {
