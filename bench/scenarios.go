@@ -421,17 +421,29 @@ func (r *runner) latency(ctx context.Context, inst *instance, p Params, res *Res
 	if err != nil {
 		return err
 	}
-	h := newProbeHandler()
-	stop, err := inst.consume(ctx, queue, p.Workers, h.handle)
+	h, publish, stop, err := probedConsumer(ctx, inst, queue, p.Workers, tmpl)
 	if err != nil {
 		return err
 	}
 	defer stop()
+	return r.measureAtRate(ctx, h, p.Rate, r.sizes.Latency.D(), publish, res)
+}
+
+// probedConsumer starts workers consumers of queue with a probe handler
+// and returns once a probe message went through them: the handler, a
+// publish of numbered messages to queue, and the consumers' stop.
+func probedConsumer(ctx context.Context, inst *instance, queue string, workers int, tmpl []byte) (*probeHandler, func(int64) error, func(), error) {
+	h := newProbeHandler()
+	stop, err := inst.consume(ctx, queue, workers, h.handle)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	publish := func(seq int64) error { return inst.publish(ctx, queue, [][]byte{newPayload(tmpl, seq)}) }
 	if err := awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) }); err != nil {
-		return err
+		stop()
+		return nil, nil, nil, err
 	}
-	return r.measureAtRate(ctx, h, p.Rate, r.sizes.Latency.D(), publish, res)
+	return h, publish, stop, nil
 }
 
 // schedule is an open-loop send schedule: messages 0..n-1, message i

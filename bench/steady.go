@@ -85,16 +85,11 @@ func (r *runner) steady(ctx context.Context, inst *instance, def *subjectDef, p 
 	}
 	g, startSize := r.openGauge(ctx, inst, def, queue)
 	defer g.close()
-	h := newProbeHandler()
-	stop, err := inst.consume(ctx, queue, p.Workers, h.handle)
+	h, publish, stop, err := probedConsumer(ctx, inst, queue, p.Workers, tmpl)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	publish := func(seq int64) error { return inst.publish(ctx, queue, [][]byte{newPayload(tmpl, seq)}) }
-	if err := awaitProbe(ctx, h.ready, func() error { return publish(probeSeq) }); err != nil {
-		return err
-	}
 	s := newSchedule(maxRate/2, r.sizes.Steady.D())
 	tr := s.tracker()
 	h.tr.Store(tr)
