@@ -315,7 +315,9 @@ func (d *driver) deadLetter(ctx context.Context, queue string, s pubsub.Settleme
 // GiveBack naks messages that never reached a consumer, after recording
 // their deliveries as uncounted (see deliveryState), all states at once.
 // The states go into a cache too: the message usually comes back to this
-// driver, which then reads its state without a round trip.
+// driver, which then reads its state without a round trip. A message
+// whose state could not be stored is naked too and comes back with this
+// delivery counted; the error says how many.
 func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Received) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
@@ -333,9 +335,12 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 	}
 	stored := d.putStates(ctx, queue, writes)
 	var errs []error
+	unstored := 0
 	for i, w := range writes {
 		if stored[i] {
 			d.givenBack.add(queue, w.dv.seq, w.ds)
+		} else {
+			unstored++
 		}
 		var err error
 		if i < len(writes)-1 {
@@ -346,6 +351,11 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 		if err != nil {
 			errs = append(errs, fmt.Errorf("nak: %w; the message comes back after ack_wait", err))
 		}
+	}
+	if unstored > 0 {
+		// Naked all the same: they come back at once rather than after
+		// ack_wait, with this delivery counted either way.
+		errs = append(errs, fmt.Errorf("delivery state of %d of %d messages not stored: they come back with this delivery counted as an attempt", unstored, len(writes)))
 	}
 	return errors.Join(errs...)
 }
