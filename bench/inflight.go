@@ -240,16 +240,12 @@ func inFlightTargets(rep *Report, find func(string, string, func(Params) bool) *
 		return []Target{claim, reap}
 	}
 	f := r.InFlight
-	claim.Figure = f.ClaimParked.P50Ms
+	decide(&claim, f.ClaimParked.P50Ms)
 	claim.Detail = fmt.Sprintf("claim p50 %.2f ms (p99 %.2f) with %d held and parked; %.2f ms before their first extension parked them; %.2f ms with none held",
 		f.ClaimParked.P50Ms, f.ClaimParked.P99Ms, f.Held, f.ClaimHeld.P50Ms, f.ClaimIdle.P50Ms)
-	reap.Figure = f.ReapLargeMs / f.ReapSmallMs
+	decide(&reap, f.ReapLargeMs/f.ReapSmallMs)
 	reap.Detail = fmt.Sprintf("a pass %.2f ms at %d rows, %.2f ms at %d rows (a read of that table, as the reaper made every half lease before: %.1f ms); %d expired leases returned in %.2f ms",
 		f.ReapSmallMs, f.RowsSmall, f.ReapLargeMs, f.RowsLarge, f.ScanLargeMs, f.Expired, f.ReapExpiredMs)
-	for _, t := range []*Target{&claim, &reap} {
-		met := compare(t.Figure, t.Op, t.Threshold)
-		t.Met = &met
-	}
 	return []Target{claim, reap}
 }
 

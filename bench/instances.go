@@ -199,16 +199,13 @@ func instancesTargets(rep *Report) []Target {
 				}
 				conns.Figure, conns.Threshold = float64(r.Connections), float64(r.ConnectionBudget)
 				conns.Detail = fmt.Sprintf("%s, %d instances: at most %d connections in the samples, budget %d", subject, n, r.Connections, r.ConnectionBudget)
-				for _, t := range []*Target{&delivered, &conns} {
-					met := compare(t.Figure, t.Op, t.Threshold)
-					t.Met = &met
-				}
+				decide(&delivered, delivered.Figure)
+				decide(&conns, conns.Figure)
 			}
 		}
 		held.Detail = fmt.Sprintf("%s delivered/offered by instance count: %s", subject, strings.Join(parts, ", "))
 		if measured {
-			met := compare(held.Figure, held.Op, held.Threshold)
-			held.Met = &met
+			decide(&held, held.Figure)
 		}
 		out = append(out, delivered, conns, held)
 	}

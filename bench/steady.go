@@ -565,10 +565,3 @@ func steadyTargets(rep *Report, find func(string, string, func(Params) bool) *Re
 	}
 	return out
 }
-
-// decide sets t's figure and whether it meets its condition.
-func decide(t *Target, figure float64) {
-	t.Figure = figure
-	met := compare(figure, t.Op, t.Threshold)
-	t.Met = &met
-}

@@ -237,6 +237,13 @@ func compare(v float64, op string, threshold float64) bool {
 	return v >= threshold
 }
 
+// decide sets t's figure and whether it meets its condition.
+func decide(t *Target, figure float64) {
+	t.Figure = figure
+	met := compare(figure, t.Op, t.Threshold)
+	t.Met = &met
+}
+
 func missingDetail(r *Result, scenario, subject, baseline string) string {
 	switch {
 	case r == nil:
