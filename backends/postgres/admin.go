@@ -302,7 +302,7 @@ SELECT queue_name, count(*) FROM ins GROUP BY queue_name`, args...)
 		d.log.Warn("quantumflow: postgres: retried dead letters' queues not listed", "queues", queues, "error", d.wrapErr(err))
 	}
 	for _, name := range queues {
-		d.wake(name)
+		d.returned(name)
 	}
 	d.notifier.after(queues)
 	return total, nil

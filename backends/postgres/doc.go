@@ -66,7 +66,23 @@
 // to batch of them, turn status 'processing' with a lease (locked_until,
 // locked_by), and the claim commits; no transaction is open while a
 // handler runs. One claim of a queue runs at a time per backend, so that
-// what the engine receives comes in delivery order. When nothing is ready
+// what the engine receives comes in delivery order.
+//
+// A claim starts reading the queue where the backend's last claim of it
+// began (less 50ms: the claim floor), not at its start, where the index
+// entries of the rows acked since the last vacuum lie: while a long
+// transaction anywhere in the database holds vacuum back they pile up,
+// and a claim from the start walks them all (bench/RESULTS.md, "Held-back
+// vacuum"). Rows of another priority than the floor's are read in full. A
+// message that becomes ready behind the floor (given back, retried or
+// returned from an expired lease by another backend, or published in a
+// transaction that committed more than 50ms after it began) is claimed by
+// the next full read of the queue, which comes at least every 100ms, or
+// every fifty times what the last full read took while those are slow
+// (at most 30s); a message this backend returns or knows to be due has
+// the next claim read in full.
+//
+// When nothing is ready
 // a receive waits, up to poll_interval, for a notification, a publish or
 // a requeue by this backend, or the next scheduled message, and claims
 // again. A message given back goes back to 'pending' with its attempt not

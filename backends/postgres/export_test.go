@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/quantumflow/quantumflow/pubsub"
 )
@@ -16,4 +17,19 @@ func Heartbeat(ctx context.Context, d *Driver) error { return d.heartbeat(ctx) }
 // without starting the reaper (and its heartbeats) as ReceiveBatch does.
 func Claim(ctx context.Context, d *Driver, queue string, n int) ([]*pubsub.Received, error) {
 	return d.claim(ctx, d.queueState(queue), queue, n)
+}
+
+// Floored reports whether the queue's next claim would start from its
+// claim floor.
+func Floored(d *Driver, queue string) bool {
+	_, ok := d.queueState(queue).floor(time.Now())
+	return ok
+}
+
+// KeepFloor puts the queue's next periodic full claim an hour away.
+func KeepFloor(d *Driver, queue string) {
+	qs := d.queueState(queue)
+	qs.mu.Lock()
+	defer qs.mu.Unlock()
+	qs.claimFloor.fullAt = time.Now().Add(time.Hour)
 }

@@ -152,7 +152,7 @@ func (d *Driver) reapWith(ctx context.Context, query string) (int, error) {
 		if len(queues) > 0 {
 			d.log.Info("quantumflow: postgres: returned messages of expired leases", "queues", queues, "messages", n)
 			for _, q := range queues {
-				d.wake(q)
+				d.returned(q)
 			}
 			d.notifier.after(queues)
 		}

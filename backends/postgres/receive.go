@@ -39,6 +39,8 @@ type queueState struct {
 	woken     chan struct{} // closed by the next wake-up or due time, made by watch
 	due       time.Time     // when a scheduled message becomes ready, if known
 	nextDueAt time.Time     // when nextDue may ask the database again
+
+	claimFloor claimFloor // where the next claim starts reading (floor.go)
 }
 
 func (d *Driver) queueState(queue string) *queueState {
@@ -59,6 +61,20 @@ func (d *Driver) wake(queue string) {
 	qs := d.queues[queue]
 	d.queuesMu.Unlock()
 	if qs != nil {
+		qs.signal(true)
+	}
+}
+
+// returned tells them that messages are back in the queue, behind its
+// claim floor perhaps: the next claim reads it in full.
+func (d *Driver) returned(queue string) {
+	d.queuesMu.Lock()
+	qs := d.queues[queue]
+	d.queuesMu.Unlock()
+	if qs != nil {
+		qs.mu.Lock()
+		qs.claimFloor.rewind(time.Now())
+		qs.mu.Unlock()
 		qs.signal(true)
 	}
 }
@@ -116,12 +132,15 @@ func (s *queueState) wokenSince(wakes uint64) bool {
 	return s.wakes != wakes
 }
 
+// setDue records that a message becomes ready at t; it may be behind the
+// claim floor.
 func (s *queueState) setDue(t time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.due.IsZero() || t.Before(s.due) {
 		s.due = t
 	}
+	s.claimFloor.rewind(t)
 }
 
 // dueTimer returns a timer firing when the next scheduled message is due,
@@ -242,7 +261,13 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 	// than autovacuum analyzes it) the planner guesses a handful of rows
 	// and sorts the whole queue instead: 2 ms became 70 ms at 100k rows.
 	pb.Queue(claimSettings)
-	pb.Queue(d.q.claim, queue, n, d.cfg.lease.Milliseconds(), owner, d.instance)
+	start := time.Now()
+	floor, floored := qs.floor(start)
+	if floored {
+		pb.Queue(d.q.claimFrom, queue, n, d.cfg.lease.Milliseconds(), owner, d.instance, floor.priority, floor.from)
+	} else {
+		pb.Queue(d.q.claim, queue, n, d.cfg.lease.Milliseconds(), owner, d.instance)
+	}
 	pb.Queue("COMMIT")
 	br := d.pool.SendBatch(ctx, pb)
 	_, err := br.Exec() // BEGIN
@@ -254,6 +279,7 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 		got, err = d.scanClaimed(br, queue, n, owner)
 	}
 	if err == nil {
+		qs.claimed(got, !floored, start, time.Now())
 		unlock() // the rows are locked: the next claim may start
 		if len(got) > 0 {
 			pubsub.Holding(holdCtx)

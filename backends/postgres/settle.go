@@ -284,7 +284,7 @@ func (s *settler) committed(b *settleBatch) {
 	slices.Sort(ready)
 	ready = slices.Compact(ready)
 	for _, q := range ready {
-		s.d.wake(q)
+		s.d.returned(q)
 	}
 	s.d.notifier.after(ready)
 }

@@ -21,6 +21,7 @@ type queries struct {
 	ensureQueues string
 	notify       string
 	claim        string
+	claimFrom    string
 	ack          string
 	ackTx        string
 	requeue      string
@@ -93,17 +94,40 @@ ON CONFLICT (name) DO NOTHING`)
 	// of a holder that died is found and returned while its row lasts.
 	// Empty metadata comes back as NULL: nothing to copy or decode for
 	// most messages.
-	q.claim = r.Replace(`
+	const ready = `queue_name = $1 AND parked_until IS NULL AND status = 'pending' AND available_at <= now()
+      AND EXISTS (SELECT 1 FROM {holders} WHERE holder = $5 AND alive_until > now())`
+	const claim = `
 UPDATE {messages} m
 SET status = 'processing', locked_until = now() + $3 * interval '1 millisecond', locked_by = $4
-WHERE m.seq = ANY(ARRAY(
+WHERE m.seq = ANY(ARRAY(%s))
+RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m.retry_count, m.created_at, m.first_failed_at`
+	q.claim = r.Replace(fmt.Sprintf(claim, `
     SELECT seq FROM {messages}
-    WHERE queue_name = $1 AND parked_until IS NULL AND status = 'pending' AND available_at <= now()
-      AND EXISTS (SELECT 1 FROM {holders} WHERE holder = $5 AND alive_until > now())
+    WHERE `+ready+`
     ORDER BY priority DESC, created_at, seq
     LIMIT $2
-    FOR UPDATE SKIP LOCKED))
-RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m.retry_count, m.created_at, m.first_failed_at`)
+    FOR UPDATE SKIP LOCKED`))
+
+	// The same from the queue's claim floor (see floor.go): rows of a
+	// higher priority than the floor's ($6), rows of its priority created
+	// from $7 on, rows of a lower priority, in this order, up to $2 in
+	// all. Each is a range of the queue index of its own, so the dead
+	// entries before the floor are not read.
+	q.claimFrom = r.Replace(fmt.Sprintf(claim, `
+    WITH hi AS (
+        SELECT seq FROM {messages}
+        WHERE `+ready+` AND priority > $6
+        ORDER BY priority DESC, created_at, seq LIMIT $2 FOR UPDATE SKIP LOCKED
+    ), mid AS (
+        SELECT seq FROM {messages}
+        WHERE `+ready+` AND priority = $6 AND created_at >= $7
+        ORDER BY priority DESC, created_at, seq LIMIT $2 - (SELECT count(*) FROM hi) FOR UPDATE SKIP LOCKED
+    ), lo AS (
+        SELECT seq FROM {messages}
+        WHERE `+ready+` AND priority < $6
+        ORDER BY priority DESC, created_at, seq LIMIT $2 - (SELECT count(*) FROM hi) - (SELECT count(*) FROM mid) FOR UPDATE SKIP LOCKED
+    )
+    SELECT seq FROM hi UNION ALL SELECT seq FROM mid UNION ALL SELECT seq FROM lo`))
 
 	q.settleQueries(r)
 	q.leaseQueries(r)
