@@ -291,8 +291,12 @@ func (r *runner) roundTripRouter(ctx context.Context, def *subjectDef, p Params,
 // mixedStream is one flow of messages in the mixed run.
 type mixedStream struct {
 	queue string
-	// perInstance is the offered rate per Singularity instance, msg/s.
+	// perInstance is the offered rate per Singularity instance, msg/s:
+	// of a broadcast stream, what each instance receives (every instance
+	// gets every message), which is the stream's own rate.
 	perInstance float64
+	// broadcast: every instance gets a copy of each message.
+	broadcast bool
 	// fromCentral: CentralCloud publishes (else the instances do).
 	fromCentral bool
 	// roundTrip: latency runs to the consensus result's arrival back at
@@ -300,16 +304,29 @@ type mixedStream struct {
 	roundTrip bool
 }
 
+// rate is the stream's offered rate with n instances, msg/s: a broadcast
+// is counted once, though each of its messages reaches n instances.
+func (s mixedStream) rate(n int) float64 {
+	if s.broadcast {
+		return s.perInstance
+	}
+	return s.perInstance * float64(n)
+}
+
 // mixedStreams is the offered load of the mixed run, per Singularity
 // instance: proposals (each answered by a consensus result), execution
 // metrics, discovered patterns; from CentralCloud rollback triggers and
-// safety profile updates.
+// safety profile updates. A safety profile goes to every instance, so
+// its rate is the stream's, not multiplied by the instances: until
+// 2026-12 it was, and with n instances each received 0.5n profiles a
+// second, 200 copies of 100 a second at 200 instances, a load growing
+// with the square of the instances.
 var mixedStreams = []mixedStream{
 	{queue: topology.ProposalsQueue, perInstance: 4, roundTrip: true},
 	{queue: topology.MetricsQueue, perInstance: 10},
 	{queue: topology.PatternsQueue, perInstance: 2},
 	{queue: topology.RollbackQueue, perInstance: 0.5, fromCentral: true},
-	{queue: topology.SafetyProfilesQueue, perInstance: 0.5, fromCentral: true},
+	{queue: topology.SafetyProfilesQueue, perInstance: 0.5, fromCentral: true, broadcast: true},
 }
 
 // mixed runs the whole topology at a scaling profile: p.Instances
@@ -456,7 +473,7 @@ func (r *runner) mixedLoad(ctx context.Context, b *pubsub.Backend, p Params, win
 	counts := make([]int, len(mixedStreams))
 	intervals := make([]time.Duration, len(mixedStreams))
 	for i, s := range mixedStreams {
-		rate := s.perInstance * float64(p.Instances)
+		rate := s.rate(p.Instances)
 		counts[i] = max(1, int(rate*window.Seconds()))
 		intervals[i] = time.Duration(float64(time.Second) / rate)
 		trackers[i] = newTracker(start, intervals[i], counts[i])
@@ -493,7 +510,7 @@ func (r *runner) mixedResult(start time.Time, window time.Duration, p Params, tr
 	for i, s := range mixedStreams {
 		trackers[i].wait(start.Add(time.Duration(counts[i])*intervals[i] + r.sizes.Drain.D()))
 		lat, miss := trackers[i].result(time.Now())
-		rate := s.perInstance * float64(p.Instances)
+		rate := s.rate(p.Instances)
 		q := QueueFigure{Queue: s.queue, Offered: rate, Messages: trackers[i].received.Load(), Missing: miss, Latency: lat, RoundTrip: s.roundTrip}
 		res.Queues = append(res.Queues, q)
 		offered += rate
