@@ -255,6 +255,7 @@
 // of each page free for those new row versions (fillfactor 50). Stats
 // report its dead tuples and the oldest open transaction in the database
 // (see the Counter constants): a long transaction anywhere holds back
-// vacuum and slows the claim. Other users' transactions are visible in
+// vacuum, and the table grows (the claim floor keeps claims from walking
+// what died meanwhile). Other users' transactions are visible in
 // pg_stat_activity to superusers and members of pg_read_all_stats only.
 package postgres
