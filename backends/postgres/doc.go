@@ -82,10 +82,12 @@
 // (at most 30s); a message this backend returns or knows to be due has
 // the next claim read in full.
 //
-// When nothing is ready
-// a receive waits, up to poll_interval, for a notification, a publish or
+// When nothing is ready a receive waits for a notification, a publish or
 // a requeue by this backend, or the next scheduled message, and claims
-// again. A message given back goes back to 'pending' with its attempt not
+// again. Every poll_interval one statement looks for ready messages in
+// all the queues whose receives wait, and wakes those that have some
+// (with LISTEN, a safety net; without it, how messages are found): an
+// idle queue costs no transaction of its own. A message given back goes back to 'pending' with its attempt not
 // counted.
 //
 // Ack deletes the row. Nack puts it back ('pending') with retry_count + 1,

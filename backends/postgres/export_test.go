@@ -33,3 +33,6 @@ func KeepFloor(d *Driver, queue string) {
 	defer qs.mu.Unlock()
 	qs.claimFloor.fullAt = time.Now().Add(time.Hour)
 }
+
+// Claims returns how many claims of queue the driver made.
+func Claims(d *Driver, queue string) uint64 { return d.queueState(queue).claims.Load() }

@@ -155,8 +155,8 @@ func (d *Driver) goBackground(f func()) {
 	}()
 }
 
-// startConsuming starts what only consumers need: the listener and the
-// reaper of expired leases.
+// startConsuming starts what only consumers need: the listener, the
+// reaper of expired leases and the poller.
 func (d *Driver) startConsuming() {
 	d.consumeStart.Do(func() {
 		d.consuming.Store(true)
@@ -164,6 +164,7 @@ func (d *Driver) startConsuming() {
 			d.goBackground(d.listen)
 		}
 		d.goBackground(d.reap)
+		d.goBackground(d.poll)
 	})
 	d.startDedupExpiry()
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"slices"
 	"strconv"
 	"sync"
@@ -39,6 +38,8 @@ type queueState struct {
 	woken     chan struct{} // closed by the next wake-up or due time, made by watch
 	due       time.Time     // when a scheduled message becomes ready, if known
 	nextDueAt time.Time     // when nextDue may ask the database again
+	waiting   int           // receives waiting for messages (see poll)
+	claims    atomic.Uint64 // claims made (tests count them)
 
 	claimFloor claimFloor // where the next claim starts reading (floor.go)
 }
@@ -159,14 +160,12 @@ func (s *queueState) dueTimer() *time.Timer {
 }
 
 // ReceiveBatch claims up to max ready messages of queue. When none is
-// ready it waits for a notification, a local publish or requeue, or the
-// next scheduled message, and claims again; after a poll interval it
-// returns an empty batch.
+// ready it waits for a notification, a local publish or requeue, the
+// next scheduled message, or the poller finding some (see poll), and
+// claims again.
 func (d *Driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pubsub.Received, error) {
 	d.startConsuming()
 	qs := d.queueState(queue)
-	poll := time.NewTimer(d.cfg.pollInterval)
-	defer poll.Stop()
 	for claim := true; ; {
 		wakes, woken := qs.watch()
 		if claim {
@@ -182,39 +181,40 @@ func (d *Driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pu
 			}
 		}
 		var err error
-		switch claim, err = d.await(ctx, qs, wakes, woken, poll.C); {
-		case errors.Is(err, errPollOver):
-			return nil, nil
-		case err != nil:
+		if claim, err = d.await(ctx, qs, wakes, woken); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// errPollOver ends a wait at the poll interval.
-var errPollOver = errors.New("poll interval over")
-
 // await waits for a reason to claim again: it returns true after a
-// wake-up or at the next scheduled message's due time,
-// false after any other signal, and errPollOver or ctx's error.
-func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken <-chan struct{}, poll <-chan time.Time) (bool, error) {
+// wake-up or at the next scheduled message's due time, false after any
+// other signal, and ctx's error.
+func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken <-chan struct{}) (bool, error) {
 	var dueC <-chan time.Time
 	if t := qs.dueTimer(); t != nil {
 		defer t.Stop()
 		dueC = t.C
 	}
+	qs.setWaiting(1)
+	defer qs.setWaiting(-1)
 	select {
 	case <-woken:
 		return qs.wokenSince(wakes), nil
 	case <-dueC:
 		return true, nil
-	case <-poll:
-		return false, errPollOver
 	case <-ctx.Done():
 		return false, ctx.Err()
 	case <-d.ctx.Done():
 		return false, pubsub.ErrClosed
 	}
+}
+
+// setWaiting counts a receive in (1) or out (-1) of waiting.
+func (s *queueState) setWaiting(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiting += n
 }
 
 // claimSettings steers the claim of the same transaction to the claim
@@ -237,6 +237,7 @@ var claimSeq atomic.Uint64
 // Once it holds its rows it tells the engine (pubsub.Holding with
 // holdCtx), which may then start the next claim of the queue.
 func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n int) ([]*pubsub.Received, error) {
+	qs.claims.Add(1)
 	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
 	ctx, cancel := context.WithTimeout(d.workCtx, claimTimeout)
 	defer cancel()
