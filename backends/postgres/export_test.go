@@ -16,7 +16,7 @@ func Heartbeat(ctx context.Context, d *Driver) error { return d.heartbeat(ctx) }
 // Claim makes one claim of up to n messages of queue, without waiting and
 // without starting the reaper (and its heartbeats) as ReceiveBatch does.
 func Claim(ctx context.Context, d *Driver, queue string, n int) ([]*pubsub.Received, error) {
-	return d.claim(ctx, d.queueState(queue), queue, n)
+	return d.claim(ctx, d.queueState(queue), queue, n, alwaysClaim)
 }
 
 // Floored reports whether the queue's next claim would start from its

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"math"
 	"slices"
 	"strconv"
 	"sync"
@@ -39,6 +40,7 @@ type queueState struct {
 	due       time.Time     // when a scheduled message becomes ready, if known
 	nextDueAt time.Time     // when nextDue may ask the database again
 	waiting   int           // receives waiting for messages (see poll)
+	drained   uint64        // wake-ups before the last claim that took less than it asked, plus one
 	claims    atomic.Uint64 // claims made (tests count them)
 
 	claimFloor claimFloor // where the next claim starts reading (floor.go)
@@ -125,12 +127,39 @@ func (s *queueState) watch() (uint64, <-chan struct{}) {
 	return s.wakes, s.woken
 }
 
-// wokenSince reports whether the queue was woken since watch returned
-// wakes (rather than its due time changing).
-func (s *queueState) wokenSince(wakes uint64) bool {
+// wakeUps returns the wake-ups so far.
+func (s *queueState) wakeUps() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.wakes != wakes
+	return s.wakes
+}
+
+// wokenSince returns the wake-ups so far if the queue was woken since
+// watch returned wakes, noClaim if only its due time changed.
+func (s *queueState) wokenSince(wakes uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wakes == wakes {
+		return noClaim, nil
+	}
+	return s.wakes, nil
+}
+
+// drainedSince reports whether a claim that took less than it asked
+// began after the wake-ups seen (and so took, or saw taken, every
+// message they announced), and returns the wake-ups so far.
+func (s *queueState) drainedSince(seen uint64) (bool, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return seen < s.drained, s.wakes
+}
+
+// tookLess records that a claim that began after wake-ups took less
+// than it asked.
+func (s *queueState) tookLess(wakes uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.drained = max(s.drained, wakes+1)
 }
 
 // setDue records that a message becomes ready at t; it may be behind the
@@ -166,13 +195,17 @@ func (s *queueState) dueTimer() *time.Timer {
 func (d *Driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pubsub.Received, error) {
 	d.startConsuming()
 	qs := d.queueState(queue)
-	for claim := true; ; {
+	// A claim follows the wake-ups so far: when a claim that began after
+	// them took less than it asked, there is nothing to claim until the
+	// next (see claim).
+	seen := qs.wakeUps()
+	for {
 		wakes, woken := qs.watch()
-		if claim {
+		if seen != noClaim {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			got, err := d.claim(ctx, qs, queue, max)
+			got, err := d.claim(ctx, qs, queue, max, seen)
 			if err != nil || len(got) > 0 {
 				return got, err
 			}
@@ -181,16 +214,22 @@ func (d *Driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pu
 			}
 		}
 		var err error
-		if claim, err = d.await(ctx, qs, wakes, woken); err != nil {
+		if seen, err = d.await(ctx, qs, wakes, woken); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// await waits for a reason to claim again: it returns true after a
-// wake-up or at the next scheduled message's due time, false after any
-// other signal, and ctx's error.
-func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken <-chan struct{}) (bool, error) {
+// The wake-ups a claim follows (see claim), or one of these.
+const (
+	alwaysClaim uint64 = math.MaxUint64     // claim whatever claims came before
+	noClaim     uint64 = math.MaxUint64 - 1 // no reason to claim
+)
+
+// await waits for a reason to claim again: it returns the wake-ups seen
+// after a wake-up, alwaysClaim at the next scheduled message's due time,
+// noClaim after any other signal, and ctx's error.
+func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken <-chan struct{}) (uint64, error) {
 	var dueC <-chan time.Time
 	if t := qs.dueTimer(); t != nil {
 		defer t.Stop()
@@ -200,13 +239,13 @@ func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken 
 	defer qs.setWaiting(-1)
 	select {
 	case <-woken:
-		return qs.wokenSince(wakes), nil
+		return qs.wokenSince(wakes)
 	case <-dueC:
-		return true, nil
+		return alwaysClaim, nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return noClaim, ctx.Err()
 	case <-d.ctx.Done():
-		return false, pubsub.ErrClosed
+		return noClaim, pubsub.ErrClosed
 	}
 }
 
@@ -236,9 +275,13 @@ var claimSeq atomic.Uint64
 //
 // Once it holds its rows it tells the engine (pubsub.Holding with
 // holdCtx), which may then start the next claim of the queue.
-func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n int) ([]*pubsub.Received, error) {
-	qs.claims.Add(1)
-	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
+//
+// It claims nothing when a claim of the queue that began after the
+// wake-ups the caller saw (seen, or alwaysClaim) took less than it
+// asked: several receives woken by one notification claimed one after
+// the other, and all but the first came back empty (in the instances
+// scenario, most of the claims of the instances' queues).
+func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n int, seen uint64) ([]*pubsub.Received, error) {
 	ctx, cancel := context.WithTimeout(d.workCtx, claimTimeout)
 	defer cancel()
 	if err := d.holding(ctx); err != nil {
@@ -248,6 +291,12 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 	var unlockOnce sync.Once
 	unlock := func() { unlockOnce.Do(qs.claimMu.Unlock) }
 	defer unlock()
+	drained, wakes := qs.drainedSince(seen)
+	if drained {
+		return nil, nil
+	}
+	qs.claims.Add(1)
+	owner := d.instance + ":" + strconv.FormatUint(claimSeq.Add(1), 36)
 
 	pb := &pgx.Batch{}
 	pb.Queue("BEGIN")
@@ -281,6 +330,9 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 	}
 	if err == nil {
 		qs.claimed(got, !floored, start, time.Now())
+		if len(got) < n {
+			qs.tookLess(wakes)
+		}
 		unlock() // the rows are locked: the next claim may start
 		if len(got) > 0 {
 			pubsub.Holding(holdCtx)
