@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -94,7 +95,9 @@ func TestRowsBehindFloorDelivered(t *testing.T) {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		ms, err := f.d.ReceiveBatch(rctx, "q", 10)
-		require.NoError(t, err)
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) { // a receive waits until woken
+			t.Error(err)
+		}
 		got = append(got, payloads(ms)...)
 		return len(got) >= 2
 	}, 20*time.Second, 10*time.Millisecond)
