@@ -87,8 +87,8 @@
 // again. Every poll_interval one statement looks for ready messages in
 // all the queues whose receives wait, and wakes those that have some
 // (with LISTEN, a safety net; without it, how messages are found): an
-// idle queue costs no transaction of its own. A message given back goes back to 'pending' with its attempt not
-// counted.
+// idle queue costs no transaction of its own. A message given back goes
+// back to 'pending' with its attempt not counted.
 //
 // Ack deletes the row. Nack puts it back ('pending') with retry_count + 1,
 // available_at = now() + the delay asked for through pubsub.Delivery, and

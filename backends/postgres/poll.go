@@ -12,9 +12,10 @@ import (
 // messages are found without LISTEN.
 //
 // Before, each waiting receive claimed at the end of its poll interval:
-// a transaction per idle queue and interval. 200 Singularity instances
-// with two mostly idle queues each made 400 empty claims a second, the
-// bulk of the claims the database ran in the instances scenario.
+// a transaction per idle queue and interval. A backend with 600 idle
+// subscriptions (200 Singularity instances' three queues) ran 16,908
+// statements in 10 s, and the machine was a fifth busy; with the
+// poller, 38 statements.
 func (d *Driver) poll() {
 	t := time.NewTicker(d.cfg.pollInterval)
 	defer t.Stop()

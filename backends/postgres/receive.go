@@ -136,13 +136,13 @@ func (s *queueState) wakeUps() uint64 {
 
 // wokenSince returns the wake-ups so far if the queue was woken since
 // watch returned wakes, noClaim if only its due time changed.
-func (s *queueState) wokenSince(wakes uint64) (uint64, error) {
+func (s *queueState) wokenSince(wakes uint64) uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.wakes == wakes {
-		return noClaim, nil
+		return noClaim
 	}
-	return s.wakes, nil
+	return s.wakes
 }
 
 // drainedSince reports whether a claim that took less than it asked
@@ -239,7 +239,7 @@ func (d *Driver) await(ctx context.Context, qs *queueState, wakes uint64, woken 
 	defer qs.setWaiting(-1)
 	select {
 	case <-woken:
-		return qs.wokenSince(wakes)
+		return qs.wokenSince(wakes), nil
 	case <-dueC:
 		return alwaysClaim, nil
 	case <-ctx.Done():
@@ -279,8 +279,8 @@ var claimSeq atomic.Uint64
 // It claims nothing when a claim of the queue that began after the
 // wake-ups the caller saw (seen, or alwaysClaim) took less than it
 // asked: several receives woken by one notification claimed one after
-// the other, and all but the first came back empty (in the instances
-// scenario, most of the claims of the instances' queues).
+// the other, and all but the first came back empty (a tenth of the
+// claims of the instances scenario).
 func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n int, seen uint64) ([]*pubsub.Received, error) {
 	ctx, cancel := context.WithTimeout(d.workCtx, claimTimeout)
 	defer cancel()
