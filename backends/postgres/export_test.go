@@ -36,3 +36,6 @@ func KeepFloor(d *Driver, queue string) {
 
 // Claims returns how many claims of queue the driver made.
 func Claims(d *Driver, queue string) uint64 { return d.queueState(queue).claims.Load() }
+
+// LostClaim records a claim that failed not knowing whether it committed.
+func LostClaim(d *Driver) { d.lostClaim() }

@@ -97,8 +97,9 @@ func (d *Driver) reap() {
 // Its cost grows with the leases that expired, not with the table: it
 // reads the index of parked leases (those held past their first
 // extension), and reads the table only while some lease holder's
-// heartbeat has run out (its unparked leases are nowhere else), and once
-// an hour for the whole database.
+// heartbeat has run out (its unparked leases are nowhere else), a lease
+// after a claim of this backend failed not knowing whether it committed,
+// and once an hour for the whole database.
 func (d *Driver) ReapExpired(ctx context.Context) (int, error) {
 	n, err := d.reapWith(ctx, d.q.reapParked)
 	if err != nil {
@@ -109,14 +110,32 @@ func (d *Driver) ReapExpired(ctx context.Context) (int, error) {
 	if err := d.pool.QueryRow(ctx, d.q.deadHolders).Scan(&dead, &start); err != nil {
 		return n, err
 	}
-	if !dead && !d.sweepDue(ctx) {
+	lost := d.lostClaimsAt.Load()
+	lostDue := lost != 0 && time.Now().UnixNano() >= lost
+	if !dead && !lostDue && !d.sweepDue(ctx) {
 		return n, nil
 	}
 	m, err := d.reapWith(ctx, d.q.reapAll)
+	if err == nil && lostDue {
+		d.lostClaimsAt.CompareAndSwap(lost, 0) // a claim lost since stays due
+	}
 	if err == nil && dead {
 		_, err = d.pool.Exec(ctx, d.q.dropHolders, start)
 	}
 	return n + m, err
+}
+
+// lostClaim records that a claim failed without knowing whether it
+// committed: its leases, if it did, expire within a lease, and a full
+// reap then returns them (a heartbeat that runs says nothing of them).
+func (d *Driver) lostClaim() {
+	at := time.Now().Add(d.cfg.lease).UnixNano()
+	for {
+		cur := d.lostClaimsAt.Load()
+		if (cur != 0 && cur <= at) || d.lostClaimsAt.CompareAndSwap(cur, at) {
+			return
+		}
+	}
 }
 
 // sweepDue reports whether this backend makes the hourly full reap.

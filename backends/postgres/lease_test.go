@@ -151,3 +151,39 @@ func TestClaimNeedsHeartbeat(t *testing.T) {
 	require.Equal(t, "one", string(ms[0].Payload))
 	require.Equal(t, 1, ms[0].Attempt)
 }
+
+// TestLostClaimReaped: the leases of a claim whose answer was lost (it
+// committed, the connection broke before the answer came) are nobody's:
+// the engine never saw them, so nothing extends or parks them, and the
+// holder's heartbeat runs on. A full reap a lease after the failed claim
+// returns them; without it they would wait for the hourly sweep.
+func TestLostClaimReaped(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newLeaseFixture(t)
+	require.NoError(t, postgres.Heartbeat(ctx, f.d))
+	_, err := f.d.ReapExpired(ctx) // the database's first pass makes the hourly sweep: out of the way
+	require.NoError(t, err)
+	require.NoError(t, f.b.Publisher().Publish("q", newMsg("orphan")))
+	ms, err := postgres.Claim(ctx, f.d, "q", 1) // as if its answer never came
+	require.NoError(t, err)
+	require.Len(t, ms, 1)
+
+	time.Sleep(1200 * time.Millisecond) // the 1 s lease runs out
+	require.NoError(t, postgres.Heartbeat(ctx, f.d))
+	n, err := f.d.ReapExpired(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "an unparked lease of a live holder is not looked for")
+
+	postgres.LostClaim(f.d)
+	time.Sleep(1200 * time.Millisecond) // a lease after the lost claim
+	require.NoError(t, postgres.Heartbeat(ctx, f.d))
+	n, err = f.d.ReapExpired(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "a lease after a lost claim, a full reap returns its leases")
+	back, err := postgres.Claim(ctx, f.d, "q", 1)
+	require.NoError(t, err)
+	require.Len(t, back, 1)
+	require.Equal(t, "orphan", string(back[0].Payload))
+	require.Equal(t, 2, back[0].Attempt)
+}

@@ -69,6 +69,8 @@ type Driver struct {
 
 	beatMu   sync.Mutex
 	lastBeat time.Time // when the last heartbeat as a lease holder started
+
+	lostClaimsAt atomic.Int64 // unix nanoseconds: a full reap is due then (see lostClaim); 0 none
 }
 
 var (

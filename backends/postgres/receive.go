@@ -339,10 +339,17 @@ func (d *Driver) claim(holdCtx context.Context, qs *queueState, queue string, n 
 		}
 		_, err = br.Exec() // COMMIT
 	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	committed := err == nil
+	if cerr := br.Close(); err == nil && cerr != nil {
+		// The commit's answer came: the rows are leased to this backend
+		// whatever broke the connection after it (a server shutting down).
+		d.log.Debug("quantumflow: postgres: connection broke after a claim committed", "queue", queue, "error", d.wrapErr(cerr))
 	}
-	if err != nil {
+	if !committed {
+		// The claim may have committed without its answer coming back:
+		// its leases, unknown to the engine, would expire unextended
+		// and unparked, where only a full reap finds them.
+		d.lostClaim()
 		if sb != nil {
 			d.settler.retryLater(sb, isConnectionError(err))
 		}
