@@ -112,7 +112,7 @@
 // claim's commit and up to four claims of a queue are on their way at
 // once, so this costs nothing measurable: in the last full benchmark run
 // on the development machine, 4 workers consumed at 0.95x the raw pgx loop
-// with sync_acks and 0.92x without (bench/RESULTS.md).
+// with sync_acks and without alike (bench/RESULTS.md).
 //
 // With sync_acks=false they commit asynchronously (synchronous_commit off
 // for their transactions only): if the database server crashes (a clean
