@@ -57,13 +57,18 @@ func (d *Driver) queueState(queue string) *queueState {
 	return qs
 }
 
+// receiving returns the state of a queue this backend receives from, or
+// nil.
+func (d *Driver) receiving(queue string) *queueState {
+	d.queuesMu.Lock()
+	defer d.queuesMu.Unlock()
+	return d.queues[queue]
+}
+
 // wake tells those waiting for the queue's messages that some may be
 // ready.
 func (d *Driver) wake(queue string) {
-	d.queuesMu.Lock()
-	qs := d.queues[queue]
-	d.queuesMu.Unlock()
-	if qs != nil {
+	if qs := d.receiving(queue); qs != nil {
 		qs.signal(true)
 	}
 }
@@ -71,10 +76,7 @@ func (d *Driver) wake(queue string) {
 // returned tells them that messages are back in the queue, behind its
 // claim floor perhaps: the next claim reads it in full.
 func (d *Driver) returned(queue string) {
-	d.queuesMu.Lock()
-	qs := d.queues[queue]
-	d.queuesMu.Unlock()
-	if qs != nil {
+	if qs := d.receiving(queue); qs != nil {
 		qs.mu.Lock()
 		qs.claimFloor.rewind(time.Now())
 		qs.mu.Unlock()
@@ -84,14 +86,10 @@ func (d *Driver) returned(queue string) {
 
 // wakeAt tells them that a message becomes ready at t.
 func (d *Driver) wakeAt(queue string, t time.Time) {
-	d.queuesMu.Lock()
-	qs := d.queues[queue]
-	d.queuesMu.Unlock()
-	if qs == nil {
-		return
+	if qs := d.receiving(queue); qs != nil {
+		qs.setDue(t)
+		qs.signal(false)
 	}
-	qs.setDue(t)
-	qs.signal(false)
 }
 
 // wakeAll wakes every queue: notifications were lost.
