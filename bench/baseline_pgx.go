@@ -17,6 +17,8 @@ import (
 // table, with nothing else (no envelope, no leases, no notifications).
 //   - publish of one message: one INSERT in its own transaction (autocommit);
 //   - publish of a batch: COPY of the rows in one transaction;
+//   - publish with dedup keys (publish_dedup): the same, each row with its
+//     key in a unique index (publishKeyed);
 //   - consume: claim 100 rows with FOR UPDATE SKIP LOCKED, run the handler
 //     on each, delete them, commit; poll every 10 ms when empty. The table
 //     is analyzed before consuming starts (see consume).
@@ -47,10 +49,15 @@ var rawDDL = []string{
 		locked_by       text,
 		last_error      text,
 		first_failed_at timestamptz,
-		last_failed_at  timestamptz
+		last_failed_at  timestamptz,
+		dedup_key       text
 	)`,
 	`CREATE INDEX IF NOT EXISTS ` + rawTable + `_queue_idx ON ` + rawTable +
 		` (queue_name, priority DESC, created_at, seq)`,
+	// The least any durable deduplication writes: each key in a unique
+	// index beside its message (rows without a key stay out of it).
+	`CREATE UNIQUE INDEX IF NOT EXISTS ` + rawTable + `_dedup_idx ON ` + rawTable +
+		` (queue_name, dedup_key) WHERE dedup_key IS NOT NULL`,
 	`ALTER TABLE ` + rawTable + ` SET (
 		autovacuum_vacuum_scale_factor = 0.01,
 		autovacuum_vacuum_threshold = 1000,
@@ -101,6 +108,31 @@ func (r *pgxRaw) publish(ctx context.Context, queue string, payloads [][]byte) e
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{rawTable}, []string{"id", "queue_name", "payload"}, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// publishKeyed is publish with a dedup key per message, in the unique
+// index: the floor of what a key costs a PostgreSQL publish. It only
+// maintains the index, a duplicate would fail the call (COPY cannot skip
+// rows); a real deduplication does more, never less.
+func (r *pgxRaw) publishKeyed(ctx context.Context, queue string, payloads [][]byte, keys []string) error {
+	if len(payloads) == 1 {
+		_, err := r.pool.Exec(ctx, `INSERT INTO `+rawTable+` (id, queue_name, payload, dedup_key) VALUES ($1, $2, $3, $4)`,
+			uuid.NewString(), queue, payloads[0], keys[0])
+		return err
+	}
+	rows := make([][]any, len(payloads))
+	for i, p := range payloads {
+		rows[i] = []any{uuid.NewString(), queue, p, keys[i]}
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{rawTable}, []string{"id", "queue_name", "payload", "dedup_key"}, pgx.CopyFromRows(rows)); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)

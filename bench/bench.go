@@ -674,7 +674,8 @@ func plan(sz Sizes, cfg Config) []*job {
 	// publish without keys on the same backend.
 	for _, c := range []struct{ pubs, batch int }{{8, 1}, {4, 100}} {
 		newCase("%s, %s, %s per call", fmtBytes(small), plural(c.pubs, "publisher"), plural(c.batch, "message"))
-		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		// pgx: the floor, a unique index of the keys and nothing more.
+		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectPgx, SubjectNATS, SubjectNATSSync} {
 			p := Params{PayloadBytes: small, Publishers: c.pubs, Batch: c.batch}
 			plain := add(ScenarioPublishDedup, b, p)
 			p.Dedup = true

@@ -42,8 +42,8 @@ func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params
 	var count, seq atomic.Int64
 	send := inst.publish
 	if p.Dedup {
-		send = func(_ context.Context, queue string, payloads [][]byte) error {
-			return publishWithKeys(inst.backend, queue, payloads, &seq)
+		send = func(ctx context.Context, queue string, payloads [][]byte) error {
+			return publishWithKeys(ctx, inst, queue, payloads, &seq)
 		}
 	}
 	runCtx, cancel := context.WithCancel(ctx)
@@ -95,18 +95,25 @@ func (r *runner) publishThroughput(ctx context.Context, inst *instance, p Params
 	return nil
 }
 
-// publishWithKeys publishes payloads to queue through b, each message
+// publishWithKeys publishes payloads to queue through inst, each message
 // with a dedup key of its own (from seq), so none is a duplicate.
-func publishWithKeys(b *pubsub.Backend, queue string, payloads [][]byte, seq *atomic.Int64) error {
-	if b == nil {
-		return errors.New("dedup keys: the subject is not a QuantumFlow backend")
+func publishWithKeys(ctx context.Context, inst *instance, queue string, payloads [][]byte, seq *atomic.Int64) error {
+	keys := make([]string, len(payloads))
+	for i := range keys {
+		keys[i] = "bench-" + strconv.FormatInt(seq.Add(1), 10)
+	}
+	if raw, ok := inst.subject.(*pgxRaw); ok {
+		return raw.publishKeyed(ctx, queue, payloads, keys)
+	}
+	if inst.backend == nil {
+		return errors.New("dedup keys: the subject is neither a QuantumFlow backend nor raw pgx")
 	}
 	msgs := make([]*message.Message, len(payloads))
 	for i, p := range payloads {
 		msgs[i] = message.NewMessage(watermill.NewUUID(), p)
-		pubsub.SetDedupKey(msgs[i], "bench-"+strconv.FormatInt(seq.Add(1), 10))
+		pubsub.SetDedupKey(msgs[i], keys[i])
 	}
-	return b.Publisher().Publish(queue, msgs...)
+	return inst.backend.Publisher().Publish(queue, msgs...)
 }
 
 // preload publishes n messages to queue in batches of 100 from 4

@@ -180,6 +180,12 @@ func checkTargets(rep *Report) []Target {
 				ScenarioPublishDedup, subject, func(p Params) bool { return p.Dedup && p.Batch == batch }, subject, "≥", 0.9, "")
 		}
 	}
+	// The floor of the PostgreSQL rows, reported: raw pgx writing each
+	// key into a unique index and nothing more.
+	for _, batch := range []int{1, 100} {
+		ratio(12, fmt.Sprintf("Raw pgx with each key in a unique index, the least a durable dedup writes (%s per call), vs without keys [pgx, reported]", plural(batch, "message")),
+			ScenarioPublishDedup, SubjectPgx, func(p Params) bool { return p.Dedup && p.Batch == batch }, SubjectPgx, "", 0, "")
+	}
 
 	// Issue 16: performance, round two. Single publishers against the
 	// better of the two PostgreSQL baselines; the other rows as ratios;
