@@ -178,7 +178,7 @@
 //
 // A key costs a publish a second durable row: on the development machine
 // (2 cores, fsync cheap, the server CPU-bound) publishes with a key on
-// every message ran at 0.67-0.72 times the same publishes without keys
+// every message ran at 0.63-0.72 times the same publishes without keys
 // (bench publish_dedup, 8 publishers of 1 and 4 of 100 per call). The
 // floor of any durable dedup, raw pgx writing each key into a unique index
 // beside its row and nothing else, ran at 0.89-0.94 (1 per call) and
