@@ -135,7 +135,12 @@
 // and every queue has a stream of its own whose duplicate window is the
 // queue's dedup window: JetStream drops a second message with the key
 // within the window. Such publishes take the per-message path (the answer
-// to a fast batch does not say which messages were duplicates). The
+// to a fast batch does not say which messages were duplicates: nats-server
+// 2.15.2 skips a duplicate in a fast batch and still counts it). Atomic
+// batches do refuse a batch holding a duplicate, which would tell, but
+// they are slow: 100-message atomic batches from 4 publishers stored
+// 15-20k msg/s against 66-71k through PublishMsgAsync on the same embedded
+// server, and single-message ones 250 msg/s against 27-29k. The
 // duplicate's ack names the stored message's stream sequence; Publish sets
 // the duplicate's UUID to the stored message's id, which it knows when
 // this backend stored the key (it remembers the keys it stored for the
