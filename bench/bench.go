@@ -229,6 +229,9 @@ type Result struct {
 	// backend's pool size; NATS: 1 per instance).
 	Connections      int `json:"connections,omitempty"`
 	ConnectionBudget int `json:"connection_budget,omitempty"`
+	// CPU says, in an instances run, how busy the machine's CPUs were
+	// while the routers ran and this process's part of them.
+	CPU string `json:"cpu,omitempty"`
 	// Ratios compare the figure with the baselines; the first is the
 	// primary baseline.
 	Ratios []Ratio `json:"ratios,omitempty"`

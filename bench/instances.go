@@ -38,7 +38,13 @@ func (r *runner) instances(ctx context.Context, def *subjectDef, p Params, res *
 	window := r.sizes.InstancesWindow.D()
 	var peak atomic.Int64
 	var sampleErr error
+	var cpuNote string
 	sample := func(ctx context.Context) {
+		// The CPU the machine had while the routers ran: at 200 instances
+		// the one figure that says whether the machine or the code is the
+		// limit.
+		cpu := startCPU()
+		defer func() { cpuNote = cpu.note() }()
 		// Five samples a window at least: the pool grows and shrinks with
 		// the load, and the largest is what the server must allow.
 		tick := time.NewTicker(max(100*time.Millisecond, window/5))
@@ -64,9 +70,12 @@ func (r *runner) instances(ctx context.Context, def *subjectDef, p Params, res *
 	if sampleErr != nil {
 		err = errors.Join(err, fmt.Errorf("count connections: %w", sampleErr))
 	}
+	res.CPU = cpuNote
+	notes := []string{cpuNote, res.Note}
 	if counter.note != nil {
-		res.Note = strings.Join(slices.DeleteFunc([]string{counter.note(), res.Note}, func(s string) bool { return s == "" }), "; ")
+		notes = append([]string{counter.note()}, notes...)
 	}
+	res.Note = strings.Join(slices.DeleteFunc(notes, func(s string) bool { return s == "" }), "; ")
 	if err == nil && res.Connections == 0 {
 		err = errors.New("no connection counted")
 	}
@@ -196,6 +205,9 @@ func instancesTargets(rep *Report) []Target {
 					subject, n, int(r.Throughput), int(r.Rate), r.Missing, r.Connections, r.ConnectionBudget)
 				if r.Latency != nil {
 					delivered.Detail += fmt.Sprintf("; proposal→result p50 %.0f ms, p99 %.0f ms from the intended send time", r.Latency.P50Ms, r.Latency.P99Ms)
+				}
+				if r.CPU != "" {
+					delivered.Detail += "; " + r.CPU
 				}
 				conns.Figure, conns.Threshold = float64(r.Connections), float64(r.ConnectionBudget)
 				conns.Detail = fmt.Sprintf("%s, %d instances: at most %d connections in the samples, budget %d", subject, n, r.Connections, r.ConnectionBudget)

@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cpuMeter measures how busy the machine's CPUs were over a stretch of a
+// run, and how much of them this process used: a figure that sits where
+// it does because the machine ran out of CPU says so. Linux only (it
+// reads /proc/stat); elsewhere it reports nothing.
+type cpuMeter struct {
+	at          time.Time
+	busy, total uint64
+	self        time.Duration
+	ok          bool
+}
+
+func startCPU() cpuMeter {
+	busy, total, err := machineCPU()
+	return cpuMeter{at: time.Now(), busy: busy, total: total, self: processCPU(), ok: err == nil}
+}
+
+// note says how busy the machine was since the meter started, and this
+// process's part of it; "" when it cannot tell.
+func (m cpuMeter) note() string {
+	busy, total, err := machineCPU()
+	wall := time.Since(m.at)
+	if !m.ok || err != nil || total <= m.total || wall <= 0 {
+		return ""
+	}
+	machine := float64(busy-m.busy) / float64(total-m.total)
+	self := (processCPU() - m.self).Seconds() / (wall.Seconds() * float64(runtime.NumCPU()))
+	return fmt.Sprintf("CPU while it ran: the machine %.0f%% busy, this process %.0f%% of the machine", 100*machine, 100*self)
+}
+
+// machineCPU reads the busy and total jiffies of all CPUs from /proc/stat.
+func machineCPU() (busy, total uint64, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine parses /proc/stat's first line: "cpu user nice system idle
+// iowait irq softirq steal ...". Idle and iowait are not busy.
+func parseCPULine(line string) (busy, total uint64, err error) {
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	for i, s := range f[1:] {
+		if i >= 8 { // guest time is counted in user already
+			break
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/stat: %q: %w", line, err)
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total, nil
+}
+
+// processCPU is the CPU time this process used so far (user and system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
