@@ -18,12 +18,13 @@ type cpuMeter struct {
 	at          time.Time
 	busy, total uint64
 	self        time.Duration
+	waited      time.Duration // cpuPressure at the start, -1 unknown
 	ok          bool
 }
 
 func startCPU() cpuMeter {
 	busy, total, err := machineCPU()
-	return cpuMeter{at: time.Now(), busy: busy, total: total, self: processCPU(), ok: err == nil}
+	return cpuMeter{at: time.Now(), busy: busy, total: total, self: processCPU(), waited: cpuPressure(), ok: err == nil}
 }
 
 // note says how busy the machine was since the meter started, and this
@@ -36,7 +37,29 @@ func (m cpuMeter) note() string {
 	}
 	machine := float64(busy-m.busy) / float64(total-m.total)
 	self := (processCPU() - m.self).Seconds() / (wall.Seconds() * float64(runtime.NumCPU()))
-	return fmt.Sprintf("CPU while it ran: the machine %.0f%% busy, this process %.0f%% of the machine", 100*machine, 100*self)
+	note := fmt.Sprintf("CPU while it ran: the machine %.0f%% busy, this process %.0f%% of the machine", 100*machine, 100*self)
+	if waited := cpuPressure(); m.waited >= 0 && waited >= m.waited {
+		note += fmt.Sprintf(", some task waiting for a CPU %.0f%% of the time", 100*(waited-m.waited).Seconds()/wall.Seconds())
+	}
+	return note
+}
+
+// cpuPressure is the time some task waited for a CPU since boot
+// (/proc/pressure/cpu, "some ... total=µs"), -1 when unknown. Unlike
+// /proc/stat, which counts a CPU busy or idle at each clock tick, it is
+// exact, and it says what busy does not: whether work queued for a CPU.
+func cpuPressure() time.Duration {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	_, total, ok := strings.Cut(line, "total=")
+	us, err := strconv.ParseInt(strings.TrimSpace(total), 10, 64)
+	if !strings.HasPrefix(line, "some ") || !ok || err != nil {
+		return -1
+	}
+	return time.Duration(us) * time.Microsecond
 }
 
 // machineCPU reads the busy and total jiffies of all CPUs from /proc/stat.
