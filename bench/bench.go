@@ -882,6 +882,14 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 		if !routed && (inst == nil && openErr == nil || perJob && n > 0) {
 			openInst()
 		}
+		if scenario == ScenarioInstances && n > 0 && !r.cfg.Quick {
+			// Each instance count on fresh servers. The queues of the
+			// counts before stay otherwise: at 200 instances NATS then
+			// held some 500 streams from 25, 50 and 100 besides the 600
+			// of its own, and once stopped answering publishes for 30 s.
+			// Nothing is open between routed jobs.
+			r.env.reset(ctx)
+		}
 		var err error
 		switch {
 		case routed:
