@@ -11,9 +11,9 @@ import (
 )
 
 // cpuMeter measures how busy the machine's CPUs were over a stretch of a
-// run, and how much of them this process used: a figure that sits where
-// it does because the machine ran out of CPU says so. Linux only (it
-// reads /proc/stat); elsewhere it reports nothing.
+// run, and how much of them this process used, so that a figure limited
+// by the machine's CPU shows it. It reads /proc (Linux, as the rest of the
+// harness); without it, it reports nothing.
 type cpuMeter struct {
 	at          time.Time
 	busy, total uint64
