@@ -96,8 +96,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R", Subjects: []string{"r"}, Replicas: 3})
-	require.NoError(t, err)
+	createStream(ctx, t, js, jetstream.StreamConfig{Name: "R", Subjects: []string{"r"}, Replicas: 3})
 
 	require.NoError(t, c.StopNode(1))
 	require.Nil(t, c.NATSServer(1))
@@ -114,9 +113,30 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	require.NoError(t, c.RestartNode(ctx, 1))
 	require.Error(t, c.RestartNode(ctx, 1), "node 1 is running")
 	// Ready means a stream can be placed on every node, at once.
-	_, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "R2", Subjects: []string{"r2"}, Replicas: 3})
-	require.NoError(t, err)
+	createStream(ctx, t, js, jetstream.StreamConfig{Name: "R2", Subjects: []string{"r2"}, Replicas: 3})
 	info, err := js.Stream(ctx, "R")
 	require.NoError(t, err)
 	require.EqualValues(t, 10, info.CachedInfo().State.Msgs)
+}
+
+// createStream creates a stream as a client of a cluster must: each try
+// with its own timeout, again while it goes unanswered. A request can be
+// lost while the meta leader changes, even on a cluster WaitReady found
+// ready (a fresh-clone CI run waited out its whole minute on one), and
+// CreateStream alone would wait for it until ctx ends.
+func createStream(ctx context.Context, t *testing.T, js jetstream.JetStream, cfg jetstream.StreamConfig) {
+	t.Helper()
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.CreateStream(actx, cfg) // the same config again is no error
+		cancel()
+		if err == nil {
+			return
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			require.NoError(t, err, "create stream %s", cfg.Name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
