@@ -408,17 +408,7 @@ func (p *dispatcher) write(groups []*rows) error {
 		ctx, cancel := context.WithTimeout(d.workCtx, publishTimeout)
 		unknown := d.unknownQueues(queues)
 		notifyNow := d.notifier.before(queues)
-		b := &pgx.Batch{}
-		if len(unknown) > 0 {
-			b.Queue(d.q.ensureQueues, ensureArgs(unknown)...)
-		}
-		for _, g := range groups {
-			g.queueInsert(b, &d.q)
-		}
-		if len(notifyNow) > 0 {
-			b.Queue(d.q.notify, d.channel, notifyNow)
-		}
-		err = d.pool.SendBatch(ctx, b).Close()
+		err = d.writeOnce(ctx, groups, unknown, notifyNow)
 		cancel()
 		if err == nil {
 			d.markKnown(unknown)
@@ -434,6 +424,39 @@ func (p *dispatcher) write(groups []*rows) error {
 		}
 	}
 	return err
+}
+
+// writeOnce sends the statements of one publish transaction: in one
+// round trip (an implicit transaction) unless some rows go in with COPY.
+func (d *Driver) writeOnce(ctx context.Context, groups []*rows, unknown, notifyNow []string) error {
+	b := &pgx.Batch{}
+	if len(unknown) > 0 {
+		b.Queue(d.q.ensureQueues, ensureArgs(unknown)...)
+	}
+	var copies []*copyRows
+	for _, g := range groups {
+		if !g.copyable() {
+			g.queueInsert(b, &d.q)
+			continue
+		}
+		c := &copyRows{rows: g}
+		copies = append(copies, c)
+		b.Queue(d.q.queuePriority, g.queue).QueryRow(func(row pgx.Row) error { return row.Scan(&c.priority) })
+	}
+	// NOTIFY is sent at commit: its place among the statements does not
+	// matter.
+	if len(notifyNow) > 0 {
+		b.Queue(d.q.notify, d.channel, notifyNow)
+	}
+	if len(copies) == 0 {
+		return d.pool.SendBatch(ctx, b).Close()
+	}
+	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		if err := tx.SendBatch(ctx, b).Close(); err != nil {
+			return err
+		}
+		return d.copyIn(ctx, tx, copies)
+	})
 }
 
 // without returns the elements of a not in b.

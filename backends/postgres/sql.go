@@ -14,28 +14,29 @@ import (
 type queries struct {
 	messages, queues, dlq, instances, latest, paused, dedup, audit, holders string // qualified table names
 
-	insert       string
-	insertAt     string
-	insertDedup  string
-	expireDedup  string
-	ensureQueues string
-	notify       string
-	claim        string
-	claimFrom    string
-	ack          string
-	ackTx        string
-	requeue      string
-	deadLetter   string
-	extend       string
-	reapParked   string
-	reapAll      string
-	heartbeat    string
-	deadHolders  string
-	dropHolders  string
-	stopHolding  string
-	sweep        string
-	nextDue      string
-	readyQueues  string
+	insert        string
+	insertAt      string
+	insertDedup   string
+	queuePriority string
+	expireDedup   string
+	ensureQueues  string
+	notify        string
+	claim         string
+	claimFrom     string
+	ack           string
+	ackTx         string
+	requeue       string
+	deadLetter    string
+	extend        string
+	reapParked    string
+	reapAll       string
+	heartbeat     string
+	deadHolders   string
+	dropHolders   string
+	stopHolding   string
+	sweep         string
+	nextDue       string
+	readyQueues   string
 }
 
 func newQueries(schema string) queries {
@@ -72,6 +73,10 @@ SELECT u.id, $1, u.payload, u.metadata::jsonb,
        coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0),
        greatest(u.available_at, now())
 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[], $6::timestamptz[]) AS u(id, payload, metadata, priority, available_at)`)
+
+	// The priority of a queue's messages without one of their own, for
+	// COPY (which cannot look it up per statement as the inserts do).
+	q.queuePriority = r.Replace(`SELECT coalesce((SELECT priority FROM {queues} WHERE name = $1), 0)`)
 
 	// Queues used without a declaration, with their defaults (see
 	// ensureArgs); a declared queue keeps its settings.
