@@ -144,7 +144,11 @@
 // that closes still holding leases lets its row run out at once. Once an
 // hour one backend of the database reads the table anyway, in case.
 //
-// Publish writes all its messages in one INSERT. Concurrent publishes on
+// Publish writes all its messages in one INSERT, or with COPY when a
+// transaction carries 16 or more of a queue's messages whose payloads
+// average 1 KiB or more (COPY reads rows as they come, where the insert
+// builds an array of them first: with 4 KiB payloads, 100 per call, it
+// is about a fifth faster; with 256 B, no faster). Concurrent publishes on
 // one backend share transactions (group commit): while one is on its way,
 // the publishes that come gather for the next (several run side by side
 // only for groups of 100 messages or more); each returns after the commit
