@@ -10,7 +10,7 @@ import (
 // build an array of the payloads and take it apart again, which costs in
 // proportion to their bytes; COPY reads each row as it comes. With 4
 // publishers of 100 messages per call, COPY published 4 KiB payloads at
-// 0.74-0.84x raw COPY where the insert ran at 0.58-0.76x (three
+// 0.74-0.84x raw COPY where the insert ran at 0.58-0.76x (seven
 // interleaved pairs of runs, bench/ publish_batch); with 256 B payloads it
 // gained nothing (0.59-0.66x against 0.56-0.75x), and its two extra
 // round trips (the transaction's begin, the copy's start) make it the

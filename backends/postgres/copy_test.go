@@ -50,8 +50,8 @@ func TestLargeBatchesAreCopied(t *testing.T) {
 	require.NoError(t, b.Publisher().Publish(queue, plain...))
 	require.NoError(t, b.Publisher().Publish(queue, mixed...))
 
-	// The queue's own priority (high) for messages without one, critical
-	// for the others (higher), which come first.
+	// Messages with a priority of their own (above the queue's) come
+	// first, then the others, which have the queue's.
 	var want []*message.Message
 	for _, m := range mixed {
 		if _, ok, _ := pubsub.PriorityOf(m); ok {
