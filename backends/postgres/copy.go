@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -44,33 +45,30 @@ type copyRows struct {
 }
 
 // copyColumns are the columns COPY fills, the others taking their
-// defaults; metadata is left out (its default, {}) when no row has any.
-var (
-	copyColumns     = []string{"id", "queue_name", "payload", "priority", "metadata"}
-	copyColumnsBare = copyColumns[:4]
-)
+// defaults; metadata, the last, is left out (its default, {}) when no row
+// has any.
+var copyColumns = []string{"id", "queue_name", "payload", "priority", "metadata"}
 
 // copyIn copies each of copies into the messages table in tx.
 func (d *Driver) copyIn(ctx context.Context, tx pgx.Tx, copies []*copyRows) error {
 	table := pgx.Identifier{d.cfg.schema, "quantum_flow_messages"}
 	for _, c := range copies {
 		r := c.rows
-		cols := copyColumnsBare
-		for _, m := range r.metadata {
-			if m != "{}" {
-				cols = copyColumns
-				break
-			}
+		withMetadata := slices.ContainsFunc(r.metadata, func(m string) bool { return m != "{}" })
+		cols := copyColumns
+		if !withMetadata {
+			cols = cols[:len(cols)-1]
 		}
 		_, err := tx.CopyFrom(ctx, table, cols, pgx.CopyFromSlice(r.len(), func(i int) ([]any, error) {
 			prio := r.priorities[i]
 			if prio == noPriority {
 				prio = c.priority
 			}
-			if len(cols) == len(copyColumnsBare) {
-				return []any{r.ids[i], r.queue, r.payloads[i], prio}, nil
+			row := append(make([]any, 0, len(cols)), r.ids[i], r.queue, r.payloads[i], prio)
+			if withMetadata {
+				row = append(row, r.metadata[i])
 			}
-			return []any{r.ids[i], r.queue, r.payloads[i], prio, r.metadata[i]}, nil
+			return row, nil
 		}))
 		if err != nil {
 			return err
