@@ -26,9 +26,9 @@
 //   - publish_batch=N: the most messages one publish transaction carries
 //     (default 1000).
 //   - notify_debounce=DURATION: a publish within this time of the last
-//     NOTIFY of its queue from this backend skips its own, unless the
-//     transaction before it skipped one too; a trailing NOTIFY covers the
-//     skipped ones when no transaction follows (default 2ms).
+//     NOTIFY of its queue from this backend skips its own; the next
+//     transaction to notify covers it or, when publishing stops, a
+//     trailing NOTIFY twice this time after the last (default 2ms).
 //   - ack_delay=DURATION: how long acks and nacks may wait to be written
 //     together (default 5ms).
 //   - sync_acks=BOOL: whether claims, acks, nacks and dead-letter moves
@@ -152,12 +152,17 @@
 // one backend share transactions (group commit): while one is on its way,
 // the publishes that come gather for the next (several run side by side
 // only for groups of 100 messages or more); each returns after the commit
-// that carries its messages, so nil means durable. A publish
-// notifies consumers (NOTIFY in the same transaction, in every other
-// transaction of a queue within notify_debounce, with a trailing NOTIFY
-// when publishing stops); they also poll. A Publish whose context (its first message's) is done stores
-// nothing; cancelled while it waits for a transaction, it is dropped;
-// cancelled later, its transaction completes and only the wait ends.
+// that carries its messages, so nil means durable. A publish that finds
+// no transaction in flight writes its own in the caller's goroutine, as a
+// plain pgx call does; a single message goes in with an insert of one row.
+// A publish notifies consumers (NOTIFY in the same transaction, at most
+// once per notify_debounce of a queue, with a trailing NOTIFY when
+// publishing stops); they also poll. A Publish whose context (its first
+// message's) is done stores nothing; cancelled while it waits for a
+// transaction, it is dropped; cancelled later, the wait ends with the
+// context's error and the messages may or may not be stored (a
+// transaction shared with other publishes completes, one of its own is
+// interrupted).
 // PublishTx publishes inside the application's own transaction.
 //
 // # Deduplication

@@ -11,14 +11,19 @@ import (
 )
 
 // notifier decides when publishes notify consumers. NOTIFY takes a global
-// lock at commit, so under heavy write load one backend does not notify a
-// queue in every transaction: the first publish of a debounce interval
-// notifies inside its transaction, and a publish that did not is covered
-// by the next transaction of the queue, or, when none comes within the
-// interval, by one trailing notification of its own, so no message waits
-// for a poll. A trailing NOTIFY is a transaction of its own, with a commit
-// to wait for: sent every interval while a lone publisher went on, they
-// cost it a quarter of its rate (bench/, issue 16).
+// lock at commit, so under heavy write load one backend notifies a queue
+// at most once per debounce interval inside its transactions: the first
+// publish of an interval notifies, the others of the interval do not. The
+// messages those committed are found by the consumers the next notifying
+// transaction wakes or, when publishing stops, by one trailing
+// notification of its own two intervals after the last, so no message
+// waits for a poll. The trailing NOTIFY waits two intervals, not one, so
+// that a publisher that goes on notifies in its next transaction instead:
+// a trailing NOTIFY is a transaction of its own, with a commit to wait for,
+// and sent every interval while a lone publisher went on, they cost it a
+// quarter of its rate. Notifying in every transaction after one that
+// skipped (each second one of a lone publisher) cost it about a third
+// (bench/, issue 16).
 type notifier struct {
 	d *Driver
 
@@ -28,6 +33,10 @@ type notifier struct {
 	kick     chan struct{}
 	started  bool
 }
+
+// trailingAfter is how many debounce intervals after a queue's last
+// notification its trailing one is sent.
+const trailingAfter = 2
 
 func newNotifier(d *Driver) *notifier {
 	return &notifier{d: d, last: map[string]time.Time{}, trailing: map[string]bool{}, kick: make(chan struct{}, 1)}
@@ -41,22 +50,27 @@ func (n *notifier) before(queues []string) []string {
 	defer n.mu.Unlock()
 	var out []string
 	for _, q := range queues {
-		if n.trailing[q] || now.Sub(n.last[q]) >= n.d.cfg.notifyDebounce {
+		if now.Sub(n.last[q]) >= n.d.cfg.notifyDebounce {
 			n.last[q] = now
 			out = append(out, q)
+			// The messages of the transactions that skipped are
+			// committed: the consumers this wakes find them too.
 			delete(n.trailing, q)
 		}
 	}
 	return out
 }
 
-// forget undoes before for a transaction that failed.
+// forget undoes before for a transaction that failed. The queues are
+// owed a notification again: before took the trailing one of the
+// transactions that skipped theirs.
 func (n *notifier) forget(queues []string) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	for _, q := range queues {
 		delete(n.last, q)
 	}
+	n.mu.Unlock()
+	n.after(queues)
 }
 
 // after schedules a notification of queues whose new messages committed
@@ -66,21 +80,30 @@ func (n *notifier) after(queues []string) {
 		return
 	}
 	n.mu.Lock()
+	// run waits for the queues already owed one: only a new one can be
+	// due before it wakes. Waking it for every publish cost a lone
+	// publisher a tenth of its CPU.
+	kick := false
 	for _, q := range queues {
-		n.trailing[q] = true
+		if !n.trailing[q] {
+			n.trailing[q] = true
+			kick = true
+		}
 	}
 	if !n.started {
 		n.started = true
 		n.d.goBackground(n.run)
 	}
 	n.mu.Unlock()
-	select {
-	case n.kick <- struct{}{}:
-	default:
+	if kick {
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// run sends the trailing notifications when their interval is over.
+// run sends the trailing notifications when they are due.
 func (n *notifier) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -90,7 +113,7 @@ func (n *notifier) run() {
 		var due []string
 		var next time.Time
 		for q := range n.trailing {
-			at := n.last[q].Add(n.d.cfg.notifyDebounce)
+			at := n.last[q].Add(trailingAfter * n.d.cfg.notifyDebounce)
 			if !at.After(now) {
 				due = append(due, q)
 				delete(n.trailing, q)

@@ -427,6 +427,70 @@ func TestCrossBackendWakeUp(t *testing.T) {
 	}
 }
 
+// TestNotifyDebounce checks that a lone publisher notifies a queue at
+// most once per notify_debounce inside its transactions, and that the
+// messages of the transactions that skipped are notified when it stops.
+func TestNotifyDebounce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	pub := open(t, withParams(db, "notify_debounce", "1s"))
+	conn := connect(t, db)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := conn.Exec(ctx, "LISTEN quantum_flow_public")
+	require.NoError(t, err)
+
+	start := time.Now()
+	for i := range 30 {
+		require.NoError(t, pub.Publisher().Publish("q", newMsg(fmt.Sprint(i))))
+	}
+	stopped := time.Now()
+	var at []time.Time
+	for {
+		wctx, wcancel := context.WithTimeout(ctx, 3*time.Second)
+		n, err := conn.WaitForNotification(wctx)
+		wcancel()
+		if err != nil {
+			break // none for longer than the trailing notification waits
+		}
+		require.Equal(t, "q", n.Payload)
+		at = append(at, time.Now())
+	}
+	require.NotEmpty(t, at, "no notification at all")
+	intervals := int(stopped.Sub(start)/time.Second) + 1
+	require.LessOrEqual(t, len(at), intervals+1, "notifications of a 30-message burst with a 1s debounce")
+	require.True(t, at[len(at)-1].After(stopped), "no notification after the last publish: its message waits for a poll")
+}
+
+// TestPublishCancelledWhileWriting checks that a publish whose context
+// ends while its transaction waits on the database returns at once with
+// the context's error, and that the backend publishes afterwards.
+func TestPublishCancelledWhileWriting(t *testing.T) {
+	t.Parallel()
+	db := pgtest.Database(t)
+	pub := open(t, db)
+	require.NoError(t, pub.Publisher().Publish("q", newMsg("first")))
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	lock, err := connect(t, db).Begin(ctx)
+	require.NoError(t, err)
+	_, err = lock.Exec(ctx, "LOCK TABLE quantum_flow_messages IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	mctx, mcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer mcancel()
+	m := newMsg("blocked")
+	m.SetContext(mctx)
+	start := time.Now()
+	err = pub.Publisher().Publish("q", m)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 10*time.Second, "the publish waited for the lock, not for its context")
+
+	require.NoError(t, lock.Rollback(ctx))
+	require.NoError(t, pub.Publisher().Publish("q", newMsg("after")))
+}
+
 // TestGroupCommit publishes from many goroutines at once; every Publish
 // that returned nil is durable and delivered once.
 func TestGroupCommit(t *testing.T) {

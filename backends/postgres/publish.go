@@ -161,6 +161,10 @@ func (r *rows) queueInsert(b *pgx.Batch, q *queries) {
 			b.Queue(q.insertAt, r.queue, r.ids, r.payloads, r.metadata, r.priorities, r.availableAt)
 			return
 		}
+		if r.len() == 1 {
+			b.Queue(q.insertOne, r.queue, r.ids[0], r.payloads[0], r.metadata[0], r.priorities[0])
+			return
+		}
 		b.Queue(q.insert, r.queue, r.ids, r.payloads, r.metadata, r.priorities)
 		return
 	}
@@ -199,9 +203,13 @@ func setFirstIDs(msgs []*message.Message, dups []dup) {
 // dispatcher writes published messages. Every SendBatch waits for the
 // commit of the transaction carrying its messages; concurrent calls share
 // transactions. There is no dispatching goroutine: the publish that finds
-// nothing in flight starts the transaction's goroutine itself, and that
-// goroutine goes on with the publishes that gathered meanwhile, so a lone
-// publisher pays for two goroutine switches per publish, not for a relay.
+// nothing in flight or waiting writes its transaction itself (it leads),
+// and the publishes that gathered meanwhile go on in a goroutine of their
+// own, which goes on with those that gather while it writes. So a lone
+// publisher writes as a plain pgx call does, with no hand-over to another
+// goroutine and back: the hand-over, a new goroutine growing its stack for
+// pgx and a thread woken for the reply, cost it about a third of its rate
+// (bench/, issue 16).
 type dispatcher struct {
 	d *Driver
 
@@ -248,8 +256,12 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 	if req.rows.keys != nil {
 		d.startDedupExpiry()
 	}
-	if err := d.pub.submit(req); err != nil {
+	lead, err := d.pub.submit(req)
+	if err != nil {
 		return err
+	}
+	if lead {
+		d.pub.lead(ctx, req)
 	}
 	select {
 	case err := <-req.done:
@@ -263,17 +275,38 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 }
 
 // submit queues a publish for the next transaction, starting it when none
-// is in flight.
-func (p *dispatcher) submit(req *pubReq) error {
+// is in flight. It reports whether the publish leads instead: with nothing
+// in flight or waiting, its caller writes it with lead.
+func (p *dispatcher) submit(req *pubReq) (lead bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return pubsub.ErrClosed
+		return false, pubsub.ErrClosed
+	}
+	if p.inFlight == 0 && len(p.pending) == 0 {
+		p.inFlight++
+		return true, nil
 	}
 	p.pending = append(p.pending, req)
 	p.pendingRows += req.rows.len()
 	p.startLocked()
-	return nil
+	return false, nil
+}
+
+// lead writes a leading publish's transaction in its caller's goroutine,
+// under the caller's context (ended, it interrupts the write, whose
+// messages may or may not be stored then) as well as the backend's, and
+// starts a transaction for the publishes that gathered meanwhile.
+func (p *dispatcher) lead(ctx context.Context, req *pubReq) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(p.d.workCtx, cancel)
+	p.flush(ctx, []*pubReq{req})
+	stop()
+	cancel()
+	p.mu.Lock()
+	p.inFlight--
+	p.endLocked()
+	p.mu.Unlock()
 }
 
 // startLocked starts transactions for the pending publishes: one whenever
@@ -301,18 +334,25 @@ func (p *dispatcher) takeLocked() []*pubReq {
 // goroutine.
 func (p *dispatcher) run(batch []*pubReq) {
 	for batch != nil {
-		p.flush(batch)
+		p.flush(p.d.workCtx, batch)
 		p.mu.Lock()
 		p.inFlight--
 		batch = nil
 		if p.startable() {
 			batch = p.takeLocked()
 		}
-		p.startLocked()
-		if p.closed && p.inFlight == 0 {
-			close(p.drained)
-		}
+		p.endLocked()
 		p.mu.Unlock()
+	}
+}
+
+// endLocked follows the end of a transaction: it starts those due for the
+// pending publishes, and tells close when the last one is over. p.mu is
+// held.
+func (p *dispatcher) endLocked() {
+	p.startLocked()
+	if p.closed && p.inFlight == 0 {
+		close(p.drained)
 	}
 }
 
@@ -345,9 +385,9 @@ func takeGroup(pending []*pubReq, pendingRows, limit int) (group, rest []*pubReq
 	return pending[:i:i], pending[i:], pendingRows - n
 }
 
-// flush writes a group of publishes in one transaction, one statement per
-// queue, and tells each publish how it went.
-func (p *dispatcher) flush(batch []*pubReq) {
+// flush writes a group of publishes in one transaction under ctx, one
+// statement per queue, and tells each publish how it went.
+func (p *dispatcher) flush(ctx context.Context, batch []*pubReq) {
 	var groups []*rows
 	write := batch[:0]
 	for _, r := range batch {
@@ -370,7 +410,7 @@ func (p *dispatcher) flush(batch []*pubReq) {
 	if len(write) == 0 {
 		return
 	}
-	err := p.write(groups)
+	err := p.write(ctx, groups)
 	if err == nil {
 		for _, r := range write {
 			r.dups = r.group.dupsIn(r.off, r.n)
@@ -396,7 +436,7 @@ func (r *rows) dupsIn(off, n int) []dup {
 // write inserts rows in one transaction with the wake-up notifications,
 // retrying when the connection failed before anything was sent (a pooled
 // connection broken by a server restart).
-func (p *dispatcher) write(groups []*rows) error {
+func (p *dispatcher) write(ctx context.Context, groups []*rows) error {
 	d := p.d
 	queues := make([]string, len(groups))
 	for i, g := range groups {
@@ -405,10 +445,10 @@ func (p *dispatcher) write(groups []*rows) error {
 	var err error
 	backoff := pubsub.Backoff{Initial: 50 * time.Millisecond}
 	for try := 0; try < 3; try++ {
-		ctx, cancel := context.WithTimeout(d.workCtx, publishTimeout)
+		tctx, cancel := context.WithTimeout(ctx, publishTimeout)
 		unknown := d.unknownQueues(queues)
 		notifyNow := d.notifier.before(queues)
-		err = d.writeOnce(ctx, groups, unknown, notifyNow)
+		err = d.writeOnce(tctx, groups, unknown, notifyNow)
 		cancel()
 		if err == nil {
 			d.markKnown(unknown)
@@ -419,7 +459,7 @@ func (p *dispatcher) write(groups []*rows) error {
 			return nil
 		}
 		d.notifier.forget(notifyNow)
-		if !pgconn.SafeToRetry(err) || backoff.Wait(d.workCtx) != nil {
+		if !pgconn.SafeToRetry(err) || backoff.Wait(ctx) != nil {
 			return err
 		}
 	}
@@ -449,6 +489,10 @@ func (d *Driver) writeOnce(ctx context.Context, groups []*rows, unknown, notifyN
 		b.Queue(d.q.notify, d.channel, notifyNow)
 	}
 	if len(copies) == 0 {
+		if q := b.QueuedQueries; len(q) == 1 && q[0].Fn == nil {
+			_, err := d.pool.Exec(ctx, q[0].SQL, q[0].Arguments...)
+			return err
+		}
 		return d.pool.SendBatch(ctx, b).Close()
 	}
 	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {

@@ -15,6 +15,7 @@ type queries struct {
 	messages, queues, dlq, instances, latest, paused, dedup, audit, holders string // qualified table names
 
 	insert        string
+	insertOne     string
 	insertAt      string
 	insertDedup   string
 	queuePriority string
@@ -62,6 +63,14 @@ INSERT INTO {messages} (id, queue_name, payload, metadata, priority)
 SELECT u.id, $1, u.payload, u.metadata::jsonb,
        coalesce(nullif(u.priority, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0)
 FROM unnest($2::text[], $3::bytea[], $4::text[], $5::int4[]) AS u(id, payload, metadata, priority)`)
+
+	// The same for one message: the server takes half the time it takes
+	// for arrays of one (31 against 66 µs with pg_stat_statements), a
+	// tenth of a lone publisher's publish.
+	q.insertOne = r.Replace(`
+INSERT INTO {messages} (id, queue_name, payload, metadata, priority)
+VALUES ($2, $1, $3, $4::jsonb,
+        coalesce(nullif($5::int4, -2147483648), (SELECT q.priority FROM {queues} q WHERE q.name = $1), 0))`)
 
 	// The same with when each message becomes deliverable (delayed and
 	// scheduled publishes; a time already past, or the zero time, is now),
