@@ -16,7 +16,9 @@
 // every scenario in a smoke-test size.
 //
 // Scenarios:
-//   - publish: one message per call, 1, 8 and 64 concurrent publishers;
+//   - publish: one message per call, 1, 8 and 64 concurrent publishers
+//     (1 publisher: the subjects on one server take turns, see
+//     interleaved);
 //   - publish_batch: 100 messages per call, 4 concurrent publishers;
 //   - consume: a preloaded backlog drained by 1, 4 and 16 workers (no-op
 //     handler, ack);
@@ -825,6 +827,8 @@ type runner struct {
 
 func (r *runner) runAll(ctx context.Context, jobs []*job) map[string]*Result {
 	results := map[string]*Result{}
+	lone, jobs := splitInterleaved(jobs)
+	r.runInterleaved(ctx, lone, results)
 	for i := 0; i < len(jobs); {
 		if i > 0 && jobs[i].scenario != jobs[i-1].scenario && !r.cfg.Quick {
 			r.env.reset(ctx)
@@ -877,8 +881,7 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 		if ctx.Err() != nil {
 			return
 		}
-		res := &Result{Scenario: j.scenario, Subject: def.Name, Kind: def.Kind, Durability: def.Durability, Params: j.params,
-			Case: j.caseLabel, CaseOrder: j.caseOrder, Machine: r.machine}
+		res := r.newResult(j)
 		if !routed && (inst == nil && openErr == nil || perJob && n > 0) {
 			openInst()
 		}
@@ -903,13 +906,25 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 		if err != nil {
 			res.Error = err.Error()
 		}
-		r.done++
-		r.progress(j, res)
-		if first, ok := results[j.key()]; ok {
-			res = mergeRuns(first, res)
-		}
-		results[j.key()] = res
+		r.record(j, res, results)
 	}
+}
+
+// newResult returns the result of a measurement of j, not yet made.
+func (r *runner) newResult(j *job) *Result {
+	return &Result{Scenario: j.scenario, Subject: j.def.Name, Kind: j.def.Kind, Durability: j.def.Durability, Params: j.params,
+		Case: j.caseLabel, CaseOrder: j.caseOrder, Machine: r.machine}
+}
+
+// record reports a measurement of j and keeps it, merged with an earlier
+// one of the same job (mirrored).
+func (r *runner) record(j *job, res *Result, results map[string]*Result) {
+	r.done++
+	r.progress(j, res)
+	if first, ok := results[j.key()]; ok {
+		res = mergeRuns(first, res)
+	}
+	results[j.key()] = res
 }
 
 // mirrored are the scenarios whose targets compare two figures of the same

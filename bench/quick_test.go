@@ -79,6 +79,10 @@ func TestQuickRun(t *testing.T) {
 			require.Positive(t, r.Throughput, name)
 		}
 		switch r.Scenario {
+		case bench.ScenarioPublish:
+			if r.Publishers == 1 {
+				require.Contains(t, r.Note, "turns with", "%s: a lone publisher takes turns with the other subjects on its server", name)
+			}
 		case bench.ScenarioAddressed:
 			require.Zero(t, r.Misrouted, name)
 			require.Contains(t, []int{1, rep.Sizes.Instances}, r.Instances, name)
