@@ -77,7 +77,7 @@ with --json). --out writes results.json, results.md and results.svg into a
 directory; --results writes the Markdown report to a file (bench/RESULTS.md)
 and its chart and data beside it (RESULTS.svg, RESULTS.json).
 
-The full run takes about ten minutes on two cores; --quick runs every scenario
+The full run takes about 45 minutes on two cores; --quick runs every scenario
 at smoke-test size in well under a minute (its figures mean little).
 
 It is a binary of its own, not a command of quantumflow, so that the operator
