@@ -241,8 +241,10 @@ func newDispatcher(d *Driver) *dispatcher {
 // SendBatch writes msgs to queue in one transaction, shared with
 // concurrent publishes, and returns after it committed: a nil error means
 // the messages are durable. When ctx ends before the transaction carrying
-// them starts, nothing is written; later, the write goes on and only the
-// wait ends.
+// them starts, nothing is written. Later, a transaction shared with other
+// publishes goes on and only the wait ends, with ctx's error; one the
+// publish writes itself (it leads) is interrupted, and its outcome is
+// returned.
 func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Message) error {
 	req := &pubReq{ctx: ctx, rows: rows{queue: queue}, done: make(chan error, 1), n: len(msgs)}
 	if err := req.rows.add(msgs); err != nil {
@@ -261,17 +263,20 @@ func (d *Driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 		return err
 	}
 	if lead {
+		// Written by now: its outcome is known, whatever ctx did.
 		d.pub.lead(ctx, req)
-	}
-	select {
-	case err := <-req.done:
-		if err == nil {
-			setFirstIDs(msgs, req.dups)
+		err = <-req.done
+	} else {
+		select {
+		case err = <-req.done:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		return d.wrapErr(err)
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+	if err == nil {
+		setFirstIDs(msgs, req.dups)
+	}
+	return d.wrapErr(err)
 }
 
 // submit queues a publish for the next transaction, starting it when none
