@@ -413,3 +413,48 @@ func BenchmarkRawCommitLatency(b *testing.B) {
 	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
 }
+
+// BenchmarkLonePublish: one publisher, one message per call, against raw
+// pgx's single-row autocommit insert, and against the backend with NOTIFY
+// out of the way (notify_debounce=1h), taking turns of 50 calls in one
+// process: a lone publish waits for its commit, whose time follows the
+// disk's and drifts by a third from one minute to the next, so figures
+// taken one after the other compare little (issue 16).
+func BenchmarkLonePublish(b *testing.B) {
+	be, db := openBench(b)
+	quiet, _ := openBench(b, "notify_debounce", "1h")
+	pool := openRaw(b, db)
+	ctx := context.Background()
+	publish := func(be *pubsub.Backend) func() error {
+		return func() error { return be.Publisher().Publish("q", message.NewMessage(uuid.NewString(), payload256)) }
+	}
+	arms := []struct {
+		unit string
+		call func() error
+		took time.Duration
+	}{
+		{unit: "us/publish", call: publish(be)},
+		{unit: "us/publish_no_notify", call: publish(quiet)},
+		{unit: "us/raw_insert", call: func() error {
+			_, err := pool.Exec(ctx, `INSERT INTO raw_messages (id, queue_name, payload) VALUES ($1, $2, $3)`, uuid.NewString(), "q", payload256)
+			return err
+		}},
+	}
+	const turn = 50
+	n := 0
+	for b.Loop() {
+		for i := range arms {
+			start := time.Now()
+			for range turn {
+				if err := arms[i].call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			arms[i].took += time.Since(start)
+		}
+		n += turn
+	}
+	for _, a := range arms {
+		b.ReportMetric(float64(a.took.Microseconds())/float64(n), a.unit)
+	}
+}
