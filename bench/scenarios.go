@@ -263,9 +263,6 @@ func (r *runner) preloadQueue(ctx context.Context, inst *instance, p Params, n i
 	return queue, loaded, nil
 }
 
-// drain starts workers consumers on queue and returns how many of the
-// first target messages arrived and the time from the first to the last
-// of them (or to the ConsumeMax bound).
 // drain starts workers consumers of queue and stops them once they have
 // received target messages (or the consume bound passed): it returns how
 // many they received, the time from the first to the last, and the time

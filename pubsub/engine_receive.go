@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -52,14 +53,24 @@ type receiver struct {
 	backoff    Backoff
 
 	// Messages given back that no receive of this receiver has brought
-	// back yet, by ID, and until when to wait for them. JetStream
-	// redelivers in the order of its naks, not of the queue: messages
-	// received ahead while older given-back ones still wait on the server,
-	// then given back in their turn, would go behind those. So while any
-	// wait, the receiver receives only what waiting subscriptions take at
-	// once, and nothing goes back behind them.
-	givenBack      map[string]struct{}
-	givenBackUntil time.Time
+	// back yet, by ID, each waited for up to givenBackWait. A backend may
+	// redeliver them out of their order: JetStream redelivers in the order
+	// of its naks, not of the queue, and puts a redelivery it could not
+	// hand to a pull request (one whose client is gone) at the back. So
+	// while any wait:
+	//   - the receiver receives only what waiting subscriptions take at
+	//     once (messages received ahead, then given back in their turn,
+	//     would go behind the older ones still out);
+	//   - a message that goes after one still out waits in the buffer
+	//     (see blocked) until that one comes or its wait runs out.
+	givenBack map[string]givenBackMsg
+}
+
+// givenBackMsg is a message given back, and until when its receiver waits
+// for it.
+type givenBackMsg struct {
+	m     *Received
+	until time.Time
 }
 
 // receiveCall is a ReceiveBatch running.
@@ -118,13 +129,7 @@ func (r *receiver) leave(s *subscription) int {
 // next returns the next message for s, waiting for one; false when s ends.
 func (r *receiver) next(s *subscription) (*Received, bool) {
 	r.mu.Lock()
-	for len(r.buf) > 0 && !r.halted {
-		m := r.buf[0]
-		r.buf[0] = nil
-		r.buf = r.buf[1:]
-		if m.Lost() {
-			continue
-		}
+	if m := r.pop(); m != nil {
 		// Running low: receive more before subscriptions have to wait.
 		low := r.target > 1 && len(r.buf) < r.target
 		r.mu.Unlock()
@@ -134,7 +139,7 @@ func (r *receiver) next(s *subscription) (*Received, bool) {
 		return m, true
 	}
 	w := s.handed
-	if len(r.waiters) == 0 {
+	if len(r.waiters) == 0 && len(r.buf) == 0 {
 		r.emptiedAt = time.Now()
 	}
 	r.waiters = append(r.waiters, w)
@@ -318,6 +323,7 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 	// them. And only with no receive in flight, whose messages would
 	// overtake them too: those are cancelled, to return what they have.
 	r.buf = slices.DeleteFunc(r.buf, (*Received).Lost)
+	r.forgetGivenBack(now)
 	if r.halted {
 		// Paused: back to the queue, once no receive in flight can bring
 		// messages that would overtake them.
@@ -341,9 +347,6 @@ func (r *receiver) plan() (stale []*Received, need int, ticket uint64, ctx conte
 	}
 	if r.inflight >= t.ReceivesInFlight || t.ReceiveInOrder && r.unheld > 0 || now.Before(r.retryAt) {
 		return stale, 0, 0, nil
-	}
-	if len(r.givenBack) > 0 && now.After(r.givenBackUntil) {
-		clear(r.givenBack) // taken by other processes meanwhile
 	}
 	need, ahead := r.need()
 	if need == 0 {
@@ -423,22 +426,57 @@ func (r *receiver) handOut(got []*Received, full bool) {
 		r.target = min(r.e.tuning.MaxBatch, 2*r.target)
 	}
 	r.handedAt = now
-	for _, m := range got {
-		// Also while an admin read waits for the receives in flight (see
-		// paused): a message a subscription holds is in flight for the
-		// read as for the driver. Buffering it instead had it given back,
-		// and a process polling Stats often enough starved its own
-		// subscriptions: what each receive brought went back.
-		if len(r.waiters) > 0 && !r.halted {
-			w := r.waiters[0]
-			r.waiters = r.waiters[1:]
-			w <- m
-			continue
-		}
-		r.buf = append(r.buf, m)
-	}
+	r.buf = append(r.buf, got...)
 	// A later receive may have found messages that go before buffered ones.
 	slices.SortStableFunc(r.buf, deliveryOrder)
+	r.serveWaiters()
+}
+
+// serveWaiters hands buffered messages to waiting subscriptions, in
+// order, while the first is not blocked. Also while an admin read waits
+// for the receives in flight (see paused): a message a subscription holds
+// is in flight for the read as for the driver. Buffering it instead had
+// it given back, and a process polling Stats often enough starved its own
+// subscriptions: what each receive brought went back. r.mu is held.
+func (r *receiver) serveWaiters() {
+	for len(r.waiters) > 0 {
+		m := r.pop()
+		if m == nil {
+			return
+		}
+		w := r.waiters[0]
+		r.waiters = r.waiters[1:]
+		w <- m
+	}
+}
+
+// pop takes the first buffered message, dropping lost ones on the way;
+// nil when there is none, it is blocked, or the queue is paused. r.mu is
+// held.
+func (r *receiver) pop() *Received {
+	for len(r.buf) > 0 && !r.halted {
+		m := r.buf[0]
+		if !m.Lost() && r.blocked(m) {
+			return nil
+		}
+		r.buf[0] = nil
+		r.buf = r.buf[1:]
+		if !m.Lost() {
+			return m
+		}
+	}
+	return nil
+}
+
+// blocked reports whether m goes after a message given back that has not
+// come back yet (see givenBack). r.mu is held.
+func (r *receiver) blocked(m *Received) bool {
+	for _, g := range r.givenBack {
+		if deliveryOrder(g.m, m) < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // deliveryOrder is the order ReceiveBatch promises: priority first, then
@@ -455,11 +493,22 @@ func deliveryOrder(a, b *Received) int {
 	return 0
 }
 
-// givenBackWait is how long a receiver waits for messages it gave back
-// before it receives ahead again (see receiver.givenBack): long enough for
-// a slow consumer's next few receives, short enough that messages other
-// processes took do not stop it receiving ahead for long.
+// givenBackWait is how long a receiver waits for a message it gave back
+// (see receiver.givenBack): long enough for a slow consumer's next few
+// receives, short enough that a message another process took holds this
+// one's consumers up only briefly.
 const givenBackWait = 2 * time.Second
+
+// forgetGivenBack stops waiting for given-back messages whose wait ran
+// out (taken by other processes meanwhile), and hands out what waited
+// behind them. r.mu is held.
+func (r *receiver) forgetGivenBack(now time.Time) {
+	n := len(r.givenBack)
+	maps.DeleteFunc(r.givenBack, func(_ string, g givenBackMsg) bool { return now.After(g.until) })
+	if len(r.givenBack) < n {
+		r.serveWaiters()
+	}
+}
 
 // giveBack returns messages that reached no consumer to the queue.
 func (r *receiver) giveBack(ms []*Received) {
@@ -469,12 +518,12 @@ func (r *receiver) giveBack(ms []*Received) {
 	}
 	r.mu.Lock()
 	if r.givenBack == nil {
-		r.givenBack = make(map[string]struct{}, len(ms))
+		r.givenBack = make(map[string]givenBackMsg, len(ms))
 	}
+	until := time.Now().Add(givenBackWait)
 	for _, m := range ms {
-		r.givenBack[m.ID] = struct{}{}
+		r.givenBack[m.ID] = givenBackMsg{m: m, until: until}
 	}
-	r.givenBackUntil = time.Now().Add(givenBackWait)
 	r.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -2,9 +2,11 @@ package nats_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -65,4 +67,58 @@ func TestGiveBackThenRedeliveredHere(t *testing.T) {
 		st, err := rawStream(t, url, "QF-STATE").Info(t.Context())
 		return err == nil && st.State.Msgs == 0
 	}, 5*time.Second, 20*time.Millisecond, "delivery state left behind")
+}
+
+// TestOrderThroughGiveBacksWithStalePulls checks that messages given back
+// come again in their order even when JetStream redelivers them out of
+// it. A pull request whose client is gone stays on the server until it
+// next looks at its waiting requests; a redelivery it takes from the
+// queue for such a request meanwhile goes to the back of the redelivery
+// queue. A client's own requests can be left so (a receive cancelled
+// while its request still waits in the server's queue: a fresh clone's
+// conformance OrderThroughGiveBacks failed once on it). Here a raw
+// connection sends them all along, with no subscriber for their reply
+// subject, while one consumer alternates fast bursts and stalls past the
+// prefetch hold.
+func TestOrderThroughGiveBacksWithStalePulls(t *testing.T) {
+	t.Parallel()
+	url := server(t).ClientURL()
+	b := openBackend(t, url)
+	const queue, total, stall = "stalepulls", 60, 350 * time.Millisecond
+	msgs := newMessages(total, "s")
+	for i, m := range msgs {
+		m.Payload = []byte(strconv.Itoa(i))
+	}
+	require.NoError(t, b.Publisher().Publish(queue, msgs...))
+	ch := subscribe(t, b, queue)
+
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			_ = nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.QF_"+queue+".workers",
+				"stale.pull."+strconv.Itoa(i), []byte(`{"batch":1,"expires":10000000000}`))
+		}
+	}()
+
+	burst, left := 3, 3
+	for i, w := range msgs {
+		msg := pubsubtest.Receive(t, ch)
+		require.Equal(t, w.UUID, msg.UUID, "message %d: got %s", i, msg.Payload)
+		require.Equal(t, 1, pubsub.DeliveryOf(msg).Attempt, "attempt of message %d: given back, not counted", i)
+		if left--; left == 0 {
+			time.Sleep(stall)
+			burst = burst%7 + 2
+			left = burst
+		}
+		msg.Ack()
+	}
 }
