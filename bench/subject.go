@@ -59,13 +59,27 @@ func (s *watermillSubject) publish(_ context.Context, queue string, payloads [][
 func (s *watermillSubject) consume(ctx context.Context, queue string, workers int, handle func([]byte) bool) (func(), error) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	var chans []<-chan *message.Message
+	// stop returns once every subscription ended: the next measurement
+	// must not start while these still give back what they hold (it met
+	// their receiver, and the messages on their way back). A message
+	// handed out as they end goes back too.
+	stop := func() {
+		cancel()
+		wg.Wait()
+		for _, ch := range chans {
+			for msg := range ch {
+				msg.Nack()
+			}
+		}
+	}
 	for range workers {
 		ch, err := s.sub.Subscribe(ctx, queue)
 		if err != nil {
-			cancel()
-			wg.Wait()
+			stop()
 			return nil, fmt.Errorf("subscribe %s: %w", queue, err)
 		}
+		chans = append(chans, ch)
 		wg.Go(func() {
 			for msg := range ch {
 				if s.onMessage != nil && s.onMessage(msg) != nil || !handle(msg.Payload) {
@@ -78,7 +92,7 @@ func (s *watermillSubject) consume(ctx context.Context, queue string, workers in
 			}
 		})
 	}
-	return func() { cancel(); wg.Wait() }, nil
+	return stop, nil
 }
 
 func (s *watermillSubject) close() error {

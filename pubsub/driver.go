@@ -163,6 +163,13 @@ type Received struct {
 	Seq int64
 	// AckID is the driver's own handle on the delivery.
 	AckID any
+	// OutOfOrder is set by a driver whose backend may have delivered this
+	// message out of queue order, so that messages before it may still be
+	// waiting: JetStream redelivers in the order of its naks. Any other
+	// message was taken in queue order (every one before it was taken
+	// already), and the engine stops waiting for the messages it gave
+	// back that go before it (see receiver.givenBack).
+	OutOfOrder bool
 
 	receivedAt time.Time
 	lost       atomic.Bool

@@ -275,10 +275,11 @@ func (r *receiver) takeResult(res receiveResult) {
 	r.handOut(r.e.screen(r.queue, res.got), len(res.got) == res.need)
 }
 
-// cameBack counts given-back messages a receive brought back. A receive
-// that brought fewer than it asked for found the queue without more ready
-// messages: the given-back ones that did not come back went to other
-// processes, and none wait on the server any more.
+// cameBack counts given-back messages a receive brought back, and stops
+// waiting for those that went to other processes: all of them when the
+// receive brought fewer than it asked for (the queue had no more ready),
+// and those before a message it took in queue order (see
+// Received.OutOfOrder).
 func (r *receiver) cameBack(res receiveResult) {
 	if len(r.givenBack) == 0 {
 		return
@@ -288,6 +289,14 @@ func (r *receiver) cameBack(res receiveResult) {
 	}
 	if len(res.got) < res.need {
 		clear(r.givenBack)
+		return
+	}
+	// A message taken in queue order comes after every message still to
+	// take: the given-back ones before it went to other processes.
+	for _, m := range res.got {
+		if !m.OutOfOrder {
+			maps.DeleteFunc(r.givenBack, func(_ string, g givenBackMsg) bool { return deliveryOrder(g.m, m) < 0 })
+		}
 	}
 }
 

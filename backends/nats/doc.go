@@ -200,9 +200,13 @@
 // each (and a removal when the message is settled): what limits prefetch.
 // The last NAK of a give-back waits for the server's answer, so the
 // messages are back in the consumer's redelivery queue before the next
-// receive or admin read. JetStream redelivers in the order of the NAKs:
-// messages given back go behind those given back before them and not yet
-// delivered again (stream order holds otherwise).
+// receive or admin read. JetStream redelivers in the order of the NAKs,
+// and puts a redelivery it could not hand to a pull request (one whose
+// client is gone) at the back: messages given back can come again out of
+// their order. The engine holds a message back until the given-back
+// messages before it came (up to 2 s each), or a first delivery (they come
+// only when no redelivery waits) showed that they went to another process
+// (pubsub.Received.OutOfOrder); stream order holds otherwise.
 //
 // Delivery is at least once: a message comes back if its consumer dies,
 // after ack_wait. While the engine holds a message (buffered or with a

@@ -74,10 +74,10 @@ func TestGiveBackThenRedeliveredHere(t *testing.T) {
 // it. A pull request whose client is gone stays on the server until it
 // next looks at its waiting requests; a redelivery it takes from the
 // queue for such a request meanwhile goes to the back of the redelivery
-// queue. A client's own requests can be left so (a receive cancelled
-// while its request still waits in the server's queue: a fresh clone's
-// conformance OrderThroughGiveBacks failed once on it). Here a raw
-// connection sends them all along, with no subscriber for their reply
+// queue (nats-server's consumer.loopAndGatherMsgs). The conformance case
+// OrderThroughGiveBacks failed once on a fresh clone with the symptom
+// this gives (one message overtaken by the next). Here a raw connection
+// sends such requests all along, with no subscriber for their reply
 // subject, while one consumer alternates fast bursts and stalls past the
 // prefetch hold.
 func TestOrderThroughGiveBacksWithStalePulls(t *testing.T) {
@@ -121,4 +121,54 @@ func TestOrderThroughGiveBacksWithStalePulls(t *testing.T) {
 		}
 		msg.Ack()
 	}
+}
+
+// TestGivenBackTakenElsewhere checks that a backend stops waiting for
+// messages it gave back once another process took them: a first delivery
+// comes from JetStream only when no redelivery waits, so a new message
+// that reaches the backend afterwards goes to its consumer at once. Had
+// the backend held it back, behind messages that were not coming, its
+// prefetch hold would have given it back, and JetStream would count a
+// second delivery of it.
+func TestGivenBackTakenElsewhere(t *testing.T) {
+	t.Parallel()
+	url := server(t).ClientURL()
+	a, b := openBackend(t, url), openBackend(t, url)
+	const queue, total, fast = "elsewhere", 30, 10
+	require.NoError(t, a.Publisher().Publish(queue, newMessages(total, "e")...))
+
+	// a's consumer takes ten fast (a receives ahead), then holds the
+	// eleventh past the hold: a gives back what it received ahead.
+	ch := subscribe(t, a, queue)
+	for range fast {
+		pubsubtest.Receive(t, ch).Ack()
+	}
+	held := pubsubtest.Receive(t, ch)
+	// b takes the rest, given back or never received by a.
+	bctx, stopB := context.WithCancel(t.Context())
+	bch, err := b.Subscriber().Subscribe(bctx, queue)
+	require.NoError(t, err)
+	for range total - fast - 1 {
+		m := pubsubtest.Receive(t, bch)
+		require.Equal(t, 1, pubsub.DeliveryOf(m).Attempt)
+		m.Ack()
+	}
+	stopB()
+	for range bch {
+	}
+
+	cons, err := rawStream(t, url, "QF_"+queue).Consumer(t.Context(), "workers")
+	require.NoError(t, err)
+	info, err := cons.Info(t.Context())
+	require.NoError(t, err)
+	deliveries := info.Delivered.Consumer
+	fresh := newMessages(1, "fresh")[0]
+	require.NoError(t, a.Publisher().Publish(queue, fresh))
+	held.Ack()
+	m := pubsubtest.Receive(t, ch)
+	require.Equal(t, fresh.UUID, m.UUID)
+	m.Ack()
+	info, err = cons.Info(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, deliveries+1, info.Delivered.Consumer, "the new message was delivered once")
 }

@@ -205,6 +205,9 @@ func (d *driver) received(ctx context.Context, q *queueEntry, ms []jetstream.Msg
 			FirstFailureAt: dv.state.FirstFailureAt,
 			Seq:            int64(dv.seq),
 			AckID:          dv,
+			// Redeliveries come in the order of their naks; a first
+			// delivery only once none waits (they go first).
+			OutOfOrder: dv.delivered > 1,
 		})
 	}
 	d.putStates(sctx, q.name, back)
