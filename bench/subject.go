@@ -60,10 +60,10 @@ func (s *watermillSubject) consume(ctx context.Context, queue string, workers in
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var chans []<-chan *message.Message
-	// stop returns once every subscription ended: the next measurement
-	// must not start while these still give back what they hold (it met
-	// their receiver, and the messages on their way back). A message
-	// handed out as they end goes back too.
+	// stop returns once every subscription ended. Returning earlier, while
+	// they still gave back what they held, let the next measurement
+	// subscribe to their receiver and meet that give-back halfway. A
+	// message handed out as they end goes back too.
 	stop := func() {
 		cancel()
 		wg.Wait()
