@@ -292,11 +292,16 @@ func (r *receiver) cameBack(res receiveResult) {
 		return
 	}
 	// A message taken in queue order comes after every message still to
-	// take: the given-back ones before it went to other processes.
+	// take: the given-back ones before it (before the last such message)
+	// went to other processes.
+	var last *Received
 	for _, m := range res.got {
-		if !m.OutOfOrder {
-			maps.DeleteFunc(r.givenBack, func(_ string, g givenBackMsg) bool { return deliveryOrder(g.m, m) < 0 })
+		if !m.OutOfOrder && (last == nil || deliveryOrder(last, m) < 0) {
+			last = m
 		}
+	}
+	if last != nil {
+		maps.DeleteFunc(r.givenBack, func(_ string, g givenBackMsg) bool { return deliveryOrder(g.m, last) < 0 })
 	}
 }
 
