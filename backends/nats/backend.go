@@ -38,6 +38,7 @@ type driver struct {
 	registry    jetstream.KeyValue
 	batches     *batchAcks
 	givenBack   givenBackCache
+	records     records
 
 	queuesMu sync.Mutex
 	queues   map[string]*queueEntry

@@ -191,13 +191,24 @@
 // A message the engine gives back (received ahead and not taken in time,
 // when an admin read of its queue comes through this backend, or when
 // the backend's last subscription of the queue ends) goes back with a
-// NAK, ready again at once, its delivery undone: JetStream counts every delivery and
-// cannot take one back, so the delivery is first recorded as uncounted in
-// QF-STATE, and the attempt of a later delivery is JetStream's count
-// (Metadata().NumDelivered) less the uncounted ones. The record is kept in
-// memory as well: a message given back usually comes back to the same
-// backend, which then needs no read. Give-backs thus cost a state write
-// each (and a removal when the message is settled): what limits prefetch.
+// NAK, ready again at once, its delivery undone: JetStream counts every
+// delivery and cannot take one back, so the delivery is first recorded as
+// uncounted in QF-STATE, and the attempt of a later delivery is
+// JetStream's count (Metadata().NumDelivered) less the uncounted ones.
+// One message of QF-STATE records a whole give-back (a message that
+// failed before keeps its own state instead), and the backend keeps the
+// record in memory as well: a message given back usually comes back to
+// the same backend, which then needs no read and writes nothing, and the
+// record goes once its messages are settled there. So a give-back costs
+// one state write, and one removal. A backend that takes a message given
+// back by another reads that backend's records of the queue (a request,
+// and one more a record it has not read before); records whose messages
+// were all settled elsewhere are removed by the next backend to give
+// back messages of the queue, at most every 30 s. Until its first lease
+// extension (a third of ack_wait), a message taken back from a record is
+// counted waiting by Stats and ListPending in other processes (in this
+// one, in flight).
+//
 // The last NAK of a give-back waits for the server's answer, so the
 // messages are back in the consumer's redelivery queue before the next
 // receive or admin read. JetStream redelivers in the order of the NAKs,

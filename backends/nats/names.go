@@ -13,7 +13,8 @@ import (
 //	queue stream     QF_<token>          subject QF.q.<token>
 //	queue consumer   workers             (on each queue stream)
 //	dead letters     QF-DLQ              subjects QF.dlq.<token>
-//	delivery state   QF-STATE            subjects QF.state.<token>.<stream seq>
+//	delivery state   QF-STATE            subjects QF.state.<token>.<stream seq>,
+//	                                     and QF.state.<token>.given.<id> (give-backs)
 //	instances        QF-REGISTRY         key-value bucket (stream KV_QF-REGISTRY)
 //	audit log        QF-AUDIT            subject QF.audit
 //
@@ -63,6 +64,17 @@ func (n names) auditStream() string              { return n.prefix + "-AUDIT" }
 func (n names) auditSubject() string             { return n.prefix + ".audit" }
 func (n names) stateSubjects() string            { return n.prefix + ".state.>" }
 func (n names) stateQueueFilter(q string) string { return n.prefix + ".state." + token(q) + ".*" }
+
+// recordSubject is a give-back record's subject (see givenBackRecord): a
+// token deeper than the queue's state subjects, so that stateQueueFilter
+// does not match it.
+func (n names) recordSubject(queue, id string) string {
+	return n.prefix + ".state." + token(queue) + ".given." + id
+}
+
+func (n names) recordFilter(queue string) string {
+	return n.prefix + ".state." + token(queue) + ".given.*"
+}
 
 func (n names) stateSubject(queue string, seq uint64) string {
 	return n.prefix + ".state." + token(queue) + "." + strconv.FormatUint(seq, 10)

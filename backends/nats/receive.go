@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,7 +51,23 @@ type delivery struct {
 	delivered uint64 // JetStream's delivery count, this delivery included
 	published time.Time
 	state     deliveryState
-	hasState  bool
+	from      stateSource
+	// record is this driver's give-back record that state came from, to
+	// close when the message no longer needs it (see closeRecord).
+	record *ownRecord
+
+	// mu orders ExtendLeases' state write (see there) before the
+	// settlement's; settled is set by the settlement.
+	mu      sync.Mutex
+	settled bool
+}
+
+// settle marks dv settled (given back included): ExtendLeases leaves it
+// alone from now on, and one of its writes under way is done.
+func (dv *delivery) settle() {
+	dv.mu.Lock()
+	dv.settled = true
+	dv.mu.Unlock()
 }
 
 // ReceiveBatch takes what the queue holds now, up to max; when it holds
@@ -168,8 +185,8 @@ func consumerGone(err error) bool {
 func (d *driver) received(ctx context.Context, q *queueEntry, ms []jetstream.Msg) []*pubsub.Received {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	out := make([]*pubsub.Received, 0, len(ms))
-	var back []stateWrite
+	dvs := make([]*delivery, 0, len(ms))
+	var inRecords []*delivery
 	for _, m := range ms {
 		meta, err := m.Metadata()
 		if err != nil {
@@ -178,27 +195,43 @@ func (d *driver) received(ctx context.Context, q *queueEntry, ms []jetstream.Msg
 			continue
 		}
 		dv := &delivery{msg: m, seq: meta.Sequence.Stream, delivered: meta.NumDelivered, published: meta.Timestamp}
-		d.loadState(sctx, q.name, dv)
-		if dv.delivered <= 1 {
+		if d.loadState(sctx, q.name, dv) {
+			inRecords = append(inRecords, dv)
+		}
+		if _, delayed := deliverAtOf(m.Headers()); delayed && dv.delivered <= 1 {
 			// A delayed message has a state from its publish (see
 			// scheduleDelayed), for its settlement to remove.
-			_, dv.hasState = deliverAtOf(m.Headers())
+			dv.from = ownState
 		}
+		dvs = append(dvs, dv)
+	}
+	if len(inRecords) > 0 {
+		d.loadRecordStates(sctx, q.name, inRecords)
+	}
+	out := make([]*pubsub.Received, 0, len(dvs))
+	var back []stateWrite
+	for _, dv := range dvs {
 		attempt := int(dv.delivered)
-		if dv.hasState {
+		if dv.from != noState {
 			attempt = max(1, dv.state.attempts(dv.delivered))
-			if dv.state.Waiting {
-				// Back in a consumer's hands: no longer waiting in the
-				// queue, for Stats and ListPending.
-				ds := dv.state
-				ds.Waiting, ds.RetryAt, ds.Deliveries = false, time.Time{}, dv.delivered
-				back = append(back, stateWrite{dv: dv, ds: ds})
-			}
 		}
-		h := m.Headers()
+		switch {
+		case dv.from == ownState && dv.state.Waiting:
+			// Back in a consumer's hands: no longer waiting in the
+			// queue, for Stats and ListPending.
+			ds := dv.state
+			ds.Waiting, ds.RetryAt, ds.Deliveries = false, time.Time{}, dv.delivered
+			back = append(back, stateWrite{dv: dv, ds: ds})
+		case dv.from == recordState:
+			// The same, written only if it is held long (ExtendLeases):
+			// most are settled before. Meanwhile an admin read here
+			// knows, and one elsewhere counts the message waiting.
+			d.records.hold(q.name, dv.seq, true)
+		}
+		h := dv.msg.Headers()
 		out = append(out, &pubsub.Received{
-			ID:             messageID(h, meta.Stream, dv.seq),
-			Payload:        m.Data(),
+			ID:             messageID(h, q.stream, dv.seq),
+			Payload:        dv.msg.Data(),
 			Metadata:       metadataOf(h, nil),
 			Priority:       q.priority,
 			Attempt:        attempt,
@@ -223,7 +256,7 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		errs    []error
 		writes  []stateWrite
 		delays  []time.Duration
-		settled []*delivery // with a state to remove
+		settled []*delivery // settled for good
 	)
 	now := time.Now()
 	for _, s := range ss {
@@ -231,19 +264,21 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 			continue
 		}
 		dv := s.Msg.AckID.(*delivery)
+		dv.settle()
+		d.records.hold(queue, dv.seq, false)
 		ds := dv.state
 		switch s.Action {
 		case pubsub.SettleAck:
 			if err := dv.msg.Ack(); err != nil {
 				errs = append(errs, fmt.Errorf("ack %s: %w", s.Msg.ID, err))
-			} else if dv.hasState {
+			} else {
 				settled = append(settled, dv)
 			}
 			continue
 		case pubsub.SettleDeadLetter:
 			if err := d.deadLetter(ctx, queue, s); err != nil {
 				errs = append(errs, err)
-			} else if dv.hasState {
+			} else {
 				settled = append(settled, dv)
 			}
 			continue
@@ -266,10 +301,20 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		writes = append(writes, stateWrite{dv: dv, ds: ds})
 		delays = append(delays, s.Delay)
 	}
-	d.removeStates(queue, settled)
+	var removals []*delivery
+	for _, dv := range settled {
+		if dv.from == ownState {
+			removals = append(removals, dv)
+		}
+		d.closeRecord(dv)
+	}
+	d.removeStates(queue, removals)
 	// The states go first: the redelivery reads them.
-	d.putStates(ctx, queue, writes)
+	stored := d.putStates(ctx, queue, writes)
 	for i, w := range writes {
+		if stored[i] {
+			d.closeRecord(w.dv)
+		}
 		if err := w.dv.msg.NakWithDelay(delays[i]); err != nil {
 			errs = append(errs, fmt.Errorf("nak: %w; the message comes back after ack_wait", err))
 		}
@@ -316,37 +361,66 @@ func (d *driver) deadLetter(ctx context.Context, queue string, s pubsub.Settleme
 }
 
 // GiveBack naks messages that never reached a consumer, after recording
-// their deliveries as uncounted (see deliveryState), all states at once.
-// The states go into a cache too: the message usually comes back to this
-// driver, which then reads its state without a round trip. A message
-// whose state could not be stored is naked too and comes back with this
-// delivery counted; the error says how many.
+// their deliveries as uncounted (see deliveryState): in one record for
+// all (givenBackRecord), but a message that has a state of its own (it
+// failed before) in that. The states go into a cache too: the message
+// usually comes back to this driver, which then reads its state without
+// a round trip. A message whose state could not be stored is naked too
+// and comes back with this delivery counted; the error says how many.
 func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Received) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	now := time.Now()
-	writes := make([]stateWrite, 0, len(ms))
+	var owns, recs []stateWrite
 	for _, r := range ms {
 		if r.Lost() {
 			continue
 		}
 		dv := r.AckID.(*delivery)
+		dv.settle()
+		d.records.hold(queue, dv.seq, false)
 		ds := dv.state
 		ds.Uncounted++
 		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now, dv.delivered, dv.published
-		writes = append(writes, stateWrite{dv: dv, ds: ds})
-	}
-	stored := d.putStates(ctx, queue, writes)
-	var errs []error
-	unstored := 0
-	for i, w := range writes {
-		if stored[i] {
-			d.givenBack.add(queue, w.dv.seq, w.ds)
+		if dv.from == ownState {
+			owns = append(owns, stateWrite{dv: dv, ds: ds})
 		} else {
-			unstored++
+			recs = append(recs, stateWrite{dv: dv, ds: ds})
 		}
+	}
+	unstored := 0
+	for i, ok := range d.putStates(ctx, queue, owns) {
+		if !ok {
+			unstored++
+			continue
+		}
+		d.givenBack.add(queue, owns[i].dv.seq, cachedState{ds: owns[i].ds, from: ownState})
+	}
+	for i, own := range d.writeRecords(ctx, queue, recs) {
+		if own == nil {
+			unstored++
+			continue
+		}
+		d.closeRecord(recs[i].dv) // the new record supersedes the old
+		d.givenBack.add(queue, recs[i].dv.seq, cachedState{ds: recs[i].ds, from: recordState, record: own})
+	}
+	d.sweepRecords(queue)
+	errs := d.nakAll(ctx, append(owns, recs...))
+	if unstored > 0 {
+		// Naked all the same: they come back at once rather than after
+		// ack_wait, with this delivery counted either way.
+		errs = append(errs, fmt.Errorf("delivery state of %d of %d messages not stored: they come back with this delivery counted as an attempt", unstored, len(owns)+len(recs)))
+	}
+	return errors.Join(errs...)
+}
+
+// nakAll naks the messages of ws, the last one waiting for the server's
+// answer (see nakAndWait).
+func (d *driver) nakAll(ctx context.Context, ws []stateWrite) []error {
+	var errs []error
+	for i, w := range ws {
 		var err error
-		if i < len(writes)-1 {
+		if i < len(ws)-1 {
 			err = w.dv.msg.Nak()
 		} else {
 			err = d.nakAndWait(ctx, w.dv.msg)
@@ -355,12 +429,7 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 			errs = append(errs, fmt.Errorf("nak: %w; the message comes back after ack_wait", err))
 		}
 	}
-	if unstored > 0 {
-		// Naked all the same: they come back at once rather than after
-		// ack_wait, with this delivery counted either way.
-		errs = append(errs, fmt.Errorf("delivery state of %d of %d messages not stored: they come back with this delivery counted as an attempt", unstored, len(writes)))
-	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // nakAndWait naks m and waits for the server to answer, which it does
@@ -379,14 +448,44 @@ func (d *driver) nakAndWait(ctx context.Context, m jetstream.Msg) error {
 // ExtendLeases tells JetStream the messages are being worked on (a
 // progress ack), which restarts their ack_wait. JetStream does not answer
 // it, so a lease already lost is not noticed here.
-func (d *driver) ExtendLeases(_ context.Context, _ string, ms []*pubsub.Received) error {
-	var errs []error
+//
+// A message that came back from a give-back record and is still held
+// gets its own state now, saying it is no longer waiting (see received):
+// admin reads elsewhere count it in flight from then on.
+func (d *driver) ExtendLeases(ctx context.Context, queue string, ms []*pubsub.Received) error {
+	var (
+		errs []error
+		held []stateWrite
+	)
 	for _, r := range ms {
 		if r.Lost() {
 			continue
 		}
-		if err := r.AckID.(*delivery).msg.InProgress(); err != nil {
+		dv := r.AckID.(*delivery)
+		if err := dv.msg.InProgress(); err != nil {
 			errs = append(errs, err)
+		}
+		if dv.from != recordState || !dv.mu.TryLock() {
+			continue
+		}
+		if dv.settled {
+			dv.mu.Unlock()
+			continue
+		}
+		ds := dv.state
+		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = false, time.Time{}, dv.delivered, dv.published
+		held = append(held, stateWrite{dv: dv, ds: ds})
+	}
+	if len(held) > 0 {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		stored := d.putStates(ctx, queue, held)
+		for i, w := range held {
+			if stored[i] {
+				d.closeRecord(w.dv)
+				d.records.hold(queue, w.dv.seq, false)
+			}
+			w.dv.mu.Unlock()
 		}
 	}
 	return errors.Join(errs...)

@@ -16,10 +16,12 @@ import (
 // deliveryState is what JetStream does not keep about a message that
 // failed or was given back: when it first and last failed, its last
 // error, when its delayed retry is due, and how many of its deliveries
-// never reached a consumer. It lives in the state stream, one subject per
-// (queue, stream sequence), written before the nak it describes and
-// removed once the message is settled for good. Messages that are neither
-// given back nor fail never get one, so the happy path costs nothing.
+// never reached a consumer. A message that failed has a state of its own
+// in the state stream, one subject per (queue, stream sequence), written
+// before the nak it describes and removed once the message is settled for
+// good; messages given back share one record a give-back (see
+// givenBackRecord). Messages that are neither given back nor fail never
+// get one, so the happy path costs nothing.
 //
 // It is how a give-back is undone: JetStream counts every delivery, and
 // has no way to take one back, so GiveBack records the delivery as
@@ -60,18 +62,50 @@ type stateWrite struct {
 	ds deliveryState
 }
 
+// stateSource says where a delivery's state came from.
+type stateSource uint8
+
+const (
+	noState     stateSource = iota // a first delivery, or the state is unknown
+	ownState                       // the message's own state in the state stream
+	recordState                    // a give-back record's entry
+)
+
 // loadState fills dv's state from the cache of given-back messages or the
-// state stream. A message delivered for the first time has none.
-func (d *driver) loadState(ctx context.Context, queue string, dv *delivery) {
+// message's own state, and says whether the give-back records are still
+// to be looked at. A message delivered for the first time has none.
+func (d *driver) loadState(ctx context.Context, queue string, dv *delivery) (lookRecords bool) {
 	if dv.delivered <= 1 {
-		return
+		return false
 	}
-	if dv.state, dv.hasState = d.givenBack.take(queue, dv.seq, dv.delivered); dv.hasState {
-		return
+	if c, ok := d.givenBack.take(queue, dv.seq, dv.delivered); ok {
+		dv.state, dv.from, dv.record = c.ds, c.from, c.record
+		return false
 	}
-	var err error
-	if dv.state, dv.hasState, err = d.getState(ctx, queue, dv.seq); err != nil {
+	ds, found, err := d.getState(ctx, queue, dv.seq)
+	if err != nil {
 		d.log.Warn("reading delivery state failed; attempt and first failure time unknown", "queue", queue, "error", err)
+		return false
+	}
+	if found {
+		// Newer than any record entry of the message: see givenBackRecord.
+		dv.state, dv.from = ds, ownState
+		return false
+	}
+	return true
+}
+
+// loadRecordStates fills the states of dvs from queue's give-back records.
+func (d *driver) loadRecordStates(ctx context.Context, queue string, dvs []*delivery) {
+	states, err := d.recordStates(ctx, queue)
+	if err != nil {
+		d.log.Warn("reading delivery state failed; attempt unknown", "queue", queue, "error", err)
+		return
+	}
+	for _, dv := range dvs {
+		if ds, ok := states[dv.seq]; ok && ds.Deliveries < dv.delivered {
+			dv.state, dv.from = ds, recordState
+		}
 	}
 }
 
@@ -138,7 +172,7 @@ func (d *driver) putStates(ctx context.Context, queue string, ws []stateWrite) [
 			select {
 			case <-f.Ok():
 				stored[i] = true
-				ws[i].dv.state, ws[i].dv.hasState = ws[i].ds, true
+				ws[i].dv.state, ws[i].dv.from = ws[i].ds, ownState
 			case err := <-f.Err():
 				retry(i, err)
 			case <-tctx.Done():
@@ -209,7 +243,15 @@ func (d *driver) listStates(ctx context.Context, queue string) (map[uint64]deliv
 // written): a delivery elsewhere in between may have changed the state.
 type givenBackCache struct {
 	mu sync.Mutex
-	m  map[givenBackKey]deliveryState
+	m  map[givenBackKey]cachedState
+}
+
+// cachedState is a state written at a give-back: the message's own, or
+// an entry of a record of this driver's.
+type cachedState struct {
+	ds     deliveryState
+	from   stateSource
+	record *ownRecord
 }
 
 type givenBackKey struct {
@@ -222,28 +264,28 @@ type givenBackKey struct {
 // full (it is only a shortcut).
 const givenBackCacheMax = 1 << 16
 
-func (c *givenBackCache) add(queue string, seq uint64, ds deliveryState) {
+func (c *givenBackCache) add(queue string, seq uint64, cs cachedState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= givenBackCacheMax {
-		c.m = map[givenBackKey]deliveryState{}
+		c.m = map[givenBackKey]cachedState{}
 	}
-	c.m[givenBackKey{queue, seq}] = ds
+	c.m[givenBackKey{queue, seq}] = cs
 }
 
 // take returns and forgets the state written when the message was given
 // back, if this delivery is the next one after that.
-func (c *givenBackCache) take(queue string, seq, numDelivered uint64) (deliveryState, bool) {
+func (c *givenBackCache) take(queue string, seq, numDelivered uint64) (cachedState, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := givenBackKey{queue, seq}
-	ds, ok := c.m[k]
+	cs, ok := c.m[k]
 	if !ok {
-		return deliveryState{}, false
+		return cachedState{}, false
 	}
 	delete(c.m, k)
-	if ds.Deliveries+1 != numDelivered {
-		return deliveryState{}, false
+	if cs.ds.Deliveries+1 != numDelivered {
+		return cachedState{}, false
 	}
-	return ds, true
+	return cs, true
 }

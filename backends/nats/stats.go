@@ -55,6 +55,9 @@ func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot
 	if err != nil {
 		return nil, err
 	}
+	if err := d.addRecordStates(ctx, queue, s, states); err != nil {
+		return nil, err
+	}
 	now := time.Now()
 	for seq, ds := range states {
 		if !ds.Waiting || (s.cons != nil && seq <= s.cons.AckFloor.Stream) {
@@ -78,6 +81,32 @@ func (d *driver) readSnapshot(ctx context.Context, queue string) (*queueSnapshot
 		}
 	}
 	return s, nil
+}
+
+// addRecordStates adds to states the give-back record entries of messages
+// that may still wait: not held by this driver, without a state of their
+// own (which is newer), above the consumer's ack floor and still in the
+// queue (an acked message leaves the stream).
+func (d *driver) addRecordStates(ctx context.Context, queue string, s *queueSnapshot, states map[uint64]deliveryState) error {
+	recs, err := d.recordStates(ctx, queue)
+	if err != nil {
+		return err
+	}
+	for seq, ds := range recs {
+		if _, own := states[seq]; own || d.records.isHeld(queue, seq) || (s.cons != nil && seq <= s.cons.AckFloor.Stream) {
+			continue
+		}
+		m, err := s.stream.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("queue %s: read message #%d: %w", queue, seq, err)
+		}
+		ds.PublishedAt = m.Time
+		states[seq] = ds
+	}
+	return nil
 }
 
 // undelivered returns how many messages were never delivered, and the
