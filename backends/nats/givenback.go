@@ -263,7 +263,14 @@ func (d *driver) sweep(ctx context.Context, queue string) error {
 	if err != nil {
 		return err
 	}
+	var floor uint64 // what the consumer acked up to: gone without a read
+	if cons, err := st.Consumer(ctx, consumerName); err == nil {
+		floor = cons.CachedInfo().AckFloor.Stream
+	}
 	gone := func(seq uint64) (bool, error) {
+		if seq <= floor {
+			return true, nil
+		}
 		_, err := st.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return true, nil
