@@ -103,6 +103,13 @@ func TestGiveBackRecordSwept(t *testing.T) {
 
 	require.NoError(t, a.GiveBack(t.Context(), queue, receiveAll(t, a, queue, n, 1)))
 	ackAll(t, b, queue, receiveAll(t, b, queue, n, 1))
+	// Acks are not answered: the sweep below must see them processed.
+	cons, err := rawStream(t, url, "QF_"+queue).Consumer(t.Context(), "workers")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(t.Context())
+		return err == nil && info.AckFloor.Stream == n
+	}, 5*time.Second, 20*time.Millisecond, "b's acks processed")
 	_, records := stateWrites(t, state, queue)
 	require.Equal(t, 1, records, "a's record stays: a never saw its messages again")
 
