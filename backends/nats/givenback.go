@@ -213,21 +213,13 @@ func (d *driver) readRecords(ctx context.Context, queue string) (map[string]give
 
 // getRecord reads a record, false if it is gone (removed meanwhile).
 func (d *driver) getRecord(ctx context.Context, subject string) (givenBackRecord, bool, error) {
-	var m *jetstream.RawStreamMsg
-	err := d.retry(ctx, "read give-back record", requestTry, func(ctx context.Context) error {
-		var err error
-		m, err = d.stateStream.GetLastMsgForSubject(ctx, subject)
-		return err
-	})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return givenBackRecord{}, false, nil
-	}
-	if err != nil {
-		return givenBackRecord{}, false, err
-	}
 	var rec givenBackRecord
-	if err := json.Unmarshal(m.Data, &rec); err != nil {
+	found, err := d.readLast(ctx, "read give-back record", subject, &rec)
+	if err != nil {
 		return givenBackRecord{}, false, fmt.Errorf("%s: %w", subject, err)
+	}
+	if !found {
+		return givenBackRecord{}, false, nil
 	}
 	d.records.mu.Lock()
 	if d.records.read == nil || len(d.records.read) >= readMax {

@@ -63,7 +63,8 @@ type delivery struct {
 }
 
 // settle marks dv settled (given back included): ExtendLeases leaves it
-// alone from now on, and one of its writes under way is done.
+// alone from now on, and one of its writes under way is done (so dv.from
+// no longer changes).
 func (dv *delivery) settle() {
 	dv.mu.Lock()
 	dv.settled = true
@@ -265,7 +266,9 @@ func (d *driver) Settle(ctx context.Context, queue string, ss []pubsub.Settlemen
 		}
 		dv := s.Msg.AckID.(*delivery)
 		dv.settle()
-		d.records.hold(queue, dv.seq, false)
+		if dv.from == recordState {
+			d.records.hold(queue, dv.seq, false)
+		}
 		ds := dv.state
 		switch s.Action {
 		case pubsub.SettleAck:
@@ -378,7 +381,9 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 		}
 		dv := r.AckID.(*delivery)
 		dv.settle()
-		d.records.hold(queue, dv.seq, false)
+		if dv.from == recordState {
+			d.records.hold(queue, dv.seq, false)
+		}
 		ds := dv.state
 		ds.Uncounted++
 		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now, dv.delivered, dv.published

@@ -111,23 +111,30 @@ func (d *driver) loadRecordStates(ctx context.Context, queue string, dvs []*deli
 
 // getState returns the state of a queue's message, and whether there is one.
 func (d *driver) getState(ctx context.Context, queue string, seq uint64) (deliveryState, bool, error) {
-	var m *jetstream.RawStreamMsg
-	err := d.retry(ctx, "read delivery state", requestTry, func(ctx context.Context) error {
-		var err error
-		m, err = d.stateStream.GetLastMsgForSubject(ctx, d.names.stateSubject(queue, seq))
-		return err
-	})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return deliveryState{}, false, nil
-	}
+	var ds deliveryState
+	found, err := d.readLast(ctx, "read delivery state", d.names.stateSubject(queue, seq), &ds)
 	if err != nil {
 		return deliveryState{}, false, fmt.Errorf("delivery state of %s #%d: %w", queue, seq, err)
 	}
-	var ds deliveryState
-	if err := json.Unmarshal(m.Data, &ds); err != nil {
-		return deliveryState{}, false, fmt.Errorf("delivery state of %s #%d: %w", queue, seq, err)
+	return ds, found, nil
+}
+
+// readLast decodes the last message of a state-stream subject into v, and
+// says whether there is one.
+func (d *driver) readLast(ctx context.Context, what, subject string, v any) (bool, error) {
+	var m *jetstream.RawStreamMsg
+	err := d.retry(ctx, what, requestTry, func(ctx context.Context) error {
+		var err error
+		m, err = d.stateStream.GetLastMsgForSubject(ctx, subject)
+		return err
+	})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
 	}
-	return ds, true, nil
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(m.Data, v)
 }
 
 // putStates stores states all at once (asynchronously, then every ack
