@@ -181,6 +181,19 @@ type Options struct {
 //go:embed static
 var staticFS embed.FS
 
+// staticFiles is the dashboard's files, where a name no file can have (not
+// UTF-8, say: fs.ValidPath) is not there, as a missing one is: the file
+// server answers 404, not 500.
+type staticFiles struct{ fs.FS }
+
+func (s staticFiles) Open(name string) (fs.File, error) {
+	f, err := s.FS.Open(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return f, err
+}
+
 type api struct {
 	opts              Options
 	log               *slog.Logger
@@ -260,7 +273,8 @@ func New(opts Options) *Handler {
 	rs.handle("POST", "/api/queues/{queue}/resume", a.admin("queue.resume", knownParams(a.backendOr503(a.pauseQueue(false)))))
 	rs.handle("DELETE", "/api/messages/{id}", a.admin("message.delete", knownParams(a.backendOr503(a.deleteMessage), "queue")))
 
-	static, _ := fs.Sub(staticFS, "static")
+	sub, _ := fs.Sub(staticFS, "static")
+	static := staticFiles{sub}
 	rs.handle("GET", "/static/", http.StripPrefix("/static/", http.FileServerFS(static)))
 	rs.handle("GET", "/{$}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.ServeFileFS(w, r, static, "index.html")
