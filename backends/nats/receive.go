@@ -374,7 +374,7 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 	now := time.Now()
-	var owns, recs []stateWrite
+	var all, owns, recs []stateWrite // all in the order given: the naks' order is the redeliveries'
 	for _, r := range ms {
 		if r.Lost() {
 			continue
@@ -387,10 +387,12 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 		ds := dv.state
 		ds.Uncounted++
 		ds.Waiting, ds.RetryAt, ds.Deliveries, ds.PublishedAt = true, now, dv.delivered, dv.published
+		w := stateWrite{dv: dv, ds: ds}
+		all = append(all, w)
 		if dv.from == ownState {
-			owns = append(owns, stateWrite{dv: dv, ds: ds})
+			owns = append(owns, w)
 		} else {
-			recs = append(recs, stateWrite{dv: dv, ds: ds})
+			recs = append(recs, w)
 		}
 	}
 	unstored := 0
@@ -410,11 +412,11 @@ func (d *driver) GiveBack(ctx context.Context, queue string, ms []*pubsub.Receiv
 		d.givenBack.add(queue, recs[i].dv.seq, cachedState{ds: recs[i].ds, from: recordState, record: own})
 	}
 	d.sweepRecords(queue)
-	errs := d.nakAll(ctx, append(owns, recs...))
+	errs := d.nakAll(ctx, all)
 	if unstored > 0 {
 		// Naked all the same: they come back at once rather than after
 		// ack_wait, with this delivery counted either way.
-		errs = append(errs, fmt.Errorf("delivery state of %d of %d messages not stored: they come back with this delivery counted as an attempt", unstored, len(owns)+len(recs)))
+		errs = append(errs, fmt.Errorf("delivery state of %d of %d messages not stored: they come back with this delivery counted as an attempt", unstored, len(all)))
 	}
 	return errors.Join(errs...)
 }
