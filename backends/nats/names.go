@@ -46,6 +46,12 @@ func namesOf(prefix, ns string) names {
 // by every subscription and process of the consuming side.
 const consumerName = "workers"
 
+// pullSubject is where pull requests for the messages of stream's
+// consumer go (JetStream's API).
+func pullSubject(stream string) string {
+	return "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumerName
+}
+
 func token(queue string) string { return strings.ReplaceAll(queue, ".", "=") }
 
 func queueOfToken(tok string) string { return strings.ReplaceAll(tok, "=", ".") }

@@ -36,6 +36,10 @@ const (
 	pullExpiry    = 15 * time.Second
 	pullHeartbeat = time.Second
 	drainWait     = 5 * time.Second
+	// takeNowWait bounds the wait for the server's answer to a no-wait
+	// pull request (see takeNow): a few milliseconds usually, up to a
+	// second measured with the machine overloaded.
+	takeNowWait = 2 * pullHeartbeat
 	// settleTimeout bounds the JetStream calls that settle messages (state
 	// writes and removals, the dead-letter copy's ack). They run without
 	// the caller's cancellation: a message handed out must be settled
@@ -93,23 +97,15 @@ func (d *driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pu
 	return d.received(ctx, q, ms), nil
 }
 
-// fetch pulls up to max messages of q: what the queue holds now (a
-// no-wait pull request) or, when it holds nothing, the first message to
-// come (see await).
+// fetch pulls up to max messages of q: what the queue holds now (see
+// takeNow) or, when it holds nothing, the first message to come (see
+// await).
 func (d *driver) fetch(ctx context.Context, q *queueEntry, max int) ([]jetstream.Msg, error) {
-	batch, err := q.consumer.FetchNoWait(max)
-	if err != nil {
-		return nil, err
+	ms, err := d.takeNow(ctx, q, max)
+	if len(ms) > 0 || err != nil {
+		return ms, err
 	}
-	var ms []jetstream.Msg
-	for m := range batch.Messages() {
-		ms = append(ms, m)
-	}
-	if len(ms) > 0 || consumerGone(batch.Error()) {
-		return ms, batch.Error()
-	}
-	// Other refusals of a no-wait request (other requests waiting for
-	// the messages there are) mean wait as well.
+	// Nothing ready, or other requests wait for what there is: wait.
 	m, err := d.await(ctx, q)
 	if m == nil {
 		return nil, err
@@ -151,20 +147,26 @@ func (d *driver) await(ctx context.Context, q *queueEntry) (jetstream.Msg, error
 	if err == nil {
 		return m, nil
 	}
-	if ctx.Err() == nil {
+	failed := ctx.Err() == nil
+	wait := drainWait
+	if failed {
 		// The pull failed on its own: the server went silent (missed
-		// heartbeats: it, or the consumer's leader, is gone, and the
-		// request with it) or the consumer was deleted. Nothing will
-		// confirm a drain, and a consumer without a leader answers no
-		// info request: waiting for them held the queue's next receive
-		// up for 10s after a node died.
-		return nil, err
+		// heartbeats: it is slow, or it or the consumer's leader is
+		// gone, and the request with it) or the consumer was deleted. A
+		// slow server still confirms the drain, and what it sent is
+		// taken; a gone one never does: waiting long held the queue's
+		// next receive up for 10s after a node died.
+		wait = pullHeartbeat
 	}
 	it.Drain()
-	if late, lerr := it.Next(jetstream.NextMaxWait(drainWait)); lerr == nil {
-		// Came as ctx ended: returned all the same, the engine gives it
-		// back.
+	if late, lerr := it.Next(jetstream.NextMaxWait(wait)); lerr == nil {
+		// Came as the pull ended: returned all the same (when ctx
+		// ended, the engine gives it back).
 		return late, nil
+	}
+	if failed {
+		// A consumer without a leader answers no info request.
+		return nil, err
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
 	defer cancel()
@@ -472,10 +474,12 @@ func (d *driver) ExtendLeases(ctx context.Context, queue string, ms []*pubsub.Re
 		if err := dv.msg.InProgress(); err != nil {
 			errs = append(errs, err)
 		}
-		if dv.from != recordState || !dv.mu.TryLock() {
+		// dv.from is read under dv.mu: a settlement under way (settled
+		// first) rewrites it.
+		if !dv.mu.TryLock() {
 			continue
 		}
-		if dv.settled {
+		if dv.settled || dv.from != recordState {
 			dv.mu.Unlock()
 			continue
 		}
