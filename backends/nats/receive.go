@@ -101,9 +101,12 @@ func (d *driver) ReceiveBatch(ctx context.Context, queue string, max int) ([]*pu
 // takeNow) or, when it holds nothing, the first message to come (see
 // await).
 func (d *driver) fetch(ctx context.Context, q *queueEntry, max int) ([]jetstream.Msg, error) {
-	ms, err := d.takeNow(ctx, q, max)
+	ms, err := d.takeNow(q, max)
 	if len(ms) > 0 || err != nil {
 		return ms, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	// Nothing ready, or other requests wait for what there is: wait.
 	m, err := d.await(ctx, q)

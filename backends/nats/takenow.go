@@ -20,13 +20,20 @@ import (
 // counted as an attempt, and a message given back is overtaken by the
 // next (OrderThroughGiveBacks failed so on fresh clones: with the machine
 // loaded, no-wait fetches took up to a second and timed out). Here the
-// server's answer ends the request; failing that, after takeNowWait, or
-// when ctx ends, the request is abandoned without losing what came (see
-// abandon). The server holds a no-wait request while it has messages it
-// may not deliver yet (max_ack_pending reached); and a request is gone
-// with no answer when the connection was re-established or the
-// consumer's leader died.
-func (d *driver) takeNow(ctx context.Context, q *queueEntry, max int) ([]jetstream.Msg, error) {
+// server's answer ends the request or, failing that, takeNowWait: the
+// server holds a no-wait request while it has messages it may not
+// deliver yet (max_ack_pending reached), and a request is gone with no
+// answer when the connection was re-established or the consumer's leader
+// died. Then the request is abandoned (see abandon).
+//
+// It takes no context: the engine's cancellations (to give back, for an
+// admin read, to stop) wait for it. Abandoning a request the server is
+// answering can lose a message: the server picks a message for the
+// request, then sends it, and an unsubscription in between drops it
+// (StatsAndPending failed once so: a message in flight until ack_wait).
+// A no-wait request ends in milliseconds, or is abandoned after
+// takeNowWait.
+func (d *driver) takeNow(q *queueEntry, max int) ([]jetstream.Msg, error) {
 	replies := make(chan *nats.Msg, max+1) // the messages, and the status that may end them
 	sub, err := d.nc.ChanSubscribe(d.nc.NewInbox(), replies)
 	if err != nil {
@@ -48,8 +55,6 @@ func (d *driver) takeNow(ctx context.Context, q *queueEntry, max int) ([]jetstre
 				return ms, err
 			}
 			ms = append(ms, pulledMsg{m})
-		case <-ctx.Done():
-			return d.abandon(sub, replies, ms), ctx.Err()
 		case <-guard.C:
 			// The engine's next receive waits (see await).
 			return d.abandon(sub, replies, ms), nil
@@ -60,10 +65,11 @@ func (d *driver) takeNow(ctx context.Context, q *queueEntry, max int) ([]jetstre
 	return ms, nil
 }
 
-// abandon ends the pull request of sub without losing what the server
-// sent for it: sub drains (it unsubscribes, and the round trip of a flush
-// confirms the server saw it), then the messages that came before are
-// taken from replies and returned with ms.
+// abandon ends the pull request of sub, keeping what the server sent for
+// it: sub drains (it unsubscribes, and the round trip of a flush confirms
+// the server saw it), then the messages that came before are taken from
+// replies and returned with ms. (One the server picked for the request
+// just before it saw the unsubscription is still lost: see takeNow.)
 func (d *driver) abandon(sub *nats.Subscription, replies chan *nats.Msg, ms []jetstream.Msg) []jetstream.Msg {
 	_ = sub.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), drainWait)
