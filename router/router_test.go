@@ -650,6 +650,40 @@ func TestPublishMessagesBatch(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
+// TestPublishWithIDAndDedupKey checks the publish options that make a
+// publish idempotent: WithID gives the message the caller's id, and a
+// second publish with the same WithDedupKey stores nothing and returns
+// the id of the message stored first.
+func TestPublishWithIDAndDedupKey(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t)
+	r, err := router.New(router.Config{
+		Service: service(t, topology.Singularity, nil), Backend: b,
+		Queues: []string{topology.ConsensusQueue}, Handlers: map[string]router.Handler{topology.HandleConsensusResult: ok},
+	})
+	require.NoError(t, err)
+	pub, err := r.Publisher(topology.MetricsQueue)
+	require.NoError(t, err)
+	ctx := context.Background()
+
+	id, err := pub.Publish(ctx, []byte("a"), router.WithID("metric-1"), router.WithDedupKey("run-7"))
+	require.NoError(t, err)
+	require.Equal(t, "metric-1", id)
+	again, err := pub.Publish(ctx, []byte("b"), router.WithDedupKey("run-7"))
+	require.NoError(t, err)
+	require.Equal(t, "metric-1", again, "a duplicate returns the first message's id")
+	other, err := pub.Publish(ctx, []byte("c"), router.WithDedupKey("run-8"))
+	require.NoError(t, err)
+	require.NotEqual(t, "metric-1", other)
+
+	pending, err := b.ListPending(ctx, topology.MetricsQueue, 10)
+	require.NoError(t, err)
+	require.Len(t, pending, 2, "the duplicate stored nothing")
+	require.Equal(t, "metric-1", pending[0].ID)
+	require.Equal(t, "a", string(pending[0].Payload))
+	require.Equal(t, other, pending[1].ID)
+}
+
 func TestBackendClosedWhileRunning(t *testing.T) {
 	t.Parallel()
 	b, err := pubsub.Open(context.Background(), "mem://")
@@ -741,4 +775,20 @@ func TestShutdownLetsInFlightHandlersFinishAndAcksThem(t *testing.T) {
 	require.Equal(t, int64(7), st.Pending, "the 3 finished were acked, the rest wait")
 	require.Zero(t, st.InFlight)
 	require.Zero(t, st.DeadLetters)
+}
+
+// TestRunService checks that RunService refuses a configuration New
+// refuses, and runs the router until its context ends, then returns
+// what Run returns after a graceful shutdown.
+func TestRunService(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t)
+	require.ErrorContains(t, router.RunService(context.Background(), router.Config{Backend: b}), "Config.Service is required")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	require.NoError(t, router.RunService(ctx, router.Config{
+		Service: service(t, topology.Singularity, nil), Backend: b,
+		Queues: []string{topology.ConsensusQueue}, Handlers: map[string]router.Handler{topology.HandleConsensusResult: ok},
+	}))
+	require.Error(t, ctx.Err(), "returned once its context ended")
 }

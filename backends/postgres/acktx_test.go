@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	_ "github.com/quantumflow/quantumflow/backends/mem"
 	"github.com/quantumflow/quantumflow/backends/postgres"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -87,6 +88,13 @@ func TestAckTx(t *testing.T) {
 	defer func() { _ = tx.Rollback(ctx) }()
 	require.ErrorIs(t, d.AckTx(ctx, tx, message.NewMessage("x", nil)), pubsub.ErrInvalidArgument)
 	require.ErrorIs(t, other.Driver().(*postgres.Driver).AckTx(ctx, tx, m), pubsub.ErrInvalidArgument, "delivered by another backend")
+
+	// Other backends have no transaction to ack in.
+	mb, err := pubsub.Open(ctx, "mem://acktx")
+	require.NoError(t, err)
+	defer func() { _ = mb.Close() }()
+	require.ErrorIs(t, postgres.AckTx(ctx, mb, tx, m), pubsub.ErrUnsupported)
+	require.ErrorIs(t, postgres.HandleInTx(ctx, mb, m, nil), pubsub.ErrUnsupported)
 }
 
 // Environment of the child of TestHandleInTxSurvivesSIGKILL.
