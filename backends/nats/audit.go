@@ -122,30 +122,15 @@ func (d *driver) readAudit(ctx context.Context, limit int) ([]pubsub.AuditEntry,
 		}
 	}()
 	var out []pubsub.AuditEntry
-	for len(out) < limit {
-		batch, err := cons.FetchNoWait(min(500, limit-len(out)))
-		if err != nil {
-			return nil, err
+	err = readStored(cons, int(state.LastSeq-start+1), func(m jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+		var e pubsub.AuditEntry
+		if json.Unmarshal(m.Data(), &e) == nil {
+			out = append(out, e)
 		}
-		n, done := 0, false
-		for m := range batch.Messages() {
-			n++
-			meta, err := m.Metadata()
-			if err != nil {
-				return nil, err
-			}
-			done = meta.NumPending == 0 || meta.Sequence.Stream >= state.LastSeq
-			var e pubsub.AuditEntry
-			if json.Unmarshal(m.Data(), &e) == nil {
-				out = append(out, e)
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, err
-		}
-		if done || n == 0 {
-			break
-		}
+		return len(out) < limit && meta.Sequence.Stream < state.LastSeq
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -80,33 +80,57 @@ func (d *driver) scanDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) 
 		}
 	}
 	var out []deadLetterEntry
-	for {
-		// No wait: every message of the filter is already stored, and the
-		// metadata's NumPending says when the last one has come.
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			return nil, fmt.Errorf("dead letters: %w", err)
+	err = readStored(cons, int(total), func(m jetstream.Msg, meta *jetstream.MsgMetadata) bool {
+		e := d.decodeDeadLetter(m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.Timestamp)
+		if ids == nil || ids[e.ID] {
+			out = append(out, e)
 		}
-		n, done := 0, false
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("dead letters: %w", err)
+	}
+	return out, nil
+}
+
+// readStoredWait bounds a fetch of messages already stored (readStored):
+// the server answers at once unless some were removed meanwhile.
+const readStoredWait = 5 * time.Second
+
+// readStored reads about n messages already stored through cons (an
+// ordered consumer made for one read), handing each to each while it
+// returns true, until the last one (NumPending 0) or n. A fetch asks for
+// what is left of n and waits for it: a no-wait fetch gives up after one
+// second without a reply (see takeNow), and an empty one ended the
+// read, so a loaded server cut an operator's listing short. When fewer
+// than n are left (removed meanwhile), the last fetch waits
+// readStoredWait.
+func readStored(cons jetstream.Consumer, n int, each func(jetstream.Msg, *jetstream.MsgMetadata) bool) error {
+	for seen := 0; seen < n; {
+		batch, err := cons.Fetch(min(500, n-seen), jetstream.FetchMaxWait(readStoredWait))
+		if err != nil {
+			return err
+		}
+		got := 0
 		for m := range batch.Messages() {
-			n++
+			got++
 			meta, err := m.Metadata()
 			if err != nil {
-				return nil, fmt.Errorf("dead letters: %w", err)
+				return err
 			}
-			done = meta.NumPending == 0
-			e := d.decodeDeadLetter(m.Subject(), m.Headers(), m.Data(), meta.Sequence.Stream, meta.Timestamp)
-			if ids == nil || ids[e.ID] {
-				out = append(out, e)
+			if !each(m, meta) || meta.NumPending == 0 {
+				return nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("dead letters: %w", err)
+			return err
 		}
-		if done || n == 0 {
-			return out, nil
+		if got == 0 {
+			return nil
 		}
+		seen += got
 	}
+	return nil
 }
 
 func (d *driver) decodeDeadLetter(subject string, h nats.Header, payload []byte, seq uint64, at time.Time) deadLetterEntry {

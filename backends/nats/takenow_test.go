@@ -53,6 +53,30 @@ func TestReceiveOutlastsSlowReplies(t *testing.T) {
 	}
 }
 
+// TestDeadLettersListedFromSlowServer checks that the dead-letter listing
+// is whole when the server's replies take 1.5 s to arrive: with a no-wait
+// fetch it gave up after a second and listed nothing.
+func TestDeadLettersListedFromSlowServer(t *testing.T) {
+	t.Parallel()
+	p := newDelayProxy(t, server(t).ClientURL())
+	b := openBackend(t, p.url)
+	d := b.Driver()
+	const queue, n = "slowlisting", 5
+	require.NoError(t, b.Publisher().Publish(queue, newMessages(n, "dl")...))
+	got := receiveAll(t, d, queue, n, 1)
+	ss := make([]pubsub.Settlement, n)
+	for i, m := range got {
+		ss[i] = pubsub.Settlement{Msg: m, Action: pubsub.SettleDeadLetter, Error: "failed"}
+	}
+	require.NoError(t, d.Settle(t.Context(), queue, ss))
+
+	p.delay.Store(int64(1500 * time.Millisecond))
+	dls, err := b.ListDeadLetters(t.Context(), pubsub.DeadLetterQuery{Queue: queue})
+	p.delay.Store(0)
+	require.NoError(t, err)
+	require.Len(t, dls, n)
+}
+
 // delayProxy relays TCP connections to a NATS server, holding back what
 // the server sends by delay (nanoseconds, read as each chunk arrives).
 type delayProxy struct {
