@@ -29,12 +29,9 @@ func TestReceiveOutlastsSlowReplies(t *testing.T) {
 	for _, delay := range []time.Duration{1500 * time.Millisecond, 3 * time.Second} {
 		t.Run(delay.String(), func(t *testing.T) {
 			t.Parallel()
-			p := newDelayProxy(t, server(t).ClientURL())
-			b := openBackend(t, p.url)
-			d := b.Driver()
 			const queue, n = "slowreplies", 5
-			require.NoError(t, b.Publisher().Publish(queue, newMessages(n, "s")...))
-
+			p, b := behindDelayProxy(t, queue, n)
+			d := b.Driver()
 			p.delay.Store(int64(delay))
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 			defer cancel()
@@ -58,11 +55,9 @@ func TestReceiveOutlastsSlowReplies(t *testing.T) {
 // fetch it gave up after a second and listed nothing.
 func TestDeadLettersListedFromSlowServer(t *testing.T) {
 	t.Parallel()
-	p := newDelayProxy(t, server(t).ClientURL())
-	b := openBackend(t, p.url)
-	d := b.Driver()
 	const queue, n = "slowlisting", 5
-	require.NoError(t, b.Publisher().Publish(queue, newMessages(n, "dl")...))
+	p, b := behindDelayProxy(t, queue, n)
+	d := b.Driver()
 	got := receiveAll(t, d, queue, n, 1)
 	ss := make([]pubsub.Settlement, n)
 	for i, m := range got {
@@ -75,6 +70,16 @@ func TestDeadLettersListedFromSlowServer(t *testing.T) {
 	p.delay.Store(0)
 	require.NoError(t, err)
 	require.Len(t, dls, n)
+}
+
+// behindDelayProxy opens a backend on a new server through a delayProxy
+// (no delay yet), and publishes n messages to queue.
+func behindDelayProxy(t *testing.T, queue string, n int) (*delayProxy, *pubsub.Backend) {
+	t.Helper()
+	p := newDelayProxy(t, server(t).ClientURL())
+	b := openBackend(t, p.url)
+	require.NoError(t, b.Publisher().Publish(queue, newMessages(n, queue)...))
+	return p, b
 }
 
 // delayProxy relays TCP connections to a NATS server, holding back what
