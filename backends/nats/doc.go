@@ -182,10 +182,13 @@
 // The no-wait request is Consumer.FetchNoWait's, sent by the backend
 // itself (takenow.go): FetchNoWait unsubscribes when a second passes
 // without a reply, and the messages the server sends after that are lost
-// until ack_wait; on a loaded machine its replies took that long. One receive of a queue runs at a time:
-// JetStream shares its messages out among the pull requests waiting, one
-// each in turn, so two at once would receive interleaved messages and the
-// engine, handing results out in call order, would deliver out of order.
+// until ack_wait; on a loaded machine its replies took that long.
+//
+// One receive of a queue runs at a time: JetStream shares its messages
+// out among the pull requests waiting, one each in turn, so two at once
+// would receive interleaved messages and the engine, handing results out
+// in call order, would deliver out of order.
+//
 // nats.go's pull path costs little against the hand-written pull requests
 // it replaced: behind the same engine, 0.91 times their consume rate and
 // 5% more CPU per message (perf_test Consume4, five interleaved runs on a
