@@ -63,6 +63,11 @@ type VacuumFigures struct {
 	AutovacuumsDuring    int64   `json:"autovacuums_during_hold"`
 	AutovacuumsAfter     int64   `json:"autovacuums_after_hold"`
 	FirstAutovacuumAfter float64 `json:"first_autovacuum_after_s"`
+	// VacuumsDuring and VacuumsAfter count the other vacuums of the
+	// messages table, the backend's own (vacuum_threshold), during the
+	// hold and after it.
+	VacuumsDuring int64 `json:"vacuums_during_hold"`
+	VacuumsAfter  int64 `json:"vacuums_after_hold"`
 	// PendingMin is the smallest backlog seen while the rates were
 	// measured (published and preloaded minus consumed): the backlog must
 	// not run out, or the rate measured would be the publishers'.
@@ -320,11 +325,12 @@ func (l *vacuumLoad) claimsBetween(from, to time.Time) *Latency {
 type vacuumSample struct {
 	at                time.Time
 	consumed, pending int64
-	// dead, live and autovacuums are the messages table's n_dead_tup,
-	// n_live_tup and autovacuum_count; lastAutovacuum is when autovacuum
-	// last finished with it (zero: never).
-	dead, live, autovacuums int64
-	lastAutovacuum          time.Time
+	// dead, live, autovacuums and vacuums are the messages table's
+	// n_dead_tup, n_live_tup, autovacuum_count and vacuum_count;
+	// lastAutovacuum is when autovacuum last finished with it (zero:
+	// never).
+	dead, live, autovacuums, vacuums int64
+	lastAutovacuum                   time.Time
 }
 
 // vacuumRun is one held-back-vacuum run: its phases' samples and figures.
@@ -353,8 +359,8 @@ func (v *vacuumRun) now() vacuumSample {
 func (v *vacuumRun) sample(ctx context.Context) (vacuumSample, error) {
 	s := v.now()
 	var last *time.Time
-	err := v.stats.QueryRow(ctx, `SELECT n_dead_tup, n_live_tup, autovacuum_count, last_autovacuum FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2`,
-		v.db.schema, v.db.table).Scan(&s.dead, &s.live, &s.autovacuums, &last)
+	err := v.stats.QueryRow(ctx, `SELECT n_dead_tup, n_live_tup, autovacuum_count, vacuum_count, last_autovacuum FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2`,
+		v.db.schema, v.db.table).Scan(&s.dead, &s.live, &s.autovacuums, &s.vacuums, &last)
 	if err != nil {
 		return s, fmt.Errorf("held-back vacuum: statistics of %s.%s: %w", v.db.schema, v.db.table, err)
 	}
@@ -443,7 +449,7 @@ func (v *vacuumRun) phases(ctx context.Context, hold *pgx.Conn, sz Sizes) error 
 	}
 	// The hold ended here; the table was last seen just before.
 	v.b = v.now()
-	v.b.dead, v.b.live, v.b.autovacuums, v.b.lastAutovacuum = last.dead, last.live, last.autovacuums, last.lastAutovacuum
+	v.b.dead, v.b.live, v.b.autovacuums, v.b.vacuums, v.b.lastAutovacuum = last.dead, last.live, last.autovacuums, last.vacuums, last.lastAutovacuum
 	v.fig.DeadBound = vacuumDeadBound(v.backlog)
 	// The whole window, not only until the dead tuples are under their
 	// bound: how the consume rate and the claims recover (once the horizon
@@ -464,9 +470,11 @@ func (v *vacuumRun) phases(ctx context.Context, hold *pgx.Conn, sz Sizes) error 
 // brings it down to what died while it ran, which a tighter bound
 // (10% of the live rows) would miss at that rate even right after a
 // vacuum that removed all it could. Autovacuum visits a database once a
-// naptime (a minute by default), and without a hold the table goes above
-// this bound between visits too: what the target asks is that a vacuum
-// able to remove what the hold left comes round within the minute.
+// naptime (a minute by default), and without a hold the table went above
+// this bound between its visits too, until the PostgreSQL backend
+// vacuumed the table itself (vacuum_threshold): what the target asks is
+// that a vacuum able to remove what the hold left comes round within the
+// minute.
 func vacuumDeadBound(backlog int64) int64 {
 	return 10_000 + backlog
 }
@@ -518,6 +526,8 @@ func (v *vacuumRun) fillDead() {
 	f.DeadAtRelease, f.DeadAtEnd = v.b.dead, v.c.dead
 	f.AutovacuumsDuring = v.b.autovacuums - v.a[1].autovacuums
 	f.AutovacuumsAfter = v.c.autovacuums - v.b.autovacuums
+	f.VacuumsDuring = v.b.vacuums - v.a[1].vacuums
+	f.VacuumsAfter = v.c.vacuums - v.b.vacuums
 	f.SecondsToBound, f.FirstAutovacuumAfter = -1, -1
 	f.PendingMin = v.a[0].pending
 	for _, s := range v.samples {
@@ -573,14 +583,14 @@ func (f *VacuumFigures) summary(backlog int) string {
 	fmt.Fprintf(&b, "backlog of %d kept full by publishing (lowest %d)", backlog, f.PendingMin)
 	fmt.Fprintf(&b, "; without the hold %s msg/s%s", fmtRate(f.RateWithout), claimText(f.ClaimWithout))
 	fmt.Fprintf(&b, "; during the %.0f s hold %s msg/s (%.2f×; by slice %s)%s", f.HoldSeconds, fmtRate(f.RateDuring), f.Ratio, fmtRateList(f.HoldSlices), claimText(f.ClaimDuring))
-	fmt.Fprintf(&b, "; dead tuples: at most %d without the hold, %d at its end (autovacuum ran %d times during it)", f.DeadWithoutMax, f.DeadAtRelease, f.AutovacuumsDuring)
+	fmt.Fprintf(&b, "; dead tuples: at most %d without the hold, %d at its end (autovacuum ran %d times during it, the backend's own vacuum %d)", f.DeadWithoutMax, f.DeadAtRelease, f.AutovacuumsDuring, f.VacuumsDuring)
 	if f.SecondsToBound >= 0 {
 		fmt.Fprintf(&b, ", under the bound of %d %.1f s after it, %d at the end", f.DeadBound, f.SecondsToBound, f.DeadAtEnd)
 	} else {
 		fmt.Fprintf(&b, ", not under the bound of %d within %.0f s after it, %d at the end", f.DeadBound, f.RecoverSeconds, f.DeadAtEnd)
 	}
-	fmt.Fprintf(&b, " (autovacuum ran %d times after it%s); in the %.0f s after the hold %s msg/s (by slice %s)%s",
-		f.AutovacuumsAfter, autovacuumText(f.FirstAutovacuumAfter), f.RecoverSeconds, fmtRate(f.RateAfter), fmtRateList(f.AfterSlices), claimText(f.ClaimAfter))
+	fmt.Fprintf(&b, " (autovacuum ran %d times after it%s, the backend's own vacuum %d); in the %.0f s after the hold %s msg/s (by slice %s)%s",
+		f.AutovacuumsAfter, autovacuumText(f.FirstAutovacuumAfter), f.VacuumsAfter, f.RecoverSeconds, fmtRate(f.RateAfter), fmtRateList(f.AfterSlices), claimText(f.ClaimAfter))
 	return b.String()
 }
 

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"math"
 	"net/url"
 	"regexp"
 	"slices"
@@ -51,6 +52,10 @@ type config struct {
 	// Defaults to pubsub.DefaultMaxPayload (1 MiB, NATS's default too);
 	// at most maxPayloadLimit.
 	maxPayload int
+	// vacuumThreshold is how many dead tuples in the messages table make
+	// a consuming backend vacuum it (vacuum.go). Defaults to 50000; 0
+	// leaves vacuuming to autovacuum.
+	vacuumThreshold int
 }
 
 // maxPayloadLimit caps max_payload: a publish transaction carries up to
@@ -70,10 +75,11 @@ const (
 	paramAckDelay       = "ack_delay"
 	paramSyncAcks       = "sync_acks"
 	paramMaxPayload     = "max_payload"
+	paramVacuum         = "vacuum_threshold"
 )
 
 var ownParams = []string{paramSchema, paramListen, paramPollInterval, paramLease, paramBatch,
-	paramPublishBatch, paramNotifyDebounce, paramAckDelay, paramSyncAcks, paramMaxPayload}
+	paramPublishBatch, paramNotifyDebounce, paramAckDelay, paramSyncAcks, paramMaxPayload, paramVacuum}
 
 // pgxParams are the connection parameters pgx (libpq's names) and pgxpool
 // understand, plus a few common server settings. Anything else in a URL is
@@ -98,16 +104,17 @@ var schemaRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,49}$`)
 // backend's parameters, ready for pgx.
 func parseConfig(u *url.URL) (config, *url.URL, error) {
 	cfg := config{
-		schema:         "public",
-		listen:         true,
-		lease:          30 * time.Second,
-		batch:          1000,
-		publishBatch:   1000,
-		notifyDebounce: 2 * time.Millisecond,
-		ackDelay:       5 * time.Millisecond,
-		maxConns:       20,
-		syncAcks:       true,
-		maxPayload:     pubsub.DefaultMaxPayload,
+		schema:          "public",
+		listen:          true,
+		lease:           30 * time.Second,
+		batch:           1000,
+		publishBatch:    1000,
+		notifyDebounce:  2 * time.Millisecond,
+		ackDelay:        5 * time.Millisecond,
+		maxConns:        20,
+		syncAcks:        true,
+		maxPayload:      pubsub.DefaultMaxPayload,
+		vacuumThreshold: 50000,
 	}
 	q := u.Query()
 	bad := func(name, value, want string) error {
@@ -169,6 +176,7 @@ func parseConfig(u *url.URL) (config, *url.URL, error) {
 		integer(paramBatch, 1, 10000, &cfg.batch),
 		integer(paramPublishBatch, 1, 100000, &cfg.publishBatch),
 		integer(paramMaxPayload, 1, maxPayloadLimit, &cfg.maxPayload),
+		integer(paramVacuum, 0, math.MaxInt32, &cfg.vacuumThreshold),
 	} {
 		if err != nil {
 			return cfg, nil, err

@@ -42,6 +42,9 @@
 //     carries up to publish_batch messages, each held in memory by the
 //     publisher and the server's statement: large payloads and large
 //     batches multiply.
+//   - vacuum_threshold=N: how many dead tuples in the messages table make
+//     a consuming backend vacuum it (default 50000; 0 leaves it to
+//     autovacuum). See the last section.
 //
 // A backend opened with pubsub.WithNamespace(NS) keeps its tables in the
 // schema SCHEMA_NS (at most 50 characters in all), created by Init and
@@ -267,14 +270,21 @@
 // is the true oldest).
 //
 // The messages table is kept small (acked rows are deleted, dead letters
-// moved out), vacuumed aggressively (autovacuum settings in the
-// migration), and claimed through an index of each queue's messages in
-// delivery order. A claim changes no indexed column, so that it is a
-// heap-only update (no index entries written), and the table keeps half
-// of each page free for those new row versions (fillfactor 50). Stats
-// report its dead tuples and the oldest open transaction in the database
-// (see the Counter constants): a long transaction anywhere holds back
-// vacuum, and the table grows (the claim floor keeps claims from walking
-// what died meanwhile). Other users' transactions are visible in
-// pg_stat_activity to superusers and members of pg_read_all_stats only.
+// moved out), vacuumed aggressively, and claimed through an index of each
+// queue's messages in delivery order. A claim changes no indexed column,
+// so that it is a heap-only update (no index entries written), and the
+// table keeps half of each page free for those new row versions
+// (fillfactor 50). Autovacuum comes to a database only once a minute
+// (autovacuum_naptime), whatever the table's settings, and a busy queue
+// leaves 100k-odd dead row versions a second: so consuming backends also
+// vacuum the table themselves (VACUUM (SKIP_LOCKED), one at a time per
+// database) once it holds vacuum_threshold dead tuples, looking every 2 s,
+// less often while a vacuum removes little. That takes the table's owner
+// (the role that ran Init); another role's VACUUM only warns, and
+// vacuuming stays with autovacuum. Stats report the table's dead tuples
+// and the oldest open transaction in the database (see the Counter
+// constants): a long transaction anywhere holds back vacuum, and the table
+// grows (the claim floor keeps claims from walking what died meanwhile).
+// Other users' transactions are visible in pg_stat_activity to superusers
+// and members of pg_read_all_stats only.
 package postgres

@@ -158,7 +158,8 @@ func (d *Driver) goBackground(f func()) {
 }
 
 // startConsuming starts what only consumers need: the listener, the
-// reaper of expired leases and the poller.
+// reaper of expired leases, the poller and the vacuuming of the messages
+// table.
 func (d *Driver) startConsuming() {
 	d.consumeStart.Do(func() {
 		d.consuming.Store(true)
@@ -167,6 +168,9 @@ func (d *Driver) startConsuming() {
 		}
 		d.goBackground(d.reap)
 		d.goBackground(d.poll)
+		if d.cfg.vacuumThreshold > 0 {
+			d.goBackground(d.vacuumLoop)
+		}
 	})
 	d.startDedupExpiry()
 }

@@ -74,7 +74,7 @@ func TestURLParameters(t *testing.T) {
 		t.Parallel()
 		for _, kv := range [][2]string{
 			{"schema", "1bad"}, {"schema", "a-b"}, {"listen", "maybe"}, {"lease", "10ms"},
-			{"poll_interval", "soon"}, {"batch", "0"}, {"publish_batch", "x"},
+			{"poll_interval", "soon"}, {"batch", "0"}, {"publish_batch", "x"}, {"vacuum_threshold", "-1"},
 		} {
 			_, err := pubsub.Open(ctx, withParams(db, kv[0], kv[1]))
 			require.ErrorIs(t, err, pubsub.ErrInvalidURL, "%s=%s", kv[0], kv[1])

@@ -38,6 +38,8 @@ type queries struct {
 	sweep         string
 	nextDue       string
 	readyQueues   string
+	deadTuples    string
+	vacuum        string
 }
 
 func newQueries(schema string) queries {
@@ -327,6 +329,12 @@ SELECT q FROM unnest($1::text[]) AS q,
 LATERAL (SELECT 1 FROM {messages}
          WHERE queue_name = q AND parked_until IS NULL AND status = 'pending' AND available_at <= now()
          LIMIT 1) r`)
+
+	// The messages table's dead tuples by the statistics (0 before they
+	// count any), and its vacuum (see vacuum.go).
+	q.deadTuples = r.Replace(`
+SELECT coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '{messages}'::regclass), 0)`)
+	q.vacuum = r.Replace(`VACUUM (SKIP_LOCKED) {messages}`)
 
 	// When the next scheduled message of a queue becomes due.
 	q.nextDue = r.Replace(`

@@ -1,0 +1,112 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/pubsub"
+)
+
+// churn publishes n messages to queue and consumes them, each claimed
+// and deleted: about 2n dead tuples in the messages table.
+func churn(t *testing.T, b *pubsub.Backend, queue string, n int) {
+	t.Helper()
+	msgs := make([]*message.Message, n)
+	for i := range msgs {
+		msgs[i] = message.NewMessage(uuid.NewString(), []byte(fmt.Sprint(i)))
+	}
+	require.NoError(t, b.Publisher().Publish(queue, msgs...))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ch, err := b.Subscriber().Subscribe(ctx, queue)
+	require.NoError(t, err)
+	for range n {
+		select {
+		case m := <-ch:
+			m.Ack()
+		case <-ctx.Done():
+			t.Fatal("not every message arrived")
+		}
+	}
+}
+
+// tableStats reads the messages table's manual vacuum count and dead
+// tuples from the statistics.
+func tableStats(t *testing.T, conn *pgx.Conn) (vacuums, dead int64) {
+	t.Helper()
+	require.NoError(t, conn.QueryRow(context.Background(),
+		`SELECT vacuum_count, n_dead_tup FROM pg_stat_user_tables WHERE relname = 'quantum_flow_messages'`).Scan(&vacuums, &dead))
+	return vacuums, dead
+}
+
+// TestVacuumsMessagesTable: a consuming backend vacuums the messages
+// table once it holds vacuum_threshold dead tuples (a manual vacuum:
+// autovacuum counts apart), and not with vacuum_threshold=0.
+func TestVacuumsMessagesTable(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		threshold string
+		vacuums   bool
+	}{{"500", true}, {"0", false}} {
+		t.Run("threshold="+c.threshold, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.Database(t)
+			b := open(t, withParams(db, "vacuum_threshold", c.threshold))
+			conn, err := pgx.Connect(context.Background(), db)
+			require.NoError(t, err)
+			defer conn.Close(context.Background())
+			churn(t, b, "q", 2000)
+			if !c.vacuums {
+				require.Never(t, func() bool { v, _ := tableStats(t, conn); return v > 0 }, 8*time.Second, 200*time.Millisecond)
+				return
+			}
+			require.Eventually(t, func() bool {
+				v, dead := tableStats(t, conn)
+				return v > 0 && dead < 500
+			}, time.Minute, 200*time.Millisecond)
+		})
+	}
+}
+
+// TestVacuumWaitsOutHeldTransaction: while a transaction older than the
+// dead tuples holds them, the backend's vacuums remove nothing and come
+// less and less often (2, 6 and 14 s after consuming began, where one
+// every check would make 6 in 12 s); once the transaction ends, a vacuum
+// removes them.
+func TestVacuumWaitsOutHeldTransaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.Database(t)
+	b := open(t, withParams(db, "vacuum_threshold", "500"))
+	conn, err := pgx.Connect(ctx, db)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+	hold, err := pgx.Connect(ctx, db)
+	require.NoError(t, err)
+	defer hold.Close(ctx)
+	tx, err := hold.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT txid_current()`)
+	require.NoError(t, err)
+
+	churn(t, b, "q", 2000)
+	time.Sleep(12 * time.Second)
+	vacuums, dead := tableStats(t, conn)
+	require.GreaterOrEqual(t, vacuums, int64(1), "tried")
+	require.LessOrEqual(t, vacuums, int64(3), "vacuums while held back")
+	require.GreaterOrEqual(t, dead, int64(2000), "dead tuples a held-back vacuum cannot remove")
+
+	require.NoError(t, tx.Rollback(ctx))
+	require.Eventually(t, func() bool {
+		_, dead := tableStats(t, conn)
+		return dead < 500
+	}, time.Minute, 200*time.Millisecond, "vacuumed once the transaction ended")
+}
