@@ -278,8 +278,9 @@
 // (autovacuum_naptime), whatever the table's settings, and a busy queue
 // leaves 100k-odd dead row versions a second: so consuming backends also
 // vacuum the table themselves (VACUUM (SKIP_LOCKED), one at a time per
-// database) once it holds vacuum_threshold dead tuples, looking every 2 s,
-// less often while a vacuum removes little. That takes the table's owner
+// database) once it holds vacuum_threshold dead tuples, looking every 2 s;
+// after a vacuum that removed little, not before the oldest transaction in
+// the database has ended (see vacuum.go). That takes the table's owner
 // (the role that ran Init); another role's VACUUM only warns, and
 // vacuuming stays with autovacuum. Stats report the table's dead tuples
 // and the oldest open transaction in the database (see the Counter

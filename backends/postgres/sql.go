@@ -38,7 +38,7 @@ type queries struct {
 	sweep         string
 	nextDue       string
 	readyQueues   string
-	deadTuples    string
+	vacuumStats   string
 	vacuum        string
 }
 
@@ -331,9 +331,15 @@ LATERAL (SELECT 1 FROM {messages}
          LIMIT 1) r`)
 
 	// The messages table's dead tuples by the statistics (0 before they
-	// count any), and its vacuum (see vacuum.go).
-	q.deadTuples = r.Replace(`
-SELECT coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '{messages}'::regclass), 0)`)
+	// count any), and the database's oldest transaction: the oldest xmin
+	// or xid of its sessions (autovacuum's aside: vacuums do not hold each
+	// other back). The session asking has an xmin, so there is one. Then
+	// the vacuum (see vacuum.go).
+	q.vacuumStats = r.Replace(`
+SELECT coalesce((SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = '{messages}'::regclass), 0),
+       coalesce((SELECT x::text::int8 FROM pg_stat_activity, LATERAL (VALUES (backend_xmin), (backend_xid)) AS v(x)
+                 WHERE datname = current_database() AND backend_type <> 'autovacuum worker' AND x IS NOT NULL
+                 ORDER BY age(x) DESC LIMIT 1), 0)`)
 	q.vacuum = r.Replace(`VACUUM (SKIP_LOCKED) {messages}`)
 
 	// When the next scheduled message of a queue becomes due.

@@ -16,69 +16,90 @@ import (
 // dead tuples, looking every vacuumCheck. Vacuumed this way, the same run
 // peaked at 420k dead tuples and consumed as fast.
 //
-// A vacuum removes nothing while a transaction older than the dead rows
-// is open (a long report, a forgotten session): when one leaves more than
-// half of what was dead, the next waits twice as long, up to
-// vacuumMaxWait, so that a held-back table is not scanned every few
-// seconds for nothing. One that removes most brings the wait back to
-// vacuumCheck. VACUUM (SKIP_LOCKED) returns at once, removing nothing,
-// when another backend or autovacuum is vacuuming the table: so of the
-// backends on one database one keeps vacuuming and the others look less
-// often, ready to take over within vacuumMaxWait.
+// A vacuum removes nothing that died after the oldest transaction still
+// open in the database began (a long report, a forgotten session). When
+// one removes less than half of what was dead, the backend notes that
+// oldest transaction (pg_stat_activity's backend_xmin and backend_xid,
+// which every role may read) and vacuums again only once it has ended:
+// at once then, not up to a minute later. When vacuums still remove little
+// although it ended, something pg_stat_activity does not show holds them
+// back (a replication slot, a prepared transaction), or another backend is
+// vacuuming the table (VACUUM (SKIP_LOCKED) then returns at once): each
+// such vacuum doubles the wait before the next, up to vacuumMaxWait, so
+// that a held-back table is not scanned every few seconds for nothing, and
+// of the backends on one database one vacuums while the others look less
+// often. A vacuum that removes most ends the wait.
 const (
 	vacuumCheck   = 2 * time.Second
 	vacuumMaxWait = 16 * time.Second
 )
 
+// vacuumer is a backend's vacuuming state between checks.
+type vacuumer struct {
+	// heldAt is the database's oldest transaction (its xid) when the last
+	// vacuum removed little; 0 when it removed most.
+	heldAt int64
+	// backoff is the wait after a vacuum that removed little although the
+	// oldest transaction had changed; no vacuum starts before notBefore.
+	backoff   time.Duration
+	notBefore time.Time
+}
+
 // vacuumLoop vacuums the messages table while the backend is open.
 func (d *Driver) vacuumLoop() {
-	wait := vacuumCheck
+	var v vacuumer
+	t := time.NewTicker(vacuumCheck)
+	defer t.Stop()
 	for {
 		select {
 		case <-d.ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-t.C:
 		}
-		tried, leftMost, err := d.vacuumOnce(d.ctx)
-		switch {
-		case err != nil:
-			if d.ctx.Err() == nil {
-				d.log.Debug("quantumflow: postgres: vacuuming the messages table failed", "error", d.wrapErr(err))
-			}
-			wait = vacuumMaxWait
-		case tried && leftMost:
-			wait = min(2*wait, vacuumMaxWait)
-		default:
-			wait = vacuumCheck
+		if err := v.step(d.ctx, d); err != nil && d.ctx.Err() == nil {
+			d.log.Debug("quantumflow: postgres: vacuuming the messages table failed", "error", d.wrapErr(err))
 		}
 	}
 }
 
-// vacuumOnce vacuums the messages table when it holds vacuum_threshold
-// dead tuples or more. It reports whether it tried, and whether more than
-// half of them were still there after (held back, or vacuumed elsewhere).
-func (d *Driver) vacuumOnce(ctx context.Context) (tried, leftMost bool, err error) {
-	before, err := d.deadTuples(ctx)
-	if err != nil || before < int64(d.cfg.vacuumThreshold) {
-		return false, false, err
+// step vacuums the messages table when it holds vacuum_threshold dead
+// tuples or more and a vacuum may remove them.
+func (v *vacuumer) step(ctx context.Context, d *Driver) error {
+	dead, oldest, err := d.vacuumStats(ctx)
+	switch {
+	case err != nil:
+		return err
+	case dead < int64(d.cfg.vacuumThreshold):
+		*v = vacuumer{}
+		return nil
+	case v.heldAt != 0 && oldest == v.heldAt, time.Now().Before(v.notBefore):
+		return nil
 	}
 	// A vacuum of a large table takes long: no timeout but the backend's.
 	if _, err := d.pool.Exec(ctx, d.q.vacuum); err != nil {
-		return false, false, err
+		return err
 	}
-	after, err := d.deadTuples(ctx)
-	if err != nil {
-		return true, false, err
+	after, _, err := d.vacuumStats(ctx)
+	switch {
+	case err != nil:
+		return err
+	case after <= dead/2:
+		*v = vacuumer{}
+	case v.heldAt != 0:
+		v.backoff = min(max(2*v.backoff, 2*vacuumCheck), vacuumMaxWait)
+		v.notBefore = time.Now().Add(v.backoff)
+		v.heldAt = oldest
+	default:
+		v.heldAt = oldest
 	}
-	return true, after > before/2, nil
+	return nil
 }
 
-// deadTuples returns the statistics' count of dead tuples in the messages
-// table.
-func (d *Driver) deadTuples(ctx context.Context) (int64, error) {
+// vacuumStats returns the statistics' count of dead tuples in the
+// messages table and the database's oldest transaction.
+func (d *Driver) vacuumStats(ctx context.Context) (dead, oldest int64, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var n int64
-	err := d.pool.QueryRow(ctx, d.q.deadTuples).Scan(&n)
-	return n, err
+	err = d.pool.QueryRow(ctx, d.q.vacuumStats).Scan(&dead, &oldest)
+	return dead, oldest, err
 }

@@ -77,10 +77,9 @@ func TestVacuumsMessagesTable(t *testing.T) {
 }
 
 // TestVacuumWaitsOutHeldTransaction: while a transaction older than the
-// dead tuples holds them, the backend's vacuums remove nothing and come
-// less and less often (2, 6 and 14 s after consuming began, where one
-// every check would make 6 in 12 s); once the transaction ends, a vacuum
-// removes them.
+// dead tuples holds them, the backend vacuums once (at most: autovacuum may
+// have been at it), finds it removed little, and not again while that
+// transaction is open; once it ends, a vacuum removes them.
 func TestVacuumWaitsOutHeldTransaction(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -98,15 +97,14 @@ func TestVacuumWaitsOutHeldTransaction(t *testing.T) {
 	require.NoError(t, err)
 
 	churn(t, b, "q", 2000)
-	time.Sleep(12 * time.Second)
+	time.Sleep(12 * time.Second) // six checks
 	vacuums, dead := tableStats(t, conn)
-	require.GreaterOrEqual(t, vacuums, int64(1), "tried")
-	require.LessOrEqual(t, vacuums, int64(3), "vacuums while held back")
+	require.LessOrEqual(t, vacuums, int64(1), "vacuums while held back")
 	require.GreaterOrEqual(t, dead, int64(2000), "dead tuples a held-back vacuum cannot remove")
 
 	require.NoError(t, tx.Rollback(ctx))
 	require.Eventually(t, func() bool {
-		_, dead := tableStats(t, conn)
-		return dead < 500
+		v, dead := tableStats(t, conn)
+		return v > vacuums && dead < 500
 	}, time.Minute, 200*time.Millisecond, "vacuumed once the transaction ended")
 }
