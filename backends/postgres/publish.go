@@ -22,7 +22,8 @@ import (
 )
 
 // Group commit: publishes that come while a publish transaction is on
-// its way gather for the next one. A second transaction (up to
+// its way gather for the next one, which also waits a moment for those
+// the last one released (gatherWait). A second transaction (up to
 // maxPublishTx) starts beside the one in flight only for a group of at
 // least groupRows messages: small publishes wait for the commit in flight
 // and share the next, large ones gain from writing in parallel. 64
