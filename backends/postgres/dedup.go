@@ -14,22 +14,9 @@ const dedupExpiryInterval = time.Minute
 // consuming. Every backend doing it is harmless (SKIP LOCKED), and one is
 // enough to keep the table at about one window's keys.
 func (d *Driver) startDedupExpiry() {
-	d.dedupStart.Do(func() { d.goBackground(d.expireDedupLoop) })
-}
-
-func (d *Driver) expireDedupLoop() {
-	t := time.NewTicker(dedupExpiryInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := d.expireDedup(d.ctx); err != nil && d.ctx.Err() == nil {
-			d.log.Debug("quantumflow: postgres: deleting expired dedup keys failed", "error", d.wrapErr(err))
-		}
-	}
+	d.dedupStart.Do(func() {
+		d.goBackground(func() { d.every(dedupExpiryInterval, "deleting expired dedup keys", d.expireDedup) })
+	})
 }
 
 // expireDedup deletes the dedup claims whose window ended, in batches.

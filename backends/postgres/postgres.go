@@ -157,6 +157,23 @@ func (d *Driver) goBackground(f func()) {
 	}()
 }
 
+// every runs f every interval until the backend closes, logging what
+// failed at debug level: background upkeep, which its next round retries.
+func (d *Driver) every(interval time.Duration, what string, f func(context.Context) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := f(d.ctx); err != nil && d.ctx.Err() == nil {
+			d.log.Debug("quantumflow: postgres: "+what+" failed", "error", d.wrapErr(err))
+		}
+	}
+}
+
 // startConsuming starts what only consumers need: the listener, the
 // reaper of expired leases, the poller and the vacuuming of the messages
 // table.

@@ -48,18 +48,7 @@ type vacuumer struct {
 // vacuumLoop vacuums the messages table while the backend is open.
 func (d *Driver) vacuumLoop() {
 	var v vacuumer
-	t := time.NewTicker(vacuumCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if err := v.step(d.ctx, d); err != nil && d.ctx.Err() == nil {
-			d.log.Debug("quantumflow: postgres: vacuuming the messages table failed", "error", d.wrapErr(err))
-		}
-	}
+	d.every(vacuumCheck, "vacuuming the messages table", func(ctx context.Context) error { return v.step(ctx, d) })
 }
 
 // step vacuums the messages table when it holds vacuum_threshold dead
