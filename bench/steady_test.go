@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,4 +91,56 @@ func TestSteadyTargets(t *testing.T) {
 	for _, tg := range steadyTargets(rep, func(string, string, func(Params) bool) *Result { return nil }) {
 		require.Contains(t, tg.Note, "only the full run counts")
 	}
+}
+
+// TestSampleSizesKeepsLargest checks that each window keeps its largest
+// size reading, not the last: a vacuumed table shrinks and grows again
+// within a window, and a failed reading does not hide a good one.
+func TestSampleSizesKeepsLargest(t *testing.T) {
+	t.Parallel()
+	// The window a reading falls in is the number of progress lines
+	// written so far (one at each window's end), so the readings do not
+	// depend on how punctually the sampler wakes.
+	var progress windowCounter
+	// Each window's first reading is its peak; later ones are smaller (a
+	// vacuum truncated the table), or fail.
+	peaks := []int64{100, 300}
+	reads := map[int]int{}
+	g := &gauge{what: "table", read: func(context.Context) (storageSample, error) {
+		w := progress.windows()
+		reads[w]++
+		switch {
+		case reads[w] == 1:
+			return storageSample{bytes: peaks[w]}, nil
+		case w == 0 && reads[w] == 2:
+			return storageSample{}, errors.New("connection reset")
+		}
+		return storageSample{bytes: 10}, nil
+	}}
+	r := &runner{cfg: Config{Progress: &progress}}
+	sizes := make([]storageSample, len(peaks))
+	// Windows of 400 ms, read every 100 ms.
+	r.sampleSizes(t.Context(), g, "postgres", time.Now(), 400*time.Millisecond, sizes)
+	for w, peak := range peaks {
+		require.Equal(t, peak, sizes[w].bytes, "window %d: its peak, not its last reading (%d readings)", w+1, reads[w])
+	}
+}
+
+// windowCounter counts the lines written to it.
+type windowCounter struct {
+	mu    sync.Mutex
+	lines int
+}
+
+func (c *windowCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines += strings.Count(string(p), "\n")
+	return len(p), nil
+}
+
+func (c *windowCounter) windows() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lines
 }
