@@ -213,15 +213,15 @@ type Router struct {
 	startedAt time.Time // when New made the router
 }
 
-// New checks cfg and returns a Router. Errors name the missing field,
-// unknown queue or unregistered handler; handler problems wrap
-// topology.ErrInvalidConfig.
+// New checks cfg and returns a Router. Its errors wrap
+// topology.ErrInvalidConfig and name the missing or bad field, unknown
+// queue (also wrapping pubsub.ErrQueueNotFound) or unregistered handler.
 func New(cfg Config) (*Router, error) {
 	if cfg.Service.Name == "" {
-		return nil, errors.New("router: Config.Service is required (Service.Name is empty)")
+		return nil, fmt.Errorf("router: %w: Config.Service is required (Service.Name is empty)", topology.ErrInvalidConfig)
 	}
 	if cfg.Backend == nil {
-		return nil, fmt.Errorf("router %s: Config.Backend is required", cfg.Service.Name)
+		return nil, configError(cfg.Service.Name, "Config.Backend is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -254,22 +254,22 @@ func New(cfg Config) (*Router, error) {
 	name := cfg.Service.Name
 	switch {
 	case cfg.HandlerTimeout < 0:
-		return nil, fmt.Errorf("router %s: Config.HandlerTimeout must not be negative, got %s", name, cfg.HandlerTimeout)
+		return nil, configError(name, "Config.HandlerTimeout must not be negative, got %s", cfg.HandlerTimeout)
 	case cfg.ShutdownTimeout < 0:
-		return nil, fmt.Errorf("router %s: Config.ShutdownTimeout must not be negative, got %s", name, cfg.ShutdownTimeout)
+		return nil, configError(name, "Config.ShutdownTimeout must not be negative, got %s", cfg.ShutdownTimeout)
 	case cfg.MaxRetryDelay < 0:
-		return nil, fmt.Errorf("router %s: Config.MaxRetryDelay must not be negative, got %s", name, cfg.MaxRetryDelay)
+		return nil, configError(name, "Config.MaxRetryDelay must not be negative, got %s", cfg.MaxRetryDelay)
 	case cfg.Heartbeat < 0:
-		return nil, fmt.Errorf("router %s: Config.Heartbeat must not be negative, got %s", name, cfg.Heartbeat)
+		return nil, configError(name, "Config.Heartbeat must not be negative, got %s", cfg.Heartbeat)
 	case cfg.InstanceTTL < 3*cfg.Heartbeat:
-		return nil, fmt.Errorf("router %s: %w: %s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
-			name, topology.ErrInvalidConfig, ttlFrom, cfg.InstanceTTL, 3*cfg.Heartbeat)
+		return nil, configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+			ttlFrom, cfg.InstanceTTL, 3*cfg.Heartbeat)
 	case cfg.BroadcastRetention < 3*cfg.Heartbeat:
-		return nil, fmt.Errorf("router %s: %w: %s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
-			name, topology.ErrInvalidConfig, retentionFrom, cfg.BroadcastRetention, 3*cfg.Heartbeat)
+		return nil, configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+			retentionFrom, cfg.BroadcastRetention, 3*cfg.Heartbeat)
 	}
 	if err := pubsub.ValidateInstanceID(cfg.Service.InstanceID); err != nil {
-		return nil, fmt.Errorf("router %s: %w: %w", name, topology.ErrInvalidConfig, err)
+		return nil, configError(name, "%w", err)
 	}
 
 	consumers, err := selectConsumers(cfg.Service, cfg.Queues)
@@ -278,13 +278,13 @@ func New(cfg Config) (*Router, error) {
 	}
 	for _, c := range consumers {
 		if err := pubsub.ValidateQueueName(c.Queue); err != nil {
-			return nil, fmt.Errorf("router %s: consumer %s: %w", name, c.Key, err)
+			return nil, configError(name, "consumer %s: %w", c.Key, err)
 		}
 		if c.Workers < 1 {
-			return nil, fmt.Errorf("router %s: consumer %s (queue %s): workers must be at least 1, got %d", name, c.Key, c.Queue, c.Workers)
+			return nil, configError(name, "consumer %s (queue %s): workers must be at least 1, got %d", c.Key, c.Queue, c.Workers)
 		}
 		if c.MaxRetries < 0 {
-			return nil, fmt.Errorf("router %s: consumer %s (queue %s): max_retries must not be negative, got %d", name, c.Key, c.Queue, c.MaxRetries)
+			return nil, configError(name, "consumer %s (queue %s): max_retries must not be negative, got %d", c.Key, c.Queue, c.MaxRetries)
 		}
 	}
 	registered := make([]string, 0, len(cfg.Handlers))
@@ -312,12 +312,18 @@ func New(cfg Config) (*Router, error) {
 	}, nil
 }
 
+// configError is an error of New: about the configuration of service
+// name, wrapping topology.ErrInvalidConfig.
+func configError(name, format string, args ...any) error {
+	return fmt.Errorf("router %s: %w: "+format, append([]any{name, topology.ErrInvalidConfig}, args...)...)
+}
+
 func selectConsumers(svc topology.ServiceConfig, queues []string) ([]topology.Consumer, error) {
 	if queues == nil {
 		return slices.Clone(svc.Consumers), nil
 	}
 	if len(queues) == 0 {
-		return nil, fmt.Errorf("router %s: Config.Queues is empty (nil runs every consumer)", svc.Name)
+		return nil, configError(svc.Name, "Config.Queues is empty (nil runs every consumer)")
 	}
 	var out []topology.Consumer
 	for _, q := range queues {
@@ -327,8 +333,8 @@ func selectConsumers(svc topology.ServiceConfig, queues []string) ([]topology.Co
 			for _, c := range svc.Consumers {
 				have = append(have, c.Queue)
 			}
-			return nil, fmt.Errorf("router %s: Config.Queues: %w %q: the service does not consume it (it consumes: %s)",
-				svc.Name, pubsub.ErrQueueNotFound, q, joinOrNone(have))
+			return nil, configError(svc.Name, "Config.Queues: %w %q: the service does not consume it (it consumes: %s)",
+				pubsub.ErrQueueNotFound, q, joinOrNone(have))
 		}
 		if !slices.ContainsFunc(out, func(x topology.Consumer) bool { return x.Queue == q }) {
 			out = append(out, c)

@@ -167,10 +167,12 @@ func TestNewValidates(t *testing.T) {
 
 	t.Run("MissingService", func(t *testing.T) {
 		_, err := router.New(router.Config{Backend: b, Handlers: all})
+		require.ErrorIs(t, err, topology.ErrInvalidConfig)
 		require.ErrorContains(t, err, "Config.Service")
 	})
 	t.Run("MissingBackend", func(t *testing.T) {
 		_, err := router.New(router.Config{Service: cc, Handlers: all})
+		require.ErrorIs(t, err, topology.ErrInvalidConfig)
 		require.ErrorContains(t, err, "Config.Backend")
 	})
 	t.Run("MissingHandler", func(t *testing.T) {
@@ -201,11 +203,26 @@ func TestNewValidates(t *testing.T) {
 	t.Run("UnknownQueue", func(t *testing.T) {
 		_, err := router.New(router.Config{Service: cc, Backend: b, Handlers: all, Queues: []string{topology.RollbackQueue}})
 		require.ErrorIs(t, err, pubsub.ErrQueueNotFound)
+		require.ErrorIs(t, err, topology.ErrInvalidConfig)
 		require.ErrorContains(t, err, topology.RollbackQueue)
+	})
+	t.Run("NegativeDurations", func(t *testing.T) {
+		for field, cfg := range map[string]router.Config{
+			"Config.HandlerTimeout":  {HandlerTimeout: -time.Second},
+			"Config.ShutdownTimeout": {ShutdownTimeout: -time.Second},
+			"Config.MaxRetryDelay":   {MaxRetryDelay: -time.Second},
+			"Config.Heartbeat":       {Heartbeat: -time.Second},
+		} {
+			cfg.Service, cfg.Backend, cfg.Handlers = cc, b, all
+			_, err := router.New(cfg)
+			require.ErrorIs(t, err, topology.ErrInvalidConfig, field)
+			require.ErrorContains(t, err, field+" must not be negative")
+		}
 	})
 	t.Run("BadWorkers", func(t *testing.T) {
 		bad := service(t, topology.CentralCloud, func(c *topology.ServiceConfig) { consumer(c, topology.MetricsQueue).Workers = 0 })
 		_, err := router.New(router.Config{Service: bad, Backend: b, Handlers: all})
+		require.ErrorIs(t, err, topology.ErrInvalidConfig)
 		require.ErrorContains(t, err, "workers must be at least 1")
 		require.ErrorContains(t, err, topology.MetricsQueue)
 	})

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -208,4 +209,29 @@ func TestInjectExtractRoundTrip(t *testing.T) {
 	got := trace.SpanContextFromContext(tracing.Extract(context.Background(), msg))
 	require.Equal(t, span.SpanContext().TraceID(), got.TraceID())
 	require.Equal(t, span.SpanContext().SpanID(), got.SpanID())
+}
+
+// TestStartPublishUsesGlobalProvider checks the package-level StartPublish:
+// the producer span comes from the global TracerProvider, and the message
+// carries its context (in its metadata for the consumer, and as its Go
+// context). Not parallel: it sets the global provider.
+func TestStartPublishUsesGlobalProvider(t *testing.T) {
+	rec, tp := newRecorder(t)
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"id":1}`))
+	ctx, span := tracing.StartPublish(context.Background(), "proposals", msg)
+	tracing.End(span, nil)
+
+	spans := rec.Ended()
+	require.Len(t, spans, 1)
+	require.Equal(t, "send proposals", spans[0].Name())
+	require.Equal(t, trace.SpanKindProducer, spans[0].SpanKind())
+	require.Equal(t, msg.UUID, attr(spans[0], "messaging.message.id").AsString())
+	require.Equal(t, spans[0].SpanContext().SpanID(), trace.SpanContextFromContext(ctx).SpanID())
+	require.Equal(t, spans[0].SpanContext().SpanID(), trace.SpanContextFromContext(msg.Context()).SpanID())
+	require.Contains(t, msg.Metadata.Get("traceparent"), spans[0].SpanContext().TraceID().String(),
+		"the span's context travels in the message's metadata")
 }
