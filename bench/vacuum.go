@@ -63,9 +63,10 @@ type VacuumFigures struct {
 	AutovacuumsDuring    int64   `json:"autovacuums_during_hold"`
 	AutovacuumsAfter     int64   `json:"autovacuums_after_hold"`
 	FirstAutovacuumAfter float64 `json:"first_autovacuum_after_s"`
-	// VacuumsDuring and VacuumsAfter count the other vacuums of the
-	// messages table, the backend's own (vacuum_threshold), during the
-	// hold and after it.
+	// VacuumsDuring and VacuumsAfter count the VACUUM commands run on the
+	// messages table (pg_stat_user_tables.vacuum_count: the backend's own,
+	// vacuum_threshold; none in the raw loop) during the hold and after
+	// it.
 	VacuumsDuring int64 `json:"vacuums_during_hold"`
 	VacuumsAfter  int64 `json:"vacuums_after_hold"`
 	// PendingMin is the smallest backlog seen while the rates were
@@ -583,13 +584,13 @@ func (f *VacuumFigures) summary(backlog int) string {
 	fmt.Fprintf(&b, "backlog of %d kept full by publishing (lowest %d)", backlog, f.PendingMin)
 	fmt.Fprintf(&b, "; without the hold %s msg/s%s", fmtRate(f.RateWithout), claimText(f.ClaimWithout))
 	fmt.Fprintf(&b, "; during the %.0f s hold %s msg/s (%.2f×; by slice %s)%s", f.HoldSeconds, fmtRate(f.RateDuring), f.Ratio, fmtRateList(f.HoldSlices), claimText(f.ClaimDuring))
-	fmt.Fprintf(&b, "; dead tuples: at most %d without the hold, %d at its end (autovacuum ran %d times during it, the backend's own vacuum %d)", f.DeadWithoutMax, f.DeadAtRelease, f.AutovacuumsDuring, f.VacuumsDuring)
+	fmt.Fprintf(&b, "; dead tuples: at most %d without the hold, %d at its end (autovacuum ran %d times during it, VACUUM commands %d)", f.DeadWithoutMax, f.DeadAtRelease, f.AutovacuumsDuring, f.VacuumsDuring)
 	if f.SecondsToBound >= 0 {
 		fmt.Fprintf(&b, ", under the bound of %d %.1f s after it, %d at the end", f.DeadBound, f.SecondsToBound, f.DeadAtEnd)
 	} else {
 		fmt.Fprintf(&b, ", not under the bound of %d within %.0f s after it, %d at the end", f.DeadBound, f.RecoverSeconds, f.DeadAtEnd)
 	}
-	fmt.Fprintf(&b, " (autovacuum ran %d times after it%s, the backend's own vacuum %d); in the %.0f s after the hold %s msg/s (by slice %s)%s",
+	fmt.Fprintf(&b, " (autovacuum ran %d times after it%s, VACUUM commands %d); in the %.0f s after the hold %s msg/s (by slice %s)%s",
 		f.AutovacuumsAfter, autovacuumText(f.FirstAutovacuumAfter), f.VacuumsAfter, f.RecoverSeconds, fmtRate(f.RateAfter), fmtRateList(f.AfterSlices), claimText(f.ClaimAfter))
 	return b.String()
 }

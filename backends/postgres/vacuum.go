@@ -74,11 +74,11 @@ func (v *vacuumer) step(ctx context.Context, d *Driver) error {
 		return err
 	case after <= dead/2:
 		*v = vacuumer{}
-	case v.heldAt != 0:
-		v.backoff = min(max(2*v.backoff, 2*vacuumCheck), vacuumMaxWait)
-		v.notBefore = time.Now().Add(v.backoff)
-		v.heldAt = oldest
 	default:
+		if v.heldAt != 0 {
+			v.backoff = min(max(2*v.backoff, 2*vacuumCheck), vacuumMaxWait)
+			v.notBefore = time.Now().Add(v.backoff)
+		}
 		v.heldAt = oldest
 	}
 	return nil
