@@ -144,3 +144,35 @@ func (c *windowCounter) windows() int {
 	defer c.mu.Unlock()
 	return c.lines
 }
+
+// TestSteadySizeFloor checks the size row of a storage with an allocation
+// unit (NATS's message block): sizes within one block compare as one
+// block, so a stream moving between 39 and 132 KiB has not grown, while
+// one that outgrew the block by more than twice has.
+func TestSteadySizeFloor(t *testing.T) {
+	t.Parallel()
+	grown := func(first, last int64) Target {
+		win := func(size int64) WindowFigure {
+			return WindowFigure{Latency: &Latency{P99Ms: 10, Samples: 100}, SizeBytes: size}
+		}
+		r := &Result{Scenario: ScenarioSteady, Subject: SubjectNATS, Params: Params{PayloadBytes: 256, Workers: 4, Rate: 500},
+			Steady: &SteadyFigure{MaxRate: 1000, Offered: 10, Delivered: 10, Window: Duration(time.Minute), Storage: "stream",
+				SizeFloorBytes: natsBlockBytes, Windows: []WindowFigure{win(first), win(last)}}}
+		rep := &Report{Mode: "full", Sizes: fullSizes, Results: []*Result{r}}
+		for _, tg := range checkTargets(rep) {
+			if strings.HasPrefix(tg.Text, "Steady state") && strings.Contains(tg.Text, "size") && strings.Contains(tg.Text, "[nats]") {
+				return tg
+			}
+		}
+		require.FailNow(t, "no NATS size row")
+		return Target{}
+	}
+	small := grown(39<<10, 132<<10)
+	require.Equal(t, "met", small.Status())
+	require.InDelta(t, 1.0, small.Figure, 1e-9, "both within one block")
+	require.Contains(t, small.Detail, "one message block")
+
+	big := grown(39<<10, 9*natsBlockBytes)
+	require.Equal(t, "NOT met", big.Status())
+	require.InDelta(t, 9.0, big.Figure, 1e-9, "nine blocks against one")
+}
