@@ -605,198 +605,16 @@ func fmtBytes(n int) string {
 
 // plan lists the measurements of a run: every selected backend in every
 // selected scenario, each with the baseline measurements it is compared
-// with, which run in the same process on the same servers.
+// with, which run in the same process on the same servers. Jobs run
+// scenario by scenario, and within one scenario subject by subject, so a
+// subject is opened once per scenario.
 func plan(sz Sizes, cfg Config) []*job {
-	wantScenario := func(s string) bool { return len(cfg.Scenarios) == 0 || slices.Contains(cfg.Scenarios, s) }
-	wantSubject := func(s string) bool { return len(cfg.Subjects) == 0 || slices.Contains(cfg.Subjects, s) }
-	var jobs []*job
-	index := map[string]*job{}
-	curCase, caseN := "", 0
-	newCase := func(format string, args ...any) {
-		caseN++
-		curCase = fmt.Sprintf(format, args...)
-	}
-	add := func(scenario, subject string, p Params) *job {
-		if !wantScenario(scenario) || !wantSubject(subject) {
-			return nil
-		}
-		def := subjectByName(subject)
-		if def.maxWorkers > 0 && p.Workers > def.maxWorkers {
-			p.Workers = def.maxWorkers
-		}
-		j := &job{scenario: scenario, def: def, params: p, caseLabel: curCase, caseOrder: caseN}
-		if have, ok := index[j.key()]; ok {
-			return have
-		}
-		index[j.key()] = j
-		jobs = append(jobs, j)
-		return j
-	}
-	link := func(j *job, bs ...*job) {
-		if j == nil {
-			return
-		}
-		for _, b := range bs {
-			if b != nil && b != j {
-				j.baselines = append(j.baselines, b)
-			}
-		}
-	}
-	const small, large = 256, 4096
-
-	// publish: one message per call.
-	for _, c := range []struct{ size, pubs int }{{small, 1}, {small, 8}, {small, 64}, {large, 8}} {
-		newCase("%s, %s", fmtBytes(c.size), plural(c.pubs, "publisher"))
-		p := Params{PayloadBytes: c.size, Publishers: c.pubs, Batch: 1}
-		// The raw floor for single-row inserts is the commit rate of up
-		// to 8 connections (the issue's reference).
-		praw := p
-		praw.Publishers = min(c.pubs, rawPoolSize)
-		gc, pg, wm := add(ScenarioPublish, SubjectGoChannel, p), add(ScenarioPublish, SubjectPgx, praw), add(ScenarioPublish, SubjectWatermillSQL, p)
-		js, jss := add(ScenarioPublish, SubjectJetStream, p), add(ScenarioPublish, SubjectJetStreamSync, p)
-		jsm := add(ScenarioPublish, SubjectJetStreamMsgID, p)
-		link(wm, pg)
-		link(add(ScenarioPublish, SubjectMem, p), gc)
-		link(add(ScenarioPublish, SubjectPostgres, p), pg, wm)
-		link(add(ScenarioPublish, SubjectNATS, p), js, jsm)
-		link(add(ScenarioPublish, SubjectNATSSync, p), jss)
-	}
-	// publish_batch: 100 messages per call, 4 publishers.
-	for _, size := range []int{small, large} {
-		newCase("%s", fmtBytes(size))
-		p := Params{PayloadBytes: size, Publishers: 4, Batch: 100}
-		gc, pg, wm := add(ScenarioPublishBatch, SubjectGoChannel, p), add(ScenarioPublishBatch, SubjectPgx, p), add(ScenarioPublishBatch, SubjectWatermillSQL, p)
-		js, jss := add(ScenarioPublishBatch, SubjectJetStream, p), add(ScenarioPublishBatch, SubjectJetStreamSync, p)
-		jsm := add(ScenarioPublishBatch, SubjectJetStreamMsgID, p)
-		link(wm, pg)
-		link(add(ScenarioPublishBatch, SubjectMem, p), gc)
-		link(add(ScenarioPublishBatch, SubjectPostgres, p), pg, wm)
-		link(add(ScenarioPublishBatch, SubjectNATS, p), js, jsm)
-		link(add(ScenarioPublishBatch, SubjectNATSSync, p), jss)
-	}
-	// publish_dedup (issue 12): every message with a dedup key of its own
-	// (none is a duplicate: the cost of the check), against the same
-	// publish without keys on the same backend.
-	for _, c := range []struct{ pubs, batch int }{{8, 1}, {4, 100}} {
-		newCase("%s, %s, %s per call", fmtBytes(small), plural(c.pubs, "publisher"), plural(c.batch, "message"))
-		// pgx: the floor, a unique index of the keys and nothing more.
-		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectPgx, SubjectNATS, SubjectNATSSync} {
-			p := Params{PayloadBytes: small, Publishers: c.pubs, Batch: c.batch}
-			plain := add(ScenarioPublishDedup, b, p)
-			p.Dedup = true
-			link(add(ScenarioPublishDedup, b, p), plain)
-		}
-	}
-	// consume from a preloaded backlog.
-	for _, c := range []struct{ size, workers int }{{small, 1}, {small, 4}, {small, 16}, {large, 4}} {
-		newCase("%s, %s", fmtBytes(c.size), plural(c.workers, "worker"))
-		p := Params{PayloadBytes: c.size, Workers: c.workers, Pending: sz.Preload}
-		// The raw floors run 1 and 4 consumers (the issue's reference).
-		praw := p
-		praw.Workers = min(c.workers, 4)
-		gc, pg, wm := add(ScenarioConsume, SubjectGoChannel, p), add(ScenarioConsume, SubjectPgx, praw), add(ScenarioConsume, SubjectWatermillSQL, p)
-		wmq := add(ScenarioConsume, SubjectWatermillSQLQueue, p)
-		js, jss := add(ScenarioConsume, SubjectJetStream, praw), add(ScenarioConsume, SubjectJetStreamSync, praw)
-		link(wm, pg)
-		link(wmq, pg)
-		link(add(ScenarioConsume, SubjectMem, p), gc)
-		link(add(ScenarioConsume, SubjectPostgres, p), pg, wm, wmq)
-		link(add(ScenarioConsume, SubjectPostgresSync, p), pg, wm, wmq)
-		link(add(ScenarioConsume, SubjectNATS, p), js)
-		link(add(ScenarioConsume, SubjectNATSSync, p), jss)
-	}
-	// typed consume (issue 12): router.Handle's decoding against the
-	// untyped handler, each backend against itself.
-	newCase("%s, 4 workers, typed vs untyped handler", fmtBytes(small))
-	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
-		p := Params{PayloadBytes: small, Workers: 4, Pending: sz.Preload, Handler: HandlerUntyped}
-		untyped := add(ScenarioTypedConsume, b, p)
-		p.Handler = HandlerTyped
-		link(add(ScenarioTypedConsume, b, p), untyped)
-	}
-	// latency at fixed rates.
-	for _, rate := range []float64{200, 2000} {
-		newCase("%g msg/s", rate)
-		p := Params{PayloadBytes: small, Workers: 4, Rate: rate}
-		gc, wm := add(ScenarioLatency, SubjectGoChannel, p), add(ScenarioLatency, SubjectWatermillSQL, p)
-		js, jss := add(ScenarioLatency, SubjectJetStream, p), add(ScenarioLatency, SubjectJetStreamSync, p)
-		link(add(ScenarioLatency, SubjectMem, p), gc)
-		link(add(ScenarioLatency, SubjectPostgres, p), wm)
-		link(add(ScenarioLatency, SubjectPostgresSync, p), wm)
-		link(add(ScenarioLatency, SubjectNATS, p), js)
-		link(add(ScenarioLatency, SubjectNATSSync, p), jss)
-	}
-	// topology round trip.
-	{
-		newCase("%g proposals/s", sz.RoundTripRate)
-		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate}
-		gc, wm := add(ScenarioRoundTrip, SubjectGoChannel, p), add(ScenarioRoundTrip, SubjectWatermillSQL, p)
-		js, jss := add(ScenarioRoundTrip, SubjectJetStream, p), add(ScenarioRoundTrip, SubjectJetStreamSync, p)
-		link(add(ScenarioRoundTrip, SubjectMem, p), gc)
-		link(add(ScenarioRoundTrip, SubjectPostgres, p), wm)
-		link(add(ScenarioRoundTrip, SubjectNATS, p), js)
-		link(add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
-	}
-	// Delivery to instances (issue 11): the round trip with sz.Instances
-	// instances and each result addressed to its proposer, against the
-	// round trip as it was before addressing (one instance, the results
-	// on a work queue) on the same backend; the total proposal rate is the
-	// same, so the ratio is what addressing and the instances cost.
-	newCase("%g proposals/s", sz.RoundTripRate)
-	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
-		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate, Instances: 1, Delivery: string(topology.DeliveryWork)}
-		work := add(ScenarioAddressed, b, p)
-		p.Instances, p.Delivery = sz.Instances, string(topology.DeliveryAddressed)
-		link(add(ScenarioAddressed, b, p), work)
-	}
-	// Broadcast fan-out: every backend on its own.
-	newCase("%g profiles/s, %d instances", sz.BroadcastRate, sz.Instances)
-	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
-		add(ScenarioBroadcast, b, Params{PayloadBytes: small, Rate: sz.BroadcastRate, Instances: sz.Instances})
-	}
-	// backlog growth: each backend against itself with the small backlog.
-	newCase("%s, 4 workers", fmtBytes(small))
-	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
-		ps := Params{PayloadBytes: small, Workers: 4, Pending: sz.BacklogSmall}
-		pl := ps
-		pl.Pending = sz.BacklogLarge
-		s := add(ScenarioBacklog, b, ps)
-		link(add(ScenarioBacklog, b, pl), s)
-	}
-	// mixed topology.
-	for _, prof := range []string{"small", "medium", "large"} {
-		newCase("%s profile, %d instances", prof, sz.MixedInstances[prof])
-		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
-			add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
-		}
-	}
-	// many instances (issue 16): the mixed run's large profile at each
-	// instance count, every router of a count in this process on one
-	// backend.
-	for _, n := range sz.InstanceCounts {
-		newCase("large profile, %d instances, in process on one backend", n)
-		for _, b := range []string{SubjectPostgres, SubjectNATS} {
-			add(ScenarioInstances, b, Params{PayloadBytes: small, Profile: "large", Instances: n})
-		}
-	}
-	// steady state (issue 16): each backend on its own, NATS at its
-	// default sync (the issue's figures).
-	newCase("%s, 4 workers, half the measured maximum for %s (windows of %s)", fmtBytes(small), sz.Steady.D(), sz.SteadyWindow.D())
-	for _, b := range []string{SubjectPostgres, SubjectNATS} {
-		add(ScenarioSteady, b, Params{PayloadBytes: small, Workers: 4})
-	}
-	// held-back vacuum (issue 16): the backend, and the raw SKIP LOCKED
-	// loop on the same index for reference (no claim probe: its claims
-	// are not the backend's).
-	newCase("%s, 4 workers, %d pending, %s hold", fmtBytes(small), sz.VacuumBacklog, sz.VacuumHold.D())
-	for _, b := range []string{SubjectPostgres, SubjectPgx} {
-		add(ScenarioVacuum, b, Params{PayloadBytes: small, Workers: 4, Pending: sz.VacuumBacklog})
-	}
-	// slow messages in flight (issue 16): the PostgreSQL claim and reaper.
-	newCase("%s, %d held", fmtBytes(small), sz.InFlight)
-	add(ScenarioInFlight, SubjectPostgres, Params{PayloadBytes: small, Pending: sz.InFlight})
-	// Run scenario by scenario, and within one scenario subject by subject
-	// so a subject is opened once per scenario.
+	pl := &planner{cfg: cfg, sz: sz, index: map[string]*job{}}
+	pl.publishJobs()
+	pl.consumeJobs()
+	pl.latencyJobs()
+	pl.instanceJobs()
+	pl.roundTwoJobs()
 	order := map[string]int{}
 	for i, s := range Scenarios() {
 		order[s] = i
@@ -805,13 +623,232 @@ func plan(sz Sizes, cfg Config) []*job {
 	for i, d := range subjectDefs {
 		subj[d.Name] = i
 	}
-	slices.SortStableFunc(jobs, func(a, b *job) int {
+	slices.SortStableFunc(pl.jobs, func(a, b *job) int {
 		if d := order[a.scenario] - order[b.scenario]; d != 0 {
 			return d
 		}
 		return subj[a.def.Name] - subj[b.def.Name]
 	})
-	return jobs
+	return pl.jobs
+}
+
+// Payload sizes of the plan's cases.
+const small, large = 256, 4096
+
+// planner collects a run's jobs, each once, in the order planned.
+type planner struct {
+	cfg   Config
+	sz    Sizes
+	jobs  []*job
+	index map[string]*job // by job.key
+	// curCase and caseN name the case being planned (see job.caseLabel).
+	curCase string
+	caseN   int
+}
+
+// newCase starts the next case: the jobs added from now on belong to it.
+func (pl *planner) newCase(format string, args ...any) {
+	pl.caseN++
+	pl.curCase = fmt.Sprintf(format, args...)
+}
+
+// add plans subject in scenario with p, unless the run does not select
+// them (nil then), and returns the job; a job planned before with the
+// same parameters is returned, not planned twice.
+func (pl *planner) add(scenario, subject string, p Params) *job {
+	if len(pl.cfg.Scenarios) > 0 && !slices.Contains(pl.cfg.Scenarios, scenario) ||
+		len(pl.cfg.Subjects) > 0 && !slices.Contains(pl.cfg.Subjects, subject) {
+		return nil
+	}
+	def := subjectByName(subject)
+	if def.maxWorkers > 0 && p.Workers > def.maxWorkers {
+		p.Workers = def.maxWorkers
+	}
+	j := &job{scenario: scenario, def: def, params: p, caseLabel: pl.curCase, caseOrder: pl.caseN}
+	if have, ok := pl.index[j.key()]; ok {
+		return have
+	}
+	pl.index[j.key()] = j
+	pl.jobs = append(pl.jobs, j)
+	return j
+}
+
+// link makes bs the baselines of j (those planned, and not j itself).
+func link(j *job, bs ...*job) {
+	if j == nil {
+		return
+	}
+	for _, b := range bs {
+		if b != nil && b != j {
+			j.baselines = append(j.baselines, b)
+		}
+	}
+}
+
+// publishJobs plans publish (one message per call), publish_batch (100
+// per call, 4 publishers) and publish_dedup.
+func (pl *planner) publishJobs() {
+	for _, c := range []struct{ size, pubs int }{{small, 1}, {small, 8}, {small, 64}, {large, 8}} {
+		pl.newCase("%s, %s", fmtBytes(c.size), plural(c.pubs, "publisher"))
+		p := Params{PayloadBytes: c.size, Publishers: c.pubs, Batch: 1}
+		// The raw floor for single-row inserts is the commit rate of up
+		// to 8 connections (the issue's reference).
+		praw := p
+		praw.Publishers = min(c.pubs, rawPoolSize)
+		pl.publishCase(ScenarioPublish, p, praw)
+	}
+	for _, size := range []int{small, large} {
+		pl.newCase("%s", fmtBytes(size))
+		p := Params{PayloadBytes: size, Publishers: 4, Batch: 100}
+		pl.publishCase(ScenarioPublishBatch, p, p)
+	}
+	// publish_dedup (issue 12): every message with a dedup key of its own
+	// (none is a duplicate: the cost of the check), against the same
+	// publish without keys on the same backend.
+	for _, c := range []struct{ pubs, batch int }{{8, 1}, {4, 100}} {
+		pl.newCase("%s, %s, %s per call", fmtBytes(small), plural(c.pubs, "publisher"), plural(c.batch, "message"))
+		// pgx: the floor, a unique index of the keys and nothing more.
+		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectPgx, SubjectNATS, SubjectNATSSync} {
+			p := Params{PayloadBytes: small, Publishers: c.pubs, Batch: c.batch}
+			plain := pl.add(ScenarioPublishDedup, b, p)
+			p.Dedup = true
+			link(pl.add(ScenarioPublishDedup, b, p), plain)
+		}
+	}
+}
+
+// publishCase plans one case of a publish scenario: every backend and
+// its baselines, raw pgx with praw.
+func (pl *planner) publishCase(scenario string, p, praw Params) {
+	gc, pg, wm := pl.add(scenario, SubjectGoChannel, p), pl.add(scenario, SubjectPgx, praw), pl.add(scenario, SubjectWatermillSQL, p)
+	js, jss := pl.add(scenario, SubjectJetStream, p), pl.add(scenario, SubjectJetStreamSync, p)
+	jsm := pl.add(scenario, SubjectJetStreamMsgID, p)
+	link(wm, pg)
+	link(pl.add(scenario, SubjectMem, p), gc)
+	link(pl.add(scenario, SubjectPostgres, p), pg, wm)
+	link(pl.add(scenario, SubjectNATS, p), js, jsm)
+	link(pl.add(scenario, SubjectNATSSync, p), jss)
+}
+
+// consumeJobs plans consume from a preloaded backlog, typed_consume and
+// backlog growth.
+func (pl *planner) consumeJobs() {
+	for _, c := range []struct{ size, workers int }{{small, 1}, {small, 4}, {small, 16}, {large, 4}} {
+		pl.newCase("%s, %s", fmtBytes(c.size), plural(c.workers, "worker"))
+		p := Params{PayloadBytes: c.size, Workers: c.workers, Pending: pl.sz.Preload}
+		// The raw floors run 1 and 4 consumers (the issue's reference).
+		praw := p
+		praw.Workers = min(c.workers, 4)
+		gc, pg, wm := pl.add(ScenarioConsume, SubjectGoChannel, p), pl.add(ScenarioConsume, SubjectPgx, praw), pl.add(ScenarioConsume, SubjectWatermillSQL, p)
+		wmq := pl.add(ScenarioConsume, SubjectWatermillSQLQueue, p)
+		js, jss := pl.add(ScenarioConsume, SubjectJetStream, praw), pl.add(ScenarioConsume, SubjectJetStreamSync, praw)
+		link(wm, pg)
+		link(wmq, pg)
+		link(pl.add(ScenarioConsume, SubjectMem, p), gc)
+		link(pl.add(ScenarioConsume, SubjectPostgres, p), pg, wm, wmq)
+		link(pl.add(ScenarioConsume, SubjectPostgresSync, p), pg, wm, wmq)
+		link(pl.add(ScenarioConsume, SubjectNATS, p), js)
+		link(pl.add(ScenarioConsume, SubjectNATSSync, p), jss)
+	}
+	// typed consume (issue 12): router.Handle's decoding against the
+	// untyped handler, each backend against itself.
+	pl.newCase("%s, 4 workers, typed vs untyped handler", fmtBytes(small))
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+		p := Params{PayloadBytes: small, Workers: 4, Pending: pl.sz.Preload, Handler: HandlerUntyped}
+		untyped := pl.add(ScenarioTypedConsume, b, p)
+		p.Handler = HandlerTyped
+		link(pl.add(ScenarioTypedConsume, b, p), untyped)
+	}
+	// backlog growth: each backend against itself with the small backlog.
+	pl.newCase("%s, 4 workers", fmtBytes(small))
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+		p := Params{PayloadBytes: small, Workers: 4, Pending: pl.sz.BacklogSmall}
+		smaller := pl.add(ScenarioBacklog, b, p)
+		p.Pending = pl.sz.BacklogLarge
+		link(pl.add(ScenarioBacklog, b, p), smaller)
+	}
+}
+
+// latencyJobs plans latency at fixed rates and the topology round trip.
+func (pl *planner) latencyJobs() {
+	for _, rate := range []float64{200, 2000} {
+		pl.newCase("%g msg/s", rate)
+		p := Params{PayloadBytes: small, Workers: 4, Rate: rate}
+		gc, wm := pl.add(ScenarioLatency, SubjectGoChannel, p), pl.add(ScenarioLatency, SubjectWatermillSQL, p)
+		js, jss := pl.add(ScenarioLatency, SubjectJetStream, p), pl.add(ScenarioLatency, SubjectJetStreamSync, p)
+		link(pl.add(ScenarioLatency, SubjectMem, p), gc)
+		link(pl.add(ScenarioLatency, SubjectPostgres, p), wm)
+		link(pl.add(ScenarioLatency, SubjectPostgresSync, p), wm)
+		link(pl.add(ScenarioLatency, SubjectNATS, p), js)
+		link(pl.add(ScenarioLatency, SubjectNATSSync, p), jss)
+	}
+	pl.newCase("%g proposals/s", pl.sz.RoundTripRate)
+	p := Params{PayloadBytes: small, Rate: pl.sz.RoundTripRate}
+	gc, wm := pl.add(ScenarioRoundTrip, SubjectGoChannel, p), pl.add(ScenarioRoundTrip, SubjectWatermillSQL, p)
+	js, jss := pl.add(ScenarioRoundTrip, SubjectJetStream, p), pl.add(ScenarioRoundTrip, SubjectJetStreamSync, p)
+	link(pl.add(ScenarioRoundTrip, SubjectMem, p), gc)
+	link(pl.add(ScenarioRoundTrip, SubjectPostgres, p), wm)
+	link(pl.add(ScenarioRoundTrip, SubjectNATS, p), js)
+	link(pl.add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
+}
+
+// instanceJobs plans the scenarios with many instances: addressed,
+// broadcast, mixed and instances.
+func (pl *planner) instanceJobs() {
+	sz := pl.sz
+	// Delivery to instances (issue 11): the round trip with sz.Instances
+	// instances and each result addressed to its proposer, against the
+	// round trip as it was before addressing (one instance, the results
+	// on a work queue) on the same backend; the total proposal rate is the
+	// same, so the ratio is what addressing and the instances cost.
+	pl.newCase("%g proposals/s", sz.RoundTripRate)
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		p := Params{PayloadBytes: small, Rate: sz.RoundTripRate, Instances: 1, Delivery: string(topology.DeliveryWork)}
+		work := pl.add(ScenarioAddressed, b, p)
+		p.Instances, p.Delivery = sz.Instances, string(topology.DeliveryAddressed)
+		link(pl.add(ScenarioAddressed, b, p), work)
+	}
+	// Broadcast fan-out: every backend on its own.
+	pl.newCase("%g profiles/s, %d instances", sz.BroadcastRate, sz.Instances)
+	for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS, SubjectNATSSync} {
+		pl.add(ScenarioBroadcast, b, Params{PayloadBytes: small, Rate: sz.BroadcastRate, Instances: sz.Instances})
+	}
+	for _, prof := range []string{"small", "medium", "large"} {
+		pl.newCase("%s profile, %d instances", prof, sz.MixedInstances[prof])
+		for _, b := range []string{SubjectMem, SubjectPostgres, SubjectNATS} {
+			pl.add(ScenarioMixed, b, Params{PayloadBytes: small, Profile: prof, Instances: sz.MixedInstances[prof]})
+		}
+	}
+	// many instances (issue 16): the mixed run's large profile at each
+	// instance count, every router of a count in this process on one
+	// backend.
+	for _, n := range sz.InstanceCounts {
+		pl.newCase("large profile, %d instances, in process on one backend", n)
+		for _, b := range []string{SubjectPostgres, SubjectNATS} {
+			pl.add(ScenarioInstances, b, Params{PayloadBytes: small, Profile: "large", Instances: n})
+		}
+	}
+}
+
+// roundTwoJobs plans issue 16's own scenarios: steady, vacuum, inflight.
+func (pl *planner) roundTwoJobs() {
+	sz := pl.sz
+	// steady state: each backend on its own, NATS at its default sync
+	// (the issue's figures).
+	pl.newCase("%s, 4 workers, half the measured maximum for %s (windows of %s)", fmtBytes(small), sz.Steady.D(), sz.SteadyWindow.D())
+	for _, b := range []string{SubjectPostgres, SubjectNATS} {
+		pl.add(ScenarioSteady, b, Params{PayloadBytes: small, Workers: 4})
+	}
+	// held-back vacuum: the backend, and the raw SKIP LOCKED loop on the
+	// same index for reference (no claim probe: its claims are not the
+	// backend's).
+	pl.newCase("%s, 4 workers, %d pending, %s hold", fmtBytes(small), sz.VacuumBacklog, sz.VacuumHold.D())
+	for _, b := range []string{SubjectPostgres, SubjectPgx} {
+		pl.add(ScenarioVacuum, b, Params{PayloadBytes: small, Workers: 4, Pending: sz.VacuumBacklog})
+	}
+	// slow messages in flight: the PostgreSQL claim and reaper.
+	pl.newCase("%s, %d held", fmtBytes(small), sz.InFlight)
+	pl.add(ScenarioInFlight, SubjectPostgres, Params{PayloadBytes: small, Pending: sz.InFlight})
 }
 
 // runner runs jobs and reports progress.

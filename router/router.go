@@ -223,24 +223,39 @@ func New(cfg Config) (*Router, error) {
 	if cfg.Backend == nil {
 		return nil, configError(cfg.Service.Name, "Config.Backend is required")
 	}
+	if err := cfg.resolve(); err != nil {
+		return nil, err
+	}
+	consumers, err := checkedConsumers(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Router{
+		cfg:       cfg,
+		consumers: consumers,
+		logger:    cfg.Logger.With("service", cfg.Service.Name),
+		running:   make(chan struct{}),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		pubs:      map[string]*Publisher{},
+		nonce:     watermill.NewUUID(),
+		startedAt: time.Now(),
+	}, nil
+}
+
+// resolve gives cfg's zero fields their defaults, then checks the
+// durations and the instance id.
+func (cfg *Config) resolve() error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Telemetry == nil {
 		cfg.Telemetry = telemetry.Default
 	}
-	if cfg.HandlerTimeout == 0 {
-		cfg.HandlerTimeout = DefaultHandlerTimeout
-	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if cfg.MaxRetryDelay == 0 {
-		cfg.MaxRetryDelay = middleware.DefaultMaxRetryDelay
-	}
-	if cfg.Heartbeat == 0 {
-		cfg.Heartbeat = DefaultHeartbeat
-	}
+	cfg.HandlerTimeout = cmp.Or(cfg.HandlerTimeout, DefaultHandlerTimeout)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cfg.MaxRetryDelay = cmp.Or(cfg.MaxRetryDelay, middleware.DefaultMaxRetryDelay)
+	cfg.Heartbeat = cmp.Or(cfg.Heartbeat, DefaultHeartbeat)
 	ttlFrom, retentionFrom := "Config.InstanceTTL", "Config.BroadcastRetention"
 	if cfg.InstanceTTL == 0 {
 		cfg.InstanceTTL, ttlFrom = cmp.Or(cfg.Service.InstanceTTL, DefaultInstanceTTL), "instance_ttl"
@@ -254,24 +269,30 @@ func New(cfg Config) (*Router, error) {
 	name := cfg.Service.Name
 	switch {
 	case cfg.HandlerTimeout < 0:
-		return nil, configError(name, "Config.HandlerTimeout must not be negative, got %s", cfg.HandlerTimeout)
+		return configError(name, "Config.HandlerTimeout must not be negative, got %s", cfg.HandlerTimeout)
 	case cfg.ShutdownTimeout < 0:
-		return nil, configError(name, "Config.ShutdownTimeout must not be negative, got %s", cfg.ShutdownTimeout)
+		return configError(name, "Config.ShutdownTimeout must not be negative, got %s", cfg.ShutdownTimeout)
 	case cfg.MaxRetryDelay < 0:
-		return nil, configError(name, "Config.MaxRetryDelay must not be negative, got %s", cfg.MaxRetryDelay)
+		return configError(name, "Config.MaxRetryDelay must not be negative, got %s", cfg.MaxRetryDelay)
 	case cfg.Heartbeat < 0:
-		return nil, configError(name, "Config.Heartbeat must not be negative, got %s", cfg.Heartbeat)
+		return configError(name, "Config.Heartbeat must not be negative, got %s", cfg.Heartbeat)
 	case cfg.InstanceTTL < 3*cfg.Heartbeat:
-		return nil, configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+		return configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
 			ttlFrom, cfg.InstanceTTL, 3*cfg.Heartbeat)
 	case cfg.BroadcastRetention < 3*cfg.Heartbeat:
-		return nil, configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
+		return configError(name, "%s=%s is shorter than three heartbeats (%s): a live instance would count as gone",
 			retentionFrom, cfg.BroadcastRetention, 3*cfg.Heartbeat)
 	}
 	if err := pubsub.ValidateInstanceID(cfg.Service.InstanceID); err != nil {
-		return nil, configError(name, "%w", err)
+		return configError(name, "%w", err)
 	}
+	return nil
+}
 
+// checkedConsumers are the consumers cfg runs (see selectConsumers), once
+// each is checked and has its handler registered.
+func checkedConsumers(cfg Config) ([]topology.Consumer, error) {
+	name := cfg.Service.Name
 	consumers, err := selectConsumers(cfg.Service, cfg.Queues)
 	if err != nil {
 		return nil, err
@@ -298,18 +319,7 @@ func New(cfg Config) (*Router, error) {
 	if err := topology.ValidateHandlers(selected, registered); err != nil {
 		return nil, fmt.Errorf("router: %w", err)
 	}
-
-	return &Router{
-		cfg:       cfg,
-		consumers: consumers,
-		logger:    cfg.Logger.With("service", name),
-		running:   make(chan struct{}),
-		closing:   make(chan struct{}),
-		done:      make(chan struct{}),
-		pubs:      map[string]*Publisher{},
-		nonce:     watermill.NewUUID(),
-		startedAt: time.Now(),
-	}, nil
+	return consumers, nil
 }
 
 // configError is an error of New: about the configuration of service
