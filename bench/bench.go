@@ -773,23 +773,24 @@ func (pl *planner) consumeJobs() {
 func (pl *planner) latencyJobs() {
 	for _, rate := range []float64{200, 2000} {
 		pl.newCase("%g msg/s", rate)
-		p := Params{PayloadBytes: small, Workers: 4, Rate: rate}
-		gc, wm := pl.add(ScenarioLatency, SubjectGoChannel, p), pl.add(ScenarioLatency, SubjectWatermillSQL, p)
-		js, jss := pl.add(ScenarioLatency, SubjectJetStream, p), pl.add(ScenarioLatency, SubjectJetStreamSync, p)
-		link(pl.add(ScenarioLatency, SubjectMem, p), gc)
-		link(pl.add(ScenarioLatency, SubjectPostgres, p), wm)
-		link(pl.add(ScenarioLatency, SubjectPostgresSync, p), wm)
-		link(pl.add(ScenarioLatency, SubjectNATS, p), js)
-		link(pl.add(ScenarioLatency, SubjectNATSSync, p), jss)
+		pl.latencyCase(ScenarioLatency, Params{PayloadBytes: small, Workers: 4, Rate: rate}, true)
 	}
 	pl.newCase("%g proposals/s", pl.sz.RoundTripRate)
-	p := Params{PayloadBytes: small, Rate: pl.sz.RoundTripRate}
-	gc, wm := pl.add(ScenarioRoundTrip, SubjectGoChannel, p), pl.add(ScenarioRoundTrip, SubjectWatermillSQL, p)
-	js, jss := pl.add(ScenarioRoundTrip, SubjectJetStream, p), pl.add(ScenarioRoundTrip, SubjectJetStreamSync, p)
-	link(pl.add(ScenarioRoundTrip, SubjectMem, p), gc)
-	link(pl.add(ScenarioRoundTrip, SubjectPostgres, p), wm)
-	link(pl.add(ScenarioRoundTrip, SubjectNATS, p), js)
-	link(pl.add(ScenarioRoundTrip, SubjectNATSSync, p), jss)
+	pl.latencyCase(ScenarioRoundTrip, Params{PayloadBytes: small, Rate: pl.sz.RoundTripRate}, false)
+}
+
+// latencyCase plans one case of a latency scenario: every backend against
+// its baseline at the same rate, postgres_sync_acks too with syncAcks.
+func (pl *planner) latencyCase(scenario string, p Params, syncAcks bool) {
+	gc, wm := pl.add(scenario, SubjectGoChannel, p), pl.add(scenario, SubjectWatermillSQL, p)
+	js, jss := pl.add(scenario, SubjectJetStream, p), pl.add(scenario, SubjectJetStreamSync, p)
+	link(pl.add(scenario, SubjectMem, p), gc)
+	link(pl.add(scenario, SubjectPostgres, p), wm)
+	if syncAcks {
+		link(pl.add(scenario, SubjectPostgresSync, p), wm)
+	}
+	link(pl.add(scenario, SubjectNATS, p), js)
+	link(pl.add(scenario, SubjectNATSSync, p), jss)
 }
 
 // instanceJobs plans the scenarios with many instances: addressed,
