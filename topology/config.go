@@ -379,39 +379,7 @@ func (s ServiceConfig) Validate() error {
 	}
 	seen := map[string]string{}
 	for _, e := range s.entries() {
-		name := s.Name + "." + e.path()
-		if msg := checkQueue(s.Name, e.side, *e.queue); msg != "" {
-			ps.add("%s.queue_name=%s: %s", name, quote(*e.queue), msg)
-		} else if prev, dup := seen[*e.queue]; dup {
-			ps.add("%s.queue_name and %s.queue_name are both %s: duplicate queue", prev, name, quote(*e.queue))
-		} else {
-			seen[*e.queue] = name
-		}
-		if msg := checkRange(*e.workers, 1, MaxWorkers); msg != "" {
-			ps.add("%s.workers=%d: %s", name, *e.workers, msg)
-		}
-		if msg := checkRange(*e.maxRetries, 0, MaxRetriesLimit); msg != "" {
-			ps.add("%s.max_retries=%d: %s", name, *e.maxRetries, msg)
-		}
-		if d := *e.retryDelay; d < 0 {
-			ps.add("%s.retry_delay_ms=%d: must not be negative", name, d.Milliseconds())
-		} else if d > RetryDelayLimit {
-			ps.add("%s.retry_delay_ms=%d: must be at most %d", name, d.Milliseconds(), RetryDelayLimit.Milliseconds())
-		}
-		if d := *e.dedupWindow; d != 0 {
-			if msg := checkDedupWindow(d); msg != "" {
-				ps.add("%s.dedup_window=%s: %s", name, d, msg)
-			}
-		}
-		if msg := checkPriority(string(*e.priority)); msg != "" {
-			ps.add("%s.priority=%s: %s", name, quote(string(*e.priority)), msg)
-		}
-		if msg := checkDelivery(string(*e.delivery)); msg != "" {
-			ps.add("%s.delivery=%s: %s", name, quote(string(*e.delivery)), msg)
-		}
-		if e.handler != nil && *e.handler == "" {
-			ps.add("%s.handler=\"\": must not be empty", name)
-		}
+		s.checkEntry(e, seen, ps)
 	}
 	for _, p := range s.Producers {
 		if msg := checkMessageTTL(p.MessageTTL); msg != "" {
@@ -426,6 +394,44 @@ func (s ServiceConfig) Validate() error {
 		return &ConfigError{Service: svc, Problems: ps.list}
 	}
 	return nil
+}
+
+// checkEntry adds the problems of one producer or consumer entry to ps;
+// seen maps each queue name met so far to the entry that has it.
+func (s ServiceConfig) checkEntry(e entryRef, seen map[string]string, ps *problems) {
+	name := s.Name + "." + e.path()
+	if msg := checkQueue(s.Name, e.side, *e.queue); msg != "" {
+		ps.add("%s.queue_name=%s: %s", name, quote(*e.queue), msg)
+	} else if prev, dup := seen[*e.queue]; dup {
+		ps.add("%s.queue_name and %s.queue_name are both %s: duplicate queue", prev, name, quote(*e.queue))
+	} else {
+		seen[*e.queue] = name
+	}
+	if msg := checkRange(*e.workers, 1, MaxWorkers); msg != "" {
+		ps.add("%s.workers=%d: %s", name, *e.workers, msg)
+	}
+	if msg := checkRange(*e.maxRetries, 0, MaxRetriesLimit); msg != "" {
+		ps.add("%s.max_retries=%d: %s", name, *e.maxRetries, msg)
+	}
+	if d := *e.retryDelay; d < 0 {
+		ps.add("%s.retry_delay_ms=%d: must not be negative", name, d.Milliseconds())
+	} else if d > RetryDelayLimit {
+		ps.add("%s.retry_delay_ms=%d: must be at most %d", name, d.Milliseconds(), RetryDelayLimit.Milliseconds())
+	}
+	if d := *e.dedupWindow; d != 0 {
+		if msg := checkDedupWindow(d); msg != "" {
+			ps.add("%s.dedup_window=%s: %s", name, d, msg)
+		}
+	}
+	if msg := checkPriority(string(*e.priority)); msg != "" {
+		ps.add("%s.priority=%s: %s", name, quote(string(*e.priority)), msg)
+	}
+	if msg := checkDelivery(string(*e.delivery)); msg != "" {
+		ps.add("%s.delivery=%s: %s", name, quote(string(*e.delivery)), msg)
+	}
+	if e.handler != nil && *e.handler == "" {
+		ps.add("%s.handler=\"\": must not be empty", name)
+	}
 }
 
 // ValidateHandlers checks that every consumer's handler is among the
