@@ -139,6 +139,11 @@ func TestConcurrentAttachExecute(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// Every handler was detached: an event now reaches none.
+	before := n.Load()
+	b.Execute(telemetry.MessagePublished, nil, nil)
+	require.Equal(t, before, n.Load(), "a detached handler still ran")
+	require.False(t, b.Listening(telemetry.MessagePublished))
 }
 
 func TestDefaultBusPackageFunctions(t *testing.T) {
