@@ -231,6 +231,10 @@ type Result struct {
 	// backend's pool size; NATS: 1 per instance).
 	Connections      int `json:"connections,omitempty"`
 	ConnectionBudget int `json:"connection_budget,omitempty"`
+	// Searched marks an instances run at a count beyond the planned ones,
+	// tried because the count before it held (see searchInstances): its
+	// failure ends the search, it does not fail the run.
+	Searched bool `json:"searched,omitempty"`
 	// CPU says, in an instances run, how busy the machine's CPUs were
 	// while the routers ran and this process's part of them.
 	CPU string `json:"cpu,omitempty"`
@@ -367,6 +371,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	jobs = append(jobs, r.searched...)
 	computeRatios(jobs, results)
 	for _, j := range jobs {
 		rep.Results = append(rep.Results, results[j.key()])
@@ -416,6 +421,10 @@ type Sizes struct {
 	// long each count sends.
 	InstanceCounts  []int    `json:"instance_counts"`
 	InstancesWindow Duration `json:"instances_window"`
+	// InstanceCeiling bounds the search beyond InstanceCounts: while the
+	// largest count tried held at delivered/offered 1.00, the scenario
+	// tries twice as many instances, up to InstanceCeiling (0: no search).
+	InstanceCeiling int `json:"instance_ceiling,omitempty"`
 	// Instances is the number of Singularity instances of the addressed
 	// round trip and of the broadcast fan-out.
 	Instances int `json:"instances"`
@@ -485,6 +494,7 @@ var fullSizes = Sizes{
 	MixedInstances:    instancesPerProfile,
 	InstanceCounts:    []int{25, 50, 100, 200},
 	InstancesWindow:   Duration(10 * time.Second),
+	InstanceCeiling:   1600,
 	Instances:         25,
 	BroadcastRate:     20,
 	Broadcast:         Duration(5 * time.Second),
@@ -517,6 +527,7 @@ var quickSizes = Sizes{
 	MixedInstances:    instancesPerProfile,
 	InstanceCounts:    []int{5, 10},
 	InstancesWindow:   Duration(time.Second),
+	InstanceCeiling:   20,
 	Instances:         5,
 	BroadcastRate:     20,
 	Broadcast:         Duration(500 * time.Millisecond),
@@ -824,11 +835,17 @@ func (pl *planner) instanceJobs() {
 	// instance count, every router of a count in this process on one
 	// backend.
 	for _, n := range sz.InstanceCounts {
-		pl.newCase("large profile, %d instances, in process on one backend", n)
+		pl.newCase("%s", instancesCase(n))
 		for _, b := range []string{SubjectPostgres, SubjectNATS} {
 			pl.add(ScenarioInstances, b, Params{PayloadBytes: small, Profile: "large", Instances: n})
 		}
 	}
+}
+
+// instancesCase is the case label of the instances scenario with n
+// instances.
+func instancesCase(n int) string {
+	return fmt.Sprintf("large profile, %d instances, in process on one backend", n)
 }
 
 // roundTwoJobs plans issue 16's own scenarios: steady, vacuum, inflight.
@@ -861,6 +878,8 @@ type runner struct {
 	total   int
 	done    int
 	started time.Time
+	// searched are the jobs searchInstances added to the plan.
+	searched []*job
 }
 
 func (r *runner) runAll(ctx context.Context, jobs []*job) map[string]*Result {
@@ -945,6 +964,38 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 			res.Error = err.Error()
 		}
 		r.record(j, res, results)
+	}
+	if scenario == ScenarioInstances {
+		r.searchInstances(ctx, group[len(group)-1], results)
+	}
+}
+
+// searchInstances goes on from last, the largest instance count planned,
+// while the count before held at delivered/offered 1.00: twice as many
+// instances each time, up to Sizes.InstanceCeiling, each count on fresh
+// servers. So the report gives the largest count this machine holds
+// (issue 16), not only whether the planned counts held.
+func (r *runner) searchInstances(ctx context.Context, last *job, results map[string]*Result) {
+	for ctx.Err() == nil {
+		n := 2 * last.params.Instances
+		if ratio, ok := deliveredRatio(results[last.key()]); !ok || ratio < 1 || n > r.sizes.InstanceCeiling {
+			return
+		}
+		j := &job{scenario: last.scenario, def: last.def, params: last.params, caseOrder: last.caseOrder + 1,
+			caseLabel: instancesCase(n) + ", searched"}
+		j.params.Instances = n
+		r.total++
+		if !r.cfg.Quick {
+			r.env.reset(ctx)
+		}
+		res := r.newResult(j)
+		res.Searched = true
+		if err := r.runRouted(ctx, j, res); err != nil {
+			res.Error = err.Error()
+		}
+		r.record(j, res, results)
+		r.searched = append(r.searched, j)
+		last = j
 	}
 }
 

@@ -157,8 +157,8 @@ func poolNote(before, after *pgxpool.Stat) string {
 
 // instancesTargets are issue 16's many-instances rows, per backend: at the
 // largest count planned, delivered/offered 1.00 and the connections within
-// their budget; and the largest count held at 1.00, against the issue's
-// 200.
+// their budget; and the largest count held at 1.00, planned or searched
+// (see searchInstances), against the issue's 200.
 func instancesTargets(rep *Report) []Target {
 	counts := rep.Sizes.InstanceCounts
 	if len(counts) == 0 {
@@ -179,49 +179,78 @@ func instancesTargets(rep *Report) []Target {
 			Text: fmt.Sprintf("Many instances: %d Singularity instances and CentralCloud at the large profile's per-instance load, in process on one backend: delivered/offered 1.00 [%s]", largest, subject)}
 		conns := Target{Issue: 16, Unit: "connections", Op: "≤", Note: note,
 			Text: fmt.Sprintf("Many instances: connections at %d instances within the budget, %s [%s]", largest, budget, subject)}
-		held := Target{Issue: 16, Unit: "instances", Op: "≥", Threshold: manyInstances, Note: note,
-			Text: fmt.Sprintf("Many instances: the largest instance count held at delivered/offered 1.00 ≥ %d [%s]", manyInstances, subject)}
-		var parts []string
-		measured := false
-		for _, n := range counts {
-			r := findResult(rep, ScenarioInstances, subject, func(p Params) bool { return p.Instances == n })
-			ratio, ok := deliveredRatio(r)
-			if !ok {
-				why := missingDetail(r, ScenarioInstances, subject, "")
-				parts = append(parts, fmt.Sprintf("%d: %s", n, why))
-				if n == largest {
-					delivered.Detail, conns.Detail = why, why
-				}
-				continue
-			}
-			measured = true
-			parts = append(parts, fmt.Sprintf("%d: %.4f", n, ratio))
-			if ratio >= 1 && float64(n) > held.Figure {
-				held.Figure = float64(n)
-			}
-			if n == largest {
-				delivered.Figure = ratio
-				delivered.Detail = fmt.Sprintf("%s, %d instances: %d delivered of %d offered msg/s, %d missing; %d connections (budget %d)",
-					subject, n, int(r.Throughput), int(r.Rate), r.Missing, r.Connections, r.ConnectionBudget)
-				if r.Latency != nil {
-					delivered.Detail += fmt.Sprintf("; proposal→result p50 %.0f ms, p99 %.0f ms from the intended send time", r.Latency.P50Ms, r.Latency.P99Ms)
-				}
-				if r.CPU != "" {
-					delivered.Detail += "; " + r.CPU
-				}
-				conns.Figure, conns.Threshold = float64(r.Connections), float64(r.ConnectionBudget)
-				conns.Detail = fmt.Sprintf("%s, %d instances: at most %d connections in the samples, budget %d", subject, n, r.Connections, r.ConnectionBudget)
-				decide(&delivered, delivered.Figure)
-				decide(&conns, conns.Figure)
-			}
+		delivered.Detail = missingDetail(nil, ScenarioInstances, subject, "")
+		conns.Detail = delivered.Detail
+		if r := findResult(rep, ScenarioInstances, subject, func(p Params) bool { return p.Instances == largest }); r != nil {
+			largestTargets(r, &delivered, &conns)
 		}
-		held.Detail = fmt.Sprintf("%s delivered/offered by instance count: %s", subject, strings.Join(parts, ", "))
-		if measured {
-			decide(&held, held.Figure)
-		}
-		out = append(out, delivered, conns, held)
+		out = append(out, delivered, conns, heldTarget(rep, subject, note))
 	}
 	return out
+}
+
+// largestTargets fills the delivered and connections rows from r, the
+// run at the largest count planned.
+func largestTargets(r *Result, delivered, conns *Target) {
+	ratio, ok := deliveredRatio(r)
+	if !ok {
+		delivered.Detail = missingDetail(r, ScenarioInstances, r.Subject, "")
+		conns.Detail = delivered.Detail
+		return
+	}
+	delivered.Detail = fmt.Sprintf("%s, %d instances: %d delivered of %d offered msg/s, %d missing; %d connections (budget %d)",
+		r.Subject, r.Instances, int(r.Throughput), int(r.Rate), r.Missing, r.Connections, r.ConnectionBudget)
+	if r.Latency != nil {
+		delivered.Detail += fmt.Sprintf("; proposal→result p50 %.0f ms, p99 %.0f ms from the intended send time", r.Latency.P50Ms, r.Latency.P99Ms)
+	}
+	if r.CPU != "" {
+		delivered.Detail += "; " + r.CPU
+	}
+	decide(delivered, ratio)
+	conns.Threshold = float64(r.ConnectionBudget)
+	conns.Detail = fmt.Sprintf("%s, %d instances: at most %d connections in the samples, budget %d", r.Subject, r.Instances, r.Connections, r.ConnectionBudget)
+	decide(conns, float64(r.Connections))
+}
+
+// heldTarget is the row of the largest instance count held at
+// delivered/offered 1.00 on subject, over every count run: planned and
+// searched.
+func heldTarget(rep *Report, subject, note string) Target {
+	held := Target{Issue: 16, Unit: "instances", Op: "≥", Threshold: manyInstances, Note: note,
+		Text: fmt.Sprintf("Many instances: the largest instance count held at delivered/offered 1.00 ≥ %d [%s]", manyInstances, subject)}
+	var runs []*Result
+	for _, r := range rep.Results {
+		if r != nil && r.Scenario == ScenarioInstances && r.Subject == subject {
+			runs = append(runs, r)
+		}
+	}
+	slices.SortFunc(runs, func(a, b *Result) int { return a.Instances - b.Instances })
+	var parts []string
+	measured := false
+	for _, r := range runs {
+		ratio, ok := deliveredRatio(r)
+		if !ok {
+			parts = append(parts, fmt.Sprintf("%d: %s", r.Instances, missingDetail(r, ScenarioInstances, subject, "")))
+			continue
+		}
+		measured = true
+		part := fmt.Sprintf("%d: %.4f", r.Instances, ratio)
+		if r.Latency != nil {
+			part += fmt.Sprintf(" (p99 %.0f ms)", r.Latency.P99Ms)
+		}
+		parts = append(parts, part)
+		if ratio >= 1 && float64(r.Instances) > held.Figure {
+			held.Figure = float64(r.Instances)
+		}
+	}
+	held.Detail = fmt.Sprintf("%s delivered/offered by instance count: %s", subject, strings.Join(parts, ", "))
+	if c := rep.Sizes.InstanceCeiling; c > 0 && int(held.Figure) == c {
+		held.Detail += fmt.Sprintf("; the search stops at %d instances", c)
+	}
+	if measured {
+		decide(&held, held.Figure)
+	}
+	return held
 }
 
 // findResult is the first result of subject in scenario whose parameters

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,12 @@ func TestQuickRun(t *testing.T) {
 				require.NotNil(t, r.Vacuum.ClaimDuring, "%s: claims timed during the hold", name)
 			}
 		case bench.ScenarioInstances:
-			require.Contains(t, rep.Sizes.InstanceCounts, r.Instances, name)
+			if r.Searched {
+				require.Greater(t, r.Instances, slices.Max(rep.Sizes.InstanceCounts), name)
+				require.LessOrEqual(t, r.Instances, rep.Sizes.InstanceCeiling, name)
+			} else {
+				require.Contains(t, rep.Sizes.InstanceCounts, r.Instances, name)
+			}
 			require.Positive(t, r.Connections, "%s: connections counted while it ran", name)
 			require.Positive(t, r.ConnectionBudget, name)
 		case bench.ScenarioBroadcast:
@@ -137,6 +143,7 @@ func TestQuickRun(t *testing.T) {
 	for _, s := range bench.Scenarios() {
 		require.True(t, scenarios[s], "scenario %s missing", s)
 	}
+	requireInstancesSearched(t, rep)
 	for _, s := range bench.Subjects() {
 		require.True(t, subjects[s], "subject %s missing", s)
 	}
@@ -193,5 +200,40 @@ func requireWellFormedXML(t *testing.T, b []byte) {
 			return
 		}
 		require.NoError(t, err, "SVG is not well-formed XML")
+	}
+}
+
+// requireInstancesSearched checks the instances scenario's search: on each
+// backend, twice the largest count planned was tried exactly when that
+// count held at delivered/offered 1.00, and the largest count held row
+// counts it.
+func requireInstancesSearched(t *testing.T, rep *bench.Report) {
+	t.Helper()
+	largest := slices.Max(rep.Sizes.InstanceCounts)
+	for _, subject := range []string{bench.SubjectPostgres, bench.SubjectNATS} {
+		byCount := map[int]*bench.Result{}
+		for _, r := range rep.Results {
+			if r.Scenario == bench.ScenarioInstances && r.Subject == subject {
+				byCount[r.Instances] = r
+			}
+		}
+		planned := byCount[largest]
+		require.NotNil(t, planned, subject)
+		held := planned.Ratios[0].Value >= 1
+		searched := byCount[2*largest]
+		require.Equal(t, held, searched != nil, "%s: %d instances held: %v; twice as many tried: %v", subject, largest, held, searched != nil)
+		if searched == nil {
+			continue
+		}
+		require.True(t, searched.Searched, subject)
+		want := float64(largest)
+		if searched.Ratios[0].Value >= 1 {
+			want = float64(2 * largest)
+		}
+		i := slices.IndexFunc(rep.Targets, func(tg bench.Target) bool {
+			return strings.Contains(tg.Text, "largest instance count held") && strings.HasSuffix(tg.Text, "["+subject+"]")
+		})
+		require.GreaterOrEqual(t, i, 0, subject)
+		require.Equal(t, want, rep.Targets[i].Figure, "%s: %s", subject, rep.Targets[i].Detail)
 	}
 }

@@ -211,15 +211,7 @@ func (o options) run(ctx context.Context, cfg bench.Config, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	var failed []string
-	for _, r := range rep.Results {
-		if r.Error != "" {
-			failed = append(failed, fmt.Sprintf("%s/%s", r.Scenario, r.Subject))
-		}
-	}
-	if len(failed) > 0 {
-		slices.Sort(failed)
-		failed = slices.Compact(failed)
+	if failed := rep.Failed(); len(failed) > 0 {
 		return fmt.Errorf("bench: %d measurement(s) failed: %s (see the results for why)", len(failed), strings.Join(failed, ", "))
 	}
 	return nil
