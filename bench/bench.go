@@ -421,9 +421,8 @@ type Sizes struct {
 	// long each count sends.
 	InstanceCounts  []int    `json:"instance_counts"`
 	InstancesWindow Duration `json:"instances_window"`
-	// InstanceCeiling bounds the search beyond InstanceCounts: while the
-	// largest count tried held at delivered/offered 1.00, the scenario
-	// tries twice as many instances, up to InstanceCeiling (0: no search).
+	// InstanceCeiling bounds the search beyond InstanceCounts (see
+	// searchInstances; 0: no search).
 	InstanceCeiling int `json:"instance_ceiling,omitempty"`
 	// Instances is the number of Singularity instances of the addressed
 	// round trip and of the broadcast fan-out.
@@ -878,7 +877,10 @@ type runner struct {
 	total   int
 	done    int
 	started time.Time
+	// toSearch are the largest planned instances jobs of the scenario
+	// running, one per backend, to search from once all are measured;
 	// searched are the jobs searchInstances added to the plan.
+	toSearch []*job
 	searched []*job
 }
 
@@ -897,6 +899,14 @@ func (r *runner) runAll(ctx context.Context, jobs []*job) map[string]*Result {
 		}
 		r.runGroup(ctx, jobs[i:k], results)
 		i = k
+		if i == len(jobs) || jobs[i].scenario != jobs[i-1].scenario {
+			// After every planned count of every backend: the planned
+			// figures are measured as they were without the search.
+			for _, last := range r.toSearch {
+				r.searchInstances(ctx, last, results)
+			}
+			r.toSearch = nil
+		}
 		if ctx.Err() != nil {
 			break
 		}
@@ -966,21 +976,22 @@ func (r *runner) runGroup(ctx context.Context, group []*job, results map[string]
 		r.record(j, res, results)
 	}
 	if scenario == ScenarioInstances {
-		r.searchInstances(ctx, group[len(group)-1], results)
+		r.toSearch = append(r.toSearch, slices.MaxFunc(group, func(a, b *job) int { return a.params.Instances - b.params.Instances }))
 	}
 }
 
 // searchInstances goes on from last, the largest instance count planned,
-// while the count before held at delivered/offered 1.00: twice as many
-// instances each time, up to Sizes.InstanceCeiling, each count on fresh
-// servers. So the report gives the largest count this machine holds
-// (issue 16), not only whether the planned counts held.
+// if it held at delivered/offered 1.00: it doubles the count while every
+// count held, up to Sizes.InstanceCeiling, then narrows the gap between
+// the largest count held and the smallest that did not (see nextCount),
+// each count on fresh servers. So the report gives the largest count this
+// machine holds (issue 16), not only whether the planned counts held.
 func (r *runner) searchInstances(ctx context.Context, last *job, results map[string]*Result) {
-	for ctx.Err() == nil {
-		n := 2 * last.params.Instances
-		if ratio, ok := deliveredRatio(results[last.key()]); !ok || ratio < 1 || n > r.sizes.InstanceCeiling {
-			return
-		}
+	if !heldAll(results[last.key()]) {
+		return
+	}
+	held, failed := last.params.Instances, 0
+	for n := nextCount(held, failed, r.sizes.InstanceCeiling); n > 0 && ctx.Err() == nil; n = nextCount(held, failed, r.sizes.InstanceCeiling) {
 		j := &job{scenario: last.scenario, def: last.def, params: last.params, caseOrder: last.caseOrder + 1,
 			caseLabel: instancesCase(n) + ", searched"}
 		j.params.Instances = n
@@ -995,8 +1006,33 @@ func (r *runner) searchInstances(ctx context.Context, last *job, results map[str
 		}
 		r.record(j, res, results)
 		r.searched = append(r.searched, j)
-		last = j
+		if heldAll(res) {
+			held = n
+		} else {
+			failed = n
+		}
 	}
+}
+
+// nextCount is the next instance count the search tries, given the
+// largest count held so far and the smallest that did not hold (0: none
+// yet), or 0 once it is over: twice the count held while none failed, up
+// to ceiling; then halfway between the two while they are more than a
+// quarter of the count held apart.
+func nextCount(held, failed, ceiling int) int {
+	switch {
+	case failed == 0 && 2*held <= ceiling:
+		return 2 * held
+	case failed == 0 || failed-held <= held/4:
+		return 0
+	}
+	return (held + failed) / 2
+}
+
+// heldAll reports whether an instances run delivered everything offered.
+func heldAll(r *Result) bool {
+	ratio, ok := deliveredRatio(r)
+	return ok && ratio >= 1
 }
 
 // newResult returns the result of a measurement of j, not yet made.

@@ -64,3 +64,29 @@ func TestFailedLeavesOutSearchedCounts(t *testing.T) {
 		&Result{Scenario: ScenarioPublish, Subject: SubjectPostgres, Error: "y"})
 	require.Equal(t, []string{"instances/postgres", "publish/postgres"}, rep.Failed())
 }
+
+// TestNextCount checks the search's counts: doubling from 200 while every
+// count holds, up to the ceiling; halfway steps once one failed, until the
+// gap is at most a quarter of the count held.
+func TestNextCount(t *testing.T) {
+	t.Parallel()
+	// tries runs the search against a machine that holds up to limit.
+	tries := func(limit, ceiling int) (out []int) {
+		held, failed := 200, 0
+		for n := nextCount(held, failed, ceiling); n > 0; n = nextCount(held, failed, ceiling) {
+			out = append(out, n)
+			if n <= limit {
+				held = n
+			} else {
+				failed = n
+			}
+		}
+		return out
+	}
+	require.Equal(t, []int{400, 300, 250}, tries(260, 1600))
+	require.Equal(t, []int{400, 300, 350}, tries(330, 1600))
+	require.Equal(t, []int{400, 800, 600, 700}, tries(700, 1600))
+	require.Equal(t, []int{400, 800, 1600}, tries(5000, 1600))
+	require.Equal(t, []int{400, 800, 1600}, tries(1599, 1600)[:3])
+	require.Empty(t, tries(5000, 300), "twice 200 is past the ceiling")
+}
