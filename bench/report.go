@@ -277,9 +277,8 @@ func (rep *Report) resultsOf(scenario string) []*Result {
 	return out
 }
 
-func writeTable(b *strings.Builder, sc string, rows []*Result) {
-	var head []string
-	var cells func(r *Result) []string
+// tableOf is a scenario's table: its header and each result's cells.
+func tableOf(sc string) (head []string, cells func(r *Result) []string) {
 	subj := func(r *Result) string {
 		if r.Kind == KindBackend {
 			return "**" + r.Subject + "**"
@@ -335,27 +334,7 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 				fmt.Sprintf("%d of %d", r.Messages, r.Messages+r.Missing), copies, fmt.Sprint(r.Duplicates))
 		}
 	case ScenarioMixed:
-		head = []string{"subject", "profile", "instances", "offered msg/s", "delivered msg/s", "delivered/offered", "proposal→result p50 / p99 ms", "rollback p50 / p99 ms", "worst queue p99 ms", "missing"}
-		cells = func(r *Result) []string {
-			if r.Error != "" {
-				return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), "", "error: " + mdEscape(r.Error), "", "", "", "", ""}
-			}
-			var rt, rb string
-			worst := 0.0
-			for _, q := range r.Queues {
-				if q.Latency == nil {
-					continue
-				}
-				worst = max(worst, q.Latency.P99Ms)
-				if q.RoundTrip {
-					rt = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
-				}
-				if strings.HasPrefix(q.Queue, "rollback") {
-					rb = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
-				}
-			}
-			return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), fmt.Sprintf("%.0f", r.Params.Rate), fmt.Sprintf("%.0f", r.Throughput), ratios(r), rt, rb, fmt.Sprintf("%.1f", worst), fmt.Sprint(r.Missing)}
-		}
+		head, cells = mixedTable(subj)
 	case ScenarioInstances:
 		head, cells = instancesTable(subj)
 	case ScenarioSteady:
@@ -365,6 +344,38 @@ func writeTable(b *strings.Builder, sc string, rows []*Result) {
 	case ScenarioInFlight:
 		head, cells = inFlightTable(subj)
 	}
+	return head, cells
+}
+
+// mixedTable is the mixed scenario's table.
+func mixedTable(subj func(*Result) string) ([]string, func(*Result) []string) {
+	head := []string{"subject", "profile", "instances", "offered msg/s", "delivered msg/s", "delivered/offered", "proposal→result p50 / p99 ms", "rollback p50 / p99 ms", "worst queue p99 ms", "missing"}
+	return head, func(r *Result) []string {
+		if r.Error != "" {
+			return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), "", "error: " + mdEscape(r.Error), "", "", "", "", ""}
+		}
+		var rt, rb string
+		worst := 0.0
+		for _, q := range r.Queues {
+			if q.Latency == nil {
+				continue
+			}
+			worst = max(worst, q.Latency.P99Ms)
+			if q.RoundTrip {
+				rt = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
+			}
+			if strings.HasPrefix(q.Queue, "rollback") {
+				rb = fmt.Sprintf("%.1f / %.1f", q.Latency.P50Ms, q.Latency.P99Ms)
+			}
+		}
+		return []string{subj(r), r.Profile, fmt.Sprint(r.Instances), fmt.Sprintf("%.0f", r.Params.Rate), fmt.Sprintf("%.0f", r.Throughput), ratios(r), rt, rb, fmt.Sprintf("%.1f", worst), fmt.Sprint(r.Missing)}
+	}
+}
+
+// writeTable writes a scenario's table of rows, then the notes of its
+// results.
+func writeTable(b *strings.Builder, sc string, rows []*Result) {
+	head, cells := tableOf(sc)
 	fmt.Fprintf(b, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
 	for _, r := range rows {
 		fmt.Fprintf(b, "| %s |\n", strings.Join(cells(r), " | "))
