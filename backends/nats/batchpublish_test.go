@@ -126,7 +126,9 @@ func TestBatchPublishOlderStream(t *testing.T) {
 	require.False(t, rawStream(t, url, "QF_"+queue).CachedInfo().Config.AllowBatchPublish, "Publish does not change the stream")
 
 	require.NoError(t, b.DeclareQueue(context.Background(), pubsub.QueueSpec{Name: queue}))
-	require.True(t, rawStream(t, url, "QF_"+queue).CachedInfo().Config.AllowBatchPublish)
+	cfg := rawStream(t, url, "QF_"+queue).CachedInfo().Config
+	require.True(t, cfg.AllowBatchPublish)
+	require.Equal(t, 2*time.Minute, cfg.Duplicates, "a stream from before keeps its dedup window: it may hold keys")
 	require.NoError(t, b.Publisher().Publish(queue, msgs...))
 	st, err := b.Stats(t.Context(), queue)
 	require.NoError(t, err)

@@ -193,7 +193,8 @@ func (d *driver) ListDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) 
 // queues as new messages (attempts and failure times reset, same id,
 // payload and metadata), oldest first, and deletes each from the
 // dead-letter stream once its queue has it. A crash in between leaves it
-// in both places; retrying it again is then deduplicated in the queue.
+// in both places; retrying it again within the queue stream's duplicate
+// window (35s by default, see idWindow) is then deduplicated in the queue.
 func (d *driver) RetryDeadLetters(ctx context.Context, q pubsub.DeadLetterQuery) (int, error) {
 	entries, err := d.selectDeadLetters(ctx, q)
 	if err != nil {

@@ -44,6 +44,11 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			delayed = true
 		}
 	}
+	if keyed {
+		if err := d.keyWindow(ctx, q); err != nil {
+			return err
+		}
+	}
 	recreate := func(ctx context.Context) {
 		// No stream answered: either JetStream is briefly unavailable, or
 		// the stream was deleted under the cache. Only the second is
@@ -57,7 +62,12 @@ func (d *driver) SendBatch(ctx context.Context, queue string, msgs []*message.Me
 			return
 		}
 		d.forget(queue)
-		if _, err := d.queue(ctx, queue); err != nil {
+		nq, err := d.queue(ctx, queue)
+		if err == nil && keyed {
+			// Recreated with the short window: keys need theirs.
+			err = d.keyWindow(ctx, nq)
+		}
+		if err != nil {
 			d.log.Debug("recreating the stream failed", "queue", queue, "error", err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,11 @@ const (
 	metaPriority   = "quantumflow_priority"
 	metaMaxRetries = "quantumflow_max_retries"
 	metaRetryDelay = "quantumflow_retry_delay"
+	// metaDedupWindow is the declared dedup window; metaKeyed is "true"
+	// once a message with a dedup key was published to the queue, and its
+	// stream has the dedup window as its duplicate window (see idWindow).
+	metaDedupWindow = "quantumflow_dedup_window"
+	metaKeyed       = "quantumflow_keyed"
 )
 
 // queueEntry caches what a driver knows about one queue's stream and
@@ -40,11 +46,15 @@ type queueEntry struct {
 	batched atomic.Bool
 	// singles merges concurrent publishes of one message (coalesce.go).
 	singles singles
-	// window is the stream's duplicate window, the queue's dedup window;
-	// dedup caches the keys this driver stored within it (see dedup.go).
+	// window is the queue's dedup window; dedup caches the keys this
+	// driver stored within it (see dedup.go). keyed: the stream's
+	// duplicate window is the dedup window (see keyWindow); keyMu orders
+	// the first keyed publishes.
 	window  time.Duration
 	dedupMu sync.Mutex
 	dedup   dedupset.Set[storedKey]
+	keyed   atomic.Bool
+	keyMu   sync.Mutex
 	ready   chan struct{}
 	err     error
 }
@@ -130,7 +140,7 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 		// A full queue refuses new messages (Publish fails) rather than
 		// dropping old ones.
 		Discard:    jetstream.DiscardNew,
-		Duplicates: spec.DedupWindow,
+		Duplicates: d.idWindow(spec.DedupWindow),
 		Metadata:   queueMetadata(spec),
 		// Publishing several messages goes as fast batches: one answer
 		// per batch instead of one per message (see batchpublish.go).
@@ -150,15 +160,36 @@ func (d *driver) consumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
+// idWindow is the duplicate window of a queue's stream until a message
+// with a dedup key is published to it (see keyWindow): every message
+// carries a Nats-Msg-Id so that a publish's retries (within
+// publish_timeout, plus a try still under way) are dropped as the
+// duplicates they are, and that needs no more than this. The server keeps
+// each id for the whole window, and at 16k messages a second a 2-minute
+// window held 2M ids, in memory the server scans at every garbage
+// collection: the steady p99 rose from 7.5 to 19.8 ms as it filled.
+func (d *driver) idWindow(dedupWindow time.Duration) time.Duration {
+	return min(dedupWindow, d.cfg.publishTimeout+attemptTimeout)
+}
+
 // queueMetadata is a queue's declaration as its stream keeps it, every
 // field as given (MaxRetries 0 is "never retry").
 func queueMetadata(spec pubsub.QueueSpec) map[string]string {
 	return map[string]string{
-		metaQueue:      spec.Name,
-		metaPriority:   strconv.Itoa(int(spec.Priority)),
-		metaMaxRetries: strconv.Itoa(spec.MaxRetries),
-		metaRetryDelay: spec.RetryDelay.String(),
+		metaQueue:       spec.Name,
+		metaPriority:    strconv.Itoa(int(spec.Priority)),
+		metaMaxRetries:  strconv.Itoa(spec.MaxRetries),
+		metaRetryDelay:  spec.RetryDelay.String(),
+		metaDedupWindow: spec.DedupWindow.String(),
 	}
+}
+
+// keyedStream reports whether a queue's stream has its dedup window as
+// its duplicate window: a keyed message was published to it, or it was
+// created before the window was kept in its metadata (with the dedup
+// window then).
+func keyedStream(metadata map[string]string) bool {
+	return metadata[metaKeyed] == "true" || metadata[metaDedupWindow] == ""
 }
 
 // declaredAs reports whether a stream's metadata already holds spec's
@@ -180,6 +211,9 @@ func queueInfoOf(si *jetstream.StreamInfo) pubsub.QueueInfo {
 	def := pubsub.DefaultQueueSpec(md[metaQueue])
 	info := pubsub.QueueInfo{Name: def.Name, Priority: def.Priority, MaxRetries: def.MaxRetries, RetryDelay: def.RetryDelay,
 		DedupWindow: si.Config.Duplicates, CreatedAt: si.Created}
+	if w, err := time.ParseDuration(md[metaDedupWindow]); err == nil {
+		info.DedupWindow = w
+	}
 	if p, err := strconv.Atoi(md[metaPriority]); err == nil {
 		info.Priority = pubsub.Priority(p)
 	}
@@ -251,24 +285,22 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 		}
 	case err != nil:
 		return fmt.Errorf("queue %s: stream %s: %w", e.name, e.stream, err)
-	case spec != nil && (!declaredAs(st.CachedInfo().Config.Metadata, *spec) || st.CachedInfo().Config.Duplicates != spec.DedupWindow ||
-		!st.CachedInfo().Config.AllowBatchPublish && batchPublishKnown(st.CachedInfo())):
+	case spec != nil:
 		// Only when the declaration changed, or the stream predates fast
 		// batch publishing on a server that has it (once): every router
 		// declares its queues at start, and nats-server v2.15.2 races
 		// (under -race) when a stream update meets another process's
 		// consumer create.
-		cfg := st.CachedInfo().Config
-		cfg.Metadata = queueMetadata(*spec)
-		cfg.Duplicates = spec.DedupWindow
-		cfg.AllowBatchPublish = batchPublishKnown(st.CachedInfo())
-		if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("queue %s: update stream %s: %w", e.name, e.stream, err)
+		if cfg, changed := d.declaredConfig(st.CachedInfo(), *spec); changed {
+			if st, err = d.js.UpdateStream(ctx, cfg); err != nil {
+				return fmt.Errorf("queue %s: update stream %s: %w", e.name, e.stream, err)
+			}
 		}
 	}
-	e.priority = queueInfoOf(st.CachedInfo()).Priority
-	e.window = st.CachedInfo().Config.Duplicates
-	e.batched.Store(st.CachedInfo().Config.AllowBatchPublish)
+	si, info := st.CachedInfo(), queueInfoOf(st.CachedInfo())
+	e.priority, e.window = info.Priority, info.DedupWindow
+	e.keyed.Store(si.Config.Metadata[metaKeyed] == "true" && si.Config.Duplicates >= e.window)
+	e.batched.Store(si.Config.AllowBatchPublish)
 
 	if spec != nil {
 		e.consumer, err = st.CreateOrUpdateConsumer(ctx, d.consumerConfig())
@@ -284,6 +316,69 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 	if err != nil {
 		return fmt.Errorf("queue %s: consumer %s: %w", e.name, consumerName, err)
 	}
+	return nil
+}
+
+// declaredConfig is the configuration of a queue's stream (now as si
+// says) with spec declared, and whether it differs. Its duplicate window
+// is the dedup window once the queue is keyed, idWindow before; the same
+// window declared again never narrows it (another process may have just
+// widened it for a key: keyWindow), another one declared sets it.
+func (d *driver) declaredConfig(si *jetstream.StreamInfo, spec pubsub.QueueSpec) (jetstream.StreamConfig, bool) {
+	cfg := si.Config
+	keyed := keyedStream(cfg.Metadata)
+	window := d.idWindow(spec.DedupWindow)
+	if keyed {
+		window = spec.DedupWindow
+	}
+	if cfg.Metadata[metaDedupWindow] == spec.DedupWindow.String() {
+		window = max(window, cfg.Duplicates)
+	}
+	batch := !cfg.AllowBatchPublish && batchPublishKnown(si)
+	if declaredAs(cfg.Metadata, spec) && (cfg.Metadata[metaKeyed] == "true") == keyed && cfg.Duplicates == window && !batch {
+		return cfg, false
+	}
+	cfg.Metadata = queueMetadata(spec)
+	if keyed {
+		cfg.Metadata[metaKeyed] = "true"
+	}
+	cfg.Duplicates = window
+	cfg.AllowBatchPublish = batchPublishKnown(si)
+	return cfg, true
+}
+
+// keyWindow makes q's duplicate window its dedup window and marks it
+// keyed, before the first message with a dedup key is published to it
+// (see idWindow): once per queue, the mark kept in the stream's metadata
+// for every process.
+func (d *driver) keyWindow(ctx context.Context, q *queueEntry) error {
+	if q.keyed.Load() {
+		return nil
+	}
+	q.keyMu.Lock()
+	defer q.keyMu.Unlock()
+	if q.keyed.Load() {
+		return nil
+	}
+	err := d.retry(ctx, "dedup window of "+q.name, attemptTimeout, func(ctx context.Context) error {
+		st, err := d.js.Stream(ctx, q.stream)
+		if err != nil {
+			return err
+		}
+		cfg := st.CachedInfo().Config
+		if cfg.Metadata[metaKeyed] == "true" && cfg.Duplicates >= q.window {
+			return nil
+		}
+		cfg.Metadata = maps.Clone(cfg.Metadata)
+		cfg.Metadata[metaKeyed] = "true"
+		cfg.Duplicates = max(cfg.Duplicates, q.window)
+		_, err = d.js.UpdateStream(ctx, cfg)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue %s: setting the dedup window: %w", q.name, err)
+	}
+	q.keyed.Store(true)
 	return nil
 }
 
