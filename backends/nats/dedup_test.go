@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -141,4 +143,31 @@ func TestDuplicateWindowBeforeKeysFollowsDeclaration(t *testing.T) {
 		require.NoError(t, b.DeclareQueue(ctx, pubsub.QueueSpec{Name: "no_keys", DedupWindow: c.window}))
 		require.Equal(t, c.stream, rawStream(t, url, "QF_no_keys").CachedInfo().Config.Duplicates, "declared %s", c.window)
 	}
+}
+
+// TestKeyedPublishOnForeignStream: a queue stream created by another
+// client, without metadata, takes a keyed publish: it is marked keyed and
+// keeps its duplicate window, and the key deduplicates.
+func TestKeyedPublishOnForeignStream(t *testing.T) {
+	t.Parallel()
+	url := server(t).ClientURL()
+	const queue = "foreign"
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "QF_" + queue, Subjects: []string{"QF.q." + queue}, Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute,
+	})
+	require.NoError(t, err)
+
+	b := openBackend(t, url)
+	require.NoError(t, b.Publisher().Publish(queue, keyedMsg("first", "k")))
+	dup := keyedMsg("second", "k")
+	require.NoError(t, b.Publisher().Publish(queue, dup))
+	require.Equal(t, "first", dup.UUID)
+	cfg := rawStream(t, url, "QF_"+queue).CachedInfo().Config
+	require.Equal(t, "true", cfg.Metadata["quantumflow_keyed"])
+	require.Equal(t, 2*time.Minute, cfg.Duplicates)
 }

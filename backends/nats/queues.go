@@ -369,8 +369,12 @@ func (d *driver) keyWindow(ctx context.Context, q *queueEntry) error {
 		if cfg.Metadata[metaKeyed] == "true" && cfg.Duplicates >= q.window {
 			return nil
 		}
-		cfg.Metadata = maps.Clone(cfg.Metadata)
-		cfg.Metadata[metaKeyed] = "true"
+		md := maps.Clone(cfg.Metadata)
+		if md == nil {
+			md = map[string]string{} // a stream another client created
+		}
+		md[metaKeyed] = "true"
+		cfg.Metadata = md
 		cfg.Duplicates = max(cfg.Duplicates, q.window)
 		_, err = d.js.UpdateStream(ctx, cfg)
 		return err
