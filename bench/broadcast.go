@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -124,6 +125,7 @@ func (r *runner) broadcastFanOut(ctx context.Context, def *subjectDef, p Params,
 	}
 	err = awaitProbe(ctx, probes.ready, func() error { return publish(probeSeq) })
 	var t *fanOutTracker
+	var late string
 	if err == nil {
 		s := newSchedule(p.Rate, r.sizes.Broadcast.D())
 		t = newFanOutTracker(s, n)
@@ -131,6 +133,7 @@ func (r *runner) broadcastFanOut(ctx context.Context, def *subjectDef, p Params,
 		err = r.runSchedule(ctx, s, t.tracker, publish, res)
 		// Copies are counted as the latencies are: within the drain.
 		res.Copies = t.delivered.Load()
+		late = awaitLateCopies(ctx, t, int64(n))
 	}
 	if stopErr := g.stop(); err == nil && stopErr != nil {
 		err = fmt.Errorf("router shutdown: %w", stopErr)
@@ -145,7 +148,38 @@ func (r *runner) broadcastFanOut(ctx context.Context, def *subjectDef, p Params,
 		res.Note = fmt.Sprintf("%d of %d profiles had not reached every instance %s after the last send (counted at the time they had waited)", res.Missing, t.n, r.sizes.Drain.D())
 	}
 	if lost := res.CopiesExpected - res.Copies; lost > 0 {
-		err = errors.Join(fmt.Errorf("%d of %d safety profile copies not delivered within %s after the last send", lost, res.CopiesExpected, r.sizes.Drain.D()), err)
+		err = errors.Join(fmt.Errorf("%d of %d safety profile copies not delivered within %s after the last send%s", lost, res.CopiesExpected, r.sizes.Drain.D(), late), err)
 	}
 	return err
+}
+
+// lateCopiesWait is how long a broadcast run waits for copies missing
+// after the drain: past a NATS consumer's ack_wait (30 s), after which a
+// message lost on its way to a consumer is delivered again.
+const lateCopiesWait = 35 * time.Second
+
+// awaitLateCopies waits, when copies are missing, until they all arrive
+// or lateCopiesWait passed, and says which: whether a copy missing after
+// the drain came late (and when: about ack_wait points at a delivery lost
+// on its way and sent again) or never. "" when none is missing.
+func awaitLateCopies(ctx context.Context, t *fanOutTracker, instances int64) string {
+	want := t.n * instances
+	missing := want - t.delivered.Load()
+	if missing <= 0 {
+		return ""
+	}
+	start := time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for t.delivered.Load() < want && time.Since(start) < lateCopiesWait {
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-tick.C:
+		}
+	}
+	if got := t.delivered.Load(); got < want {
+		return fmt.Sprintf("; %d still missing %s later", want-got, time.Since(start).Round(time.Second))
+	}
+	return fmt.Sprintf("; the %d came %s later", missing, time.Since(start).Round(100*time.Millisecond))
 }

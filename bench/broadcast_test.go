@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -54,4 +55,28 @@ func TestInstanceProbes(t *testing.T) {
 	p.mark(1)
 	<-p.ready
 	require.Empty(t, p.waiting())
+}
+
+// TestAwaitLateCopies checks what a broadcast run says of copies missing
+// after the drain: nothing when none is, when the last one came, and how
+// many never came within the wait (cut short here by the context).
+func TestAwaitLateCopies(t *testing.T) {
+	t.Parallel()
+	tmpl, err := payloadTemplate(256)
+	require.NoError(t, err)
+	s := schedule{start: time.Now().Add(-time.Second), interval: time.Millisecond, n: 1}
+	tr := newFanOutTracker(s, 2)
+	tr.observe(0, newPayload(tmpl, 0))
+	tr.observe(1, newPayload(tmpl, 0))
+	require.Empty(t, awaitLateCopies(t.Context(), tr, 2))
+
+	tr = newFanOutTracker(s, 2)
+	tr.observe(0, newPayload(tmpl, 0))
+	time.AfterFunc(200*time.Millisecond, func() { tr.observe(1, newPayload(tmpl, 0)) })
+	require.Regexp(t, `^; the 1 came ([2-9]00ms|[0-9.]+s) later$`, awaitLateCopies(t.Context(), tr, 2))
+
+	tr = newFanOutTracker(s, 2)
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	require.Empty(t, awaitLateCopies(ctx, tr, 2), "cancelled: the run is ending anyway")
 }
