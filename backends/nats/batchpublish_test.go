@@ -13,15 +13,34 @@ import (
 	"github.com/quantumflow/quantumflow/pubsub/pubsubtest"
 )
 
-// rawStream returns a queue's stream as another client sees it.
-func rawStream(t *testing.T, url, stream string) jetstream.Stream {
+// createForeignStream creates a queue's stream as another client (or an
+// earlier version) would: no metadata, no fast batches, a 2-minute
+// duplicate window.
+func createForeignStream(t *testing.T, url, queue string) {
+	t.Helper()
+	_, err := rawJetStream(t, url).CreateStream(t.Context(), jetstream.StreamConfig{
+		Name: "QF_" + queue, Subjects: []string{"QF.q." + queue}, Retention: jetstream.WorkQueuePolicy,
+		Storage: jetstream.FileStorage, Discard: jetstream.DiscardNew, Duplicates: 2 * time.Minute,
+	})
+	require.NoError(t, err)
+}
+
+// rawJetStream is a JetStream client of its own on the server at url,
+// closed when the test ends.
+func rawJetStream(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	st, err := js.Stream(t.Context(), stream)
+	return js
+}
+
+// rawStream returns a queue's stream as another client sees it.
+func rawStream(t *testing.T, url, stream string) jetstream.Stream {
+	t.Helper()
+	st, err := rawJetStream(t, url).Stream(t.Context(), stream)
 	require.NoError(t, err)
 	return st
 }
@@ -109,16 +128,7 @@ func TestBatchPublishOlderStream(t *testing.T) {
 	t.Parallel()
 	url := server(t).ClientURL()
 	const queue = "older"
-	nc, err := nats.Connect(url)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{
-		Name: "QF_" + queue, Subjects: []string{"QF.q." + queue}, Retention: jetstream.WorkQueuePolicy,
-		Storage: jetstream.FileStorage, Discard: jetstream.DiscardNew, Duplicates: 2 * time.Minute,
-	})
-	require.NoError(t, err)
+	createForeignStream(t, url, queue)
 
 	b := openBackend(t, url)
 	msgs := newMessages(300, "o")

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -152,15 +150,7 @@ func TestKeyedPublishOnForeignStream(t *testing.T) {
 	t.Parallel()
 	url := server(t).ClientURL()
 	const queue = "foreign"
-	nc, err := nats.Connect(url)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{
-		Name: "QF_" + queue, Subjects: []string{"QF.q." + queue}, Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute,
-	})
-	require.NoError(t, err)
+	createForeignStream(t, url, queue)
 
 	b := openBackend(t, url)
 	require.NoError(t, b.Publisher().Publish(queue, keyedMsg("first", "k")))

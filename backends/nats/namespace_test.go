@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumflow/quantumflow/pubsub"
@@ -103,12 +101,7 @@ func TestNamespace(t *testing.T) {
 // streamNames lists every stream on the server at url.
 func streamNames(t *testing.T, url string) []string {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	lister := js.StreamNames(t.Context())
+	lister := rawJetStream(t, url).StreamNames(t.Context())
 	var out []string
 	for name := range lister.Name() {
 		out = append(out, name)
