@@ -56,7 +56,13 @@ func (d *driver) takeNow(q *queueEntry, max int) ([]jetstream.Msg, error) {
 			}
 			ms = append(ms, pulledMsg{m})
 		case <-guard.C:
-			// The engine's next receive waits (see await).
+			// The engine's next receive waits (see await). Said at info
+			// level: rare (a server that is overloaded, reconnecting or
+			// electing a leader), and one of the two ways a message of a
+			// queue can wait out ack_wait without a consumer having
+			// failed (the other: a drain in await left unconfirmed).
+			d.log.Info("a no-wait pull request got no answer and was abandoned; a message the server sent it at that moment comes back after ack_wait",
+				"queue", q.name, "waited", takeNowWait, "received", len(ms))
 			return d.abandon(sub, replies, ms), nil
 		}
 	}

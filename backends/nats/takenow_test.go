@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -22,15 +23,16 @@ import (
 // still arrive, each once, on its first attempt. nats.go's FetchNoWait
 // gave up after a second and unsubscribed: the messages the server sent
 // then were lost until ack_wait, and the receive found none. At 3 s the
-// receive stops waiting for the answer (takeNowWait), and its abandoned
-// request still brings what the server sent for it.
+// receive stops waiting for the answer (takeNowWait), says so in the log,
+// and its abandoned request still brings what the server sent for it.
 func TestReceiveOutlastsSlowReplies(t *testing.T) {
 	t.Parallel()
 	for _, delay := range []time.Duration{1500 * time.Millisecond, 3 * time.Second} {
 		t.Run(delay.String(), func(t *testing.T) {
 			t.Parallel()
 			const queue, n = "slowreplies", 5
-			p, b := behindDelayProxy(t, queue, n)
+			var logged lockedBuffer
+			p, b := behindDelayProxy(t, queue, n, slog.New(slog.NewTextHandler(&logged, nil)))
 			d := b.Driver()
 			p.delay.Store(int64(delay))
 			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
@@ -46,6 +48,11 @@ func TestReceiveOutlastsSlowReplies(t *testing.T) {
 				require.Equal(t, 1, m.Attempt, "attempt of message #%d", m.Seq)
 			}
 			ackAll(t, d, queue, got)
+			if delay > 2*time.Second {
+				// (At 1.5 s a loaded machine may abandon too: not checked.)
+				require.Contains(t, logged.String(), "pull request got no answer and was abandoned")
+				require.Contains(t, logged.String(), "queue="+queue)
+			}
 		})
 	}
 }
@@ -74,10 +81,18 @@ func TestDeadLettersListedFromSlowServer(t *testing.T) {
 
 // behindDelayProxy opens a backend on a new server through a delayProxy
 // (no delay yet), and publishes n messages to queue.
-func behindDelayProxy(t *testing.T, queue string, n int) (*delayProxy, *pubsub.Backend) {
+func behindDelayProxy(t *testing.T, queue string, n int, logger ...*slog.Logger) (*delayProxy, *pubsub.Backend) {
 	t.Helper()
 	p := newDelayProxy(t, server(t).ClientURL())
-	b := openBackend(t, p.url)
+	var b *pubsub.Backend
+	if len(logger) > 0 {
+		var err error
+		b, err = pubsub.Open(t.Context(), p.url, pubsub.WithLogger(logger[0]))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+	} else {
+		b = openBackend(t, p.url)
+	}
 	require.NoError(t, b.Publisher().Publish(queue, newMessages(n, queue)...))
 	return p, b
 }
@@ -154,4 +169,22 @@ func (p *delayProxy) relay(dst, src net.Conn) {
 			return
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
