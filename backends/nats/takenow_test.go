@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/pubsub"
 )
 
@@ -31,7 +32,7 @@ func TestReceiveOutlastsSlowReplies(t *testing.T) {
 		t.Run(delay.String(), func(t *testing.T) {
 			t.Parallel()
 			const queue, n = "slowreplies", 5
-			var logged lockedBuffer
+			var logged testutil.SyncBuffer
 			p, b := behindDelayProxy(t, queue, n, slog.New(slog.NewTextHandler(&logged, nil)))
 			d := b.Driver()
 			p.delay.Store(int64(delay))
@@ -169,22 +170,4 @@ func (p *delayProxy) relay(dst, src net.Conn) {
 			return
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

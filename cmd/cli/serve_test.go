@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -18,32 +17,14 @@ import (
 
 	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/cmd/cli"
+	"github.com/quantumflow/quantumflow/internal/testutil"
 	"github.com/quantumflow/quantumflow/pubsub"
 )
-
-// lockedBuffer is a stderr that the server goroutine writes while the test
-// reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // serving is a `quantumflow serve` running in the test.
 type serving struct {
 	url    string
-	stderr *lockedBuffer
+	stderr *testutil.SyncBuffer
 	client *http.Client
 	stop   func() int
 }
@@ -54,7 +35,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	stderr := &lockedBuffer{}
+	stderr := &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Run(ctx, append([]string{"serve", "--json"}, args...), cli.Env{
