@@ -54,6 +54,7 @@ func TestOpenURLErrors(t *testing.T) {
 		{"replicas=0", "parameter replicas"},
 		{"replicas=x", "parameter replicas"},
 		{"storage=disk", "parameter storage"},
+		{"consumer_storage=ram", "parameter consumer_storage"},
 		{"ack_wait=10ms", "parameter ack_wait"},
 		{"ack_wait=soon", "parameter ack_wait"},
 		{"max_msgs=0", "parameter max_msgs"},
@@ -292,4 +293,38 @@ func TestSubscriptionSurvivesConsumerDeletion(t *testing.T) {
 	msg := pubsubtest.Receive(t, ch)
 	require.Equal(t, "after", string(msg.Payload))
 	msg.Ack()
+}
+
+// TestConsumerStorage checks consumer_storage: a queue's consumer is
+// created with the URL's storage, and a declaration with the other keeps
+// the existing consumer's (JetStream cannot change it) and works on.
+func TestConsumerStorage(t *testing.T) {
+	t.Parallel()
+	srv := server(t)
+	url := srv.ClientURL()
+	js := rawJetStream(t, url)
+	inMemory := func(queue string) bool {
+		t.Helper()
+		c, err := js.Consumer(t.Context(), "QF_"+queue, "workers")
+		require.NoError(t, err)
+		return c.CachedInfo().Config.MemoryStorage
+	}
+	file := openBackend(t, url)
+	mem := openBackend(t, url+"?consumer_storage=memory")
+	require.NoError(t, file.DeclareQueue(t.Context(), pubsub.QueueSpec{Name: "on_file"}))
+	require.NoError(t, mem.DeclareQueue(t.Context(), pubsub.QueueSpec{Name: "in_memory"}))
+	require.False(t, inMemory("on_file"))
+	require.True(t, inMemory("in_memory"))
+
+	for _, c := range []struct {
+		b     *pubsub.Backend
+		queue string
+	}{{mem, "on_file"}, {file, "in_memory"}} {
+		require.NoError(t, c.b.DeclareQueue(t.Context(), pubsub.QueueSpec{Name: c.queue, MaxRetries: 1}), c.queue)
+		ch := subscribe(t, c.b, c.queue)
+		require.NoError(t, c.b.Publisher().Publish(c.queue, message.NewMessage("m-"+c.queue, []byte("x"))))
+		pubsubtest.Receive(t, ch).Ack()
+	}
+	require.False(t, inMemory("on_file"), "kept")
+	require.True(t, inMemory("in_memory"), "kept")
 }

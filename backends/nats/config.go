@@ -51,6 +51,7 @@ type config struct {
 	prefix         string
 	replicas       int
 	storage        jetstream.StorageType
+	memConsumers   bool // consumer_storage=memory, see consumerConfig
 	ackWait        time.Duration
 	maxAckPending  int
 	maxMsgs        int64
@@ -64,7 +65,7 @@ type config struct {
 // params lists every query parameter the URL may carry, for the error
 // that names an unknown one.
 var params = []string{
-	"ack_wait", "creds", "dedup_window", "max_ack_pending", "max_age", "max_bytes", "max_msgs",
+	"ack_wait", "consumer_storage", "creds", "dedup_window", "max_ack_pending", "max_age", "max_bytes", "max_msgs",
 	"name", "nkey", "prefetch", "prefix", "publish_timeout", "replicas", "servers", "storage",
 	"tls_ca", "tls_cert", "tls_key",
 }
@@ -122,6 +123,7 @@ func parseURL(u *url.URL) (config, error) {
 	}
 	p.intIn("replicas", &c.replicas, 1, 5)
 	p.storage(&c.storage)
+	p.consumerStorage(&c.memConsumers)
 	p.duration("ack_wait", &c.ackWait, time.Second)
 	p.duration("dedup_window", &c.dedupWindow, 100*time.Millisecond)
 	p.duration("publish_timeout", &c.publishTimeout, 100*time.Millisecond)
@@ -195,6 +197,16 @@ func (p *paramReader) storage(dst *jetstream.StorageType) {
 		*dst = jetstream.MemoryStorage
 	default:
 		p.fail(badParam("storage", "%q: want file or memory", v))
+	}
+}
+
+func (p *paramReader) consumerStorage(memory *bool) {
+	switch v, ok := p.value("consumer_storage"); {
+	case !ok, v == "file":
+	case v == "memory":
+		*memory = true
+	default:
+		p.fail(badParam("consumer_storage", "%q: want file or memory", v))
 	}
 }
 

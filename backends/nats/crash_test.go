@@ -104,7 +104,26 @@ func TestServerRestart(t *testing.T) {
 			require.NoError(t, err)
 		}
 		t.Cleanup(func() { _ = srv.Close() })
-		serverRestartCase(t, srv.ClientURL(), restart)
+		serverRestartCase(t, srv.ClientURL(), "", restart)
+	})
+	t.Run("MemoryConsumers", func(t *testing.T) {
+		// The restart deletes the queue's consumer: the backend creates it
+		// again and gets every message.
+		t.Parallel()
+		dir := t.TempDir()
+		srv, err := embedded.Start(t.Context(), embedded.Options{DataDir: dir})
+		require.NoError(t, err)
+		port := srv.Port()
+		restart := func() {
+			c, err := rawStream(t, srv.ClientURL(), "QF_restarted_server").Consumer(t.Context(), "workers")
+			require.NoError(t, err)
+			require.True(t, c.CachedInfo().Config.MemoryStorage)
+			require.NoError(t, srv.Close())
+			srv, err = embedded.Start(t.Context(), embedded.Options{DataDir: dir, Port: port})
+			require.NoError(t, err)
+		}
+		t.Cleanup(func() { _ = srv.Close() })
+		serverRestartCase(t, srv.ClientURL(), "&consumer_storage=memory", restart)
 	})
 	t.Run("Killed", func(t *testing.T) {
 		t.Parallel()
@@ -117,13 +136,15 @@ func TestServerRestart(t *testing.T) {
 			_, _ = fmt.Sscan(port, &portNum)
 			c, _ = startServerChild(t, dir, portNum)
 		}
-		serverRestartCase(t, url, restart)
+		serverRestartCase(t, url, "", restart)
 	})
 }
 
-func serverRestartCase(t *testing.T, url string, restart func()) {
+// serverRestartCase runs TestServerRestart's case on the server at url,
+// with more URL parameters (each after a '&').
+func serverRestartCase(t *testing.T, url, params string, restart func()) {
 	const queue = "restarted_server"
-	b := openBackend(t, url+"?ack_wait=2s")
+	b := openBackend(t, url+"?ack_wait=2s"+params)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -178,9 +199,21 @@ func serverRestartCase(t *testing.T, url string, restart func()) {
 // queues replicated 3 times, and kills the node leading the queue's stream
 // while 6k messages flow: nothing is lost and consumers carry on. (With
 // every delivery and ack a Raft round under -race, a CI machine running
-// every package at once moved 20k too slowly for the waits below.)
+// every package at once moved 20k too slowly for the waits below.) The
+// queue's consumer survives, its state on file or in memory.
 func TestClusterNodeLoss(t *testing.T) {
 	t.Parallel()
+	for _, storage := range []string{"file", "memory"} {
+		t.Run(storage, func(t *testing.T) {
+			t.Parallel()
+			clusterNodeLossCase(t, "&consumer_storage="+storage)
+		})
+	}
+}
+
+// clusterNodeLossCase runs TestClusterNodeLoss's case with more URL
+// parameters (each after a '&').
+func clusterNodeLossCase(t *testing.T, params string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cl, err := embedded.StartCluster(t.Context(), 3, embedded.Options{})
@@ -189,7 +222,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	urls := cl.ClientURLs()
 	// prefetch=10: with replicas=3 every delivery and ack is a Raft
 	// round, so one message per pull would make this test slow under -race.
-	url := urls[0] + "?replicas=3&ack_wait=2s&prefetch=10&servers=" + urls[1] + "," + urls[2]
+	url := urls[0] + "?replicas=3&ack_wait=2s&prefetch=10" + params + "&servers=" + urls[1] + "," + urls[2]
 	const queue, total = "replicated", 6000
 
 	pub := openBackend(t, url)
@@ -225,6 +258,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	start := time.Now()
 	require.Eventually(t, func() bool { return received.len() >= total/4 }, 60*time.Second, 10*time.Millisecond)
 	leader := streamLeader(t, urls, "QF_"+queue)
+	created := consumerCreated(t, urls, "QF_"+queue)
 	t.Logf("%s: killing %s, the stream leader, with %d published and %d received", time.Since(start), leader, published.len(), received.len())
 	require.NoError(t, cl.StopNode(nodeIndex(t, leader)))
 	t.Logf("%s: killed, %d published and %d received", time.Since(start), published.len(), received.len())
@@ -234,6 +268,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	t.Logf("%s: all published, %d received", time.Since(start), received.len())
 	waitAll(t, published, 90*time.Second, received)
 	t.Logf("%s: all %d messages received after losing a node (%d Publish calls retried)", time.Since(start), total, publishErrors.Load())
+	require.Equal(t, created, consumerCreated(t, urls, "QF_"+queue), "the consumer is the one from before")
 	cancel()
 	wait()
 }
@@ -252,6 +287,19 @@ func streamLeader(t *testing.T, urls []string, stream string) string {
 	require.NotNil(t, info.Cluster)
 	require.NotEmpty(t, info.Cluster.Leader)
 	return info.Cluster.Leader
+}
+
+// consumerCreated returns when the queue consumer of a stream was created.
+func consumerCreated(t *testing.T, urls []string, stream string) time.Time {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	c, err := js.Consumer(context.Background(), stream, "workers")
+	require.NoError(t, err)
+	return c.CachedInfo().Created
 }
 
 // nodeIndex maps an embedded cluster node name (qf-n1...) to its index.

@@ -34,6 +34,11 @@
 //	name=NAME             connection name shown by the server (quantumflow)
 //	replicas=N            stream replicas, 1 to 5 (1; use 3 in a cluster)
 //	storage=file|memory   stream storage (file; memory is not durable)
+//	consumer_storage=file|memory  where the servers keep each queue's
+//	                      consumer state (file); memory spares the disk a
+//	                      write per consumer after deliveries and acks, but
+//	                      a restart of every server holding a consumer
+//	                      deletes it: see Durability
 //	max_msgs=N            limit of messages per queue (-1: none); a full queue
 //	max_bytes=N           or one over max_bytes refuses publishes (Publish
 //	max_age=DURATION      fails) instead of dropping old messages; max_age
@@ -299,6 +304,19 @@
 // development machine; with replicas=3 on three machines, an acknowledged
 // message is on two of them and a single machine failure loses nothing
 // either way. storage=memory loses everything with the server.
+//
+// consumer_storage=memory keeps each queue's consumer state (what it
+// delivered, how often, what waits for an ack) in the servers' memory
+// instead of a file rewritten after deliveries and acks, one file per
+// consumer: with hundreds of instances, each with queues of its own, those
+// rewrites were most of the server's work (docs/scaling.md has the
+// figures). Messages stay in the stream's files either way. A restart of
+// every server holding a consumer (the one server, or every node of a
+// cluster) deletes it; the backend creates it again, and the messages then
+// in the queue are delivered at once, counted as first deliveries (attempt
+// 1: a message that failed before gets its retries again), as after an
+// operator deleted the consumer. Nothing is lost. A queue's consumer keeps
+// the storage it was created with: to change it, delete the consumer.
 //
 // # Stats and listings
 //
