@@ -328,3 +328,47 @@ func TestConsumerStorage(t *testing.T) {
 	require.False(t, inMemory("on_file"), "kept")
 	require.True(t, inMemory("in_memory"), "kept")
 }
+
+// TestAttemptsOutliveTheConsumer deletes a queue's consumer (as an
+// operator may, and as a restart does with consumer_storage=memory)
+// after a message failed twice: the consumer created again counts its
+// deliveries from 1, and the message's next delivery is still its third
+// attempt, with its first failure time kept.
+func TestAttemptsOutliveTheConsumer(t *testing.T) {
+	t.Parallel()
+	srv := server(t)
+	url := srv.ClientURL()
+	b := openBackend(t, url)
+	const queue = "outlived"
+	require.NoError(t, b.DeclareQueue(t.Context(), pubsub.QueueSpec{Name: queue, MaxRetries: 5, RetryDelay: time.Millisecond}))
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := b.Subscriber().Subscribe(ctx, queue)
+	require.NoError(t, err)
+	require.NoError(t, b.Publisher().Publish(queue, message.NewMessage("failing", []byte("x"))))
+	var firstFailure time.Time
+	for attempt := 1; attempt <= 2; attempt++ {
+		msg := pubsubtest.Receive(t, ch)
+		d := pubsub.DeliveryOf(msg)
+		require.Equal(t, attempt, d.Attempt)
+		if attempt == 2 {
+			firstFailure = d.FirstFailureAt
+		}
+		msg.Nack()
+	}
+	// Taken by the subscription's receive ahead, or waiting: stop
+	// consuming, so that the message waits in the queue (given back).
+	cancel()
+	require.Eventually(t, func() bool {
+		st, err := b.Stats(t.Context(), queue)
+		return err == nil && st.InFlight == 0 && st.Pending+st.Scheduled == 1
+	}, 10*time.Second, 5*time.Millisecond)
+
+	require.NoError(t, rawJetStream(t, url).DeleteConsumer(t.Context(), "QF_"+queue, "workers"))
+	other := openBackend(t, url) // a process that never saw the message
+	msg := pubsubtest.Receive(t, subscribe(t, other, queue))
+	d := pubsub.DeliveryOf(msg)
+	require.Equal(t, 3, d.Attempt, "attempts before the consumer was deleted count")
+	require.False(t, firstFailure.IsZero())
+	require.True(t, d.FirstFailureAt.Equal(firstFailure), "first failure %s, was %s", d.FirstFailureAt, firstFailure)
+	msg.Ack()
+}

@@ -313,10 +313,11 @@
 // figures). Messages stay in the stream's files either way. A restart of
 // every server holding a consumer (the one server, or every node of a
 // cluster) deletes it; the backend creates it again, and the messages then
-// in the queue are delivered at once, counted as first deliveries (attempt
-// 1: a message that failed before gets its retries again), as after an
-// operator deleted the consumer. Nothing is lost. A queue's consumer keeps
-// the storage it was created with: to change it, delete the consumer.
+// in the queue are delivered at once, as after an operator deleted the
+// consumer. Nothing is lost. A message that failed before keeps its
+// attempts (they are in its delivery state); the delivery of one that was
+// in a worker's hands is not counted. A queue's consumer keeps the storage
+// it was created with: to change it, delete the consumer.
 //
 // # Stats and listings
 //

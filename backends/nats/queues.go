@@ -39,6 +39,10 @@ type queueEntry struct {
 	stream   string
 	subject  string
 	consumer jetstream.Consumer
+	// created is when consumer was created, and earlier the messages
+	// with a delivery state from before it (see earlierStates).
+	created  time.Time
+	earlier  earlierStates
 	priority pubsub.Priority
 	// batched: the stream allows fast batch publishing (a server older
 	// than 2.14 does not know the setting and leaves it off). Cleared
@@ -151,7 +155,8 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 // consumerConfig is the configuration of a queue's consumer.
 //
 // With consumer_storage=memory its state lives in the servers' memory
-// (the package doc says what a restart does then) instead of a file each
+// (the package doc says what a restart does then; see loadState for the
+// attempts) instead of a file each
 // server rewrites after deliveries and acks, one per consumer: with a
 // queue per instance the rewrites do not coalesce, and they were most of
 // the servers' work with many instances (bench/ instances on the
@@ -316,6 +321,7 @@ func (d *driver) loadQueue(ctx context.Context, e *queueEntry, spec *pubsub.Queu
 	if e.consumer, err = d.ensureConsumer(ctx, st, spec != nil); err != nil {
 		return fmt.Errorf("queue %s: consumer %s: %w", e.name, consumerName, err)
 	}
+	e.created = e.consumer.CachedInfo().Created
 	return nil
 }
 

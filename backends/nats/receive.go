@@ -201,7 +201,7 @@ func (d *driver) received(ctx context.Context, q *queueEntry, ms []jetstream.Msg
 			continue
 		}
 		dv := &delivery{msg: m, seq: meta.Sequence.Stream, delivered: meta.NumDelivered, published: meta.Timestamp}
-		if d.loadState(sctx, q.name, dv) {
+		if d.loadState(sctx, q, dv) {
 			inRecords = append(inRecords, dv)
 		}
 		if _, delayed := deliverAtOf(m.Headers()); delayed && dv.delivered <= 1 {

@@ -42,6 +42,11 @@ type deliveryState struct {
 	// back): they are not attempts, so an attempt is JetStream's delivery
 	// count minus these.
 	Uncounted uint64 `json:"uncounted,omitempty"`
+	// Earlier counts the deliveries of the queue's consumers before the
+	// one that delivered the message last: a consumer deleted (by an
+	// operator, or by a restart with consumer_storage=memory) and created
+	// again counts from 1 (see loadState).
+	Earlier uint64 `json:"earlier,omitempty"`
 	// PublishedAt is the message's time in its queue, for the age of the
 	// oldest pending message.
 	PublishedAt time.Time `json:"published_at,omitzero"`
@@ -50,10 +55,11 @@ type deliveryState struct {
 // attempts returns how many deliveries of the message reached a
 // consumer, given JetStream's delivery count.
 func (s deliveryState) attempts(numDelivered uint64) int {
-	if s.Uncounted >= numDelivered {
+	all := s.Earlier + numDelivered
+	if s.Uncounted >= all {
 		return 0
 	}
-	return int(numDelivered - s.Uncounted)
+	return int(all - s.Uncounted)
 }
 
 // stateWrite is a delivery state to store, for the message of a delivery.
@@ -73,26 +79,63 @@ const (
 
 // loadState fills dv's state from the cache of given-back messages or the
 // message's own state, and says whether the give-back records are still
-// to be looked at. A message delivered for the first time has none.
-func (d *driver) loadState(ctx context.Context, queue string, dv *delivery) (lookRecords bool) {
-	if dv.delivered <= 1 {
+// to be looked at. A message delivered for the first time has none,
+// unless an earlier consumer of the queue delivered it.
+func (d *driver) loadState(ctx context.Context, q *queueEntry, dv *delivery) (lookRecords bool) {
+	if dv.delivered <= 1 && !q.earlier.has(ctx, d, q, dv) {
 		return false
 	}
-	if c, ok := d.givenBack.take(queue, dv.seq, dv.delivered); ok {
+	if c, ok := d.givenBack.take(q.name, dv.seq, dv.delivered); ok {
 		dv.state, dv.from, dv.record = c.ds, c.from, c.record
 		return false
 	}
-	ds, found, err := d.getState(ctx, queue, dv.seq)
+	ds, found, err := d.getState(ctx, q.name, dv.seq)
 	if err != nil {
-		d.log.Warn("reading delivery state failed; attempt and first failure time unknown", "queue", queue, "error", err)
+		d.log.Warn("reading delivery state failed; attempt and first failure time unknown", "queue", q.name, "error", err)
 		return false
 	}
-	if found {
-		// Newer than any record entry of the message: see givenBackRecord.
-		dv.state, dv.from = ds, ownState
+	if !found {
+		return dv.delivered > 1
+	}
+	if ds.Deliveries >= dv.delivered {
+		// Written before the consumer that delivered it now was
+		// created, which counts from 1 again.
+		ds.Earlier += ds.Deliveries
+	}
+	// Newer than any record entry of the message: see givenBackRecord.
+	dv.state, dv.from = ds, ownState
+	return false
+}
+
+// earlierStates are the messages of a queue that had a delivery state
+// when a message published before the queue's consumer was created came
+// for the first time: such a message may have been delivered by an
+// earlier consumer, and its state is read only if it has one. Read once
+// per consumer (a listing of the state stream's subjects); nothing is read
+// while every message is younger than the consumer, as when the consumer
+// was never deleted.
+type earlierStates struct {
+	mu     sync.Mutex
+	loaded bool
+	seqs   map[uint64]bool
+}
+
+// has reports whether dv's message may have a state from an earlier
+// consumer of q.
+func (e *earlierStates) has(ctx context.Context, d *driver, q *queueEntry, dv *delivery) bool {
+	if !dv.published.Before(q.created) {
 		return false
 	}
-	return true
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.loaded {
+		seqs, err := d.stateSeqs(ctx, q.name)
+		if err != nil {
+			d.log.Warn("listing delivery states failed; attempts of messages delivered before the queue's consumer was created count from 1", "queue", q.name, "error", err)
+		}
+		e.seqs, e.loaded = seqs, true
+	}
+	return e.seqs[dv.seq]
 }
 
 // loadRecordStates fills the states of dvs from queue's give-back records.
@@ -220,17 +263,12 @@ func (d *driver) removeStates(queue string, dvs []*delivery) {
 
 // listStates returns the states of a queue's messages by stream sequence.
 func (d *driver) listStates(ctx context.Context, queue string) (map[uint64]deliveryState, error) {
-	filter := d.names.stateQueueFilter(queue)
-	info, err := d.stateStream.Info(ctx, jetstream.WithSubjectFilter(filter))
+	seqs, err := d.stateSeqs(ctx, queue)
 	if err != nil {
-		return nil, fmt.Errorf("delivery state of %s: %w", queue, err)
+		return nil, err
 	}
-	out := make(map[uint64]deliveryState, len(info.State.Subjects))
-	for subject := range info.State.Subjects {
-		seq, ok := seqOfStateSubject(subject)
-		if !ok {
-			continue
-		}
+	out := make(map[uint64]deliveryState, len(seqs))
+	for seq := range seqs {
 		ds, found, err := d.getState(ctx, queue, seq)
 		if err != nil {
 			return nil, err
@@ -240,6 +278,21 @@ func (d *driver) listStates(ctx context.Context, queue string) (map[uint64]deliv
 		}
 	}
 	return out, nil
+}
+
+// stateSeqs returns the messages of a queue that have a state of their own.
+func (d *driver) stateSeqs(ctx context.Context, queue string) (map[uint64]bool, error) {
+	info, err := d.stateStream.Info(ctx, jetstream.WithSubjectFilter(d.names.stateQueueFilter(queue)))
+	if err != nil {
+		return nil, fmt.Errorf("delivery state of %s: %w", queue, err)
+	}
+	seqs := make(map[uint64]bool, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		if seq, ok := seqOfStateSubject(subject); ok {
+			seqs[seq] = true
+		}
+	}
+	return seqs, nil
 }
 
 // givenBackCache remembers the delivery state this driver wrote for the
