@@ -123,6 +123,9 @@ type Config struct {
 	// Command is the command line that produced the run, recorded in the
 	// report so that it can be regenerated.
 	Command string
+	// NATSParams are more URL parameters for the NATS backends (nats,
+	// nats_sync), as a URL query: consumer_storage=memory, for one.
+	NATSParams string
 }
 
 // Report is the outcome of a run.
@@ -325,6 +328,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	fmt.Fprintf(cfg.Progress, "bench: %s run, %d measurements; starting servers\n", mode, len(jobs))
 	e := startEnv(ctx, cfg.Logger, needPG, needNATS)
 	defer e.close()
+	if e.natsParams = cfg.NATSParams; e.natsParams != "" && needNATS {
+		if err := e.checkNATSParams(ctx); err != nil {
+			return nil, fmt.Errorf("bench: NATS parameters %q: %w", e.natsParams, err)
+		}
+	}
 	e.reuseDatabases = cfg.Quick
 
 	m := readMachine()

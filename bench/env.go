@@ -11,6 +11,7 @@ import (
 
 	"github.com/quantumflow/quantumflow/backends/nats/embedded"
 	"github.com/quantumflow/quantumflow/internal/pgtest"
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // env holds the servers a run starts for itself: a throwaway PostgreSQL
@@ -28,6 +29,9 @@ type env struct {
 	natsErr     error
 	natsSync    *embedded.Server
 	natsSyncErr error
+	// natsParams are more URL parameters of the NATS backends
+	// (Config.NATSParams).
+	natsParams string
 
 	seq atomic.Int64
 
@@ -147,6 +151,30 @@ func (e *env) natsURL(sync bool) (string, error) {
 		return "", fmt.Errorf("embedded NATS unavailable: %w", e.natsErr)
 	}
 	return e.nats.ClientURL(), nil
+}
+
+// backendNATSURL is natsURL with the run's parameters for the NATS
+// backends (the raw baselines take none).
+func (e *env) backendNATSURL(sync bool) (string, error) {
+	u, err := e.natsURL(sync)
+	if err != nil || e.natsParams == "" {
+		return u, err
+	}
+	return u + "?" + e.natsParams, nil
+}
+
+// checkNATSParams opens a NATS backend with the run's parameters, so that
+// a parameter the backend refuses fails the run before it starts.
+func (e *env) checkNATSParams(ctx context.Context) error {
+	u, err := e.backendNATSURL(false)
+	if err != nil {
+		return nil // no server: the NATS measurements say so
+	}
+	b, err := pubsub.Open(ctx, u)
+	if err != nil {
+		return err
+	}
+	return b.Close()
 }
 
 // queueName returns a queue name not used before in this run.

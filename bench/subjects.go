@@ -103,12 +103,12 @@ var subjectDefs = []*subjectDef{
 	{
 		SubjectInfo: SubjectInfo{SubjectNATS, KindBackend, "QuantumFlow NATS JetStream backend (nats://), embedded server", durNATS},
 		needs:       "nats",
-		openURL:     func(_ context.Context, e *env) (string, error) { return e.natsURL(false) },
+		openURL:     func(_ context.Context, e *env) (string, error) { return e.backendNATSURL(false) },
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectNATSSync, KindBackend, "QuantumFlow NATS JetStream backend (nats://), embedded server with SyncAlways", durNATSSync},
 		needs:       "nats_sync",
-		openURL:     func(_ context.Context, e *env) (string, error) { return e.natsURL(true) },
+		openURL:     func(_ context.Context, e *env) (string, error) { return e.backendNATSURL(true) },
 	},
 	{
 		SubjectInfo: SubjectInfo{SubjectGoChannel, KindBaseline, "Watermill GoChannel (in-process fan-out, one subscription)", durMemory},

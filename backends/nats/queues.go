@@ -161,8 +161,8 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 // queue per instance the rewrites do not coalesce, and they were most of
 // the servers' work with many instances (bench/ instances on the
 // development machine: 400 instances held instead of 200; the addressed
-// round trip with 25 instances at 1.01-1.13x the work queue's p50 instead
-// of 1.24-1.28x, two runs each).
+// round trip with 25 instances at 1.00-1.13x the work queue's p50 in three
+// runs, 1.24-1.28x in two without).
 func (d *driver) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       consumerName,

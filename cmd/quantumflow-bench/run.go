@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/quantumflow/quantumflow/bench"
+	"github.com/quantumflow/quantumflow/pubsub"
 )
 
 // Exit statuses, as quantumflow's.
@@ -36,6 +38,7 @@ type options struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
+	natsParams string
 }
 
 // usageError marks an error as bad usage (exit 2).
@@ -117,6 +120,7 @@ not failures), 2 bad usage.`,
 	f.StringVar(&o.logLevel, "log-level", "warn", "log level of the backends' logs on stderr (only when given): debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format on stderr: text or json")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	f.StringVar(&o.natsParams, "nats-params", "", "more URL parameters for the NATS backends, as a query (e.g. consumer_storage=memory)")
 	c.SetArgs(args)
 	c.SetOut(stdout)
 	c.SetErr(stderr)
@@ -126,7 +130,7 @@ not failures), 2 bad usage.`,
 		return exitOK
 	}
 	code := exitFailure
-	if errors.As(err, new(usageError)) {
+	if errors.As(err, new(usageError)) || errors.Is(err, pubsub.ErrInvalidURL) {
 		code = exitUsage
 	}
 	if o.jsonOut {
@@ -153,6 +157,9 @@ func (o options) config(cmd *cobra.Command, stderr io.Writer) (bench.Config, err
 			return bench.Config{}, usageErrorf("--subject %q: unknown (known: %s)", s, strings.Join(bench.Subjects(), ", "))
 		}
 	}
+	if q, err := url.ParseQuery(o.natsParams); err != nil || q.Has("") {
+		return bench.Config{}, usageErrorf("--nats-params %q: want a URL query such as consumer_storage=memory", o.natsParams)
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return bench.Config{}, usageErrorf("--log-level %q: use debug, info, warn or error", o.logLevel)
@@ -161,11 +168,12 @@ func (o options) config(cmd *cobra.Command, stderr io.Writer) (bench.Config, err
 		return bench.Config{}, usageErrorf("--log-format %q: use text or json", o.logFormat)
 	}
 	cfg := bench.Config{
-		Quick:     o.quick,
-		Scenarios: o.scenarios,
-		Subjects:  o.subjects,
-		Progress:  stderr,
-		Command:   commandLine(cmd),
+		Quick:      o.quick,
+		Scenarios:  o.scenarios,
+		Subjects:   o.subjects,
+		Progress:   stderr,
+		Command:    commandLine(cmd),
+		NATSParams: o.natsParams,
 	}
 	if cmd.Flags().Changed("log-level") {
 		hopts := &slog.HandlerOptions{Level: level}

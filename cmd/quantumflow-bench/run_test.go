@@ -37,6 +37,9 @@ func TestUsageErrors(t *testing.T) {
 		{"UnknownFlag", []string{"--frob"}, "unknown flag: --frob"},
 		{"Argument", []string{"quick"}, `unexpected argument "quick"`},
 		{"LogLevel", []string{"--log-level", "loud"}, `--log-level "loud"`},
+		{"NATSParamsSyntax", []string{"--nats-params", "a=%zz"}, `--nats-params "a=%zz"`},
+		// Refused by the backend, before anything is measured.
+		{"NATSParamsUnknown", []string{"--quick", "--scenario", "publish", "--subject", "nats", "--nats-params", "consumer_storage=ram"}, "parameter consumer_storage"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
