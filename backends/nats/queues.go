@@ -155,14 +155,13 @@ func (d *driver) queueStreamConfig(spec pubsub.QueueSpec) jetstream.StreamConfig
 // consumerConfig is the configuration of a queue's consumer.
 //
 // With consumer_storage=memory its state lives in the servers' memory
-// (the package doc says what a restart does then; see loadState for the
-// attempts) instead of a file each
-// server rewrites after deliveries and acks, one per consumer: with a
-// queue per instance the rewrites do not coalesce, and they were most of
-// the servers' work with many instances (bench/ instances on the
-// development machine: 400 instances held instead of 200; the addressed
-// round trip with 25 instances at 1.00-1.13x the work queue's p50 in three
-// runs, 1.24-1.28x in two without).
+// instead of a file each server rewrites after deliveries and acks, one
+// per consumer: with a queue per instance the rewrites do not coalesce,
+// and they were most of the servers' work with many instances (bench/
+// instances on the development machine: 400 instances held instead of
+// 200; the addressed round trip with 25 instances at 1.00-1.13x the work
+// queue's p50 in three runs, 1.24-1.28x in two without). The package doc
+// says what a restart does then; loadState keeps the attempts.
 func (d *driver) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       consumerName,
