@@ -94,36 +94,17 @@ func TestServerRestart(t *testing.T) {
 	t.Parallel()
 	t.Run("Graceful", func(t *testing.T) {
 		t.Parallel()
-		dir := t.TempDir()
-		srv, err := embedded.Start(t.Context(), embedded.Options{DataDir: dir})
-		require.NoError(t, err)
-		port := srv.Port()
-		restart := func() {
-			require.NoError(t, srv.Close())
-			srv, err = embedded.Start(t.Context(), embedded.Options{DataDir: dir, Port: port})
-			require.NoError(t, err)
-		}
-		t.Cleanup(func() { _ = srv.Close() })
-		serverRestartCase(t, srv.ClientURL(), "", restart)
+		gracefulRestartCase(t, "", nil)
 	})
 	t.Run("MemoryConsumers", func(t *testing.T) {
 		// The restart deletes the queue's consumer: the backend creates it
 		// again and gets every message.
 		t.Parallel()
-		dir := t.TempDir()
-		srv, err := embedded.Start(t.Context(), embedded.Options{DataDir: dir})
-		require.NoError(t, err)
-		port := srv.Port()
-		restart := func() {
-			c, err := rawStream(t, srv.ClientURL(), "QF_restarted_server").Consumer(t.Context(), "workers")
+		gracefulRestartCase(t, "&consumer_storage=memory", func(url string) {
+			c, err := rawStream(t, url, "QF_restarted_server").Consumer(t.Context(), "workers")
 			require.NoError(t, err)
 			require.True(t, c.CachedInfo().Config.MemoryStorage)
-			require.NoError(t, srv.Close())
-			srv, err = embedded.Start(t.Context(), embedded.Options{DataDir: dir, Port: port})
-			require.NoError(t, err)
-		}
-		t.Cleanup(func() { _ = srv.Close() })
-		serverRestartCase(t, srv.ClientURL(), "&consumer_storage=memory", restart)
+		})
 	})
 	t.Run("Killed", func(t *testing.T) {
 		t.Parallel()
@@ -138,6 +119,25 @@ func TestServerRestart(t *testing.T) {
 		}
 		serverRestartCase(t, url, "", restart)
 	})
+}
+
+// gracefulRestartCase runs serverRestartCase on an embedded server that
+// restarts in process, calling before (unless nil) before each restart.
+func gracefulRestartCase(t *testing.T, params string, before func(url string)) {
+	dir := t.TempDir()
+	srv, err := embedded.Start(t.Context(), embedded.Options{DataDir: dir})
+	require.NoError(t, err)
+	port := srv.Port()
+	restart := func() {
+		if before != nil {
+			before(srv.ClientURL())
+		}
+		require.NoError(t, srv.Close())
+		srv, err = embedded.Start(t.Context(), embedded.Options{DataDir: dir, Port: port})
+		require.NoError(t, err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	serverRestartCase(t, srv.ClientURL(), params, restart)
 }
 
 // serverRestartCase runs TestServerRestart's case on the server at url,
