@@ -243,18 +243,18 @@ type ErrorCode uint8
 const (
 	// CodeUnknown is an error the driver cannot classify.
 	CodeUnknown ErrorCode = iota
-	// CodeNotFound: the queue (or message) does not exist.
+	// CodeNotFound means the queue (or message) does not exist.
 	CodeNotFound
-	// CodeClosed: the driver or its connection is closed for good.
+	// CodeClosed means the driver or its connection is closed for good.
 	CodeClosed
-	// CodeNotInitialized: the backend's storage was never created.
+	// CodeNotInitialized means the backend's storage was never created.
 	CodeNotInitialized
-	// CodeUnavailable: a transient condition (connection lost, cluster
-	// leader election, server restarting); retrying may succeed.
+	// CodeUnavailable means a transient condition (connection lost,
+	// cluster leader election, server restarting); retrying may succeed.
 	CodeUnavailable
-	// CodeInvalidArgument: the backend refused an argument.
+	// CodeInvalidArgument means the backend refused an argument.
 	CodeInvalidArgument
-	// CodeCanceled: the context ended.
+	// CodeCanceled means the context ended.
 	CodeCanceled
 )
 

@@ -21,8 +21,8 @@ import (
 	"github.com/quantumflow/quantumflow/topology"
 )
 
-// ChildArg, as the first argument of the harness's executable, runs it as
-// the sigkill scenario's consumer process (ChildMain) instead.
+// ChildArg is the first argument that makes the harness's executable run
+// as the sigkill scenario's consumer process (ChildMain) instead.
 const ChildArg = "__reliability_consumer"
 
 // ChildMain runs CentralCloud consuming the flow named by args (-url,
