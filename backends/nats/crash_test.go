@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -276,12 +274,7 @@ func clusterNodeLossCase(t *testing.T, params string) {
 // streamLeader returns the name of the server leading a stream.
 func streamLeader(t *testing.T, urls []string, stream string) string {
 	t.Helper()
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	st, err := js.Stream(context.Background(), stream)
+	st, err := rawJetStream(t, strings.Join(urls, ",")).Stream(context.Background(), stream)
 	require.NoError(t, err)
 	info := st.CachedInfo()
 	require.NotNil(t, info.Cluster)
@@ -292,12 +285,7 @@ func streamLeader(t *testing.T, urls []string, stream string) string {
 // consumerCreated returns when the queue consumer of a stream was created.
 func consumerCreated(t *testing.T, urls []string, stream string) time.Time {
 	t.Helper()
-	nc, err := nats.Connect(strings.Join(urls, ","))
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	c, err := js.Consumer(context.Background(), stream, "workers")
+	c, err := rawJetStream(t, strings.Join(urls, ",")).Consumer(context.Background(), stream, "workers")
 	require.NoError(t, err)
 	return c.CachedInfo().Created
 }
