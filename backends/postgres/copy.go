@@ -49,8 +49,9 @@ type copyRows struct {
 // has any.
 var copyColumns = []string{"id", "queue_name", "payload", "priority", "metadata"}
 
-// copyIn copies each of copies into the messages table in tx.
-func (d *Driver) copyIn(ctx context.Context, tx pgx.Tx, copies []*copyRows) error {
+// copyIn copies each of copies into the messages table on conn, in its
+// transaction.
+func (d *Driver) copyIn(ctx context.Context, conn *pgx.Conn, copies []*copyRows) error {
 	table := pgx.Identifier{d.cfg.schema, "quantum_flow_messages"}
 	for _, c := range copies {
 		r := c.rows
@@ -59,7 +60,7 @@ func (d *Driver) copyIn(ctx context.Context, tx pgx.Tx, copies []*copyRows) erro
 		if !withMetadata {
 			cols = cols[:len(cols)-1]
 		}
-		_, err := tx.CopyFrom(ctx, table, cols, pgx.CopyFromSlice(r.len(), func(i int) ([]any, error) {
+		_, err := conn.CopyFrom(ctx, table, cols, pgx.CopyFromSlice(r.len(), func(i int) ([]any, error) {
 			prio := r.priorities[i]
 			if prio == noPriority {
 				prio = c.priority

@@ -75,3 +75,44 @@ func TestLargeBatchesAreCopied(t *testing.T) {
 		m.Ack()
 	}
 }
+
+// TestFailedCopyStoresNothing publishes a copied batch that the table
+// refuses part-way (a check constraint the test adds) to a queue nobody
+// declared: the publish fails and leaves nothing, neither messages nor
+// the queue it would have created in the same transaction, and the next
+// publish goes through.
+func TestFailedCopyStoresNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.Database(t)
+	b := open(t, db)
+	conn := connect(t, db)
+	_, err := conn.Exec(ctx, `ALTER TABLE quantum_flow_messages ADD CONSTRAINT test_no_bad CHECK (substr(payload, 1, 3) <> 'bad'::bytea)`)
+	require.NoError(t, err)
+
+	batch := func(bad int) []*message.Message {
+		var msgs []*message.Message
+		for i := range 40 {
+			p := bytes.Repeat([]byte{'a'}, 2<<10)
+			if i == bad {
+				copy(p, "bad")
+			}
+			msgs = append(msgs, newMsg(string(p)))
+		}
+		return msgs
+	}
+	const queue = "fresh"
+	err = b.Publisher().Publish(queue, batch(30)...)
+	require.ErrorContains(t, err, "test_no_bad")
+	count := func(query string) int {
+		var n int
+		require.NoError(t, conn.QueryRow(ctx, query, queue).Scan(&n))
+		return n
+	}
+	require.Zero(t, count(`SELECT count(*) FROM quantum_flow_messages WHERE queue_name = $1`))
+	require.Zero(t, count(`SELECT count(*) FROM quantum_flow_queues WHERE name = $1`))
+
+	require.NoError(t, b.Publisher().Publish(queue, batch(-1)...))
+	require.Equal(t, 40, count(`SELECT count(*) FROM quantum_flow_messages WHERE queue_name = $1`))
+	require.Equal(t, 1, count(`SELECT count(*) FROM quantum_flow_queues WHERE name = $1`))
+}
