@@ -43,8 +43,9 @@ type config struct {
 	// ackDelay is how long acks and nacks may wait to be written together.
 	// Defaults to 5ms.
 	ackDelay time.Duration
-	// syncAcks makes claims, acks and nacks wait for their commit to reach
-	// disk. Defaults to false: see Driver.queueSettleCommitMode.
+	// syncAcks makes claims, acks, nacks and dead-letter moves wait for
+	// their commit to reach disk. Defaults to true: see the package doc's
+	// Durability.
 	syncAcks bool
 	// maxConns caps the connection pool unless pool_max_conns is given.
 	maxConns int32

@@ -98,6 +98,15 @@ ON CONFLICT (name) DO NOTHING`)
 
 	q.notify = `SELECT pg_notify($1, q) FROM unnest($2::text[]) AS q`
 
+	q.claimQueries(r)
+	q.settleQueries(r)
+	q.leaseQueries(r)
+	q.dedupQueries(r)
+	return q
+}
+
+// claimQueries fills in the claims' statements.
+func (q *queries) claimQueries(r *strings.Replacer) {
 	// The claim: the next messages of a queue in delivery order, skipping
 	// rows other consumers are claiming right now, leased to this consumer.
 	// It walks the queue index of unparked rows, skipping leased rows by
@@ -145,11 +154,6 @@ RETURNING m.seq, m.id, m.payload, nullif(m.metadata, '{}'::jsonb), m.priority, m
         ORDER BY priority DESC, created_at, seq LIMIT $2 - (SELECT count(*) FROM hi) - (SELECT count(*) FROM mid) FOR UPDATE SKIP LOCKED
     )
     SELECT seq FROM hi UNION ALL SELECT seq FROM mid UNION ALL SELECT seq FROM lo`))
-
-	q.settleQueries(r)
-	q.leaseQueries(r)
-	q.dedupQueries(r)
-	return q
 }
 
 // dedupQueries fills in the statements of publish-side deduplication
