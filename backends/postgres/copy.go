@@ -13,9 +13,9 @@ import (
 // publishers of 100 messages per call, COPY published 4 KiB payloads at
 // 0.74-0.84x raw COPY where the insert ran at 0.58-0.76x (seven
 // interleaved pairs of runs, bench/ publish_batch); with 256 B payloads it
-// gained nothing (0.59-0.66x against 0.56-0.75x), and its two extra
-// round trips (the transaction's begin, the copy's start) make it the
-// slower path for small groups.
+// gained nothing (0.59-0.66x against 0.56-0.75x), and its extra round
+// trips (the copy's start, the commit of a transaction of its own) make it
+// the slower path for small groups.
 const (
 	copyMinRows    = 16
 	copyMinPayload = 1 << 10 // mean payload bytes: measured at 256 B and 4 KiB, the threshold lies between
