@@ -125,14 +125,14 @@
 // atomic either way.
 //
 // A lone publisher of one message per call waits for a flush every time:
-// on the development machine (2 cores) it made about 3.3k publishes/s,
-// 0.8x a bare one-row INSERT with pgx into a table of the same columns
-// (bench/RESULTS.md). Of the difference, this package's table (room for
+// on the development machine (2 cores) it made 2.9-3.3k publishes/s in
+// the last full runs, 0.8x a bare one-row INSERT with pgx into a table of
+// the same columns (bench/RESULTS.md). Of the difference, this package's table (room for
 // heap-only claims, its partial indexes) and statement cost the INSERT
 // 3-8% by themselves, the engine about 15 µs a publish, and the NOTIFY
 // once per notify_debounce about as much again (one process, a pgx loop
 // and Publish taking turns on one pool). Concurrent publishes share
-// commits: 8 publishers ran at 1.4x the raw loop's 8.
+// commits: 8 publishers ran at 1.3-1.4x the raw loop's 8.
 //
 // The engine extends the leases of the messages a backend holds every
 // third of the lease. When a consumer dies its leases run out and any
