@@ -67,7 +67,15 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	received := newIDSet()
 	attempts, attemptsMu := map[string]int{}, &sync.Mutex{}
 	wait := consumeInto(t, ctx, b, queue, 4, received, attempts, attemptsMu)
-	waitAll(t, published, 30*time.Second, childAcking, received)
+	if missing := waitMissing(published, 30*time.Second, childAcking, received); len(missing) > 0 {
+		// It failed once in a full CI run (2 of 500 missing) and not in
+		// 100 runs since: say where the messages were.
+		t.Errorf("%d of %d messages not received in 30s (e.g. %s, held by the child: %v); %s",
+			len(missing), published.len(), missing[0], held.has(missing[0]), killedMidBatchState(t, b, url, queue))
+		start := time.Now()
+		missing = waitMissing(published, time.Minute, childAcking, received)
+		t.Fatalf("after a minute more, %d missing (%s later); %s", len(missing), time.Since(start), killedMidBatchState(t, b, url, queue))
+	}
 	for _, id := range held.missing() {
 		require.True(t, received.has(id), "held message %s came back", id)
 		attemptsMu.Lock()
@@ -82,6 +90,22 @@ func TestConsumerKilledMidBatch(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "queue empty once everything is acked")
 	cancel()
 	wait()
+}
+
+// killedMidBatchState describes the queue's consumer and the backend's
+// figures for the queue.
+func killedMidBatchState(t *testing.T, b *pubsub.Backend, url, queue string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := b.Stats(ctx, queue)
+	out := fmt.Sprintf("stats %+v (error %v)", st, err)
+	c, err := rawStream(t, url, "QF_"+queue).Consumer(ctx, "workers")
+	if err != nil {
+		return out + fmt.Sprintf("; consumer: %v", err)
+	}
+	ci := c.CachedInfo()
+	return out + fmt.Sprintf("; consumer: %d pending, %d waiting for an ack, %d redelivered, %d pull requests waiting, delivered %+v, ack floor %+v",
+		ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.Delivered, ci.AckFloor)
 }
 
 // TestServerRestart restarts the NATS server (same data directory and

@@ -261,14 +261,19 @@ func consumeInto(t *testing.T, ctx context.Context, b *pubsub.Backend, queue str
 // timeout with how many are missing.
 func waitAll(t *testing.T, want *idSet, timeout time.Duration, got ...*idSet) {
 	t.Helper()
+	if missing := waitMissing(want, timeout, got...); len(missing) > 0 {
+		t.Fatalf("%d of %d messages never received (e.g. %s)", len(missing), want.len(), missing[0])
+	}
+}
+
+// waitMissing waits until every id of want is in one of got, or timeout
+// passed, and returns the ids still missing.
+func waitMissing(want *idSet, timeout time.Duration, got ...*idSet) []string {
 	deadline := time.Now().Add(timeout)
 	for {
 		missing := want.missing(got...)
-		if len(missing) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d messages never received (e.g. %s)", len(missing), want.len(), missing[0])
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
