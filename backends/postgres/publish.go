@@ -509,11 +509,6 @@ func (p *dispatcher) write(ctx context.Context, groups []*rows) error {
 // round trip (an implicit transaction) unless some rows go in with COPY.
 func (d *Driver) writeOnce(ctx context.Context, groups []*rows, unknown, notifyNow []string) error {
 	b := &pgx.Batch{}
-	if slices.ContainsFunc(groups, (*rows).copyable) {
-		// COPY is a statement of its own: the transaction's BEGIN goes
-		// with the others, one round trip fewer than pgx.BeginFunc.
-		b.Queue("BEGIN")
-	}
 	if len(unknown) > 0 {
 		b.Queue(d.q.ensureQueues, ensureArgs(unknown)...)
 	}
@@ -542,14 +537,16 @@ func (d *Driver) writeOnce(ctx context.Context, groups []*rows, unknown, notifyN
 	return d.copyTx(ctx, b, copies)
 }
 
-// copyTx sends b, which begins a transaction, then copies, and commits;
-// on error it rolls back.
+// copyTx sends b and then copies in one transaction, and commits; on
+// error it rolls back. COPY is a statement of its own: the transaction's
+// BEGIN goes in b's round trip, one fewer than pgx.BeginFunc.
 func (d *Driver) copyTx(ctx context.Context, b *pgx.Batch, copies []*copyRows) error {
 	c, err := d.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Release()
+	b.QueuedQueries = slices.Insert(b.QueuedQueries, 0, &pgx.QueuedQuery{SQL: "BEGIN"})
 	err = c.SendBatch(ctx, b).Close()
 	if err == nil {
 		err = d.copyIn(ctx, c.Conn(), copies)
