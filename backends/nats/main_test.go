@@ -96,7 +96,7 @@ func childServer() int {
 // child is a running child process of the test binary.
 type child struct {
 	cmd   *exec.Cmd
-	lines chan string // stdout, line by line; closed at EOF
+	lines chan string // stdout, line by line; closed at EOF (the child dead)
 }
 
 // startChild runs the test binary in a child role with extra environment.
@@ -105,12 +105,25 @@ func startChild(t *testing.T, role string, env ...string) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), append([]string{childEnv + "=" + role}, env...)...)
 	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
+	// A pipe of our own, not cmd.StdoutPipe: Wait closes that one's read
+	// end as soon as the child has exited, and kill waits right after the
+	// SIGKILL, so the lines a killed child wrote last could be lost unread
+	// (TestConsumerKilledMidBatch then missed an "acking" line whose ack
+	// the server had, and counted the message as lost). This one is read
+	// to EOF, which comes when the child is dead.
+	out, w, err := os.Pipe()
 	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	cmd.Stdout = w
+	err = cmd.Start()
+	_ = w.Close() // the child has its own copy
+	if err != nil {
+		_ = out.Close()
+	}
+	require.NoError(t, err)
 	c := &child{cmd: cmd, lines: make(chan string, 1024)}
 	go func() {
 		defer close(c.lines)
+		defer out.Close()
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
 			c.lines <- sc.Text()
