@@ -14,8 +14,9 @@ import (
 // 0.74-0.84x raw COPY where the insert ran at 0.58-0.76x (seven
 // interleaved pairs of runs, bench/ publish_batch); with 256 B payloads it
 // gained nothing (0.59-0.66x against 0.56-0.75x), and its extra round
-// trips (the copy's start, the commit of a transaction of its own) make it
-// the slower path for small groups.
+// trips (the queue's priority read before it, the copy's start; a BEGIN
+// and a COMMIT when the copy shares its transaction) make it the slower
+// path for small groups.
 const (
 	copyMinRows    = 16
 	copyMinPayload = 1 << 10 // mean payload bytes: measured at 256 B and 4 KiB, the threshold lies between

@@ -17,11 +17,12 @@ import (
 // TestLargeBatchesAreCopied publishes batches of 2 KiB payloads, which go
 // in with COPY: each message keeps its payload, metadata and priority
 // (its own, or its queue's), and they are delivered in priority order,
-// then in publish order.
+// then in publish order. No notification is due after the first publish,
+// so the copies are transactions of their own.
 func TestLargeBatchesAreCopied(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := open(t, pgtest.Database(t))
+	b := open(t, withParams(pgtest.Database(t), "notify_debounce", "1h"))
 	const queue = "bulk"
 	require.NoError(t, b.DeclareQueue(ctx, pubsub.QueueSpec{Name: queue, Priority: pubsub.PriorityHigh}))
 
@@ -80,12 +81,13 @@ func TestLargeBatchesAreCopied(t *testing.T) {
 // refuses part-way (a check constraint the test adds) to a queue nobody
 // declared: the publish fails and leaves nothing, neither messages nor
 // the queue it would have created in the same transaction, and the next
-// publish goes through.
+// publish goes through. Then the same on the queue, now known, with no
+// notification due (the copy alone is the transaction).
 func TestFailedCopyStoresNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.Database(t)
-	b := open(t, db)
+	b := open(t, withParams(db, "notify_debounce", "1h"))
 	conn := connect(t, db)
 	_, err := conn.Exec(ctx, `ALTER TABLE quantum_flow_messages ADD CONSTRAINT test_no_bad CHECK (substr(payload, 1, 3) <> 'bad'::bytea)`)
 	require.NoError(t, err)
@@ -115,4 +117,10 @@ func TestFailedCopyStoresNothing(t *testing.T) {
 	require.NoError(t, b.Publisher().Publish(queue, batch(-1)...))
 	require.Equal(t, 40, count(`SELECT count(*) FROM quantum_flow_messages WHERE queue_name = $1`))
 	require.Equal(t, 1, count(`SELECT count(*) FROM quantum_flow_queues WHERE name = $1`))
+
+	err = b.Publisher().Publish(queue, batch(0)...)
+	require.ErrorContains(t, err, "test_no_bad")
+	require.Equal(t, 40, count(`SELECT count(*) FROM quantum_flow_messages WHERE queue_name = $1`))
+	require.NoError(t, b.Publisher().Publish(queue, batch(-1)...))
+	require.Equal(t, 80, count(`SELECT count(*) FROM quantum_flow_messages WHERE queue_name = $1`))
 }

@@ -534,7 +534,29 @@ func (d *Driver) writeOnce(ctx context.Context, groups []*rows, unknown, notifyN
 		}
 		return d.pool.SendBatch(ctx, b).Close()
 	}
+	if len(copies) == 1 && b.Len() == 1 {
+		return d.copyAlone(ctx, b, copies[0])
+	}
 	return d.copyTx(ctx, b, copies)
+}
+
+// copyAlone copies one group, whose only other statement is the read of
+// its queue's priority, with no transaction around the two: COPY is a
+// transaction of its own, which saves copyTx's BEGIN and its COMMIT's
+// round trip (4 publishers of 100 4 KiB messages per call: 0.94x raw
+// COPY against 0.92x, eight alternating pairs). A priority changed
+// between the read and the copy applies as if the publish had come a
+// moment earlier, which a publish concurrent with the change may.
+func (d *Driver) copyAlone(ctx context.Context, b *pgx.Batch, c *copyRows) error {
+	conn, err := d.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	return d.copyIn(ctx, conn.Conn(), []*copyRows{c})
 }
 
 // copyTx sends b and then copies in one transaction, and commits; on
