@@ -74,7 +74,13 @@
 //
 // # Capabilities
 //
-// delayed_redelivery, priority_order and dead_letters. Not durable:
-// everything is lost with the process. Not cross_process: only backends of
-// the same process share a storage. No transactional publish.
+// delayed_redelivery, priority_order and dead_letters; and the instance
+// registry with each broadcast queue's latest message
+// (pubsub.InstanceStore), namespaces (pubsub.NamespaceDropper: mem://NAME
+// opened with pubsub.WithNamespace(NS) is a storage of its own, apart from
+// NAME without a namespace, and DropNamespace empties its queues, dead
+// letters and instances) and the audit log (pubsub.AuditStore, kept as
+// long as the storage). Not durable: everything is lost with the process.
+// Not cross_process: only backends of the same process share a storage.
+// No transactional publish.
 package mem

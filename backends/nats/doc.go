@@ -61,8 +61,8 @@
 //
 // A backend opened with pubsub.WithNamespace(NS) keeps everything under
 // the prefix <prefix>-NS, NS's '_' written '-' (namespace qfdemo_1a2b:
-// streams QF-qfdemo-1a2b_<queue>, QF-qfdemo-1a2b-DLQ and
-// QF-qfdemo-1a2b-STATE, subjects QF-qfdemo-1a2b.q.<queue> and so on,
+// streams QF-qfdemo-1a2b_<queue>, QF-qfdemo-1a2b-DLQ, QF-qfdemo-1a2b-STATE
+// and QF-qfdemo-1a2b-AUDIT, subjects QF-qfdemo-1a2b.q.<queue> and so on,
 // bucket QF-qfdemo-1a2b-REGISTRY), apart from the queues without a
 // namespace and from every other namespace's; DropNamespace deletes those
 // streams and the bucket, and nothing else.
@@ -97,7 +97,10 @@
 // not count. Messages that are neither never touch it. The key-value
 // bucket QF-REGISTRY holds the instance registry (pubsub.InstanceStore),
 // the latest message of each broadcast queue and the paused queues
-// (pubsub.QueuePauser: keys "p.<queue>", watched by every process). A
+// (pubsub.QueuePauser: keys "p.<queue>", watched by every process). The
+// stream QF-AUDIT (subject QF.audit, limits retention) is the audit log
+// (pubsub.AuditStore): every retry, purge and other mutation, with who
+// made it, kept until an operator limits the stream. A
 // message published delayed or scheduled is stored at once with a
 // delivery state in QF-STATE that says when it is due (Stats counts it as
 // scheduled); a consumer that receives it early gives it back with a nak

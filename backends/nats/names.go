@@ -18,7 +18,7 @@ import (
 //	instances        QF-REGISTRY         key-value bucket (stream KV_QF-REGISTRY)
 //	audit log        QF-AUDIT            subject QF.audit
 //
-// Queue streams start with "<prefix>_" and the two system streams with
+// Queue streams start with "<prefix>_" and the three system streams with
 // "<prefix>-", so no queue name can collide with them.
 //
 // A backend opened with a namespace uses the prefix <prefix>-<namespace>,
