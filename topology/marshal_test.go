@@ -99,7 +99,7 @@ func TestExampleFile(t *testing.T) {
 		InstanceTTL:        12 * time.Hour,
 		BroadcastRetention: 72 * time.Hour,
 		Producers: []Producer{
-			{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 5, RetryDelay: 500 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork},
+			{Key: "proposals_for_consensus", Queue: ProposalsQueue, Workers: 4, MaxRetries: 5, RetryDelay: 500 * time.Millisecond, Priority: PriorityNormal, Delivery: DeliveryWork, DedupWindow: 10 * time.Minute},
 			{Key: "metrics_to_guardian", Queue: MetricsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork, MessageTTL: time.Hour},
 			{Key: "patterns_for_aggregator", Queue: PatternsQueue, Workers: 2, MaxRetries: 3, RetryDelay: time.Second, Priority: PriorityNormal, Delivery: DeliveryWork},
 		},
@@ -122,6 +122,7 @@ func TestExampleFile(t *testing.T) {
 	want.Producers[1].Workers = 2 // rollback_triggers, explicit
 	want.Consumers[0].Workers = 6 // proposals, explicit over medium's 3
 	want.Consumers[0].MaxRetries = 10
+	want.Consumers[0].DedupWindow = 10 * time.Minute
 	want.Consumers[2].Workers = 2 // patterns, medium
 	require.Equal(t, want, cc)
 
