@@ -58,18 +58,27 @@ func DefaultQueueSpec(name string) QueueSpec {
 
 // QueueInfo describes a known queue.
 type QueueInfo struct {
-	Name       string        `json:"name"`
-	Priority   Priority      `json:"priority"`
-	MaxRetries int           `json:"max_retries"`
+	// Name is the queue's name (an instance queue's is QUEUE@INSTANCE).
+	Name string `json:"name"`
+	// Priority is the queue's priority (QueueSpec.Priority): that of
+	// messages published without one of their own.
+	Priority Priority `json:"priority"`
+	// MaxRetries is the queue's QueueSpec.MaxRetries.
+	MaxRetries int `json:"max_retries"`
+	// RetryDelay is the queue's QueueSpec.RetryDelay (in nanoseconds in
+	// JSON).
 	RetryDelay time.Duration `json:"retry_delay_ns"`
 	// DedupWindow is the queue's dedup window (QueueSpec.DedupWindow).
 	DedupWindow time.Duration `json:"dedup_window_ns"`
-	CreatedAt   time.Time     `json:"created_at,omitzero"`
+	// CreatedAt is when the backend first stored the queue (its row, its
+	// stream); zero when the backend does not know.
+	CreatedAt time.Time `json:"created_at,omitzero"`
 }
 
 // QueueStats is a snapshot of one queue. Counts are exact at the time of
 // the snapshot; what a consumer then receives matches them.
 type QueueStats struct {
+	// Queue is the queue's name.
 	Queue string `json:"queue"`
 	// Pending counts messages ready to be delivered now.
 	Pending int64 `json:"pending"`
@@ -95,14 +104,22 @@ type QueueStats struct {
 
 // PendingMessage is a message waiting in a queue.
 type PendingMessage struct {
-	ID        string    `json:"id"`
-	Queue     string    `json:"queue"`
+	// ID is the message's id (Watermill's UUID).
+	ID string `json:"id"`
+	// Queue is the queue the message waits in.
+	Queue string `json:"queue"`
+	// CreatedAt is when the message was published.
 	CreatedAt time.Time `json:"created_at"`
 	// Attempts counts the deliveries so far: 0 for a message never
 	// delivered; the next delivery's Delivery.Attempt is Attempts+1.
-	Attempts int               `json:"attempts"`
-	Priority Priority          `json:"priority"`
-	Payload  []byte            `json:"payload"`
+	Attempts int `json:"attempts"`
+	// Priority is the message's priority: its own (MetadataPriority),
+	// else the queue's.
+	Priority Priority `json:"priority"`
+	// Payload is the message's payload as published.
+	Payload []byte `json:"payload"`
+	// Metadata is the message's metadata as published; empty when it has
+	// none.
 	Metadata map[string]string `json:"metadata,omitempty"`
 	// AvailableAt is when a message waiting for a retry, or published
 	// delayed or scheduled, becomes deliverable; zero when it already is.
@@ -112,19 +129,35 @@ type PendingMessage struct {
 // DeadLetter is a message that failed max_retries retries (or failed
 // permanently) and was moved out of its queue.
 type DeadLetter struct {
-	ID       string            `json:"id"`
-	Queue    string            `json:"queue"`
-	Payload  []byte            `json:"payload"`
+	// ID is the id the message had in its queue.
+	ID string `json:"id"`
+	// Queue is the queue the message was dead-lettered from (an instance
+	// queue's name is QUEUE@INSTANCE).
+	Queue string `json:"queue"`
+	// Payload is the message's payload as published.
+	Payload []byte `json:"payload"`
+	// Metadata is the message's metadata as published; empty when it had
+	// none.
 	Metadata map[string]string `json:"metadata,omitempty"`
-	Error    string            `json:"error"`
+	// Error is why the message was dead-lettered: the handler's last
+	// error, or the engine's reason (ReasonExpired, ReasonInstanceGone).
+	Error string `json:"error"`
 	// Attempts is the attempt number of the delivery that was
 	// dead-lettered.
-	Attempts       int       `json:"attempts"`
-	Handler        string    `json:"handler,omitempty"`
-	Service        string    `json:"service,omitempty"`
+	Attempts int `json:"attempts"`
+	// Handler is the name of the handler that failed the message (the
+	// DeadLetterReason's); empty when no handler did, as for an expired
+	// message.
+	Handler string `json:"handler,omitempty"`
+	// Service is the name of the service whose handler failed the
+	// message; empty as Handler is.
+	Service string `json:"service,omitempty"`
+	// FirstFailureAt is when the message first failed.
 	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
-	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
-	CreatedAt      time.Time `json:"created_at"`
+	// LastFailureAt is when it last failed: when it was dead-lettered.
+	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
+	// CreatedAt is when the message became a dead letter.
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // DeadLetterQuery selects dead letters. The zero value selects all of them.

@@ -28,6 +28,10 @@ type OpenOptions struct {
 // NamespaceDropper is implemented by a driver opened with a namespace: it
 // removes everything stored in the namespace.
 type NamespaceDropper interface {
+	// DropNamespace removes everything the driver stored in its
+	// namespace: queues, messages, dead letters and registry records.
+	// Backend.DropNamespace calls it once publishing and receiving have
+	// stopped, and only on a backend opened with a namespace.
 	DropNamespace(ctx context.Context) error
 }
 

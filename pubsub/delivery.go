@@ -52,7 +52,9 @@ type DeadLetterReason struct {
 type Outcome struct {
 	// Retry is true when a retry was scheduled: on Nack the message comes
 	// back after RetryDelay.
-	Retry      bool
+	Retry bool
+	// RetryDelay is the delay RetryAfter asked for, never negative; zero
+	// when Retry is false (or when it asked to retry at once).
 	RetryDelay time.Duration
 	// LastError is the error that caused the retry or dead letter.
 	LastError string

@@ -147,9 +147,12 @@ type Tuning struct {
 type Received struct {
 	// ID is the message's id (Watermill's UUID field).
 	ID string
-	// Payload and Metadata are the message as published. The engine hands
-	// them to the consumer as they are: the driver must not reuse them.
-	Payload  []byte
+	// Payload is the message's payload as published. The engine hands it
+	// and Metadata to the consumer as they are: the driver must not reuse
+	// them.
+	Payload []byte
+	// Metadata is the message's metadata as published (the same rule as
+	// for Payload).
 	Metadata message.Metadata
 	// Priority orders messages in the buffer as ReceiveBatch ordered them.
 	Priority Priority
@@ -226,7 +229,10 @@ func (a SettleAction) String() string {
 
 // Settlement is how one received message is settled.
 type Settlement struct {
-	Msg    *Received
+	// Msg is the received message to settle, as the driver returned it
+	// from ReceiveBatch (its AckID included).
+	Msg *Received
+	// Action is what to do with the message.
 	Action SettleAction
 	// Delay is how long a retried message waits before it is ready again.
 	Delay time.Duration

@@ -71,15 +71,27 @@ func SplitInstanceQueue(name string) (queue, instance string) {
 
 // Instance is a service process as the instance registry knows it.
 type Instance struct {
+	// Service is the name of the instance's service (singularity,
+	// centralcloud).
 	Service string `json:"service"`
-	ID      string `json:"id"`
-	Host    string `json:"host"`
-	PID     int    `json:"pid"`
+	// ID is the instance id, unique within the service (see
+	// ValidateInstanceID).
+	ID string `json:"id"`
+	// Host is the host name of the process's machine.
+	Host string `json:"host"`
+	// PID is the process id on Host.
+	PID int `json:"pid"`
+	// Version is the service's version as the process reports it; empty
+	// when it reports none.
 	Version string `json:"version,omitempty"`
 	// Nonce is unique per process: a record under the same service and id
 	// with another nonce is another process.
-	Nonce       string    `json:"-"`
-	StartedAt   time.Time `json:"started_at"`
+	Nonce string `json:"-"`
+	// StartedAt is when the process first registered; RegisterInstance
+	// sets it when it is zero.
+	StartedAt time.Time `json:"started_at"`
+	// HeartbeatAt is the process's last heartbeat, set by each
+	// RegisterInstance: State goes by it.
 	HeartbeatAt time.Time `json:"heartbeat_at"`
 	// Consumers are the queues the instance consumes, with their workers.
 	Consumers []InstanceConsumer `json:"consumers,omitempty"`
@@ -87,8 +99,11 @@ type Instance struct {
 
 // InstanceConsumer is one queue an instance consumes.
 type InstanceConsumer struct {
-	Queue   string `json:"queue"`
-	Workers int    `json:"workers"`
+	// Queue is the queue's name (not the instance queue's).
+	Queue string `json:"queue"`
+	// Workers is how many of the queue's messages the instance handles
+	// at once.
+	Workers int `json:"workers"`
 }
 
 // Instance states, as Instance.State names them.
@@ -138,8 +153,14 @@ type InstanceStore interface {
 
 // LatestMessage is a broadcast queue's latest message.
 type LatestMessage struct {
-	ID          string
-	Payload     []byte
-	Metadata    map[string]string
+	// ID is the message's id; the copies replayed to instances that join
+	// later keep it.
+	ID string
+	// Payload is the message's payload as published.
+	Payload []byte
+	// Metadata is the message's metadata as published.
+	Metadata map[string]string
+	// PublishedAt is when the message was kept as the latest (when it was
+	// broadcast).
 	PublishedAt time.Time
 }

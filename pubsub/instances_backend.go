@@ -63,6 +63,8 @@ type InstanceTakenError struct {
 	age   time.Duration
 }
 
+// Error names the instance and service, and the other process's host, pid
+// and how long ago its last heartbeat was.
 func (e *InstanceTakenError) Error() string {
 	return fmt.Sprintf("register instance %s of %s: %s (host %s, pid %d, heartbeat %s ago)", e.Other.ID, e.Other.Service,
 		ErrInstanceTaken, e.Other.Host, e.Other.PID, e.age.Round(time.Millisecond))

@@ -60,20 +60,38 @@ const (
 
 // MessageDetail is one message as an operator sees it.
 type MessageDetail struct {
-	ID       string            `json:"id"`
-	Queue    string            `json:"queue"`
-	State    MessageState      `json:"state"`
-	Payload  []byte            `json:"payload"`
+	// ID is the message's id.
+	ID string `json:"id"`
+	// Queue is the queue the message is in (an instance queue's name is
+	// QUEUE@INSTANCE), or, for a dead letter, the queue it was
+	// dead-lettered from.
+	Queue string `json:"queue"`
+	// State is where the message is.
+	State MessageState `json:"state"`
+	// Payload is the message's payload as published.
+	Payload []byte `json:"payload"`
+	// Metadata is the message's metadata as published; empty when it has
+	// none.
 	Metadata map[string]string `json:"metadata,omitempty"`
-	Priority Priority          `json:"priority"`
+	// Priority is the message's priority: its own (MetadataPriority),
+	// else the queue's; zero for a dead letter.
+	Priority Priority `json:"priority"`
 	// Attempts counts the deliveries that reached a consumer so far.
-	Attempts  int       `json:"attempts"`
-	LastError string    `json:"last_error,omitempty"`
+	Attempts int `json:"attempts"`
+	// LastError is the error of the last failed attempt (for a dead
+	// letter, why it was dead-lettered); empty when none failed.
+	LastError string `json:"last_error,omitempty"`
+	// CreatedAt is when the message was published; for a dead letter,
+	// when it became one.
 	CreatedAt time.Time `json:"created_at,omitzero"`
 	// AvailableAt is when a scheduled message becomes deliverable.
-	AvailableAt    time.Time `json:"available_at,omitzero"`
+	AvailableAt time.Time `json:"available_at,omitzero"`
+	// FirstFailureAt is when the message first failed; zero if it never
+	// did.
 	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
-	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
+	// LastFailureAt is when the message last failed; zero if it never
+	// did.
+	LastFailureAt time.Time `json:"last_failure_at,omitzero"`
 }
 
 // PausePoll is how often a process that receives re-reads which queues
