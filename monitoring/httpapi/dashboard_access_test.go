@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,9 +45,7 @@ func dashboardAccess(t *testing.T, browser, kind string) {
 	art := artifactDir(t)
 	shot := func(step string) {
 		t.Helper()
-		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(art, "dashboard-access-"+kind+"-"+step+".png"), buf, 0o644))
+		screenshot(t, bctx, filepath.Join(art, "dashboard-access-"+kind+"-"+step+".png"), 90)
 	}
 	defer func() {
 		if t.Failed() {

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -51,9 +50,7 @@ func dashboardControls(t *testing.T, browser, kind string) {
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	shot := func(name string) {
 		t.Helper()
-		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		require.NoError(t, err)
-		require.NoError(t, os.WriteFile(filepath.Join(art, kind+"-"+name), buf, 0o644))
+		screenshot(t, bctx, filepath.Join(art, kind+"-"+name), 100)
 	}
 	defer func() {
 		if t.Failed() {
