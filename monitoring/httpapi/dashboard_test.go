@@ -85,7 +85,8 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 		if !t.Failed() {
 			return
 		}
-		shotCtx, cancel := context.WithTimeout(bctx, 10*time.Second)
+		// Not bounded by bctx: its deadline may be what failed the test.
+		shotCtx, cancel := context.WithTimeout(context.WithoutCancel(bctx), 10*time.Second)
 		defer cancel()
 		if buf, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100)); err == nil {
 			path := filepath.Join(art, "dashboard-failure.png")
