@@ -136,8 +136,9 @@
 // (coalesce.go): the one that finds the queue idle sends its message at
 // once, with a synchronous publish, and those that arrive meanwhile go
 // out together as one fast batch, sent by the first of them once the one
-// before is answered (64 such publishers: 1.00 times raw jetstream
-// without message ids, 0.62 before; bench/RESULTS.md). Keyed and delayed
+// before is answered (64 such publishers: 0.77-1.02 times raw jetstream
+// without message ids in the last nine full runs, 0.62 before;
+// bench/RESULTS.md). Keyed and delayed
 // messages are not merged: they need each message's ack. Metadata
 // travels as one JSON header.
 //

@@ -113,9 +113,9 @@
 // moves do too: an acked message never comes back, and an attempt once
 // counted stays counted, whatever crashes. Acks ride along with the next
 // claim's commit and up to four claims of a queue are on their way at
-// once, so this costs nothing measurable: in the last full benchmark run
-// on the development machine, 4 workers consumed at 1.13x the raw pgx loop
-// with sync_acks and 1.15x without (bench/RESULTS.md).
+// once, so this costs nothing measurable: in the last two full benchmark
+// runs on the development machine, 4 workers consumed at 1.11-1.13x the
+// raw pgx loop with sync_acks and 0.99-1.15x without (bench/RESULTS.md).
 //
 // With sync_acks=false they commit asynchronously (synchronous_commit off
 // for their transactions only): if the database server crashes (a clean
