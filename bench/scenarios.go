@@ -188,7 +188,12 @@ func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params
 }
 
 // backlogRepeats is how many samples the backlog rate is the median of.
-const backlogRepeats = 5
+// A sample of 5,000 messages lasts about 50 ms on NATS, and within one
+// case they ran from 57k to 126k msg/s (bench/RESULTS.md at e3e8f9c): the
+// median of 5 read 0.79-0.89x the consume scenario's figure in three runs
+// of the same code, and of 15, 0.91-1.00x, the small and large backlogs
+// then within 1-10% of each other instead of 3-30%.
+const backlogRepeats = 15
 
 // backlogThroughput measures the consume rate with p.Pending messages
 // waiting: the median of backlogRepeats samples on one queue, each
