@@ -192,7 +192,10 @@ func (r *runner) consumeThroughput(ctx context.Context, inst *instance, p Params
 // case they ran from 57k to 126k msg/s (bench/RESULTS.md at e3e8f9c): the
 // median of 5 read 0.79-0.89x the consume scenario's figure in three runs
 // of the same code, and of 15, 0.91-1.00x, the small and large backlogs
-// then within 1-10% of each other instead of 3-30%.
+// then within 1-10% of each other instead of 3-30% (runs of the backlog
+// and consume scenarios alone). In the full run at c2ffbb1 the small
+// backlog's 15 samples all read lower (62-112k against 65-152k): a gap
+// more samples do not close.
 const backlogRepeats = 15
 
 // backlogThroughput measures the consume rate with p.Pending messages

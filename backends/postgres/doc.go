@@ -114,8 +114,8 @@
 // counted stays counted, whatever crashes. Acks ride along with the next
 // claim's commit and up to four claims of a queue are on their way at
 // once, so this costs nothing measurable: in the last two full benchmark
-// runs on the development machine, 4 workers consumed at 1.11-1.13x the
-// raw pgx loop with sync_acks and 0.99-1.15x without (bench/RESULTS.md).
+// runs on the development machine, 4 workers consumed at 1.11-1.16x the
+// raw pgx loop with sync_acks and 0.99-1.09x without (bench/RESULTS.md).
 //
 // With sync_acks=false they commit asynchronously (synchronous_commit off
 // for their transactions only): if the database server crashes (a clean
