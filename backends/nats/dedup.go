@@ -18,16 +18,25 @@ import (
 // Qf-Id), so JetStream drops a second message with the key within the
 // stream's duplicate window, which is the queue's dedup window. A
 // duplicate's ack names the sequence of the stored message: its id is
-// read from there, or from this driver's cache of the keys it stored
-// (checked against that sequence, so a cache that outlives the server's
-// window by a round trip is never believed). When the stored message has
-// left the queue (consumed) and another process stored it, its id is no
-// longer known: the duplicate's UUID becomes "".
+// read from there, or from this driver's cache of the last dedupCacheKeys
+// keys it stored (checked against that sequence, so a cache that outlives
+// the server's window by a round trip is never believed). When the stored
+// message has left the queue (consumed) and its key is not in this
+// driver's cache (another process stored it, or many keys came after it),
+// its id is no longer known: the duplicate's UUID becomes "".
 
 // dedupPrefix keeps keys apart from message ids in Nats-Msg-Id.
 const dedupPrefix = "qf-key:"
 
 func dedupMsgID(key string) string { return dedupPrefix + key }
+
+// dedupCacheKeys bounds the keys cached per queue (see doc.go). The cache
+// spares a duplicate's publish a read of the stored message, and knows the
+// ids of messages already consumed; a duplicate usually comes soon after
+// its first (a retry). Unbounded, it held a whole window of keys: at 100k
+// keyed messages a second and the default 2 minutes, 12M keys at 162
+// bytes each besides the key and id strings, over 2 GB.
+const dedupCacheKeys = 1 << 14
 
 // storedKey is what the driver remembers of a key it stored: the id and
 // stream sequence of the message.
@@ -40,33 +49,38 @@ type storedKey struct {
 // duplicate to the id of the message stored with its key, and remembers
 // the keys stored.
 func (d *driver) learnFirstIDs(ctx context.Context, q *queueEntry, msgs []*message.Message, out []*nats.Msg, acks map[*nats.Msg]*jetstream.PubAck) error {
+	now := time.Now()
+	var dups []int
+	q.dedupMu.Lock()
 	for i, m := range msgs {
-		key := m.Metadata[pubsub.MetadataDedupKey]
-		ack := acks[out[i]]
-		if key == "" || ack == nil {
-			continue
-		}
-		now := time.Now()
-		q.dedupMu.Lock()
-		if !ack.Duplicate {
+		key, ack := m.Metadata[pubsub.MetadataDedupKey], acks[out[i]]
+		switch {
+		case key == "" || ack == nil:
+		case ack.Duplicate:
+			dups = append(dups, i)
+		default:
 			q.dedup.Add(key, storedKey{id: m.UUID, seq: ack.Sequence}, now, q.window)
-			q.dedupMu.Unlock()
-			continue
 		}
+	}
+	q.dedupMu.Unlock()
+	for _, i := range dups {
+		m, seq := msgs[i], acks[out[i]].Sequence
+		key := m.Metadata[pubsub.MetadataDedupKey]
+		q.dedupMu.Lock()
 		known, ok := q.dedup.Lookup(key, now)
 		q.dedupMu.Unlock()
-		if ok && known.seq == ack.Sequence {
+		if ok && known.seq == seq {
 			m.UUID = known.id
 			continue
 		}
-		id, err := d.storedID(ctx, q, ack.Sequence)
+		id, err := d.storedID(ctx, q, seq)
 		if err != nil {
-			return fmt.Errorf("message %s is a duplicate of key %q, stored as sequence %d: reading its id: %w", m.UUID, key, ack.Sequence, err)
+			return fmt.Errorf("message %s is a duplicate of key %q, stored as sequence %d: reading its id: %w", m.UUID, key, seq, err)
 		}
 		m.UUID = id
 		if id != "" {
 			q.dedupMu.Lock()
-			q.dedup.Add(key, storedKey{id: id, seq: ack.Sequence}, now, q.window)
+			q.dedup.Add(key, storedKey{id: id, seq: seq}, now, q.window)
 			q.dedupMu.Unlock()
 		}
 	}

@@ -161,3 +161,25 @@ func TestKeyedPublishOnForeignStream(t *testing.T) {
 	require.Equal(t, "true", cfg.Metadata["quantumflow_keyed"])
 	require.Equal(t, 2*time.Minute, cfg.Duplicates)
 }
+
+// TestKeyedMetadata: a keyed message is delivered with its metadata as
+// published, the dedup key included, though the key travels only in
+// Nats-Msg-Id.
+func TestKeyedMetadata(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t, server(t).ClientURL())
+	const queue = "keyed_metadata"
+	alone := keyedMsg("alone", "k1")
+	withMore := keyedMsg("more", "k2")
+	withMore.Metadata.Set("a", "b")
+	require.NoError(t, b.Publisher().Publish(queue, alone, withMore))
+	msgs := subscribe(t, b, queue)
+	for _, want := range []*message.Message{alone, withMore} {
+		got := pubsubtest.Receive(t, msgs)
+		require.Equal(t, want.UUID, got.UUID)
+		for k, v := range want.Metadata {
+			require.Equal(t, v, got.Metadata.Get(k), k)
+		}
+		got.Ack()
+	}
+}

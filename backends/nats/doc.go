@@ -145,7 +145,8 @@
 // # Deduplication and payload limit
 //
 // A message with a dedup key (pubsub.MetadataDedupKey, router.WithDedupKey)
-// is published with Nats-Msg-Id "qf-key:<key>" (its id travels as Qf-Id),
+// is published with Nats-Msg-Id "qf-key:<key>" (its id travels as Qf-Id,
+// and the key only there: a delivery puts it back into the metadata),
 // and every queue has a stream of its own whose duplicate window is the
 // queue's dedup window: JetStream drops a second message with the key
 // within the window. Until the first keyed message, the window is only as
@@ -163,12 +164,13 @@
 // server, and single-message ones 250 msg/s against 27-29k. The
 // duplicate's ack names the stored message's stream sequence; Publish sets
 // the duplicate's UUID to the stored message's id, which it knows when
-// this backend stored the key (it remembers the keys it stored for the
-// window, checked against that sequence) or reads from the stream while
-// the message is still there. Once the stored message was consumed (a
-// work queue's stream drops acked messages), another process publishing
-// the key gets "" as the id: the message is not stored again, but its id
-// is no longer known. The window counts from the publish that stored the
+// this backend stored the key (it remembers the last 16,384 keys it
+// stored per queue within the window, checked against that sequence) or
+// reads from the stream while the message is still there. Once the stored
+// message was consumed (a work queue's stream drops acked messages),
+// another process publishing the key, or this one after 16,384 more keys,
+// gets "" as the id: the message is not stored again, but its id is no
+// longer known. The window counts from the publish that stored the
 // key; JetStream forgets keys on a timer, up to about 50ms after the
 // window ends.
 //

@@ -35,11 +35,32 @@ func natsMessage(subject string, msg *message.Message, publishID string) *nats.M
 	if msg.UUID != publishID {
 		m.Header[hdrID] = []string{msg.UUID}
 	}
-	if len(msg.Metadata) > 0 {
-		b, _ := json.Marshal(map[string]string(msg.Metadata)) // a map of strings always marshals
+	if md := withoutKey(msg.Metadata, publishID); len(md) > 0 {
+		b, _ := json.Marshal(map[string]string(md)) // a map of strings always marshals
 		m.Header[hdrMetadata] = []string{string(b)}
 	}
 	return m
+}
+
+// withoutKey returns md without its dedup key when publishID carries it:
+// the key then travels once, in Nats-Msg-Id (metadataOf puts it back).
+// Every header is scanned by the server for each of the headers it looks
+// for, so a keyed message's headers are kept short.
+func withoutKey(md message.Metadata, publishID string) message.Metadata {
+	key, ok := strings.CutPrefix(publishID, dedupPrefix)
+	if !ok || md[pubsub.MetadataDedupKey] != key {
+		return md
+	}
+	if len(md) == 1 {
+		return nil
+	}
+	out := make(message.Metadata, len(md)-1)
+	for k, v := range md {
+		if k != pubsub.MetadataDedupKey {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // messageID returns the Watermill id of a stored message; a message
@@ -62,6 +83,9 @@ func messageID(h nats.Header, stream string, seq uint64) string {
 func metadataOf(h nats.Header, md message.Metadata) message.Metadata {
 	if md == nil {
 		md = message.Metadata{}
+	}
+	if key, ok := strings.CutPrefix(h.Get(hdrMsgID), dedupPrefix); ok {
+		md[pubsub.MetadataDedupKey] = key
 	}
 	if v := h.Get(hdrMetadata); v != "" {
 		// A variable of its own: the one Unmarshal points to lives on the

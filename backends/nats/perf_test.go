@@ -188,22 +188,15 @@ func reportCPU(b *testing.B, c0 time.Duration, n int) {
 
 func benchPublish(b *testing.B, publishers, batch int) {
 	url := benchServer(b)
-	b.Run("backend", func(b *testing.B) {
-		be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8]+os.Getenv("QF_BENCH_PARAMS"))
-		require.NoError(b, err)
-		defer be.Close()
-		queue := "pub"
-		require.NoError(b, be.Publisher().Publish(queue, message.NewMessage(uuid.NewString(), nil)))
-		publishRounds(b, publishers, batch, func(p [][]byte) {
-			msgs := make([]*message.Message, len(p))
-			for i := range p {
-				msgs[i] = message.NewMessage(uuid.NewString(), p[i])
-			}
-			if err := be.Publisher().Publish(queue, msgs...); err != nil {
-				b.Error(err)
-			}
+	for _, keyed := range []bool{false, true} {
+		name := "backend"
+		if keyed {
+			name = "backend_keyed"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchBackendPublish(b, url, publishers, batch, keyed)
 		})
-	})
+	}
 	b.Run("raw", func(b *testing.B) {
 		queue := "RAWPUB" + uuid.NewString()[:8]
 		r := newRawJS(b, url, queue)
@@ -232,6 +225,28 @@ func benchPublish(b *testing.B, publishers, batch int) {
 	}
 }
 
+// benchBackendPublish publishes through the backend, each message with a
+// dedup key of its own when keyed (the bench harness's publish_dedup).
+func benchBackendPublish(b *testing.B, url string, publishers, batch int, keyed bool) {
+	be, err := pubsub.Open(context.Background(), url+"?prefix=B"+uuid.NewString()[:8]+os.Getenv("QF_BENCH_PARAMS"))
+	require.NoError(b, err)
+	defer be.Close()
+	queue := "pub"
+	require.NoError(b, be.Publisher().Publish(queue, message.NewMessage(uuid.NewString(), nil)))
+	publishRounds(b, publishers, batch, func(p [][]byte) {
+		msgs := make([]*message.Message, len(p))
+		for i := range p {
+			msgs[i] = message.NewMessage(uuid.NewString(), p[i])
+			if keyed {
+				pubsub.SetDedupKey(msgs[i], msgs[i].UUID)
+			}
+		}
+		if err := be.Publisher().Publish(queue, msgs...); err != nil {
+			b.Error(err)
+		}
+	})
+}
+
 func BenchmarkPublishBatch100x4(b *testing.B) { benchPublish(b, 4, 100) }
 
 // BenchmarkPublishBatch100x16 keeps the machine busy (CPU-bound on two
@@ -239,6 +254,7 @@ func BenchmarkPublishBatch100x4(b *testing.B) { benchPublish(b, 4, 100) }
 // decides the rate.
 func BenchmarkPublishBatch100x16(b *testing.B) { benchPublish(b, 16, 100) }
 func BenchmarkPublishOne(b *testing.B)         { benchPublish(b, 1, 1) }
+func BenchmarkPublishOneX8(b *testing.B)       { benchPublish(b, 8, 1) }
 
 func BenchmarkConsume4(b *testing.B) { benchConsume(b, 4) }
 

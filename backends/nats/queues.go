@@ -248,7 +248,7 @@ func (d *driver) queue(ctx context.Context, name string) (*queueEntry, error) {
 	d.queuesMu.Lock()
 	e, ok := d.queues[name]
 	if !ok {
-		e = &queueEntry{name: name, stream: d.names.stream(name), subject: d.names.subject(name), ready: make(chan struct{})}
+		e = d.newQueueEntry(name)
 		d.queues[name] = e
 		d.queuesMu.Unlock()
 		e.err = d.retry(ctx, "queue "+name, attemptTimeout, func(ctx context.Context) error { return d.loadQueue(ctx, e, nil) })
@@ -417,11 +417,18 @@ func (d *driver) keyWindow(ctx context.Context, q *queueEntry) error {
 	return nil
 }
 
+// newQueueEntry returns the entry of a queue not yet loaded.
+func (d *driver) newQueueEntry(name string) *queueEntry {
+	e := &queueEntry{name: name, stream: d.names.stream(name), subject: d.names.subject(name), ready: make(chan struct{})}
+	e.dedup.Limit = dedupCacheKeys
+	return e
+}
+
 // DeclareQueue creates the queue's stream and consumer, or updates the
 // declaration (priority, retries) kept in the stream's metadata and the
 // consumer's ack wait.
 func (d *driver) DeclareQueue(ctx context.Context, spec pubsub.QueueSpec) error {
-	e := &queueEntry{name: spec.Name, stream: d.names.stream(spec.Name), subject: d.names.subject(spec.Name), ready: make(chan struct{})}
+	e := d.newQueueEntry(spec.Name)
 	if err := d.retry(ctx, "declare "+spec.Name, attemptTimeout, func(ctx context.Context) error { return d.loadQueue(ctx, e, &spec) }); err != nil {
 		return err
 	}

@@ -9,8 +9,14 @@ import "time"
 // Set maps dedup keys to values (the id of the message that stored the
 // key, and what else the caller needs) until each key's window ends.
 // Expired keys are dropped as later calls pass them, oldest first, so the
-// set holds about one window's keys whatever the traffic.
+// set holds about one window's keys whatever the traffic, or at most
+// Limit keys when Limit is set.
 type Set[V any] struct {
+	// Limit, when above zero, bounds the keys held: adding one more drops
+	// the oldest before its window ends. For a cache, not for a set whose
+	// keys must all be kept for the window.
+	Limit int
+
 	ids   map[string]entry[V]
 	order []stamp // keys in the order they were added
 }
@@ -45,6 +51,9 @@ func (s *Set[V]) Add(key string, v V, now time.Time, window time.Duration) {
 	exp := now.Add(window)
 	s.ids[key] = entry[V]{id: v, expires: exp}
 	s.order = append(s.order, stamp{key: key, expires: exp})
+	if s.Limit > 0 && len(s.order) > s.Limit {
+		s.drop(len(s.order) - s.Limit)
+	}
 }
 
 // Len returns how many keys the set holds, expired ones not yet dropped
@@ -58,14 +67,21 @@ func (s *Set[V]) Len() int { return len(s.ids) }
 func (s *Set[V]) expire(now time.Time) {
 	n := 0
 	for n < len(s.order) && !now.Before(s.order[n].expires) {
-		st := s.order[n]
+		n++
+	}
+	s.drop(n)
+}
+
+// drop forgets the n keys added first (those of them not added again
+// since).
+func (s *Set[V]) drop(n int) {
+	if n == 0 {
+		return
+	}
+	for _, st := range s.order[:n] {
 		if e, ok := s.ids[st.key]; ok && e.expires.Equal(st.expires) {
 			delete(s.ids, st.key)
 		}
-		n++
-	}
-	if n == 0 {
-		return
 	}
 	s.order = s.order[n:]
 	// Give the array back once most of it is drained.

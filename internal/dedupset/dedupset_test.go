@@ -46,3 +46,23 @@ func TestSetBounded(t *testing.T) {
 	require.LessOrEqual(t, s.Len(), 11, "about one window's keys are kept")
 	require.LessOrEqual(t, cap(s.order), 2048)
 }
+
+func TestSetLimit(t *testing.T) {
+	t.Parallel()
+	s := Set[string]{Limit: 3}
+	t0 := time.Unix(1000, 0)
+	for i, k := range []string{"a", "b", "c", "b", "d"} {
+		s.Add(k, "id-"+k, t0.Add(time.Duration(i)*time.Second), time.Hour)
+	}
+	// Adding "b" again dropped "a", the oldest, though its window runs;
+	// adding "d" dropped b's first stamp, which no longer held it.
+	for k, want := range map[string]bool{"a": false, "b": true, "c": true, "d": true} {
+		_, ok := s.Lookup(k, t0)
+		require.Equal(t, want, ok, k)
+	}
+	for i := range 10_000 {
+		s.Add(time.Duration(i).String(), "id", t0, time.Hour)
+	}
+	require.Equal(t, 3, s.Len())
+	require.LessOrEqual(t, cap(s.order), 2048)
+}
