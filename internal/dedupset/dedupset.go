@@ -17,8 +17,14 @@ type Set[V any] struct {
 	// keys must all be kept for the window.
 	Limit int
 
-	ids   map[string]entry[V]
-	order []stamp // keys in the order they were added
+	ids map[string]entry[V]
+	// order[start:] are the keys' stamps in the order they were added;
+	// those before start were dropped (and cleared). The live part moves
+	// to the front once it is the smaller half, in place: a set that
+	// stays full reuses one array instead of growing a new one every few
+	// thousand adds.
+	order []stamp
+	start int
 }
 
 type entry[V any] struct {
@@ -51,8 +57,8 @@ func (s *Set[V]) Add(key string, v V, now time.Time, window time.Duration) {
 	exp := now.Add(window)
 	s.ids[key] = entry[V]{id: v, expires: exp}
 	s.order = append(s.order, stamp{key: key, expires: exp})
-	if s.Limit > 0 && len(s.order) > s.Limit {
-		s.drop(len(s.order) - s.Limit)
+	if s.Limit > 0 && len(s.order)-s.start > s.Limit {
+		s.drop(len(s.order) - s.start - s.Limit)
 	}
 }
 
@@ -66,7 +72,7 @@ func (s *Set[V]) Len() int { return len(s.ids) }
 // expired key behind a live one for a while; it is never returned.
 func (s *Set[V]) expire(now time.Time) {
 	n := 0
-	for n < len(s.order) && !now.Before(s.order[n].expires) {
+	for s.start+n < len(s.order) && !now.Before(s.order[s.start+n].expires) {
 		n++
 	}
 	s.drop(n)
@@ -78,14 +84,24 @@ func (s *Set[V]) drop(n int) {
 	if n == 0 {
 		return
 	}
-	for _, st := range s.order[:n] {
+	for i := s.start; i < s.start+n; i++ {
+		st := s.order[i]
 		if e, ok := s.ids[st.key]; ok && e.expires.Equal(st.expires) {
 			delete(s.ids, st.key)
 		}
+		s.order[i] = stamp{}
 	}
-	s.order = s.order[n:]
-	// Give the array back once most of it is drained.
-	if c := cap(s.order); c > 1024 && len(s.order) < c/4 {
-		s.order = append(make([]stamp, 0, c/2), s.order...)
+	s.start += n
+	live := len(s.order) - s.start
+	switch {
+	case cap(s.order) > 1024 && live < cap(s.order)/4:
+		// Give the array back once most of it is drained.
+		s.order = append(make([]stamp, 0, cap(s.order)/2), s.order[s.start:]...)
+		s.start = 0
+	case s.start >= live:
+		copy(s.order, s.order[s.start:])
+		clear(s.order[live:])
+		s.order = s.order[:live]
+		s.start = 0
 	}
 }
