@@ -29,17 +29,63 @@ func startCPU() cpuMeter {
 
 // note says how busy the machine was since the meter started, and this
 // process's part of it; "" when it cannot tell.
-func (m cpuMeter) note() string {
+func (m cpuMeter) note() string { return m.use().note() }
+
+// use is the CPU the machine and this process used since the meter
+// started.
+func (m cpuMeter) use() cpuUse {
 	busy, total, err := machineCPU()
-	wall := time.Since(m.at)
-	if !m.ok || err != nil || total <= m.total || wall <= 0 {
+	u := cpuUse{wall: time.Since(m.at), self: processCPU() - m.self, waited: -1}
+	if !m.ok || err != nil || total <= m.total || u.wall <= 0 {
+		return cpuUse{}
+	}
+	u.busy, u.total, u.ok = busy-m.busy, total-m.total, true
+	if waited := cpuPressure(); m.waited >= 0 && waited >= m.waited {
+		u.waited = waited - m.waited
+	}
+	return u
+}
+
+// cpuUse is the CPU used over one stretch of a run, or several added up
+// (the backlog scenario's samples, each some 50 ms).
+type cpuUse struct {
+	wall, self  time.Duration
+	waited      time.Duration // -1: unknown
+	busy, total uint64        // the machine's jiffies
+	ok          bool
+}
+
+// add adds v's stretch to u's.
+func (u *cpuUse) add(v cpuUse) {
+	switch {
+	case !v.ok:
+		return
+	case !u.ok:
+		*u = v
+		return
+	}
+	u.wall += v.wall
+	u.self += v.self
+	u.busy += v.busy
+	u.total += v.total
+	if u.waited >= 0 && v.waited >= 0 {
+		u.waited += v.waited
+	} else {
+		u.waited = -1
+	}
+}
+
+// note says how busy the machine was, and this process's part of it; ""
+// when it cannot tell.
+func (u cpuUse) note() string {
+	if !u.ok || u.total == 0 || u.wall <= 0 {
 		return ""
 	}
-	machine := float64(busy-m.busy) / float64(total-m.total)
-	self := (processCPU() - m.self).Seconds() / (wall.Seconds() * float64(runtime.NumCPU()))
+	machine := float64(u.busy) / float64(u.total)
+	self := u.self.Seconds() / (u.wall.Seconds() * float64(runtime.NumCPU()))
 	note := fmt.Sprintf("CPU while it ran: the machine %.0f%% busy, this process %.0f%% of the machine", 100*machine, 100*self)
-	if waited := cpuPressure(); m.waited >= 0 && waited >= m.waited {
-		note += fmt.Sprintf(", some task waiting for a CPU %.0f%% of the time", 100*(waited-m.waited).Seconds()/wall.Seconds())
+	if u.waited >= 0 {
+		note += fmt.Sprintf(", some task waiting for a CPU %.0f%% of the time", 100*u.waited.Seconds()/u.wall.Seconds())
 	}
 	return note
 }
