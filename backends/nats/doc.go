@@ -126,7 +126,7 @@
 // has stored every message of it, instead of once per message.
 // Nats-Msg-Id deduplication works within batches as without them, and
 // costs the server: raw jetstream PublishAsync of 100 messages per call
-// ran at 0.61-0.66 times its rate without ids in the last eight full
+// ran at 0.61-0.66 times its rate without ids in the last nine full
 // bench runs, and this backend at 0.94-1.12 times raw with ids, so
 // 0.62-0.70 times raw without them (bench/RESULTS.md, issue 4). When
 // the server stores only part of a batch (a full queue refuses a message)
@@ -137,7 +137,7 @@
 // once, with a synchronous publish, and those that arrive meanwhile go
 // out together as one fast batch, sent by the first of them once the one
 // before is answered (64 such publishers: 0.77-1.02 times raw jetstream
-// without message ids in the last nine full runs, 0.62 before;
+// without message ids in the last ten full runs, 0.62 before;
 // bench/RESULTS.md). Keyed and delayed
 // messages are not merged: they need each message's ack. Metadata
 // travels as one JSON header.

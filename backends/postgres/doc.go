@@ -113,8 +113,8 @@
 // moves do too: an acked message never comes back, and an attempt once
 // counted stays counted, whatever crashes. Acks ride along with the next
 // claim's commit and up to four claims of a queue are on their way at
-// once, so this costs nothing measurable: in the last two full benchmark
-// runs on the development machine, 4 workers consumed at 1.11-1.16x the
+// once, so this costs nothing measurable: in the last three full benchmark
+// runs on the development machine, 4 workers consumed at 1.11-1.23x the
 // raw pgx loop with sync_acks and 0.99-1.09x without (bench/RESULTS.md).
 //
 // With sync_acks=false they commit asynchronously (synchronous_commit off
