@@ -416,7 +416,8 @@ type Sizes struct {
 	BacklogSmall int `json:"backlog_small"`
 	BacklogLarge int `json:"backlog_large"`
 	// BacklogSample is how many messages one sample of the backlog
-	// consume rate is timed over (the rate is the median of backlogRepeats samples).
+	// consume rate is timed over (the rate is the median of
+	// backlogRepeats samples).
 	BacklogSample int `json:"backlog_sample"`
 	// BacklogPreloadMax bounds the time spent loading the large backlog.
 	BacklogPreloadMax Duration `json:"backlog_preload_max"`

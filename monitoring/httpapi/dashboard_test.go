@@ -88,9 +88,7 @@ func TestDashboardRetriesADeadLetter(t *testing.T) {
 		// Not bounded by bctx: its deadline may be what failed the test.
 		shotCtx, cancel := context.WithTimeout(context.WithoutCancel(bctx), 10*time.Second)
 		defer cancel()
-		if buf, err := chromedp.Run(shotCtx, chromedp.FullScreenshot(100)); err == nil {
-			path := filepath.Join(art, "dashboard-failure.png")
-			_ = os.WriteFile(path, buf, 0o644)
+		if path := filepath.Join(art, "dashboard-failure.png"); screenshot(t, shotCtx, path, 100) {
 			t.Logf("failure screenshot: %s", path)
 		}
 		if body, err := chromedp.Run(shotCtx, chromedp.Evaluate[string](`document.body.innerText`)); err == nil {
@@ -222,16 +220,18 @@ func runSingularity(t *testing.T, b *pubsub.Backend, id string) {
 // the test until newBrowser's 90s deadline ran out (one CI failure of
 // TestDashboardRetriesADeadLetter: "context deadline exceeded" at the
 // screenshot after expanding the group, every check before it passed).
-func screenshot(t *testing.T, bctx context.Context, path string, quality int) {
+// It reports whether the screenshot was saved.
+func screenshot(t *testing.T, bctx context.Context, path string, quality int) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(bctx, screenshotTimeout)
 	defer cancel()
 	buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(quality))
 	if err != nil {
 		t.Logf("screenshot %s not taken: %v", filepath.Base(path), err)
-		return
+		return false
 	}
 	require.NoError(t, os.WriteFile(path, buf, 0o644))
+	return true
 }
 
 const screenshotTimeout = 15 * time.Second
